@@ -1,0 +1,121 @@
+"""Plain data passed between the pillars: trial states, proposals, outcomes, digests and recorded trials.
+
+Every pillar speaks these types and nothing else; none of them carries behaviour beyond small helpers.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+
+class TrialStatus(str, Enum):
+    """Life cycle of a trial in the record."""
+
+    PROPOSED = "proposed"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    PRUNED = "pruned"
+
+    @property
+    def finished(self) -> bool:
+        return self in (TrialStatus.SUCCEEDED, TrialStatus.FAILED, TrialStatus.PRUNED)
+
+
+class Direction(str, Enum):
+    MAXIMIZE = "maximize"
+    MINIMIZE = "minimize"
+
+    def better(self, a: float, b: float) -> bool:
+        """True when score `a` is strictly better than score `b`."""
+        return a > b if self is Direction.MAXIMIZE else a < b
+
+    def sign(self) -> float:
+        return 1.0 if self is Direction.MAXIMIZE else -1.0
+
+
+@dataclass(frozen=True)
+class LLMCall:
+    """One call to a language model, as the record stores it (never holds an API key)."""
+
+    role: str  # "researcher", "repair", "analyzer", ...
+    model: str
+    prompt: str
+    response: str
+    tokens_in: int = 0
+    tokens_out: int = 0
+    latency_s: float = 0.0
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """What the researcher hands the engineer: a named hypothesis and the candidate program.
+
+    `error` is set when no usable program came out (unparseable answer, edits that do not apply);
+    such a proposal becomes a failed trial with that reason and is never evaluated.
+    """
+
+    name: str
+    motivation: str
+    code: str
+    proposer: str  # "offline" or "llm"
+    model: str | None = None
+    error: str | None = None
+    llm_calls: tuple[LLMCall, ...] = ()
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the engineer returns for one evaluation."""
+
+    status: TrialStatus  # SUCCEEDED, FAILED or PRUNED
+    score: float | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    error_class: str | None = None  # "timeout", "crash:ValueError", "bad_result", "killed_by_limit", ...
+    error_message: str | None = None
+    seconds: float = 0.0
+    seconds_saved: float = 0.0
+    stdout_tail: str = ""
+    stderr_tail: str = ""
+
+
+@dataclass(frozen=True)
+class Digest:
+    """The analyzer's deterministic summary of one outcome."""
+
+    text: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Trial:
+    """A trial as it stands in the Database of Record."""
+
+    id: int
+    status: TrialStatus
+    parent_ids: tuple[int, ...] = ()
+    inspiration_ids: tuple[int, ...] = ()
+    name: str = ""
+    motivation: str = ""
+    code: str = ""
+    diff: str = ""
+    score: float | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    error_class: str | None = None
+    error_message: str | None = None
+    seconds: float = 0.0
+    seconds_saved: float = 0.0
+    proposer: str = ""
+    model: str | None = None
+    digest: str = ""
+    created_at: datetime | None = None
+    finished_at: datetime | None = None
+
+    @property
+    def scored(self) -> bool:
+        return self.status is TrialStatus.SUCCEEDED and self.score is not None and math.isfinite(self.score)

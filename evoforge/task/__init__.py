@@ -1,0 +1,6 @@
+"""What the user brings: problem text, seed program, evaluator, knowledge seeds."""
+
+from evoforge.task.config import TaskConfig
+from evoforge.task.loader import Task, load_task
+
+__all__ = ["Task", "TaskConfig", "load_task"]
