@@ -8,11 +8,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 
-class TrialStatus(str, Enum):
+class TrialStatus(StrEnum):
     """Life cycle of a trial in the record."""
 
     PROPOSED = "proposed"
@@ -26,7 +26,7 @@ class TrialStatus(str, Enum):
         return self in (TrialStatus.SUCCEEDED, TrialStatus.FAILED, TrialStatus.PRUNED)
 
 
-class Direction(str, Enum):
+class Direction(StrEnum):
     MAXIMIZE = "maximize"
     MINIMIZE = "minimize"
 

@@ -55,7 +55,7 @@ class TaskConfig(Strict):
     limits: Limits = Limits()
     llm: LLMSettings = LLMSettings()
     research: ResearchSettings = ResearchSettings()
-    prompts: str | None = Field(default=None, description="folder of jinja2 templates overriding the defaults")
+    prompts: str | None = Field(default=None, description="folder of jinja2 templates to override")
     target_score: float | None = None
 
     @model_validator(mode="after")

@@ -1,0 +1,132 @@
+"""Starting and resuming runs: wires a task, its record and the pillars into a Conductor (the public API).
+
+`evoforge.run(task_path, ...)` and `evoforge.resume(run_dir, ...)` are what the CLI calls, and what scripts may call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from evoforge.errors import RunError
+from evoforge.experiment import Engineer
+from evoforge.loop import Conductor, Observer
+from evoforge.memory.record import Record
+from evoforge.memory.sampling import make_sampler
+from evoforge.models import Trial
+from evoforge.research import make_proposer
+from evoforge.settings import RunSettings
+from evoforge.task import Task, load_task
+from evoforge.task.loader import task_snapshot
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """How a run ended: why, its best trial and the count of trials per status."""
+
+    run_dir: Path
+    stop_reason: str
+    best: Trial | None
+    counts: dict[str, int]
+    proposer: str
+    interrupted: bool = False
+
+
+def default_run_dir(task: Task) -> Path:
+    return Path("runs") / f"{task.config.name}-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}"
+
+
+def run(
+    task_path: str | Path,
+    *,
+    run_dir: str | Path | None = None,
+    settings: RunSettings | None = None,
+    observer: Observer | None = None,
+) -> RunSummary:
+    """Start a new run of the task in `run_dir` (which must not hold a record yet) and run it to its stopping rule."""
+    task = load_task(task_path)
+    settings = settings or RunSettings()
+    run_path = Path(run_dir) if run_dir is not None else default_run_dir(task)
+    if (run_path / "record.db").exists():
+        raise RunError(f"{run_path} already holds a run: use `evoforge resume {run_path}` or pick another --run-dir")
+    run_path.mkdir(parents=True, exist_ok=True)
+    record = Record.for_run_dir(run_path, create=True)
+    config = {
+        "task_path": str(task.root),
+        "settings": settings.model_dump(mode="json"),
+        "task_config": task.config.model_dump(mode="json"),
+    }
+    record.create_run(
+        task_name=task.config.name, config=config, seed=settings.seed,
+        task_snapshot=task_snapshot(task), stopping=settings.stopping(),
+    )
+    return _drive(task, record, run_path, settings, observer)
+
+
+def resume(
+    run_dir: str | Path,
+    *,
+    trials: int | None = None,
+    target_score: float | None = None,
+    concurrency: int | None = None,
+    observer: Observer | None = None,
+) -> RunSummary:
+    """Continue a run: trials left in flight are evaluated again, then the loop goes on to the run's own stopping rule
+    (or the new one given here, which is saved)."""
+    run_path = Path(run_dir)
+    record = Record.for_run_dir(run_path)
+    info = record.run_info()
+    settings = RunSettings.model_validate(info.config["settings"])
+    changes: dict[str, Any] = {}
+    if trials is not None:
+        changes["trials"] = trials
+    if target_score is not None:
+        changes["target_score"] = target_score
+    if concurrency is not None:
+        changes["concurrency"] = concurrency
+    if changes:
+        settings = settings.model_copy(update=changes)
+        RunSettings.model_validate(settings.model_dump())
+        record.update_stopping(settings.stopping())
+    task_path = Path(info.config["task_path"])
+    if not task_path.exists():
+        record.close()
+        raise RunError(f"the run's task folder {task_path} is gone; restore it to resume")
+    return _drive(load_task(task_path), record, run_path, settings, observer)
+
+
+def _drive(task: Task, record: Record, run_dir: Path, settings: RunSettings, observer: Observer | None) -> RunSummary:
+    proposer = make_proposer(task, settings.llm, seed=settings.seed)
+    sampler = make_sampler(
+        settings.sampler or task.config.research.sampler,
+        seed=settings.seed, exploration=task.config.research.exploration,
+    )
+    conductor = Conductor(
+        task=task, record=record, run_dir=run_dir, settings=settings, proposer=proposer,
+        engineer=Engineer(task), sampler=sampler, observer=observer,
+    )
+    if observer is not None:
+        observer.run_started(run_dir=run_dir, proposer=proposer.name, settings=settings, done=len(conductor.state.trials))
+    interrupted = False
+    try:
+        stop_reason = asyncio.run(_run_and_close(conductor, proposer))
+    except KeyboardInterrupt:
+        interrupted, stop_reason = True, "interrupted (Ctrl-C): trials in flight will be re-run by `evoforge resume`"
+    finally:
+        record.close()
+        if observer is not None:
+            observer.run_finished()
+    return RunSummary(
+        run_dir=run_dir, stop_reason=stop_reason, best=conductor.state.best(task),
+        counts=conductor.state.counts(), proposer=proposer.name, interrupted=interrupted,
+    )
+
+
+async def _run_and_close(conductor: Conductor, proposer: Any) -> str:
+    try:
+        return await conductor.run()
+    finally:
+        await proposer.aclose()

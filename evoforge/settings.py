@@ -1,0 +1,21 @@
+"""Run settings: the stopping rule and the knobs of one run, validated (pydantic) and stored with the run."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class RunSettings(BaseModel):
+    """What `evoforge run` was asked to do; saved in the record so `resume` continues the same rule."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    trials: int = Field(default=40, ge=1, description="stop after this many trials, the seed included")
+    concurrency: int = Field(default=2, ge=1, le=256, description="trials in flight at once")
+    target_score: float | None = Field(default=None, description="stop once the best score reaches this")
+    seed: int = 0
+    llm: str | None = Field(default=None, description="'offline', a model name, or None for the task's choice")
+    sampler: str | None = Field(default=None, description="parent sampler; None → the task's research.sampler")
+
+    def stopping(self) -> dict[str, float | int | None]:
+        return {"trials": self.trials, "target_score": self.target_score}

@@ -1,0 +1,149 @@
+"""What the CLI shows: the run overview, trial views and the live progress bar (rich), read from the record."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.panel import Panel
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.syntax import Syntax
+from rich.table import Table
+
+from evoforge.loop import Observer
+from evoforge.memory.record import Record
+from evoforge.models import Direction, Trial, TrialStatus
+from evoforge.settings import RunSettings
+
+
+def trial_dict(trial: Trial, *, with_code: bool = False) -> dict[str, Any]:
+    """A trial as plain JSON-able data (the shape of `export --format jsonl` and `show --json`)."""
+    data: dict[str, Any] = {
+        "id": trial.id,
+        "parent_ids": list(trial.parent_ids),
+        "inspiration_ids": list(trial.inspiration_ids),
+        "status": trial.status.value,
+        "score": trial.score,
+        "metrics": trial.metrics,
+        "name": trial.name,
+        "motivation": trial.motivation,
+        "error_class": trial.error_class,
+        "error_message": trial.error_message,
+        "seconds": trial.seconds,
+        "proposer": trial.proposer,
+        "model": trial.model,
+        "digest": trial.digest,
+        "created_at": trial.created_at.isoformat() if trial.created_at else None,
+        "finished_at": trial.finished_at.isoformat() if trial.finished_at else None,
+    }
+    if with_code:
+        data["code"] = trial.code
+        data["diff"] = trial.diff
+    return data
+
+
+def run_overview(run_dir: Path) -> dict[str, Any]:
+    """Counts per status (each under its own name), best score and trial, time and LLM usage of a run."""
+    record = Record.for_run_dir(run_dir)
+    try:
+        info = record.run_info()
+        direction = Direction(info.config.get("task_config", {}).get("objective", {}).get("direction", "maximize"))
+        counts = record.counts()
+        best = record.best(direction)
+        trials = record.trials()
+        calls = record.llm_calls()
+    finally:
+        record.close()
+    overview: dict[str, Any] = dict(counts)
+    overview.update(
+        total=sum(counts.values()),
+        best_score=best.score if best else None,
+        best_trial=best.id if best else None,
+        task=info.task_name,
+        direction=direction.value,
+        stopping=info.stopping,
+        evaluation_seconds=round(sum(t.seconds for t in trials), 3),
+        llm_calls=len(calls),
+        llm_tokens_in=sum(c.tokens_in for c in calls),
+        llm_tokens_out=sum(c.tokens_out for c in calls),
+        failure_classes=_failure_classes(trials),
+    )
+    return overview
+
+
+def _failure_classes(trials: list[Trial]) -> dict[str, int]:
+    classes: dict[str, int] = {}
+    for t in trials:
+        if t.status is TrialStatus.FAILED:
+            key = t.error_class or "unknown"
+            classes[key] = classes.get(key, 0) + 1
+    return classes
+
+
+def render_status(console: Console, ov: dict[str, Any]) -> None:
+    table = Table(title=f"run of {ov['task']} ({ov['direction']})", show_header=False)
+    for status in TrialStatus:
+        table.add_row(status.value, str(ov[status.value]))
+    best = f"{ov['best_score']:.6g} (trial #{ov['best_trial']})" if ov["best_score"] is not None else "none"
+    table.add_row("best score", best)
+    table.add_row("stopping rule", str(ov["stopping"]))
+    table.add_row("evaluation time", f"{ov['evaluation_seconds']:.1f} s")
+    table.add_row("LLM calls", f"{ov['llm_calls']} ({ov['llm_tokens_in']} tokens in, {ov['llm_tokens_out']} out)")
+    for cls, n in sorted(ov["failure_classes"].items(), key=lambda kv: -kv[1]):
+        table.add_row(f"failed: {cls}", str(n))
+    console.print(table)
+
+
+def render_best(console: Console, trial: Trial) -> None:
+    console.print(f"best: trial #{trial.id} '{trial.name}' score {trial.score:.6g} ({trial.proposer})", highlight=False)
+    console.print(trial.digest, markup=False, highlight=False)
+
+
+def render_show(console: Console, data: dict[str, Any]) -> None:
+    head = Table(show_header=False, box=None)
+    for key in ("id", "status", "name", "motivation", "parent_ids", "inspiration_ids", "score",
+                "error_class", "error_message", "seconds", "proposer", "model", "created_at"):
+        head.add_row(key, str(data.get(key)))
+    console.print(Panel(head, title=f"trial #{data['id']}"))
+    if data.get("metrics"):
+        console.print(Panel(str(data["metrics"]), title="metrics"), markup=False)
+    if data.get("digest"):
+        console.print(Panel(data["digest"], title="digest"), markup=False)
+    for analysis in data.get("analyses", []):
+        console.print(Panel(analysis["text"], title=f"analysis: {analysis['kind']}"), markup=False)
+    if data.get("diff"):
+        console.print(Panel(Syntax(data["diff"], "diff"), title="diff vs parent"))
+    for call in data.get("llm_calls", []):
+        console.print(f"LLM call: {call}", markup=False, highlight=False)
+
+
+class ProgressObserver(Observer):
+    """A rich progress bar: trials done of the limit, best score, failures."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.progress: Progress | None = None
+        self.task_id: Any = None
+
+    def run_started(self, *, run_dir: Path, proposer: str, settings: RunSettings, done: int) -> None:
+        self.console.print(f"run directory: {run_dir}")
+        self.console.print(f"proposer: {proposer}", highlight=False)
+        self.progress = Progress(
+            TextColumn("trials"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("best {task.fields[best]}  failed {task.fields[failed]}"), TimeElapsedColumn(),
+            console=self.console, transient=False,
+        )
+        self.progress.start()
+        self.task_id = self.progress.add_task("trials", total=settings.trials, completed=done, best="-", failed=0)
+
+    def trial_finished(self, trial: Trial, best: Trial | None, counts: dict[str, int]) -> None:
+        if self.progress is None:
+            return
+        done = sum(n for status, n in counts.items() if TrialStatus(status).finished)
+        best_text = f"{best.score:.6g}" if best is not None and best.score is not None else "-"
+        self.progress.update(self.task_id, completed=done, best=best_text, failed=counts["failed"])
+
+    def run_finished(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
