@@ -7,8 +7,8 @@ from pathlib import Path
 
 PROGRAM = textwrap.dedent(
     """\
-    # knob
     x = 1.0
+    # knob
     """
 )
 

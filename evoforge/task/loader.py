@@ -1,11 +1,19 @@
-"""Loads a task folder into a validated `Task`; every mistake is reported as one line naming file and field."""
+"""Loads a task folder into a validated `Task`; each mistake is reported as one line naming file and field."""
 
 from __future__ import annotations
 
+import ast
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from evoforge.errors import TaskError
 from evoforge.task.config import TaskConfig
+
+TASK_FILE = "task.yaml"
 
 
 @dataclass(frozen=True)
@@ -28,4 +36,165 @@ class Task:
 
 
 def load_task(path: str | Path) -> Task:
-    raise NotImplementedError  # being written
+    """Read PATH/task.yaml (PATH is the task folder or the yaml file itself) and check what it points at.
+
+    Raises TaskError with a one-line message naming the file and the field at the first mistake found.
+    The evaluator is checked statically (parsed, never imported): it must define `evaluate(program_path)`.
+    """
+    yaml_path = _find_task_file(Path(path))
+    root = yaml_path.parent
+    config = _parse_config(yaml_path)
+    problem = _existing_file(root, config.problem, "problem", yaml_path)
+    program = _existing_file(root, config.program, "program", yaml_path)
+    if config.evaluator is not None:
+        evaluator = _existing_file(root, config.evaluator, "evaluator", yaml_path)
+        _check_evaluator(evaluator, _read_text(evaluator))
+    if config.prompts is not None and not (root / config.prompts).is_dir():
+        raise TaskError(f"{yaml_path}: field 'prompts': folder '{config.prompts}' not found in {root}")
+    return Task(
+        root=root.resolve(),
+        config=config,
+        problem_text=_read_text(problem),
+        seed_program=_read_text(program),
+    )
+
+
+def task_snapshot(task: Task) -> dict[str, str]:
+    """The texts defining the task (task.yaml, problem, program, evaluator, prompts), by relative path."""
+    snapshot: dict[str, str] = {}
+    yaml_path = task.root / TASK_FILE
+    if yaml_path.is_file():
+        snapshot[TASK_FILE] = _read_text(yaml_path)
+    else:
+        snapshot[TASK_FILE] = yaml.safe_dump(task.config.model_dump(mode="json"), sort_keys=False)
+    snapshot[_relative(task.root, task.config.problem)] = task.problem_text
+    snapshot[_relative(task.root, task.config.program)] = task.seed_program
+    if task.config.evaluator is not None:
+        snapshot[_relative(task.root, task.config.evaluator)] = _read_text(task.root / task.config.evaluator)
+    if task.config.prompts is not None:
+        prompts = task.root / task.config.prompts
+        files = (p for p in prompts.rglob("*") if p.is_file() and not _hidden(p.relative_to(prompts)))
+        for file in sorted(files):
+            key = _relative(task.root, str(Path(task.config.prompts) / file.relative_to(prompts)))
+            snapshot[key] = file.read_text(encoding="utf-8", errors="replace")
+    return snapshot
+
+
+def _find_task_file(path: Path) -> Path:
+    if path.is_dir():
+        candidate = path / TASK_FILE
+        if not candidate.is_file():
+            raise TaskError(f"{candidate}: no such file (a task folder needs {TASK_FILE})")
+        return candidate
+    if path.is_file():
+        return path
+    if path.suffix in (".yaml", ".yml"):
+        raise TaskError(f"{path}: no such file (give a task folder or its {TASK_FILE})")
+    raise TaskError(f"{path / TASK_FILE}: no such file (a task folder needs {TASK_FILE})")
+
+
+def _parse_config(yaml_path: Path) -> TaskConfig:
+    text = _read_text(yaml_path)
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise TaskError(_yaml_error(yaml_path, exc)) from None
+    if data is None:
+        raise TaskError(f"{yaml_path}: the file is empty; expected a mapping of fields (name, problem, ...)")
+    if not isinstance(data, dict):
+        raise TaskError(
+            f"{yaml_path}: expected a mapping of fields (name: ..., problem: ...), got {type(data).__name__}"
+        )
+    try:
+        return TaskConfig.model_validate(data)
+    except ValidationError as exc:
+        raise TaskError(_validation_error(yaml_path, exc)) from None
+
+
+def _yaml_error(yaml_path: Path, exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return _one_line(f"{yaml_path}: YAML syntax error{where}: {problem}")
+
+
+def _validation_error(yaml_path: Path, exc: ValidationError) -> str:
+    errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
+    first = errors[0]
+    loc = ".".join(str(part) for part in first["loc"])
+    more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
+    if first["type"] == "extra_forbidden":
+        known = ", ".join(_known_fields(first["loc"][:-1]))
+        return _one_line(f"{yaml_path}: unknown field '{loc}' (known: {known}){more}")
+    if first["type"] == "missing":
+        return _one_line(f"{yaml_path}: field '{loc}': required, but missing{more}")
+    msg = first["msg"].removeprefix("Value error, ")
+    if msg.startswith("Input should be "):
+        msg = "expected " + msg.removeprefix("Input should be ")
+    if not loc:
+        return _one_line(f"{yaml_path}: {msg}{more}")
+    return _one_line(f"{yaml_path}: field '{loc}': {msg}, got {first['input']!r}{more}")
+
+
+def _known_fields(loc: tuple[Any, ...]) -> list[str]:
+    """The field names allowed at `loc` (a path of field names into TaskConfig)."""
+    model: type[BaseModel] = TaskConfig
+    for part in loc:
+        annotation = model.model_fields[str(part)].annotation
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return list(model.model_fields)
+
+
+def _existing_file(root: Path, relative: str, field: str, yaml_path: Path) -> Path:
+    target = root / relative
+    if not target.is_file():
+        what = "is a folder, not a file" if target.is_dir() else "not found"
+        raise TaskError(f"{yaml_path}: field '{field}': file '{relative}' {what} in {root}")
+    return target
+
+
+def _check_evaluator(path: Path, source: str) -> None:
+    """Check, without running it, that `source` defines a top-level evaluate() with a positional parameter."""
+    try:
+        tree = ast.parse(source, filename=str(path))
+    except SyntaxError as exc:
+        raise TaskError(_one_line(f"{path}: syntax error at line {exc.lineno}: {exc.msg}")) from None
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name == "evaluate":
+            args = node.args
+            if args.posonlyargs or args.args or args.vararg:
+                return
+            raise TaskError(
+                f"{path}: function 'evaluate' takes no positional parameter; define evaluate(program_path)"
+            )
+    raise TaskError(
+        f"{path}: no function 'evaluate(program_path)' defined (a top-level def returning a dict of metrics)"
+    )
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise TaskError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason}); save as UTF-8") from None
+    except OSError as exc:
+        raise TaskError(_one_line(f"{path}: cannot read ({exc.strerror or exc})")) from None
+
+
+def _relative(root: Path, relative: str) -> str:
+    """`relative` as a POSIX path under the task root when it lies there, else as written in task.yaml."""
+    target = (root / relative).resolve()
+    try:
+        return target.relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return Path(relative).as_posix()
+
+
+def _hidden(relative: Path) -> bool:
+    return any(part.startswith(".") or part == "__pycache__" for part in relative.parts)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())

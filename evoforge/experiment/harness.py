@@ -1,0 +1,117 @@
+"""Child-side runner for Python evaluators: imports the evaluator file by path, calls `evaluate`, writes JSON.
+
+Usage: `python -m evoforge.experiment.harness <evaluator_path> <program_path> <result_path>`. The result is
+written with allow_nan=True so the parent can reject NaN with a clear reason; on failure it writes
+{"__error__": {"type", "message", "traceback", "error_class"}} and exits 1.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import json
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ERROR_KEY = "__error__"
+
+
+class BadEvaluator(Exception):
+    """The evaluator file cannot be loaded or defines no callable `evaluate`."""
+
+
+def load_evaluate(path: Path) -> Callable[..., Any]:
+    """Import the file at `path` as a module and return its `evaluate` function."""
+    if not path.is_file():
+        raise BadEvaluator(f"evaluator file {path} does not exist")
+    sys.path.insert(0, str(path.parent))  # lets the evaluator import its sibling modules
+    spec = importlib.util.spec_from_file_location("evoforge_evaluator", path)
+    if spec is None or spec.loader is None:
+        raise BadEvaluator(f"evaluator file {path} cannot be imported as a Python module")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        raise BadEvaluator(f"importing evaluator file {path} failed: {type(exc).__name__}: {exc}") from exc
+    evaluate = getattr(module, "evaluate", None)
+    if not callable(evaluate):
+        raise BadEvaluator(f"evaluator file {path} defines no callable evaluate(program_path)")
+    return evaluate
+
+
+def wants_ctx(evaluate: Callable[..., Any]) -> bool:
+    """True when `evaluate` takes a second positional parameter (the ctx dict)."""
+    try:
+        params = inspect.signature(evaluate).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) >= 2 or any(p.kind is p.VAR_POSITIONAL for p in params)
+
+
+def _jsonable(value: Any) -> Any:
+    """`default` hook for json.dump: numpy-style scalars and arrays become plain numbers and lists."""
+    for attr in ("item", "tolist"):
+        method = getattr(value, attr, None)
+        if callable(method):
+            try:
+                return method()
+            except (TypeError, ValueError):
+                continue
+    raise TypeError(f"value of type {type(value).__name__} is not JSON-serializable")
+
+
+def _write(path: Path, payload: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(payload, fh, allow_nan=True, default=_jsonable)
+    os.replace(tmp, path)
+
+
+def _error(exc: BaseException, error_class: str, message: str | None = None) -> dict[str, Any]:
+    tb = "".join(traceback.format_exception(exc))
+    return {ERROR_KEY: {"type": type(exc).__name__, "message": message or str(exc), "traceback": tb,
+                        "error_class": error_class}}
+
+
+def run(evaluator_path: Path, program_path: Path, result_path: Path) -> int:
+    """Call the evaluator on the program and write its result; returns the process exit code."""
+    try:
+        evaluate = load_evaluate(evaluator_path)
+    except BadEvaluator as exc:
+        _write(result_path, _error(exc, "bad_evaluator"))
+        return 1
+    ctx = {"trial_dir": os.environ.get("EVOFORGE_TRIAL_DIR", str(Path.cwd())),
+           "task_dir": os.environ.get("EVOFORGE_TASK_DIR", str(evaluator_path.parent))}
+    try:
+        result = evaluate(str(program_path), ctx) if wants_ctx(evaluate) else evaluate(str(program_path))
+    except BaseException as exc:  # noqa: BLE001 - SystemExit and KeyboardInterrupt are crashes too
+        _write(result_path, _error(exc, f"crash:{type(exc).__name__}"))
+        return 1
+    try:
+        _write(result_path, result)
+    except (TypeError, ValueError) as exc:
+        _write(result_path, _error(exc, "bad_result", f"evaluate() returned a non-JSON result: {exc}"))
+        return 1
+    return 0
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) != 3:
+        sys.stderr.write("usage: python -m evoforge.experiment.harness EVALUATOR PROGRAM RESULT\n")
+        raise SystemExit(2)
+    evaluator_path, program_path, result_path = (Path(a).resolve() for a in argv)
+    sys.stdout.flush()
+    code = run(evaluator_path, program_path, result_path)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)  # the result is written: stray non-daemon threads must not hold the trial to its timeout
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

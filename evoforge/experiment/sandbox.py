@@ -1,0 +1,251 @@
+"""Process launch, limits and kill for one evaluation: runs a command under the supervisor in its own session.
+
+The command runs below `supervisor.py` (a child subreaper that applies the rlimits and reaps every
+descendant), in a new session and process group, with a scrubbed environment. Output is read from pipes into
+capped log files; on timeout the whole group gets SIGTERM, a short grace, then SIGKILL; afterwards any process
+still carrying the trial's token in its environment is killed too, so nothing outlives the trial.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from evoforge.task.config import Limits
+
+SUPERVISOR = Path(__file__).with_name("supervisor.py")
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder that holds the `evoforge` package
+TOKEN_VAR = "EVOFORGE_TRIAL_TOKEN"
+SECRET_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD")
+SECRET_PREFIXES = ("OPENAI_", "ANTHROPIC_", "EVOFORGE_LLM")
+TERM_GRACE_S = 1.5  # longer than the supervisor's own grace, so it can clean up first
+DRAIN_GRACE_S = 2.0
+TAIL_BYTES = 256 * 1024
+CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class SandboxResult:
+    """How the sandboxed process ended: its return code (negative = killed by that signal) and its output."""
+
+    returncode: int | None
+    timed_out: bool
+    seconds: float
+    stdout_tail: bytes
+    stderr_tail: bytes
+    stdout_dropped: int = 0
+    stderr_dropped: int = 0
+
+
+def child_env(
+    extra: Mapping[str, str], *, passthrough: Sequence[str] = (), base: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """A copy of the environment without secrets (names with KEY/TOKEN/SECRET/PASSWORD, LLM prefixes).
+
+    Names in `passthrough` are kept; PYTHONPATH gains the folder holding `evoforge`; `extra` is added last.
+    """
+    source = os.environ if base is None else base
+    keep = set(passthrough)
+
+    def secret(name: str) -> bool:
+        upper = name.upper()
+        return any(word in upper for word in SECRET_WORDS) or upper.startswith(SECRET_PREFIXES)
+
+    env = {k: v for k, v in source.items() if k in keep or not secret(k)}
+    paths = [str(PACKAGE_ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+    env.update(extra)
+    return env
+
+
+class _CappedLog:
+    """Writes a stream to a file, keeping at most `cap` bytes: the head, a marker, and the tail."""
+
+    def __init__(self, path: Path, cap: int) -> None:
+        self.path, self.cap = path, cap
+        self.head_limit = cap - min(64 * 1024, cap // 2)
+        self.file = open(path, "wb")  # noqa: SIM115 - closed in finish()
+        self.written = 0
+        self.total = 0
+        self.tail = bytearray()
+
+    def feed(self, data: bytes) -> None:
+        if self.file.closed:
+            return
+        self.total += len(data)
+        if self.written < self.head_limit:
+            part = data[: self.head_limit - self.written]
+            self.file.write(part)
+            self.written += len(part)
+        self.tail += data
+        if len(self.tail) > 2 * TAIL_BYTES:
+            del self.tail[:-TAIL_BYTES]
+
+    def finish(self) -> tuple[bytes, int]:
+        """Close the file; returns the last bytes of the stream and how many bytes the file left out."""
+        rest, room = self.total - self.written, self.cap - self.written
+        dropped = 0
+        if rest <= room:
+            self.file.write(bytes(self.tail[-rest:]) if rest else b"")
+        else:
+            marker = f"\n[evoforge: output over {self.cap} bytes; the middle was dropped]\n".encode()
+            keep = max(room - len(marker), 0)
+            self.file.write((marker + (bytes(self.tail[-keep:]) if keep else b""))[:room])
+            dropped = rest - keep
+        self.file.close()
+        return bytes(self.tail[-TAIL_BYTES:]), dropped
+
+
+async def _pump(pipe: BinaryIO, log: _CappedLog) -> None:
+    """Copy the read end of a pipe into `log` until EOF or cancellation."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=CHUNK, loop=loop)
+    transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader, loop=loop), pipe)
+    try:
+        while chunk := await reader.read(CHUNK):
+            log.feed(chunk)
+    finally:
+        transport.close()
+
+
+async def _spawn(argv: list[str], cwd: Path, env: Mapping[str, str]) -> tuple[asyncio.subprocess.Process,
+                                                                             list[BinaryIO]]:
+    """Start `argv` in a new session writing to pipes of our own; returns the process and the read ends.
+
+    With asyncio's own pipes `Process.wait()` would hang until every holder of the pipe exits, strays too.
+    """
+    (out_r, out_w), (err_r, err_w) = os.pipe(), os.pipe()
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv, cwd=cwd, env=env, start_new_session=True,
+            stdin=asyncio.subprocess.DEVNULL, stdout=out_w, stderr=err_w,
+        )
+    except BaseException:
+        os.close(out_r)
+        os.close(err_r)
+        raise
+    finally:
+        os.close(out_w)
+        os.close(err_w)
+    return proc, [open(out_r, "rb", buffering=0), open(err_r, "rb", buffering=0)]  # noqa: SIM115
+
+
+def sweep(token: str) -> list[int]:
+    """SIGKILL every process whose environment carries `TOKEN_VAR=token`; returns the pids found.
+
+    Stops after two passes in a row find nothing (a process caught mid-exec shows an empty environment once).
+    """
+    needle = f"{TOKEN_VAR}={token}".encode()
+    found: list[int] = []
+    clean = 0
+    for _ in range(10):
+        hits = [pid for pid in _pids() if needle in _environ(pid).split(b"\0")]
+        for pid in hits:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        found += [p for p in hits if p not in found]
+        clean = 0 if hits else clean + 1
+        if clean == 2:
+            break
+    return found
+
+
+def _pids() -> list[int]:
+    return [int(name) for name in os.listdir("/proc") if name.isdigit() and int(name) != os.getpid()]
+
+
+def _environ(pid: int) -> bytes:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as fh:
+            return fh.read()
+    except OSError:
+        return b""
+
+
+def _killpg(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def _supervisor_argv(argv: Sequence[str], limits: Limits) -> list[str]:
+    cmd = [sys.executable, "-I", "-S", str(SUPERVISOR)]
+    if limits.memory_mb is not None:
+        cmd += ["--memory-mb", str(limits.memory_mb)]
+    if limits.cpu_s is not None:
+        cmd += ["--cpu-s", str(limits.cpu_s)]
+    return [*cmd, "--", *argv]
+
+
+async def _stop(proc: asyncio.subprocess.Process) -> None:
+    """SIGTERM the whole process group, wait a short grace, then SIGKILL it."""
+    _killpg(proc.pid, signal.SIGTERM)
+    try:
+        await asyncio.wait_for(proc.wait(), TERM_GRACE_S)
+    except TimeoutError:
+        _killpg(proc.pid, signal.SIGKILL)
+        await proc.wait()
+
+
+async def run_sandboxed(
+    argv: Sequence[str],
+    *,
+    cwd: Path,
+    env: Mapping[str, str],
+    timeout_s: float,
+    limits: Limits,
+    stdout_path: Path,
+    stderr_path: Path,
+) -> SandboxResult:
+    """Run `argv` in the sandbox and wait for it (at most `timeout_s`); nothing it started outlives it."""
+    token = uuid.uuid4().hex
+    start = time.monotonic()
+    logs = (_CappedLog(stdout_path, limits.output_bytes), _CappedLog(stderr_path, limits.output_bytes))
+    try:
+        proc, pipes = await _spawn(_supervisor_argv(argv, limits), cwd, {**env, TOKEN_VAR: token})
+    except BaseException:
+        for log in logs:
+            log.finish()
+        raise
+    pumps = [asyncio.create_task(_pump(pipe, log)) for pipe, log in zip(pipes, logs, strict=True)]
+    timed_out = False
+    try:
+        try:
+            await asyncio.wait_for(proc.wait(), timeout_s)
+        except TimeoutError:
+            timed_out = True
+            await _stop(proc)
+        seconds = time.monotonic() - start
+        _killpg(proc.pid, signal.SIGKILL)  # strays left in the group after a normal exit
+        await asyncio.to_thread(sweep, token)
+        await _finish_pumps(pumps, pipes, grace=DRAIN_GRACE_S)
+    except BaseException:  # cancelled: stop it as on a timeout, then let the cancellation through
+        try:
+            await _stop(proc)
+        finally:
+            _killpg(proc.pid, signal.SIGKILL)
+            sweep(token)
+            await _finish_pumps(pumps, pipes, grace=0.0)
+        raise
+    finally:
+        (out_tail, out_dropped), (err_tail, err_dropped) = logs[0].finish(), logs[1].finish()
+    return SandboxResult(proc.returncode, timed_out, seconds, out_tail, err_tail, out_dropped, err_dropped)
+
+
+async def _finish_pumps(pumps: list[asyncio.Task[None]], pipes: list[BinaryIO], grace: float) -> None:
+    """Let the pumps drain for up to `grace` seconds, then cancel them and close the pipes."""
+    if grace > 0:
+        await asyncio.wait(pumps, timeout=grace)
+    for task in pumps:
+        task.cancel()
+    await asyncio.gather(*pumps, return_exceptions=True)
+    for pipe in pipes:
+        pipe.close()

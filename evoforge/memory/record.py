@@ -1,0 +1,331 @@
+"""The Database of Record: one run's trials, LLM calls and analyses behind one interface, any SQLAlchemy URL.
+
+Every method commits before it returns, so a process killed at any moment loses no completed write.
+On SQLite the record runs in WAL mode, so a second process (dashboard, `evoforge status`) can read while the
+loop writes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event, func, insert, select, update
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.pool import StaticPool
+
+from evoforge.errors import RunError
+from evoforge.memory import tables as t
+from evoforge.memory.tables import AnalysisRow, LLMCallRow, RunInfo, dumps_json, finite_or_none, utcnow
+from evoforge.models import Digest, Direction, LLMCall, Outcome, Trial, TrialStatus
+
+RECORD_FILE = "record.db"
+DIGEST_KIND = "digest"
+_BUSY_TIMEOUT_MS = 30_000
+
+
+def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+    finally:
+        cursor.close()
+
+
+def _make_engine(url: str) -> Engine:
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise RunError(f"record URL {url!r} is not a database URL: {exc}") from exc
+    kwargs: dict[str, Any] = {"json_serializer": dumps_json, "future": True}
+    is_sqlite = parsed.get_backend_name() == "sqlite"
+    if is_sqlite and parsed.database in (None, "", ":memory:"):
+        kwargs.update(poolclass=StaticPool, connect_args={"check_same_thread": False})
+    try:
+        engine = create_engine(parsed, **kwargs)
+    except (ArgumentError, ImportError, SQLAlchemyError) as exc:
+        shown = parsed.render_as_string(hide_password=True)
+        raise RunError(f"cannot open the record at {shown}: {exc}; check the URL and its driver") from exc
+    if is_sqlite:
+        event.listen(engine, "connect", _on_sqlite_connect)
+    return engine
+
+
+def _trial_from_row(row: Any) -> Trial:
+    return Trial(
+        id=row.id,
+        status=TrialStatus(row.status),
+        parent_ids=tuple(row.parent_ids or ()),
+        inspiration_ids=tuple(row.inspiration_ids or ()),
+        name=row.name,
+        motivation=row.motivation,
+        code=row.code,
+        diff=row.diff,
+        score=row.score,
+        metrics=dict(row.metrics or {}),
+        error_class=row.error_class,
+        error_message=row.error_message,
+        seconds=row.seconds,
+        seconds_saved=row.seconds_saved,
+        proposer=row.proposer,
+        model=row.model,
+        digest=row.digest,
+        created_at=row.created_at,
+        finished_at=row.finished_at,
+    )
+
+
+class Record:
+    """One run's Database of Record. Use from one thread; other processes may open the same file to read."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._engine = _make_engine(url)
+        self._shown = self._engine.url.render_as_string(hide_password=True)
+        self._run_id: int | None = None
+        try:
+            t.metadata.create_all(self._engine)
+        except SQLAlchemyError as exc:
+            self._engine.dispose()
+            raise RunError(f"cannot open the record at {self._shown}: {type(exc).__name__}: {exc}") from exc
+
+    @classmethod
+    def for_run_dir(cls, run_dir: Path, *, create: bool = False) -> Record:
+        """The record of a run directory (`<run_dir>/record.db`); `create=True` makes the folder and file."""
+        path = Path(run_dir).expanduser().resolve() / RECORD_FILE
+        if create:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        elif not path.is_file():
+            raise RunError(
+                f"no record at {path}: is this a run directory? "
+                "Pass the folder a run was started in (it holds record.db), or start one with `evoforge run`."
+            )
+        return cls(f"sqlite:///{path}")
+
+    def __enter__(self) -> Record:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    # ---- runs -------------------------------------------------------------------------------------------
+
+    def create_run(
+        self, *, task_name: str, config: dict[str, Any], seed: int, task_snapshot: dict[str, str],
+        stopping: dict[str, Any],
+    ) -> int:
+        """Start the record's one run; RunError if this record already holds a run."""
+        with self._engine.begin() as conn:
+            existing = conn.execute(select(t.runs.c.id).limit(1)).scalar()
+            if existing is not None:
+                raise RunError(f"record {self._shown} already holds run {existing}; use a new run folder")
+            result = conn.execute(
+                insert(t.runs).values(
+                    task_name=task_name, config=config, seed=seed, task_snapshot=task_snapshot,
+                    stopping=stopping, created_at=utcnow(),
+                )
+            )
+            self._run_id = int(result.inserted_primary_key[0])
+        return self._run_id
+
+    def run_info(self) -> RunInfo:
+        with self._engine.connect() as conn:
+            row = conn.execute(select(t.runs).order_by(t.runs.c.id).limit(1)).first()
+        if row is None:
+            raise RunError(f"the record at {self._shown} holds no run yet; start one with `evoforge run`")
+        return RunInfo(
+            id=row.id, task_name=row.task_name, config=dict(row.config), seed=row.seed,
+            task_snapshot=dict(row.task_snapshot), stopping=dict(row.stopping), created_at=row.created_at,
+        )
+
+    def update_stopping(self, stopping: dict[str, Any]) -> None:
+        run_id = self._require_run_id()
+        with self._engine.begin() as conn:
+            conn.execute(update(t.runs).where(t.runs.c.id == run_id).values(stopping=stopping))
+
+    def _require_run_id(self) -> int:
+        if self._run_id is None:
+            self._run_id = self.run_info().id
+        return self._run_id
+
+    # ---- trials: writes ---------------------------------------------------------------------------------
+
+    def add_trial(
+        self, *, parent_ids: Sequence[int], inspiration_ids: Sequence[int], name: str, motivation: str,
+        code: str, diff: str, proposer: str, model: str | None, status: TrialStatus = TrialStatus.PROPOSED,
+    ) -> int:
+        run_id = self._require_run_id()
+        status = TrialStatus(status)
+        now = utcnow()
+        with self._engine.begin() as conn:
+            result = conn.execute(
+                insert(t.trials).values(
+                    run_id=run_id, parent_ids=[int(p) for p in parent_ids],
+                    inspiration_ids=[int(i) for i in inspiration_ids], status=status.value,
+                    name=name, motivation=motivation, code=code, diff=diff, score=None, metrics={},
+                    error_class=None, error_message=None, seconds=0.0, seconds_saved=0.0, proposer=proposer,
+                    model=model, digest="", created_at=now,
+                    started_at=now if status is TrialStatus.RUNNING else None,
+                    finished_at=now if status.finished else None,
+                )
+            )
+            return int(result.inserted_primary_key[0])
+
+    def mark_running(self, trial_id: int) -> None:
+        self._update_trial(trial_id, status=TrialStatus.RUNNING.value, started_at=utcnow())
+
+    def finish_trial(self, trial_id: int, outcome: Outcome, digest: Digest | None = None) -> None:
+        """Store the engineer's outcome (status, finite score, metrics, errors, times) and digest if given."""
+        if not outcome.status.finished:
+            raise ValueError(f"finish_trial needs a finished outcome, got status {outcome.status.value!r}")
+        values: dict[str, Any] = dict(
+            status=outcome.status.value, score=finite_or_none(outcome.score), metrics=dict(outcome.metrics),
+            error_class=outcome.error_class, error_message=outcome.error_message,
+            seconds=float(outcome.seconds), seconds_saved=float(outcome.seconds_saved), finished_at=utcnow(),
+        )
+        with self._engine.begin() as conn:
+            self._update_trial(trial_id, conn=conn, **values)
+            if digest is not None:
+                self._write_digest(conn, trial_id, digest)
+
+    def fail_trial(self, trial_id: int, error_class: str, error_message: str, seconds: float = 0.0) -> None:
+        self._update_trial(
+            trial_id, status=TrialStatus.FAILED.value, error_class=error_class, error_message=error_message,
+            seconds=float(seconds), finished_at=utcnow(),
+        )
+
+    def set_digest(self, trial_id: int, digest: Digest) -> None:
+        """Set the trial's digest text; its data is kept as the trial's one analysis of kind "digest"."""
+        with self._engine.begin() as conn:
+            self._write_digest(conn, trial_id, digest)
+
+    def _write_digest(self, conn: Connection, trial_id: int, digest: Digest) -> None:
+        self._update_trial(trial_id, conn=conn, digest=digest.text)
+        conn.execute(
+            t.analyses.delete().where(t.analyses.c.trial_id == trial_id, t.analyses.c.kind == DIGEST_KIND)
+        )
+        conn.execute(
+            insert(t.analyses).values(
+                trial_id=trial_id, kind=DIGEST_KIND, text=digest.text, data=dict(digest.data),
+                created_at=utcnow(),
+            )
+        )
+
+    def _update_trial(self, trial_id: int, conn: Connection | None = None, **values: Any) -> None:
+        if conn is None:
+            with self._engine.begin() as own:
+                self._update_trial(trial_id, conn=own, **values)
+            return
+        result = conn.execute(update(t.trials).where(t.trials.c.id == trial_id).values(**values))
+        if result.rowcount == 0:
+            raise RunError(f"no trial {trial_id} in the record at {self._shown}")
+
+    def requeue_in_flight(self) -> list[int]:
+        """After a crash: RUNNING trials go back to PROPOSED; returns every PROPOSED id, ascending."""
+        with self._engine.begin() as conn:
+            conn.execute(
+                update(t.trials)
+                .where(t.trials.c.status == TrialStatus.RUNNING.value)
+                .values(status=TrialStatus.PROPOSED.value, started_at=None)
+            )
+            ids = conn.execute(
+                select(t.trials.c.id)
+                .where(t.trials.c.status == TrialStatus.PROPOSED.value)
+                .order_by(t.trials.c.id)
+            ).scalars()
+            return [int(i) for i in ids]
+
+    # ---- LLM calls and analyses ------------------------------------------------------------------------
+
+    def add_llm_calls(self, trial_id: int | None, calls: Sequence[LLMCall]) -> None:
+        if not calls:
+            return
+        now = utcnow()
+        rows = [
+            dict(
+                trial_id=trial_id, role=c.role, model=c.model, tokens_in=int(c.tokens_in),
+                tokens_out=int(c.tokens_out), latency_s=float(c.latency_s), prompt=c.prompt,
+                response=c.response, error=c.error, created_at=now,
+            )
+            for c in calls
+        ]
+        with self._engine.begin() as conn:
+            conn.execute(insert(t.llm_calls), rows)
+
+    def add_analysis(self, trial_id: int, kind: str, text: str, data: dict[str, Any] | None = None) -> None:
+        with self._engine.begin() as conn:
+            conn.execute(
+                insert(t.analyses).values(
+                    trial_id=trial_id, kind=kind, text=text, data=dict(data or {}), created_at=utcnow()
+                )
+            )
+
+    def llm_calls(self, trial_id: int | None = None) -> list[LLMCallRow]:
+        """The LLM calls of one trial, or of the whole run when `trial_id` is None; oldest first."""
+        query = select(t.llm_calls).order_by(t.llm_calls.c.id)
+        if trial_id is not None:
+            query = query.where(t.llm_calls.c.trial_id == trial_id)
+        with self._engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return [LLMCallRow(**row._asdict()) for row in rows]
+
+    def analyses(self, trial_id: int) -> list[AnalysisRow]:
+        query = select(t.analyses).where(t.analyses.c.trial_id == trial_id).order_by(t.analyses.c.id)
+        with self._engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return [
+            AnalysisRow(id=r.id, trial_id=r.trial_id, kind=r.kind, text=r.text, data=dict(r.data or {}),
+                        created_at=r.created_at)
+            for r in rows
+        ]
+
+    # ---- trials: reads ----------------------------------------------------------------------------------
+
+    def trial(self, trial_id: int) -> Trial:
+        with self._engine.connect() as conn:
+            row = conn.execute(select(t.trials).where(t.trials.c.id == trial_id)).first()
+        if row is None:
+            raise RunError(f"no trial {trial_id} in the record at {self._shown}")
+        return _trial_from_row(row)
+
+    def trials(
+        self, statuses: Iterable[TrialStatus] | None = None, *, limit: int | None = None,
+        newest_first: bool = False,
+    ) -> list[Trial]:
+        query = select(t.trials).order_by(t.trials.c.id.desc() if newest_first else t.trials.c.id)
+        if statuses is not None:
+            query = query.where(t.trials.c.status.in_([TrialStatus(s).value for s in statuses]))
+        if limit is not None:
+            query = query.limit(limit)
+        with self._engine.connect() as conn:
+            return [_trial_from_row(row) for row in conn.execute(query).all()]
+
+    def best(self, direction: Direction) -> Trial | None:
+        """The best succeeded trial with a score (ties: lowest id), or None."""
+        score = t.trials.c.score
+        query = (
+            select(t.trials)
+            .where(t.trials.c.status == TrialStatus.SUCCEEDED.value, score.is_not(None))
+            .order_by(score.desc() if direction is Direction.MAXIMIZE else score.asc(), t.trials.c.id)
+            .limit(1)
+        )
+        with self._engine.connect() as conn:
+            row = conn.execute(query).first()
+        return None if row is None else _trial_from_row(row)
+
+    def counts(self) -> dict[str, int]:
+        """Number of trials per status, one key per TrialStatus value (zeros included)."""
+        counts = {status.value: 0 for status in TrialStatus}
+        query = select(t.trials.c.status, func.count()).group_by(t.trials.c.status)
+        with self._engine.connect() as conn:
+            for status, n in conn.execute(query).all():
+                counts[status] = int(n)
+        return counts

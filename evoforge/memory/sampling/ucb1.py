@@ -1,0 +1,80 @@
+"""UCB1 parent sampling: every scored trial is an arm; pick the one whose lineage pays best, plus a bonus for
+arms tried rarely, so good programs are exploited while none starves.
+
+The rule, for arm i (a scored trial):
+    n_i   = 1 + (trials whose parent_ids hold i, any status: failed children count) + pending[i]
+    v_i   = mean of {i's own normalised score} ∪ {normalised scores of i's scored children}
+    UCB_i = v_i + c * sqrt(ln(N) / n_i),  N = sum of n_i
+Scores are normalised to [0, 1] by the min and max of scored trials, 1 being best in the objective's direction
+(all equal: 0.5). Arms with neither children nor pending children are tried first, best score first.
+Ties go to the lowest id. Non-finite scores never enter: such trials are not scored.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from collections.abc import Callable, Mapping, Sequence
+
+from evoforge.memory.sampling._base import Sampler, ranked, scored_trials
+from evoforge.models import Direction, Trial
+
+
+class UCB1Sampler(Sampler):
+    """UCB1 over the trial tree; `exploration` is the constant c (>= 0; 0 is greedy on lineage value)."""
+
+    def __init__(self, seed: int | None = None, exploration: float = 1.0) -> None:
+        super().__init__(seed)
+        if not math.isfinite(exploration) or exploration < 0:
+            raise ValueError(f"UCB1 exploration constant must be a finite number >= 0, got {exploration!r}")
+        self.exploration = exploration
+
+    def sample_parent(
+        self, trials: Sequence[Trial], direction: Direction, pending: Mapping[int, int] | None = None
+    ) -> Trial:
+        arms = scored_trials(trials)
+        pending = pending or {}
+        children = _count_children(trials)
+        unvisited = [arm for arm in arms if children[arm.id] == 0 and pending.get(arm.id, 0) <= 0]
+        if unvisited:
+            return ranked(unvisited, direction)[0]
+        scores = self.ucb_scores(trials, direction, pending)
+        return max(arms, key=lambda arm: (scores[arm.id], -arm.id))
+
+    def ucb_scores(
+        self, trials: Sequence[Trial], direction: Direction, pending: Mapping[int, int] | None = None
+    ) -> dict[int, float]:
+        """UCB value of every arm, by trial id (exposed for tests and the dashboard)."""
+        arms = scored_trials(trials)
+        pending = pending or {}
+        norm = _normaliser(arms, direction)
+        children = _count_children(trials)
+        child_values: defaultdict[int, list[float]] = defaultdict(list)
+        for trial in trials:
+            if trial.scored:
+                for parent_id in set(trial.parent_ids):
+                    child_values[parent_id].append(norm(float(trial.score or 0.0)))
+        visits = {arm.id: 1 + children[arm.id] + max(0, pending.get(arm.id, 0)) for arm in arms}
+        log_total = math.log(sum(visits.values()))
+        result: dict[int, float] = {}
+        for arm in arms:
+            values = [norm(float(arm.score or 0.0)), *child_values[arm.id]]
+            bonus = self.exploration * math.sqrt(log_total / visits[arm.id])
+            result[arm.id] = sum(values) / len(values) + bonus
+        return result
+
+
+def _count_children(trials: Sequence[Trial]) -> Counter[int]:
+    """Children per parent id, any status (a child with its parent listed twice counts once)."""
+    return Counter(parent_id for trial in trials for parent_id in set(trial.parent_ids))
+
+
+def _normaliser(arms: Sequence[Trial], direction: Direction) -> Callable[[float], float]:
+    scores = [float(arm.score or 0.0) for arm in arms]
+    low, high = min(scores), max(scores)
+    if high == low:
+        return lambda _score: 0.5
+    span = high - low
+    if direction is Direction.MAXIMIZE:
+        return lambda score: (score - low) / span
+    return lambda score: (high - score) / span

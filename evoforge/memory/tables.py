@@ -1,0 +1,201 @@
+"""The Database of Record's schema (runs, trials, LLM calls, analyses as portable Core tables) and row types.
+
+Only portable types are used (Text, Float, Integer, JSON, timezone-aware DateTime) so the same schema serves
+SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+from sqlalchemy.types import TypeDecorator
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp stored as UTC and always read back timezone-aware (SQLite drops the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the record; pass a timezone-aware one")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+metadata = MetaData()
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("task_name", Text, nullable=False),
+    Column("config", JSON, nullable=False),
+    Column("seed", Integer, nullable=False),
+    Column("task_snapshot", JSON, nullable=False),
+    Column("stopping", JSON, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+trials = Table(
+    "trials",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", Integer, ForeignKey("runs.id"), nullable=False),
+    Column("parent_ids", JSON, nullable=False),
+    Column("inspiration_ids", JSON, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("name", Text, nullable=False),
+    Column("motivation", Text, nullable=False),
+    Column("code", Text, nullable=False),
+    Column("diff", Text, nullable=False),
+    Column("score", Float, nullable=True),
+    Column("metrics", JSON, nullable=False),
+    Column("error_class", Text, nullable=True),
+    Column("error_message", Text, nullable=True),
+    Column("seconds", Float, nullable=False),
+    Column("seconds_saved", Float, nullable=False),
+    Column("proposer", Text, nullable=False),
+    Column("model", Text, nullable=True),
+    Column("digest", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("started_at", UTCDateTime, nullable=True),
+    Column("finished_at", UTCDateTime, nullable=True),
+    Index("ix_trials_status", "status"),
+    Index("ix_trials_run_id", "run_id"),
+)
+
+llm_calls = Table(
+    "llm_calls",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("trial_id", Integer, ForeignKey("trials.id"), nullable=True),
+    Column("role", Text, nullable=False),
+    Column("model", Text, nullable=False),
+    Column("tokens_in", Integer, nullable=False),
+    Column("tokens_out", Integer, nullable=False),
+    Column("latency_s", Float, nullable=False),
+    Column("prompt", Text, nullable=False),
+    Column("response", Text, nullable=False),
+    Column("error", Text, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index("ix_llm_calls_trial_id", "trial_id"),
+)
+
+analyses = Table(
+    "analyses",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("trial_id", Integer, ForeignKey("trials.id"), nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("text", Text, nullable=False),
+    Column("data", JSON, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index("ix_analyses_trial_id", "trial_id"),
+)
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """The run a record holds: what was run, with which settings and seed, and when it stops."""
+
+    id: int
+    task_name: str
+    config: dict[str, Any]
+    seed: int
+    task_snapshot: dict[str, str]
+    stopping: dict[str, Any]
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class LLMCallRow:
+    """One recorded LLM call: the call itself plus its row id, trial and time."""
+
+    id: int
+    trial_id: int | None
+    created_at: datetime
+    role: str
+    model: str
+    prompt: str
+    response: str
+    tokens_in: int = 0
+    tokens_out: int = 0
+    latency_s: float = 0.0
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class AnalysisRow:
+    """One recorded analysis of a trial (the digest's data, a lesson, a note)."""
+
+    id: int
+    trial_id: int
+    kind: str
+    text: str
+    data: dict[str, Any] = field(default_factory=dict)
+    created_at: datetime | None = None
+
+
+def finite_or_none(value: float | None) -> float | None:
+    """The score guard: only finite numbers are ever stored as scores."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _jsonable(value: Any) -> Any:
+    """Make a value strict JSON: non-finite floats become None, tuples lists, numpy scalars Python ones."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_jsonable(v) for v in value]
+    if value is None or isinstance(value, str | int):
+        return value
+    if hasattr(value, "item"):  # numpy scalar
+        try:
+            return _jsonable(value.item())
+        except (TypeError, ValueError):
+            pass
+    return str(value)
+
+
+def dumps_json(value: Any) -> str:
+    return json.dumps(_jsonable(value), allow_nan=False)

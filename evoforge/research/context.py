@@ -1,0 +1,27 @@
+"""What the researcher sees for one proposal: problem, parent trial, inspirations, failures, recent trials."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from evoforge.models import Direction, Trial
+
+
+@dataclass(frozen=True)
+class ResearchContext:
+    """Everything a proposer may use, gathered by the loop from the record.
+
+    `recent` is the run's latest finished trials (any order); the offline proposer adapts its step size from
+    them, counting only those whose parent is among `recent`, `parent`, `inspirations` or `failures`.
+    """
+
+    problem: str
+    program_name: str
+    metric: str
+    direction: Direction
+    parent: Trial
+    inspirations: Sequence[Trial] = ()
+    failures: Sequence[Trial] = ()
+    recent: Sequence[Trial] = ()
+    parent_digest: str = ""  # the analyzer's digest of the parent
