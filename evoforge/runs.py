@@ -103,13 +103,15 @@ def _drive(task: Task, record: Record, run_dir: Path, settings: RunSettings, obs
     sampler = make_sampler(
         settings.sampler or task.config.research.sampler,
         seed=settings.seed, exploration=task.config.research.exploration,
+        population=task.config.research.population,
     )
     conductor = Conductor(
         task=task, record=record, run_dir=run_dir, settings=settings, proposer=proposer,
         engineer=Engineer(task), sampler=sampler, observer=observer,
     )
     if observer is not None:
-        observer.run_started(run_dir=run_dir, proposer=proposer.name, settings=settings, done=len(conductor.state.trials))
+        done = len(conductor.state.trials)
+        observer.run_started(run_dir=run_dir, proposer=proposer.name, settings=settings, done=done)
     interrupted = False
     try:
         stop_reason = asyncio.run(_run_and_close(conductor, proposer))

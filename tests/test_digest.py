@@ -7,7 +7,8 @@ from evoforge.models import Direction, Outcome, Trial, TrialStatus
 
 
 def _trial(id_: int, score: float, seconds: float = 2.0, **metrics: float) -> Trial:
-    return Trial(id=id_, status=TrialStatus.SUCCEEDED, score=score, seconds=seconds, metrics={"score": score, **metrics})
+    metrics = {"score": score, **metrics}
+    return Trial(id=id_, status=TrialStatus.SUCCEEDED, score=score, seconds=seconds, metrics=metrics)
 
 
 def test_success_against_parent_and_best() -> None:

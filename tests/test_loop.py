@@ -13,8 +13,8 @@ from fake_llm import FakeLLM, Reply
 from taskfactory import make_task
 
 import evoforge
-from evoforge.memory.record import Record
 from evoforge.errors import RunError
+from evoforge.memory.record import Record
 from evoforge.models import Direction, TrialStatus
 from evoforge.settings import RunSettings
 
@@ -98,7 +98,8 @@ def test_llm_run_records_every_trial_call_and_digest(tmp_path: Path, fake_llm: F
 
 def test_offline_run_improves_and_resume_extends(tmp_path: Path) -> None:
     task = make_task(tmp_path / "task")
-    summary = evoforge.run(task, run_dir=tmp_path / "run", settings=RunSettings(trials=15, concurrency=2, llm="offline"))
+    settings = RunSettings(trials=15, concurrency=2, llm="offline")
+    summary = evoforge.run(task, run_dir=tmp_path / "run", settings=settings)
     assert summary.proposer.startswith("offline")
     assert summary.best is not None and summary.best.score > -4.0
     assert sum(summary.counts.values()) == 15
@@ -112,7 +113,8 @@ def test_offline_run_improves_and_resume_extends(tmp_path: Path) -> None:
 def test_target_score_stops_early(tmp_path: Path) -> None:
     task = make_task(tmp_path / "task")
     summary = evoforge.run(
-        task, run_dir=tmp_path / "run", settings=RunSettings(trials=200, concurrency=1, llm="offline", target_score=-3.9)
+        task, run_dir=tmp_path / "run",
+        settings=RunSettings(trials=200, concurrency=1, llm="offline", target_score=-3.9),
     )
     assert "target" in summary.stop_reason
     assert sum(summary.counts.values()) < 200

@@ -6,6 +6,7 @@ import ast
 import asyncio
 import io
 import tokenize
+from collections import Counter
 from collections.abc import Sequence
 
 import pytest
@@ -164,3 +165,14 @@ def test_step_scale_sets_the_size_of_changes() -> None:
         return sum(abs(v - 1.0) for v in values) / len(values)
 
     assert spread(big) > 5 * spread(small)
+
+
+def test_named_constants_are_found_and_preferred() -> None:
+    constants = {lit.label for lit in find_literals(PARENT) if lit.constant}
+    assert constants == {"ALPHA", "BETA", "STEPS"}
+    changed: Counter[str] = Counter()
+    for proposal in proposals(OfflineProposer(seed=5), ctx(), 200):
+        for old, new in zip(find_literals(PARENT), find_literals(proposal.code), strict=True):
+            if new.text != old.text:
+                changed["constant" if old.constant else "buried"] += 1
+    assert changed["constant"] > 3 * changed["buried"] > 0

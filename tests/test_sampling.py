@@ -202,3 +202,13 @@ def test_ucb1_growing_tree_loop() -> None:
 def test_sampler_is_abstract() -> None:
     with pytest.raises(TypeError):
         Sampler()  # type: ignore[abstract]
+
+
+def test_ucb1_arms_are_the_elite_only() -> None:
+    sampler = UCB1Sampler(seed=0, population=2)
+    trials = [ok(1, 5.0), ok(2, 9.0, (1,)), ok(3, 8.0, (1,)), ok(4, 0.0, (2,)), ok(5, 0.5, (3,))]
+    assert [arm.id for arm in sampler.arms(trials, MAX)] == [2, 3]
+    # trials 4 and 5 are unvisited but weak: they are not arms, so the elite keeps being expanded
+    picks = {sampler.sample_parent(trials, MAX).id for _ in range(5)}
+    assert picks <= {2, 3}
+    assert sampler.sample_parent([*trials, ok(6, 10.0, (2,))], MAX).id == 6  # a new elite is tried first

@@ -1,6 +1,7 @@
 """The offline researcher: tunes the numeric literals of the parent program, with no network and no model.
 
-Floats move multiplicatively (zero moves additively) by a step whose scale follows the 1/5th success rule
+Named constants (top-level `UPPER_CASE = ...` assignments) are tuned in most proposals, since literals
+buried in expressions are more often structure than parameters. Floats move multiplicatively (zero moves additively) by a step whose scale follows the 1/5th success rule
 over the run's recent offline trials; positive ints move by ±1 in a few proposals; some proposals cross the
 parent's literals with an inspiration's. Every proposal differs from the parent's code and stays tokenizable.
 """
@@ -23,6 +24,7 @@ MIN_SCALE, MAX_SCALE = 0.005, 1.0
 SUCCESS_FACTOR, FAILURE_FACTOR = math.exp(1 / 3), math.exp(-1 / 12)  # stationary at a 1/5 success rate
 INT_RATE = 0.1
 CROSSOVER_RATE = 0.2
+CONSTANT_RATE = 0.85  # share of proposals that touch only named constants, when the program has any
 MAX_CHANGES = 3
 MOTIVATION = "offline proposer: tunes numeric constants only; design changes need an LLM"
 
@@ -37,6 +39,7 @@ class Literal:
     value: float
     is_float: bool
     label: str
+    constant: bool = False  # in a top-level `UPPER_CASE = ...` assignment
 
 
 def find_literals(code: str) -> list[Literal]:
@@ -46,7 +49,12 @@ def find_literals(code: str) -> list[Literal]:
         offsets.append(offsets[-1] + len(line))
     found: list[Literal] = []
     label, label_row = "", 0
+    head: list[tokenize.TokenInfo] = []  # the first two tokens of the current logical line
     for tok in tokenize.generate_tokens(io.StringIO(code).readline):
+        if tok.type in (tokenize.NEWLINE, tokenize.NL):
+            head = [] if tok.type == tokenize.NEWLINE or len(head) == 0 else head
+        elif tok.type not in (tokenize.COMMENT, tokenize.INDENT, tokenize.DEDENT) and len(head) < 2:
+            head.append(tok)
         if tok.type == tokenize.NAME and not keyword.iskeyword(tok.string):
             label, label_row = tok.string, tok.start[0]
         if tok.type != tokenize.NUMBER:
@@ -58,8 +66,16 @@ def find_literals(code: str) -> list[Literal]:
         value = float(text.replace("_", ""))
         name = label if label_row == tok.start[0] and label else f"line {tok.start[0]}"
         start = offsets[tok.start[0] - 1] + tok.start[1]
-        found.append(Literal(start, start + len(text), text, value, is_float, name))
+        constant = _is_constant_assignment(head)
+        found.append(Literal(start, start + len(text), text, value, is_float, name, constant))
     return found
+
+
+def _is_constant_assignment(head: list[tokenize.TokenInfo]) -> bool:
+    if len(head) < 2 or head[0].type != tokenize.NAME or head[0].start[1] != 0:
+        return False
+    name = head[0].string
+    return name.isupper() and head[1].string in ("=", ":")
 
 
 def splice(code: str, changes: list[tuple[Literal, str]]) -> str:
@@ -116,10 +132,13 @@ class OfflineProposer(Proposer):
             literals = find_literals(code)
         except (tokenize.TokenError, SyntaxError) as exc:
             return self._error(f"offline proposer: the parent program is not tokenizable Python ({exc})")
-        floats = [lit for lit in literals if lit.is_float]
-        ints = [lit for lit in literals if not lit.is_float and lit.value > 0]
-        if not floats and not ints:
+        tunable = [lit for lit in literals if lit.is_float or lit.value > 0]
+        if not tunable:
             return self._error("offline proposer: the parent program has no numeric literals to tune")
+        constants = [lit for lit in tunable if lit.constant]
+        source = constants if constants and self.rng.random() < CONSTANT_RATE else tunable
+        floats = [lit for lit in source if lit.is_float]
+        ints = [lit for lit in source if not lit.is_float]
         scale = step_scale(ctx)
         if self.rng.random() < CROSSOVER_RATE:
             crossed = self._crossover(ctx, literals)

@@ -39,7 +39,8 @@ class LLMSettings(Strict):
 class ResearchSettings(Strict):
     num_inspirations: int = Field(default=2, ge=0)
     num_failures: int = Field(default=3, ge=0)
-    sampler: str = "ucb1"
+    sampler: str = Field(default="ucb1", pattern="^(greedy|random|ucb1)$")
+    population: int | None = Field(default=8, ge=1, description="UCB1 arms: the best N trials (null: all)")
     exploration: float = Field(default=1.0, ge=0.0, description="UCB1 exploration constant")
     edit_format: str = Field(default="diff", pattern="^(diff|full)$")
 

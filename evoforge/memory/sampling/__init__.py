@@ -10,15 +10,18 @@ from evoforge.memory.sampling.ucb1 import UCB1Sampler
 SAMPLERS = ("greedy", "random", "ucb1")
 
 
-def make_sampler(name: str, *, seed: int | None = None, exploration: float = 1.0) -> Sampler:
-    """The sampler called `name` ("greedy", "random" or "ucb1"); `exploration` is UCB1's constant c."""
+def make_sampler(
+    name: str, *, seed: int | None = None, exploration: float = 1.0, population: int | None = None
+) -> Sampler:
+    """The sampler called `name` ("greedy", "random" or "ucb1"); `exploration` is UCB1's constant c and
+    `population` the number of elite trials that are its arms (None: all scored trials)."""
     key = name.strip().lower()
     if key == "greedy":
         return GreedySampler(seed)
     if key == "random":
         return RandomSampler(seed)
     if key == "ucb1":
-        return UCB1Sampler(seed, exploration=exploration)
+        return UCB1Sampler(seed, exploration=exploration, population=population)
     raise ValueError(f"unknown sampler {name!r}: choose one of {', '.join(SAMPLERS)} (research.sampler)")
 
 

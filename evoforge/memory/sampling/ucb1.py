@@ -1,5 +1,8 @@
-"""UCB1 parent sampling: every scored trial is an arm; pick the one whose lineage pays best, plus a bonus for
+"""UCB1 parent sampling: the elite trials are arms; pick the one whose lineage pays best, plus a bonus for
 arms tried rarely, so good programs are exploited while none starves.
+
+The arms are the `population` best scored trials (all of them when `population` is None): a poor trial never
+becomes an arm, so "unvisited first" expands each new elite once instead of walking down every weak leaf.
 
 The rule, for arm i (a scored trial):
     n_i   = 1 + (trials whose parent_ids hold i, any status: failed children count) + pending[i]
@@ -21,18 +24,28 @@ from evoforge.models import Direction, Trial
 
 
 class UCB1Sampler(Sampler):
-    """UCB1 over the trial tree; `exploration` is the constant c (>= 0; 0 is greedy on lineage value)."""
+    """UCB1 over the elite trials; `exploration` is the constant c (>= 0; 0 is greedy on lineage value),
+    `population` the number of best trials that are arms (None: every scored trial)."""
 
-    def __init__(self, seed: int | None = None, exploration: float = 1.0) -> None:
+    def __init__(self, seed: int | None = None, exploration: float = 1.0, population: int | None = None) -> None:
         super().__init__(seed)
         if not math.isfinite(exploration) or exploration < 0:
             raise ValueError(f"UCB1 exploration constant must be a finite number >= 0, got {exploration!r}")
+        if population is not None and population < 1:
+            raise ValueError(f"UCB1 population must be >= 1, got {population!r}")
         self.exploration = exploration
+        self.population = population
+
+    def arms(self, trials: Sequence[Trial], direction: Direction) -> list[Trial]:
+        """The elite: the `population` best scored trials, in id order."""
+        scored_trials(trials)  # raises when nothing is scored
+        elite = ranked(trials, direction)[: self.population] if self.population else ranked(trials, direction)
+        return sorted(elite, key=lambda arm: arm.id)
 
     def sample_parent(
         self, trials: Sequence[Trial], direction: Direction, pending: Mapping[int, int] | None = None
     ) -> Trial:
-        arms = scored_trials(trials)
+        arms = self.arms(trials, direction)
         pending = pending or {}
         children = _count_children(trials)
         unvisited = [arm for arm in arms if children[arm.id] == 0 and pending.get(arm.id, 0) <= 0]
@@ -45,9 +58,9 @@ class UCB1Sampler(Sampler):
         self, trials: Sequence[Trial], direction: Direction, pending: Mapping[int, int] | None = None
     ) -> dict[int, float]:
         """UCB value of every arm, by trial id (exposed for tests and the dashboard)."""
-        arms = scored_trials(trials)
+        arms = self.arms(trials, direction)
         pending = pending or {}
-        norm = _normaliser(arms, direction)
+        norm = _normaliser(scored_trials(trials), direction)
         children = _count_children(trials)
         child_values: defaultdict[int, list[float]] = defaultdict(list)
         for trial in trials:
