@@ -3,7 +3,8 @@
 Named constants (top-level `UPPER_CASE = ...` assignments) are tuned in most proposals, since literals
 buried in expressions are more often structure than parameters. Floats move multiplicatively (zero moves
 additively) by a step whose scale follows the 1/5th success rule over the run's recent offline trials;
-positive ints move by ±1 in a few proposals; some proposals cross the parent's literals with an inspiration's. Every proposal differs from the parent's code and stays tokenizable.
+positive ints move by ±1 in a few proposals; some proposals cross the parent's literals with an
+inspiration's. Every proposal differs from the parent's code and stays tokenizable.
 """
 
 from __future__ import annotations
