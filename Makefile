@@ -24,6 +24,7 @@ demo: install
 	@echo "Record: $(RUN_DIR)/record.db   (try: $(BIN)/evoforge status $(RUN_DIR); $(BIN)/evoforge export $(RUN_DIR) --format jsonl)"
 
 test: dev
+	$(BIN)/ruff check evoforge tests examples benchmarks
 	$(BIN)/python -m pytest
 
 lint: dev
