@@ -24,7 +24,7 @@ demo: install
 	@echo "Record: $(RUN_DIR)/record.db   (try: $(BIN)/evoforge status $(RUN_DIR); $(BIN)/evoforge export $(RUN_DIR) --format jsonl)"
 
 test: dev
-	$(BIN)/ruff check evoforge tests examples benchmarks
+	$(BIN)/ruff check evoforge tests examples
 	$(BIN)/python -m pytest
 
 lint: dev
