@@ -12,10 +12,10 @@ $(BIN)/python:
 venv: $(BIN)/python
 
 install: venv
-	$(BIN)/pip install -q -e .
+	$(BIN)/pip install -q -e '.[examples]'
 
 dev: venv
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,examples]'
 
 demo: install
 	rm -rf $(RUN_DIR)
