@@ -70,18 +70,78 @@ class Proposal:
 
 
 @dataclass(frozen=True)
+class TelemetryPoint:
+    """One metric value streamed while a stage runs (`t`: seconds since the stage started)."""
+
+    stage: str
+    step: int | None
+    name: str
+    value: float
+    t: float
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    """A gate's verdict with its evidence. action: "prune" (stopped the trial), "flag" (marked suspect),
+    "promote" (let it into the next stage), "reject" (refused before running), "reuse" (duplicate program)."""
+
+    gate: str  # "static", "duplicate", "stage", "median", "parent_relative", "patience", "anomaly", ...
+    stage: str | None
+    action: str
+    reason: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StageResult:
+    """The result of one stage of an evaluation cascade."""
+
+    name: str
+    status: TrialStatus  # SUCCEEDED (ran to the end), FAILED, or PRUNED (stopped by a gate)
+    score: float | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+    error_class: str | None = None
+    error_message: str | None = None
+
+
+@dataclass(frozen=True)
 class Outcome:
     """What the engineer returns for one evaluation."""
 
     status: TrialStatus  # SUCCEEDED, FAILED or PRUNED
     score: float | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
-    error_class: str | None = None  # "timeout", "crash:ValueError", "bad_result", "killed_by_limit", ...
+    error_class: str | None = None  # "timeout", "crash:ValueError", "bad_result", "killed_by_limit", "pruned:median"
     error_message: str | None = None
     seconds: float = 0.0
     seconds_saved: float = 0.0
     stdout_tail: str = ""
     stderr_tail: str = ""
+    stages: tuple[StageResult, ...] = ()
+    telemetry: tuple[TelemetryPoint, ...] = ()
+    decisions: tuple[GateDecision, ...] = ()
+    suspect: bool = False  # a monitor found the result too good to trust: re-evaluate before crowning it
+    reused_from: int | None = None  # the trial whose outcome this duplicate program reuses
+
+
+Curve = tuple[tuple[int, float, float], ...]  # (step, value, t) points of one metric in one stage, by step
+
+
+@dataclass(frozen=True)
+class EvaluationHistory:
+    """What the gates compare a running trial with, built by the loop from the record (plain data).
+
+    stage_scores: past trials' final scores per stage name; parent_stage_scores: the parent's, per stage;
+    curves[stage][metric]: the curves of past trials that completed that stage; parent_curves[stage][metric]:
+    the parent's; full_seconds: evaluation seconds of past trials that ran every stage (for savings).
+    """
+
+    stage_scores: dict[str, list[float]] = field(default_factory=dict)
+    parent_stage_scores: dict[str, float] = field(default_factory=dict)
+    curves: dict[str, dict[str, list[Curve]]] = field(default_factory=dict)
+    parent_curves: dict[str, dict[str, Curve]] = field(default_factory=dict)
+    full_seconds: list[float] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -113,6 +173,8 @@ class Trial:
     proposer: str = ""
     model: str | None = None
     digest: str = ""
+    suspect: bool = False
+    reused_from: int | None = None
     created_at: datetime | None = None
     finished_at: datetime | None = None
 

@@ -17,9 +17,20 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
 from evoforge.errors import RunError
+from evoforge.memory import evaluations as ev
 from evoforge.memory import tables as t
 from evoforge.memory.tables import AnalysisRow, LLMCallRow, RunInfo, dumps_json, finite_or_none, utcnow
-from evoforge.models import Digest, Direction, LLMCall, Outcome, Trial, TrialStatus
+from evoforge.models import (
+    Digest,
+    Direction,
+    EvaluationHistory,
+    LLMCall,
+    Outcome,
+    StageResult,
+    TelemetryPoint,
+    Trial,
+    TrialStatus,
+)
 
 RECORD_FILE = "record.db"
 DIGEST_KIND = "digest"
@@ -75,6 +86,8 @@ def _trial_from_row(row: Any) -> Trial:
         proposer=row.proposer,
         model=row.model,
         digest=row.digest,
+        suspect=bool(row.suspect),
+        reused_from=row.reused_from,
         created_at=row.created_at,
         finished_at=row.finished_at,
     )
@@ -161,6 +174,7 @@ class Record:
     def add_trial(
         self, *, parent_ids: Sequence[int], inspiration_ids: Sequence[int], name: str, motivation: str,
         code: str, diff: str, proposer: str, model: str | None, status: TrialStatus = TrialStatus.PROPOSED,
+        fingerprint: str | None = None,
     ) -> int:
         run_id = self._require_run_id()
         status = TrialStatus(status)
@@ -172,7 +186,7 @@ class Record:
                     inspiration_ids=[int(i) for i in inspiration_ids], status=status.value,
                     name=name, motivation=motivation, code=code, diff=diff, score=None, metrics={},
                     error_class=None, error_message=None, seconds=0.0, seconds_saved=0.0, proposer=proposer,
-                    model=model, digest="", created_at=now,
+                    model=model, digest="", fingerprint=fingerprint, suspect=False, created_at=now,
                     started_at=now if status is TrialStatus.RUNNING else None,
                     finished_at=now if status.finished else None,
                 )
@@ -190,9 +204,11 @@ class Record:
             status=outcome.status.value, score=finite_or_none(outcome.score), metrics=dict(outcome.metrics),
             error_class=outcome.error_class, error_message=outcome.error_message,
             seconds=float(outcome.seconds), seconds_saved=float(outcome.seconds_saved), finished_at=utcnow(),
+            suspect=bool(outcome.suspect), reused_from=outcome.reused_from,
         )
         with self._engine.begin() as conn:
             self._update_trial(trial_id, conn=conn, **values)
+            ev.write_evaluation(conn, trial_id, outcome)
             if digest is not None:
                 self._write_digest(conn, trial_id, digest)
 
@@ -329,3 +345,68 @@ class Record:
             for status, n in conn.execute(query).all():
                 counts[status] = int(n)
         return counts
+
+    # ---- evaluation detail (stages, telemetry, gates) and research log -----------------------------------
+
+    def find_fingerprint(self, fingerprint: str) -> Trial | None:
+        """The first finished, originally evaluated trial whose program has this fingerprint, or None."""
+        query = (
+            select(t.trials)
+            .where(t.trials.c.fingerprint == fingerprint, t.trials.c.reused_from.is_(None),
+                   t.trials.c.status.in_([s.value for s in TrialStatus if s.finished]),
+                   t.trials.c.error_class.is_distinct_from("proposal_error"))
+            .order_by(t.trials.c.id)
+            .limit(1)
+        )
+        with self._engine.connect() as conn:
+            row = conn.execute(query).first()
+        return None if row is None else _trial_from_row(row)
+
+    def history(self, parent_id: int | None) -> EvaluationHistory:
+        """What the gates compare a child of `parent_id` with (see memory/evaluations.py)."""
+        with self._engine.connect() as conn:
+            return ev.build_history(conn, parent_id)
+
+    def stage_results(self, trial_id: int) -> list[StageResult]:
+        with self._engine.connect() as conn:
+            return ev.stage_results(conn, trial_id)
+
+    def telemetry(self, trial_id: int) -> list[TelemetryPoint]:
+        with self._engine.connect() as conn:
+            return ev.telemetry(conn, trial_id)
+
+    def decisions(self, trial_id: int | None = None) -> list[ev.DecisionRow]:
+        with self._engine.connect() as conn:
+            return ev.decisions(conn, trial_id)
+
+    def savings(self) -> dict[str, Any]:
+        """Evaluation seconds in all, and seconds saved per gate."""
+        with self._engine.connect() as conn:
+            return ev.savings_by_gate(conn)
+
+    def add_knowledge_shown(self, trial_id: int, shown: Sequence[tuple[int, str, str, float | None]]) -> None:
+        """Which knowledge items (id, kind, title, score) the researcher saw for this trial, in rank order."""
+        if not shown:
+            return
+        rows = [dict(trial_id=trial_id, item_id=i, rank=r, kind=k, title=title, score=finite_or_none(s))
+                for r, (i, k, title, s) in enumerate(shown)]
+        with self._engine.begin() as conn:
+            conn.execute(insert(t.knowledge_shown), rows)
+
+    def knowledge_shown(self, trial_id: int) -> list[dict[str, Any]]:
+        shown = t.knowledge_shown
+        query = select(shown).where(shown.c.trial_id == trial_id).order_by(shown.c.rank)
+        with self._engine.connect() as conn:
+            return [dict(item_id=r.item_id, kind=r.kind, title=r.title, score=r.score) for r in conn.execute(query)]
+
+    def add_agenda(self, after_trial: int, text: str, data: dict[str, Any] | None = None) -> None:
+        with self._engine.begin() as conn:
+            conn.execute(insert(t.agendas).values(after_trial=after_trial, text=text, data=dict(data or {}),
+                                                  created_at=utcnow()))
+
+    def agendas(self) -> list[dict[str, Any]]:
+        """Every research agenda written during the run, oldest first."""
+        with self._engine.connect() as conn:
+            rows = conn.execute(select(t.agendas).order_by(t.agendas.c.id)).all()
+        return [dict(after_trial=r.after_trial, text=r.text, data=dict(r.data or {}), created_at=r.created_at)
+                for r in rows]

@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     Column,
     DateTime,
     Dialect,
@@ -89,11 +90,82 @@ trials = Table(
     Column("proposer", Text, nullable=False),
     Column("model", Text, nullable=True),
     Column("digest", Text, nullable=False),
+    Column("fingerprint", String(64), nullable=True),
+    Column("suspect", Boolean, nullable=False, default=False),
+    Column("reused_from", Integer, nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
     Column("started_at", UTCDateTime, nullable=True),
     Column("finished_at", UTCDateTime, nullable=True),
     Index("ix_trials_status", "status"),
     Index("ix_trials_run_id", "run_id"),
+    Index("ix_trials_fingerprint", "fingerprint"),
+)
+
+stage_results = Table(
+    "stage_results",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("trial_id", Integer, ForeignKey("trials.id"), nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("stage", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("score", Float, nullable=True),
+    Column("metrics", JSON, nullable=False),
+    Column("seconds", Float, nullable=False),
+    Column("error_class", Text, nullable=True),
+    Column("error_message", Text, nullable=True),
+    Index("ix_stage_results_trial_id", "trial_id"),
+    Index("ix_stage_results_stage", "stage", "status"),
+)
+
+telemetry = Table(
+    "telemetry",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("trial_id", Integer, ForeignKey("trials.id"), nullable=False),
+    Column("stage", Text, nullable=False),
+    Column("step", Integer, nullable=True),
+    Column("name", Text, nullable=False),
+    Column("value", Float, nullable=True),  # NaN/inf are stored as NULL (the gate decision keeps the evidence)
+    Column("elapsed_s", Float, nullable=False),  # seconds since the stage started
+    Index("ix_telemetry_trial_id", "trial_id"),
+)
+
+gate_decisions = Table(
+    "gate_decisions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("trial_id", Integer, ForeignKey("trials.id"), nullable=False),
+    Column("stage", Text, nullable=True),
+    Column("gate", Text, nullable=False),
+    Column("action", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("evidence", JSON, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index("ix_gate_decisions_trial_id", "trial_id"),
+)
+
+knowledge_shown = Table(
+    "knowledge_shown",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("trial_id", Integer, ForeignKey("trials.id"), nullable=False),
+    Column("item_id", Integer, nullable=False),
+    Column("rank", Integer, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("title", Text, nullable=False),
+    Column("score", Float, nullable=True),
+    Index("ix_knowledge_shown_trial_id", "trial_id"),
+)
+
+agendas = Table(
+    "agendas",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("after_trial", Integer, nullable=False),
+    Column("text", Text, nullable=False),
+    Column("data", JSON, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
 )
 
 llm_calls = Table(

@@ -1,0 +1,164 @@
+"""The record's evaluation detail: stage results, telemetry points and gate decisions of each trial, and the
+`EvaluationHistory` the gates compare a new trial with, rebuilt from them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, insert, select
+
+from evoforge.memory import tables as t
+from evoforge.memory.tables import finite_or_none, utcnow
+from evoforge.models import Curve, EvaluationHistory, GateDecision, Outcome, StageResult, TelemetryPoint, TrialStatus
+
+HISTORY_TRIALS = 200  # the newest completed trials whose curves the gates compare with
+
+
+@dataclass(frozen=True)
+class DecisionRow:
+    """A recorded gate decision with its trial."""
+
+    trial_id: int
+    decision: GateDecision
+
+
+def write_evaluation(conn: Connection, trial_id: int, outcome: Outcome) -> None:
+    """Store an outcome's stage results, telemetry and gate decisions (inside the caller's transaction)."""
+    if outcome.stages:
+        conn.execute(insert(t.stage_results), [
+            dict(trial_id=trial_id, position=i, stage=s.name, status=s.status.value, score=finite_or_none(s.score),
+                 metrics=dict(s.metrics), seconds=float(s.seconds), error_class=s.error_class,
+                 error_message=s.error_message)
+            for i, s in enumerate(outcome.stages)
+        ])
+    if outcome.telemetry:
+        conn.execute(insert(t.telemetry), [
+            dict(trial_id=trial_id, stage=p.stage, step=p.step, name=p.name, value=finite_or_none(p.value),
+                 elapsed_s=float(p.t))
+            for p in outcome.telemetry
+        ])
+    if outcome.decisions:
+        now = utcnow()
+        conn.execute(insert(t.gate_decisions), [
+            dict(trial_id=trial_id, stage=d.stage, gate=d.gate, action=d.action, reason=d.reason,
+                 evidence=dict(d.evidence), created_at=now)
+            for d in outcome.decisions
+        ])
+
+
+def stage_results(conn: Connection, trial_id: int) -> list[StageResult]:
+    query = select(t.stage_results).where(t.stage_results.c.trial_id == trial_id).order_by(t.stage_results.c.position)
+    return [
+        StageResult(name=r.stage, status=TrialStatus(r.status), score=r.score, metrics=dict(r.metrics or {}),
+                    seconds=r.seconds, error_class=r.error_class, error_message=r.error_message)
+        for r in conn.execute(query).all()
+    ]
+
+
+def telemetry(conn: Connection, trial_id: int) -> list[TelemetryPoint]:
+    query = select(t.telemetry).where(t.telemetry.c.trial_id == trial_id).order_by(t.telemetry.c.id)
+    return [
+        TelemetryPoint(stage=r.stage, step=r.step, name=r.name, value=math.nan if r.value is None else r.value,
+                       t=r.elapsed_s)
+        for r in conn.execute(query).all()
+    ]
+
+
+def decisions(conn: Connection, trial_id: int | None = None) -> list[DecisionRow]:
+    query = select(t.gate_decisions).order_by(t.gate_decisions.c.id)
+    if trial_id is not None:
+        query = query.where(t.gate_decisions.c.trial_id == trial_id)
+    return [
+        DecisionRow(r.trial_id, GateDecision(gate=r.gate, stage=r.stage, action=r.action, reason=r.reason,
+                                             evidence=dict(r.evidence or {})))
+        for r in conn.execute(query).all()
+    ]
+
+
+def _curves_of(conn: Connection, trial_ids: list[int]) -> dict[int, dict[str, dict[str, Curve]]]:
+    """trial id → stage → metric → curve (points ordered by step)."""
+    if not trial_ids:
+        return {}
+    points: dict[int, dict[str, dict[str, list[tuple[int, float, float]]]]] = defaultdict(
+        lambda: defaultdict(lambda: defaultdict(list))
+    )
+    query = (
+        select(t.telemetry.c.trial_id, t.telemetry.c.stage, t.telemetry.c.name, t.telemetry.c.step,
+               t.telemetry.c.value, t.telemetry.c.elapsed_s)
+        .where(t.telemetry.c.trial_id.in_(trial_ids), t.telemetry.c.step.is_not(None), t.telemetry.c.value.is_not(None))
+        .order_by(t.telemetry.c.id)
+    )
+    for trial_id, stage, name, step, value, at in conn.execute(query).all():
+        points[trial_id][stage][name].append((int(step), float(value), float(at)))
+    return {
+        tid: {stage: {name: tuple(sorted(c)) for name, c in metrics.items()} for stage, metrics in stages.items()}
+        for tid, stages in points.items()
+    }
+
+
+def build_history(conn: Connection, parent_id: int | None) -> EvaluationHistory:
+    """What the gates compare with: stage scores and curves of completed stages, the parent's, full-run costs."""
+    stage_scores: dict[str, list[float]] = defaultdict(list)
+    completed: dict[int, set[str]] = defaultdict(set)
+    query = (
+        select(t.stage_results.c.trial_id, t.stage_results.c.stage, t.stage_results.c.score)
+        .where(t.stage_results.c.status == TrialStatus.SUCCEEDED.value)
+        .order_by(t.stage_results.c.id)
+    )
+    for trial_id, stage, score in conn.execute(query).all():
+        completed[trial_id].add(stage)
+        if score is not None:
+            stage_scores[stage].append(float(score))
+    recent = sorted(completed)[-HISTORY_TRIALS:]
+    ids = recent + ([parent_id] if parent_id is not None and parent_id not in recent else [])
+    curves_by_trial = _curves_of(conn, ids)
+    curves: dict[str, dict[str, list[Curve]]] = defaultdict(lambda: defaultdict(list))
+    for trial_id in recent:
+        for stage, metrics in curves_by_trial.get(trial_id, {}).items():
+            if stage in completed[trial_id]:
+                for name, curve in metrics.items():
+                    curves[stage][name].append(curve)
+    parent_scores: dict[str, float] = {}
+    if parent_id is not None:
+        for result in stage_results(conn, parent_id):
+            if result.status is TrialStatus.SUCCEEDED and result.score is not None:
+                parent_scores[result.name] = result.score
+    full = select(t.trials.c.seconds).where(
+        t.trials.c.status == TrialStatus.SUCCEEDED.value, t.trials.c.reused_from.is_(None)
+    )
+    return EvaluationHistory(
+        stage_scores={k: list(v) for k, v in stage_scores.items()},
+        parent_stage_scores=parent_scores,
+        curves={stage: dict(metrics) for stage, metrics in curves.items()},
+        parent_curves=curves_by_trial.get(parent_id, {}) if parent_id is not None else {},
+        full_seconds=[float(s) for s in conn.execute(full).scalars()],
+    )
+
+
+def savings_by_gate(conn: Connection) -> dict[str, Any]:
+    """Evaluation seconds spent in all, and seconds saved per gate that pruned or reused."""
+    rows = conn.execute(
+        select(t.trials.c.status, t.trials.c.error_class, t.trials.c.seconds, t.trials.c.seconds_saved,
+               t.trials.c.reused_from)
+    ).all()
+    saved: dict[str, float] = defaultdict(float)
+    pruned: dict[str, int] = defaultdict(int)
+    for status, error_class, _seconds, seconds_saved, reused_from in rows:
+        if reused_from is not None:
+            gate = "duplicate"
+        elif status == TrialStatus.PRUNED.value:
+            gate = (error_class or "pruned").removeprefix("pruned:")
+        else:
+            continue
+        saved[gate] += float(seconds_saved or 0.0)
+        pruned[gate] += 1
+    return {
+        "evaluation_seconds": round(sum(float(r[2] or 0.0) for r in rows), 3),
+        "seconds_saved": round(sum(saved.values()), 3),
+        "saved_by_gate": {gate: round(v, 3) for gate, v in sorted(saved.items())},
+        "stopped_by_gate": dict(sorted(pruned.items())),
+    }

@@ -1,0 +1,97 @@
+"""The record's evaluation detail: stages, telemetry and gate decisions round-trip; history and savings follow."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from evoforge.memory.record import Record
+from evoforge.models import GateDecision, Outcome, StageResult, TelemetryPoint, TrialStatus
+
+
+@pytest.fixture
+def record(tmp_path: Path) -> Record:
+    rec = Record.for_run_dir(tmp_path, create=True)
+    rec.create_run(task_name="t", config={}, seed=0, task_snapshot={}, stopping={})
+    return rec
+
+
+def _add(record: Record, parent: int | None = None, fingerprint: str | None = None) -> int:
+    return record.add_trial(parent_ids=[parent] if parent else [], inspiration_ids=[], name="n", motivation="m",
+                            code="c", diff="", proposer="offline", model=None, fingerprint=fingerprint)
+
+
+def _curve(stage: str, values: list[float]) -> tuple[TelemetryPoint, ...]:
+    return tuple(TelemetryPoint(stage=stage, step=10 * i, name="loss", value=v, t=0.1 * i)
+                 for i, v in enumerate(values))
+
+
+def _succeeded(score: float, seconds: float, values: list[float]) -> Outcome:
+    stages = (StageResult("smoke", TrialStatus.SUCCEEDED, score=score / 2, seconds=1.0),
+              StageResult("full", TrialStatus.SUCCEEDED, score=score, seconds=seconds - 1.0))
+    return Outcome(status=TrialStatus.SUCCEEDED, score=score, seconds=seconds, stages=stages,
+                   telemetry=_curve("full", values))
+
+
+def test_stages_telemetry_and_decisions_round_trip(record: Record) -> None:
+    tid = _add(record)
+    decision = GateDecision(gate="median", stage="full", action="prune", reason="loss 3.0 > median 2.0 at step 20",
+                            evidence={"step": 20, "value": 3.0, "reference": 2.0})
+    outcome = Outcome(
+        status=TrialStatus.PRUNED, error_class="pruned:median", seconds=2.0, seconds_saved=8.0, suspect=True,
+        stages=(StageResult("smoke", TrialStatus.SUCCEEDED, score=1.0, seconds=1.0),
+                StageResult("full", TrialStatus.PRUNED, seconds=1.0)),
+        telemetry=(*_curve("full", [4.0, 3.5]), TelemetryPoint("full", 20, "loss", math.nan, 0.2)),
+        decisions=(decision,),
+    )
+    record.finish_trial(tid, outcome)
+    trial = record.trial(tid)
+    assert trial.status is TrialStatus.PRUNED and trial.suspect and trial.seconds_saved == 8.0
+    assert [s.name for s in record.stage_results(tid)] == ["smoke", "full"]
+    points = record.telemetry(tid)
+    assert [p.value for p in points[:2]] == [4.0, 3.5] and math.isnan(points[2].value)
+    assert record.decisions(tid)[0].decision == decision
+    savings = record.savings()
+    assert savings["saved_by_gate"] == {"median": 8.0} and savings["stopped_by_gate"] == {"median": 1}
+    assert savings["evaluation_seconds"] == 2.0
+
+
+def test_history_holds_completed_curves_parent_and_costs(record: Record) -> None:
+    first = _add(record)
+    record.finish_trial(first, _succeeded(2.0, 10.0, [5.0, 4.0, 3.0]))
+    second = _add(record, parent=first)
+    record.finish_trial(second, _succeeded(3.0, 12.0, [5.0, 3.5, 2.5]))
+    pruned = _add(record, parent=first)
+    record.finish_trial(pruned, Outcome(status=TrialStatus.PRUNED, seconds=1.0,
+                                        stages=(StageResult("smoke", TrialStatus.PRUNED, score=0.1),),
+                                        telemetry=_curve("full", [9.0])))
+    history = record.history(parent_id=second)
+    assert history.stage_scores == {"smoke": [1.0, 1.5], "full": [2.0, 3.0]}
+    assert history.parent_stage_scores == {"smoke": 1.5, "full": 3.0}
+    assert len(history.curves["full"]["loss"]) == 2  # the pruned trial's curve is not a reference
+    assert [v for _, v, _ in history.parent_curves["full"]["loss"]] == [5.0, 3.5, 2.5]
+    assert sorted(history.full_seconds) == [10.0, 12.0]
+
+
+def test_fingerprint_finds_the_original_evaluation(record: Record) -> None:
+    original = _add(record, fingerprint="abc")
+    assert record.find_fingerprint("abc") is None  # not finished yet
+    record.finish_trial(original, Outcome(status=TrialStatus.SUCCEEDED, score=1.0, seconds=3.0))
+    copy = _add(record, fingerprint="abc")
+    record.finish_trial(copy, Outcome(status=TrialStatus.SUCCEEDED, score=1.0, reused_from=original,
+                                      seconds_saved=3.0))
+    found = record.find_fingerprint("abc")
+    assert found is not None and found.id == original
+    assert record.trial(copy).reused_from == original
+    assert record.savings()["saved_by_gate"] == {"duplicate": 3.0}
+
+
+def test_knowledge_shown_and_agendas(record: Record) -> None:
+    tid = _add(record)
+    record.add_knowledge_shown(tid, [(7, "heuristic", "hexagonal rows", 0.9), (3, "lesson", "margins", None)])
+    assert [k["item_id"] for k in record.knowledge_shown(tid)] == [7, 3]
+    record.add_agenda(5, "try rings", {"directions": ["rings"]})
+    record.add_agenda(10, "try lattices")
+    assert [a["after_trial"] for a in record.agendas()] == [5, 10]
