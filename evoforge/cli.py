@@ -16,7 +16,15 @@ from rich.console import Console
 
 from evoforge.errors import EvoforgeError
 from evoforge.settings import RunSettings
-from evoforge.views import ProgressObserver, render_best, render_show, render_status, run_overview, trial_dict
+from evoforge.views import (
+    ProgressObserver,
+    evaluation_detail,
+    render_best,
+    render_show,
+    render_status,
+    run_overview,
+    trial_dict,
+)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 console = Console()
@@ -164,10 +172,12 @@ def show(
         found = record.trial(trial)
         calls = record.llm_calls(trial)
         analyses = record.analyses(trial)
+        detail = evaluation_detail(record, trial)
         record.close()
     except EvoforgeError as exc:
         _fail(exc)
     data = trial_dict(found, with_code=True)
+    data.update(detail)
     data["llm_calls"] = [
         {"role": c.role, "model": c.model, "tokens_in": c.tokens_in, "tokens_out": c.tokens_out,
          "latency_s": c.latency_s, "error": c.error}

@@ -20,10 +20,11 @@ class TrialStatus(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     PRUNED = "pruned"
+    REJECTED = "rejected"  # refused before evaluation (e.g. not novel): no evaluation time spent
 
     @property
     def finished(self) -> bool:
-        return self in (TrialStatus.SUCCEEDED, TrialStatus.FAILED, TrialStatus.PRUNED)
+        return self in (TrialStatus.SUCCEEDED, TrialStatus.FAILED, TrialStatus.PRUNED, TrialStatus.REJECTED)
 
 
 class Direction(StrEnum):
@@ -180,4 +181,6 @@ class Trial:
 
     @property
     def scored(self) -> bool:
-        return self.status is TrialStatus.SUCCEEDED and self.score is not None and math.isfinite(self.score)
+        """A succeeded trial with a finite score that was really evaluated (a reused duplicate is not a new point)."""
+        ok = self.status is TrialStatus.SUCCEEDED and self.score is not None and math.isfinite(self.score)
+        return ok and self.reused_from is None

@@ -34,6 +34,8 @@ def trial_dict(trial: Trial, *, with_code: bool = False) -> dict[str, Any]:
         "proposer": trial.proposer,
         "model": trial.model,
         "digest": trial.digest,
+        "suspect": trial.suspect,
+        "reused_from": trial.reused_from,
         "created_at": trial.created_at.isoformat() if trial.created_at else None,
         "finished_at": trial.finished_at.isoformat() if trial.finished_at else None,
     }
@@ -41,6 +43,28 @@ def trial_dict(trial: Trial, *, with_code: bool = False) -> dict[str, Any]:
         data["code"] = trial.code
         data["diff"] = trial.diff
     return data
+
+
+def evaluation_detail(record: Record, trial_id: int) -> dict[str, Any]:
+    """A trial's stages, gate decisions, telemetry summary and the knowledge its researcher saw."""
+    curves: dict[str, dict[str, Any]] = {}
+    for point in record.telemetry(trial_id):
+        entry = curves.setdefault(f"{point.stage}/{point.name}", {"points": 0, "first": point.value})
+        entry.update(points=entry["points"] + 1, last=point.value, last_step=point.step)
+    return {
+        "stages": [
+            {"name": s.name, "status": s.status.value, "score": s.score, "seconds": s.seconds,
+             "error_class": s.error_class, "error_message": s.error_message}
+            for s in record.stage_results(trial_id)
+        ],
+        "decisions": [
+            {"gate": d.decision.gate, "stage": d.decision.stage, "action": d.decision.action,
+             "reason": d.decision.reason, "evidence": d.decision.evidence}
+            for d in record.decisions(trial_id)
+        ],
+        "telemetry": curves,
+        "knowledge_shown": record.knowledge_shown(trial_id),
+    }
 
 
 def run_overview(run_dir: Path) -> dict[str, Any]:
@@ -53,6 +77,7 @@ def run_overview(run_dir: Path) -> dict[str, Any]:
         best = record.best(direction)
         trials = record.trials()
         calls = record.llm_calls()
+        savings = record.savings()
     finally:
         record.close()
     overview: dict[str, Any] = dict(counts)
@@ -63,7 +88,11 @@ def run_overview(run_dir: Path) -> dict[str, Any]:
         task=info.task_name,
         direction=direction.value,
         stopping=info.stopping,
-        evaluation_seconds=round(sum(t.seconds for t in trials), 3),
+        evaluation_seconds=savings["evaluation_seconds"],
+        seconds_saved=savings["seconds_saved"],
+        saved_by_gate=savings["saved_by_gate"],
+        stopped_by_gate=savings["stopped_by_gate"],
+        suspect=[t.id for t in trials if t.suspect],
         llm_calls=len(calls),
         llm_tokens_in=sum(c.tokens_in for c in calls),
         llm_tokens_out=sum(c.tokens_out for c in calls),
@@ -89,6 +118,11 @@ def render_status(console: Console, ov: dict[str, Any]) -> None:
     table.add_row("best score", best)
     table.add_row("stopping rule", str(ov["stopping"]))
     table.add_row("evaluation time", f"{ov['evaluation_seconds']:.1f} s")
+    table.add_row("time saved by gates", f"{ov['seconds_saved']:.1f} s")
+    for gate, seconds in ov["saved_by_gate"].items():
+        table.add_row(f"  saved by {gate}", f"{seconds:.1f} s ({ov['stopped_by_gate'].get(gate, 0)} trials)")
+    if ov["suspect"]:
+        table.add_row("suspect trials", ", ".join(f"#{i}" for i in ov["suspect"]))
     table.add_row("LLM calls", f"{ov['llm_calls']} ({ov['llm_tokens_in']} tokens in, {ov['llm_tokens_out']} out)")
     for cls, n in sorted(ov["failure_classes"].items(), key=lambda kv: -kv[1]):
         table.add_row(f"failed: {cls}", str(n))
@@ -112,6 +146,17 @@ def render_show(console: Console, data: dict[str, Any]) -> None:
         console.print(Panel(data["digest"], title="digest"), markup=False)
     for analysis in data.get("analyses", []):
         console.print(Panel(analysis["text"], title=f"analysis: {analysis['kind']}"), markup=False)
+    for stage in data.get("stages", []):
+        console.print(f"stage {stage['name']}: {stage['status']} score={stage['score']} ({stage['seconds']:.2f}s)"
+                      + (f" {stage['error_class']}" if stage.get("error_class") else ""), markup=False, highlight=False)
+    for decision in data.get("decisions", []):
+        console.print(f"gate {decision['gate']} [{decision['action']}] at {decision['stage']}: {decision['reason']}",
+                      markup=False, highlight=False)
+    if data.get("telemetry"):
+        console.print(f"telemetry: {data['telemetry']}", markup=False, highlight=False)
+    if data.get("knowledge_shown"):
+        shown = "; ".join(f"#{k['item_id']} [{k['kind']}] {k['title']}" for k in data["knowledge_shown"])
+        console.print(Panel(shown, title="knowledge the researcher saw"), markup=False)
     if data.get("diff"):
         console.print(Panel(Syntax(data["diff"], "diff"), title="diff vs parent"))
     for call in data.get("llm_calls", []):

@@ -59,6 +59,15 @@ def digest_outcome(
     """Summarise `outcome` against its parent and the run's best trial so far, in a few plain lines."""
     lines: list[str] = []
     data: dict[str, Any] = {"status": outcome.status.value, "seconds": round(outcome.seconds, 3)}
+    if outcome.reused_from is not None:
+        lines.append(f"duplicate of trial #{outcome.reused_from}: its outcome is reused, not evaluated again")
+        data["reused_from"] = outcome.reused_from
+    if outcome.suspect:
+        lines.append("SUSPECT: a monitor found a value beyond its plausible bound; re-evaluate before trusting it")
+        data["suspect"] = True
+    stopped = [d for d in outcome.decisions if d.action == "prune"]
+    if stopped:
+        data["pruned_by"] = {"gate": stopped[0].gate, "stage": stopped[0].stage, "reason": stopped[0].reason}
     if outcome.status is TrialStatus.SUCCEEDED and outcome.score is not None:
         lines.append(f"{metric} = {_fmt(outcome.score)}")
         data["score"] = outcome.score

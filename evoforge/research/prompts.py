@@ -117,5 +117,9 @@ def template_values(task: Task, ctx: ResearchContext) -> dict[str, Any]:
         "inspirations": list(ctx.inspirations),
         "failures": list(ctx.failures),
         "recent": list(ctx.recent),
+        "parent_analysis": ctx.parent_analysis.strip(),
+        "knowledge": list(ctx.knowledge),
+        "agenda": ctx.agenda.strip(),
+        "near_duplicate": ctx.near_duplicate,
         "edit_format": task.config.research.edit_format,
     }
