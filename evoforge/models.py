@@ -51,6 +51,8 @@ class LLMCall:
     tokens_out: int = 0
     latency_s: float = 0.0
     error: str | None = None
+    cost_usd: float = 0.0  # priced from the model's price table; 0 for unknown or free models
+    temperature: float | None = None
 
 
 @dataclass(frozen=True)

@@ -181,6 +181,8 @@ llm_calls = Table(
     Column("prompt", Text, nullable=False),
     Column("response", Text, nullable=False),
     Column("error", Text, nullable=True),
+    Column("cost_usd", Float, nullable=False, default=0.0),
+    Column("temperature", Float, nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
     Index("ix_llm_calls_trial_id", "trial_id"),
 )
@@ -226,6 +228,8 @@ class LLMCallRow:
     tokens_out: int = 0
     latency_s: float = 0.0
     error: str | None = None
+    cost_usd: float = 0.0
+    temperature: float | None = None
 
 
 @dataclass(frozen=True)
