@@ -192,7 +192,7 @@ def test_counts_include_zeros(record: Record) -> None:
     _succeed(record, 2.0)
     running = _add(record)
     record.mark_running(running)
-    assert record.counts() == {"proposed": 0, "running": 1, "succeeded": 2, "failed": 0, "pruned": 0}
+    assert record.counts() == {"proposed": 0, "running": 1, "succeeded": 2, "failed": 0, "pruned": 0, "rejected": 0}
 
 
 def test_requeue_in_flight(record: Record) -> None:
