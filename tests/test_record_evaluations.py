@@ -95,3 +95,12 @@ def test_knowledge_shown_and_agendas(record: Record) -> None:
     record.add_agenda(5, "try rings", {"directions": ["rings"]})
     record.add_agenda(10, "try lattices")
     assert [a["after_trial"] for a in record.agendas()] == [5, 10]
+
+
+def test_loop_state_round_trips_and_survives_reopen(record: Record, tmp_path: Path) -> None:
+    assert record.load_state("sampler") is None
+    record.save_state("sampler", {"islands": [[1, 2], [3]], "generation": 4})
+    record.save_state("sampler", {"islands": [[1, 2, 5], [3]], "generation": 5})
+    record.close()
+    again = Record.for_run_dir(tmp_path)
+    assert again.load_state("sampler") == {"islands": [[1, 2, 5], [3]], "generation": 5}

@@ -411,3 +411,17 @@ class Record:
             rows = conn.execute(select(t.agendas).order_by(t.agendas.c.id)).all()
         return [dict(after_trial=r.after_trial, text=r.text, data=dict(r.data or {}), created_at=r.created_at)
                 for r in rows]
+
+    def save_state(self, key: str, value: dict[str, Any]) -> None:
+        """Keep a component's state (a sampler's islands, a bandit's counts) so `resume` continues it."""
+        with self._engine.begin() as conn:
+            updated = conn.execute(
+                update(t.loop_state).where(t.loop_state.c.key == key).values(value=value, updated_at=utcnow())
+            )
+            if updated.rowcount == 0:
+                conn.execute(insert(t.loop_state).values(key=key, value=value, updated_at=utcnow()))
+
+    def load_state(self, key: str) -> dict[str, Any] | None:
+        with self._engine.connect() as conn:
+            value = conn.execute(select(t.loop_state.c.value).where(t.loop_state.c.key == key)).scalar()
+        return None if value is None else dict(value)

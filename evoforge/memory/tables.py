@@ -158,6 +158,14 @@ knowledge_shown = Table(
     Index("ix_knowledge_shown_trial_id", "trial_id"),
 )
 
+loop_state = Table(
+    "loop_state",
+    metadata,
+    Column("key", String(128), primary_key=True),
+    Column("value", JSON, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
 agendas = Table(
     "agendas",
     metadata,
