@@ -16,6 +16,14 @@ class RunSettings(BaseModel):
     seed: int = 0
     llm: str | None = Field(default=None, description="'offline', a model name, or None for the task's choice")
     sampler: str | None = Field(default=None, description="parent sampler; None → the task's research.sampler")
+    budget_usd: float | None = Field(default=None, gt=0, description="stop proposing before LLM spend passes this")
+    budget_tokens: int | None = Field(default=None, gt=0, description="cap on LLM tokens (in + out)")
+    budget_wall_s: float | None = Field(default=None, gt=0, description="cap on the run's wall-clock seconds")
+    budget_eval_s: float | None = Field(default=None, gt=0, description="cap on evaluation seconds")
 
     def stopping(self) -> dict[str, float | int | None]:
-        return {"trials": self.trials, "target_score": self.target_score}
+        return {
+            "trials": self.trials, "target_score": self.target_score, "budget_usd": self.budget_usd,
+            "budget_tokens": self.budget_tokens, "budget_wall_s": self.budget_wall_s,
+            "budget_eval_s": self.budget_eval_s,
+        }
