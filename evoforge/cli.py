@@ -74,14 +74,19 @@ def run(
     llm: Annotated[str | None, typer.Option(help="'offline' or a model name (default: task/env)")] = None,
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
     target_score: Annotated[float | None, typer.Option(help="stop once the best score reaches this")] = None,
-    sampler: Annotated[str | None, typer.Option(help="parent sampler: greedy, random, ucb1")] = None,
+    sampler: Annotated[str | None, typer.Option(help="parent sampler (default: the task's research.sampler)")] = None,
+    budget_usd: Annotated[float | None, typer.Option(help="stop proposing before LLM spend passes this")] = None,
+    budget_tokens: Annotated[int | None, typer.Option(help="cap on LLM tokens, in + out")] = None,
+    budget_wall: Annotated[float | None, typer.Option(help="cap on wall-clock seconds")] = None,
+    budget_eval: Annotated[float | None, typer.Option(help="cap on evaluation seconds")] = None,
 ) -> None:
-    """Start a run of TASK and go until the stopping rule holds."""
+    """Start a run of TASK and go until the stopping rule (trials, target, budgets) holds."""
     from evoforge.runs import run as start_run
 
     try:
         settings = RunSettings(
-            trials=trials, concurrency=concurrency, llm=llm, seed=seed, target_score=target_score, sampler=sampler
+            trials=trials, concurrency=concurrency, llm=llm, seed=seed, target_score=target_score, sampler=sampler,
+            budget_usd=budget_usd, budget_tokens=budget_tokens, budget_wall_s=budget_wall, budget_eval_s=budget_eval,
         )
         summary = start_run(task, run_dir=run_dir, settings=settings, observer=ProgressObserver(console))
     except (EvoforgeError, ValueError) as exc:
