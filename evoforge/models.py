@@ -70,6 +70,7 @@ class Proposal:
     model: str | None = None
     error: str | None = None
     llm_calls: tuple[LLMCall, ...] = ()
+    extra_parent_ids: tuple[int, ...] = ()  # a crossover's second parent(s), besides the sampled one
 
 
 @dataclass(frozen=True)
@@ -183,6 +184,7 @@ class Trial:
 
     @property
     def scored(self) -> bool:
-        """A succeeded trial with a finite score that was really evaluated (a reused duplicate is not a new point)."""
+        """A succeeded trial with a finite score that was really evaluated and is trusted: a reused duplicate is
+        not a new point, and a suspect result is never crowned or built on until re-evaluated."""
         ok = self.status is TrialStatus.SUCCEEDED and self.score is not None and math.isfinite(self.score)
-        return ok and self.reused_from is None
+        return ok and self.reused_from is None and not self.suspect

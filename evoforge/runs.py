@@ -6,13 +6,17 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from evoforge.analysis import make_analyzer
 from evoforge.errors import RunError
 from evoforge.experiment import Engineer
+from evoforge.experiment.isolation import describe_isolation
+from evoforge.learning import Learning, open_knowledge_base
 from evoforge.loop import Conductor, Observer
 from evoforge.memory.record import Record
 from evoforge.memory.sampling import make_sampler
@@ -98,23 +102,49 @@ def resume(
     return _drive(load_task(task_path), record, run_path, settings, observer)
 
 
+def describe_proposer(name: str) -> str:
+    if name == "offline":
+        return "offline (tunes numeric constants only; design changes need an LLM: see --llm)"
+    return name
+
+
+def _learning(task: Task, record: Record, run_dir: Path, settings: RunSettings) -> Learning:
+    """The cognition base, analyzer and review client of a run."""
+    kb = open_knowledge_base(task, run_dir, settings.kb)
+    client = None
+    model = None if settings.llm in ("offline", "local") else (
+        settings.llm or task.config.llm.model or os.environ.get("EVOFORGE_MODEL")
+    )
+    if model:
+        from evoforge.llm.client import client_from_settings
+
+        client = client_from_settings(task.config.llm, model)
+    analyzer = make_analyzer(task, "offline" if model is None else model)
+    return Learning(task=task, record=record, kb=kb, analyzer=analyzer, client=client, run_label=str(run_dir))
+
+
 def _drive(task: Task, record: Record, run_dir: Path, settings: RunSettings, observer: Observer | None) -> RunSummary:
     proposer = make_proposer(task, settings.llm, seed=settings.seed)
+    learning = _learning(task, record, run_dir, settings)
     sampler = make_sampler(
         settings.sampler or task.config.research.sampler,
         seed=settings.seed, exploration=task.config.research.exploration,
-        population=task.config.research.population,
+        population=task.config.research.population, islands=task.config.research.islands,
+        map_elites=task.config.research.map_elites, weighted=task.config.research.weighted,
     )
     conductor = Conductor(
         task=task, record=record, run_dir=run_dir, settings=settings, proposer=proposer,
-        engineer=Engineer(task), sampler=sampler, observer=observer,
+        engineer=Engineer(task), sampler=sampler, learning=learning, observer=observer,
     )
     if observer is not None:
+        notes = [f"knowledge base: {learning.kb.mode}, {learning.kb.count()} items",
+                 f"analyzer: {learning.analyzer.name}", f"sandbox: {describe_isolation(task.config.limits)}"]
         done = len(conductor.state.trials)
-        observer.run_started(run_dir=run_dir, proposer=proposer.name, settings=settings, done=done)
+        observer.run_started(run_dir=run_dir, proposer=describe_proposer(proposer.name), settings=settings,
+                             done=done, notes=notes)
     interrupted = False
     try:
-        stop_reason = asyncio.run(_run_and_close(conductor, proposer))
+        stop_reason = asyncio.run(_run_and_close(conductor, proposer, learning))
     except KeyboardInterrupt:
         interrupted, stop_reason = True, "interrupted (Ctrl-C): trials in flight will be re-run by `evoforge resume`"
     finally:
@@ -122,13 +152,14 @@ def _drive(task: Task, record: Record, run_dir: Path, settings: RunSettings, obs
         if observer is not None:
             observer.run_finished()
     return RunSummary(
-        run_dir=run_dir, stop_reason=stop_reason, best=conductor.state.best(task),
+        run_dir=run_dir, stop_reason=stop_reason, best=conductor.state.best,
         counts=conductor.state.counts(), proposer=proposer.name, interrupted=interrupted,
     )
 
 
-async def _run_and_close(conductor: Conductor, proposer: Any) -> str:
+async def _run_and_close(conductor: Conductor, proposer: Any, learning: Learning) -> str:
     try:
         return await conductor.run()
     finally:
         await proposer.aclose()
+        await learning.aclose()

@@ -16,6 +16,7 @@ class RunSettings(BaseModel):
     seed: int = 0
     llm: str | None = Field(default=None, description="'offline', a model name, or None for the task's choice")
     sampler: str | None = Field(default=None, description="parent sampler; None → the task's research.sampler")
+    kb: str | None = Field(default=None, description="shared knowledge base (path or URL); None → RUN_DIR/knowledge.db")
     budget_usd: float | None = Field(default=None, gt=0, description="stop proposing before LLM spend passes this")
     budget_tokens: int | None = Field(default=None, gt=0, description="cap on LLM tokens (in + out)")
     budget_wall_s: float | None = Field(default=None, gt=0, description="cap on the run's wall-clock seconds")

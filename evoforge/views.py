@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -171,9 +172,12 @@ class ProgressObserver(Observer):
         self.progress: Progress | None = None
         self.task_id: Any = None
 
-    def run_started(self, *, run_dir: Path, proposer: str, settings: RunSettings, done: int) -> None:
+    def run_started(self, *, run_dir: Path, proposer: str, settings: RunSettings, done: int,
+                    notes: Sequence[str] = ()) -> None:
         self.console.print(f"run directory: {run_dir}")
         self.console.print(f"proposer: {proposer}", highlight=False)
+        for note in notes:
+            self.console.print(note, highlight=False, markup=False)
         self.progress = Progress(
             TextColumn("trials"), BarColumn(), MofNCompleteColumn(),
             TextColumn("best {task.fields[best]}  failed {task.fields[failed]}"), TimeElapsedColumn(),

@@ -1,31 +1,57 @@
-"""The Engineer: writes a candidate into its trial folder, runs the task's evaluator on it in the sandbox,
-and turns what happened into an `Outcome` (a score and metrics, or an error class with a clear reason).
+"""The Engineer: writes a candidate into its trial folder, checks it statically, runs the task's evaluator on it in
+the sandbox, stage by stage, under the gates, and turns what happened into an `Outcome` (a score and metrics, or
+an error class with a clear reason, or the gate that pruned it).
 
 A Python evaluator runs through the harness with the trial folder as working directory; a command evaluator
 runs through /bin/sh in the task folder and reports via the file named by EVOFORGE_RESULT or its last JSON
-stdout line.
+stdout line. Each stage learns its name from EVOFORGE_STAGE (and `{stage}` in a command, ctx["stage"] in Python).
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import shlex
 import signal
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from evoforge.experiment.gates import check_static, program_fingerprint
+from evoforge.experiment.gates.config import StageConfig
 from evoforge.experiment.harness import ERROR_KEY
 from evoforge.experiment.result import BadResult, last_json_line, metrics_of, read_result_file, validate
 from evoforge.experiment.sandbox import SandboxResult, child_env, run_sandboxed
-from evoforge.models import Outcome, TrialStatus
+from evoforge.experiment.stages import Cascade, StageRun
+from evoforge.models import EvaluationHistory, GateDecision, Outcome, StageResult, Trial, TrialStatus
 from evoforge.task.loader import Task
+from evoforge.telemetry import ENV_VAR as TELEMETRY_VAR
 
 RESULT_FILE = "result.json"
 TELEMETRY_FILE = "telemetry.jsonl"
+IMPLICIT_STAGE = "main"
 TAIL_CHARS = 2048
 TRACEBACK_LINES = 12
 LIMIT_SIGNALS = (signal.SIGKILL, signal.SIGXCPU, signal.SIGXFSZ)
+
+
+@dataclass(frozen=True)
+class StageFiles:
+    """Where one stage's result, telemetry and logs live in the trial folder."""
+
+    result: Path
+    telemetry: Path
+    stdout: Path
+    stderr: Path
+
+    @classmethod
+    def of(cls, trial_dir: Path, stage: str | None) -> StageFiles:
+        """The implicit stage (stage None) keeps the plain names; a declared stage adds its name."""
+        infix = f".{stage}" if stage is not None else ""
+        return cls(trial_dir / f"result{infix}.json", trial_dir / f"telemetry{infix}.jsonl",
+                   trial_dir / f"stdout{infix}.log", trial_dir / f"stderr{infix}.log")
 
 
 class Engineer:
@@ -34,46 +60,98 @@ class Engineer:
     def __init__(self, task: Task, *, env_passthrough: Sequence[str] = ()) -> None:
         self.task = task
         self.env_passthrough = tuple(env_passthrough)
+        self.implicit = task.config.stages is None
+        self.stages = task.config.stages or [StageConfig(name=IMPLICIT_STAGE, timeout_s=task.config.timeout_s)]
 
-    async def evaluate(self, code: str, trial_dir: Path) -> Outcome:
-        """Write `code` as trial_dir / task.program_name, run the evaluator on it, and return the outcome."""
+    async def evaluate(self, code: str, trial_dir: Path, history: EvaluationHistory | None = None) -> Outcome:
+        """Write `code` as trial_dir / task.program_name, gate it, run its stages, and return the outcome.
+
+        `history` (past stage scores, curves and costs, built by the loop) is what the gates compare with.
+        """
         trial_dir = Path(trial_dir).resolve()
         trial_dir.mkdir(parents=True, exist_ok=True)
         program_path = trial_dir / self.task.program_name
         program_path.write_text(code, encoding="utf-8")
-        result_path = trial_dir / RESULT_FILE
-        result_path.unlink(missing_ok=True)
+        rejected = check_static(code, self.task)
+        if rejected is not None:
+            return Outcome(status=TrialStatus.FAILED, error_class=f"static:{rejected.evidence['check']}",
+                           error_message=rejected.reason, decisions=(rejected,))
+
+        async def launch(stage: StageConfig, stop: asyncio.Event) -> StageRun:
+            return await self._run_stage(stage, stop, program_path, trial_dir)
+
+        cascade = Cascade(
+            stages=self.stages, gates=self.task.config.gates, direction=self.task.config.objective.direction,
+            history=history or EvaluationHistory(), launch=launch,
+            telemetry_path=lambda name: self._files(trial_dir, name).telemetry,
+        )
+        return await cascade.run()
+
+    def reuse(self, previous: Trial) -> Outcome:
+        """The outcome of a trial whose program is an exact duplicate of `previous` (see `program_fingerprint`):
+        nothing runs; the recorded result is carried over and the evaluation it did not repeat counts as saved."""
+        fingerprint = program_fingerprint(previous.code, self.task.program_name)
+        decision = GateDecision(
+            gate="duplicate", stage=None, action="reuse",
+            reason=f"same program as trial #{previous.id} (comments and whitespace aside); its outcome is reused",
+            evidence={"trial": previous.id, "fingerprint": fingerprint},
+        )
+        status = previous.status if previous.status.finished else TrialStatus.FAILED
+        return Outcome(status=status, score=previous.score, metrics=dict(previous.metrics),
+                       error_class=previous.error_class, error_message=previous.error_message, seconds=0.0,
+                       seconds_saved=previous.seconds, decisions=(decision,), suspect=previous.suspect,
+                       reused_from=previous.id)
+
+    def _files(self, trial_dir: Path, stage: str) -> StageFiles:
+        return StageFiles.of(trial_dir, None if self.implicit else stage)
+
+    async def _run_stage(self, stage: StageConfig, stop: asyncio.Event, program_path: Path,
+                         trial_dir: Path) -> StageRun:
+        """Run one stage's evaluator process (stopped when `stop` is set) and classify how it ended."""
+        files = self._files(trial_dir, stage.name)
+        files.result.unlink(missing_ok=True)
         env = child_env(
             {
-                "EVOFORGE_RESULT": str(result_path),
+                "EVOFORGE_RESULT": str(files.result),
                 "EVOFORGE_TRIAL_DIR": str(trial_dir),
                 "EVOFORGE_TASK_DIR": str(self.task.root.resolve()),
-                "EVOFORGE_TELEMETRY": str(trial_dir / TELEMETRY_FILE),
+                TELEMETRY_VAR: str(files.telemetry),
+                "EVOFORGE_STAGE": stage.name,
+                "EVOFORGE_STAGE_ARGS": json.dumps(stage.args),
             },
             passthrough=self.env_passthrough,
         )
-        argv, cwd = self._command(program_path, result_path, trial_dir)
-        config = self.task.config
+        argv, cwd = self._command(program_path, files.result, trial_dir, stage.name)
         run = await run_sandboxed(
-            argv, cwd=cwd, env=env, timeout_s=config.timeout_s, limits=config.limits,
-            stdout_path=trial_dir / "stdout.log", stderr_path=trial_dir / "stderr.log",
+            argv, cwd=cwd, env=env, timeout_s=stage.timeout_s, limits=self.task.config.limits,
+            stdout_path=files.stdout, stderr_path=files.stderr, stop=stop,
         )
-        return self._outcome(run, result_path)
+        return StageRun(self._classify(run, files.result, stage), _tail(run.stdout_tail), _tail(run.stderr_tail))
 
-    def _command(self, program_path: Path, result_path: Path, trial_dir: Path) -> tuple[list[str], Path]:
+    def _command(self, program_path: Path, result_path: Path, trial_dir: Path, stage: str) -> tuple[list[str], Path]:
         evaluator = self.task.evaluator_path
         if evaluator is not None:
             harness = [sys.executable, "-m", "evoforge.experiment.harness"]
             return [*harness, str(evaluator), str(program_path), str(result_path)], trial_dir
         command = (self.task.config.command or "").replace("{program}", shlex.quote(str(program_path)))
+        command = command.replace("{stage}", shlex.quote(stage))
         return ["/bin/sh", "-c", command], self.task.root.resolve()
 
-    def _outcome(self, run: SandboxResult, result_path: Path) -> Outcome:
+    def _classify(self, run: SandboxResult, result_path: Path, stage: StageConfig) -> StageResult:
+        """How the stage ended: SUCCEEDED with a score, FAILED with a reason, or PRUNED when it was stopped."""
+        done = {"name": stage.name, "seconds": run.seconds}
+        if run.stopped:
+            return StageResult(status=TrialStatus.PRUNED, **done)
+        outcome = self._outcome(run, result_path, stage.timeout_s)
+        return StageResult(status=outcome.status, score=outcome.score, metrics=outcome.metrics,
+                           error_class=outcome.error_class, error_message=outcome.error_message, **done)
+
+    def _outcome(self, run: SandboxResult, result_path: Path, timeout_s: float) -> Outcome:
         tails = {"seconds": run.seconds, "stdout_tail": _tail(run.stdout_tail),
                  "stderr_tail": _tail(run.stderr_tail)}
         if run.timed_out:
-            limit = self.task.config.timeout_s
-            return _failed("timeout", f"evaluation exceeded timeout_s={limit:g}; its processes were killed",
+            what = "timeout_s" if self.implicit else "the stage's timeout_s"
+            return _failed("timeout", f"evaluation exceeded {what}={timeout_s:g}; its processes were killed",
                            **tails)
         try:
             raw = read_result_file(result_path)

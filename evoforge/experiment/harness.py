@@ -2,7 +2,8 @@
 
 Usage: `python -m evoforge.experiment.harness <evaluator_path> <program_path> <result_path>`. The result is
 written with allow_nan=True so the parent can reject NaN with a clear reason; on failure it writes
-{"__error__": {"type", "message", "traceback", "error_class"}} and exits 1.
+{"__error__": {"type", "message", "traceback", "error_class"}} and exits 1. A two-parameter `evaluate(path, ctx)`
+gets ctx = {"trial_dir", "task_dir", "stage", "stage_args"} (the stage from EVOFORGE_STAGE / EVOFORGE_STAGE_ARGS).
 """
 
 from __future__ import annotations
@@ -79,6 +80,15 @@ def _error(exc: BaseException, error_class: str, message: str | None = None) -> 
                         "error_class": error_class}}
 
 
+def _stage_args() -> dict[str, Any]:
+    """The current stage's `args` from task.yaml (JSON in EVOFORGE_STAGE_ARGS; empty outside a cascade)."""
+    try:
+        args = json.loads(os.environ.get("EVOFORGE_STAGE_ARGS") or "{}")
+    except ValueError:
+        return {}
+    return args if isinstance(args, dict) else {}
+
+
 def run(evaluator_path: Path, program_path: Path, result_path: Path) -> int:
     """Call the evaluator on the program and write its result; returns the process exit code."""
     try:
@@ -87,7 +97,8 @@ def run(evaluator_path: Path, program_path: Path, result_path: Path) -> int:
         _write(result_path, _error(exc, "bad_evaluator"))
         return 1
     ctx = {"trial_dir": os.environ.get("EVOFORGE_TRIAL_DIR", str(Path.cwd())),
-           "task_dir": os.environ.get("EVOFORGE_TASK_DIR", str(evaluator_path.parent))}
+           "task_dir": os.environ.get("EVOFORGE_TASK_DIR", str(evaluator_path.parent)),
+           "stage": os.environ.get("EVOFORGE_STAGE", "main"), "stage_args": _stage_args()}
     try:
         result = evaluate(str(program_path), ctx) if wants_ctx(evaluate) else evaluate(str(program_path))
     except BaseException as exc:  # noqa: BLE001 - SystemExit and KeyboardInterrupt are crashes too

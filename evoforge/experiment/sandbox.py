@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from evoforge.experiment.isolation import resolve as resolve_isolation
 from evoforge.task.config import Limits
 
 SUPERVISOR = Path(__file__).with_name("supervisor.py")
@@ -44,6 +45,7 @@ class SandboxResult:
     stderr_tail: bytes
     stdout_dropped: int = 0
     stderr_dropped: int = 0
+    stopped: bool = False  # ended early because the caller's `stop` event was set (a gate fired)
 
 
 def child_env(
@@ -177,11 +179,15 @@ def _killpg(pgid: int, sig: int) -> None:
 
 
 def _supervisor_argv(argv: Sequence[str], limits: Limits) -> list[str]:
+    """The supervisor command line for `limits`; the isolation is resolved here (IsolationUnavailable if it can't)."""
     cmd = [sys.executable, "-I", "-S", str(SUPERVISOR)]
-    if limits.memory_mb is not None:
-        cmd += ["--memory-mb", str(limits.memory_mb)]
-    if limits.cpu_s is not None:
-        cmd += ["--cpu-s", str(limits.cpu_s)]
+    for flag, value in (("--memory-mb", limits.memory_mb), ("--cpu-s", limits.cpu_s),
+                        ("--max-processes", limits.max_processes), ("--max-open-files", limits.max_open_files)):
+        if value is not None:
+            cmd += [flag, str(value)]
+    cmd += ["--isolation", resolve_isolation(limits.isolation, limits.network)]
+    if not limits.network:
+        cmd += ["--network", "off"]
     return [*cmd, "--", *argv]
 
 
@@ -204,8 +210,13 @@ async def run_sandboxed(
     limits: Limits,
     stdout_path: Path,
     stderr_path: Path,
+    stop: asyncio.Event | None = None,
 ) -> SandboxResult:
-    """Run `argv` in the sandbox and wait for it (at most `timeout_s`); nothing it started outlives it."""
+    """Run `argv` in the sandbox and wait for it (at most `timeout_s`); nothing it started outlives it.
+
+    When `stop` is set while it runs, the process group is stopped as on a timeout and the result says
+    `stopped=True` (not timed_out).
+    """
     token = uuid.uuid4().hex
     start = time.monotonic()
     logs = (_CappedLog(stdout_path, limits.output_bytes), _CappedLog(stderr_path, limits.output_bytes))
@@ -216,12 +227,10 @@ async def run_sandboxed(
             log.finish()
         raise
     pumps = [asyncio.create_task(_pump(pipe, log)) for pipe, log in zip(pipes, logs, strict=True)]
-    timed_out = False
     try:
-        try:
-            await asyncio.wait_for(proc.wait(), timeout_s)
-        except TimeoutError:
-            timed_out = True
+        ended = await _wait_exit(proc, timeout_s, stop)
+        timed_out, stopped = ended == "timeout", ended == "stopped"
+        if ended != "exited":
             await _stop(proc)
         seconds = time.monotonic() - start
         _killpg(proc.pid, signal.SIGKILL)  # strays left in the group after a normal exit
@@ -237,7 +246,24 @@ async def run_sandboxed(
         raise
     finally:
         (out_tail, out_dropped), (err_tail, err_dropped) = logs[0].finish(), logs[1].finish()
-    return SandboxResult(proc.returncode, timed_out, seconds, out_tail, err_tail, out_dropped, err_dropped)
+    return SandboxResult(proc.returncode, timed_out, seconds, out_tail, err_tail, out_dropped, err_dropped,
+                         stopped=stopped)
+
+
+async def _wait_exit(proc: asyncio.subprocess.Process, timeout_s: float, stop: asyncio.Event | None) -> str:
+    """Wait for the process to exit, the timeout, or `stop`: returns "exited", "timeout" or "stopped"."""
+    waiter = asyncio.ensure_future(proc.wait())
+    stopper = asyncio.ensure_future(stop.wait()) if stop is not None else None
+    waiting = {waiter} if stopper is None else {waiter, stopper}
+    try:
+        done, _ = await asyncio.wait(waiting, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in waiting:
+            task.cancel()
+        await asyncio.gather(*waiting, return_exceptions=True)
+    if waiter in done:
+        return "exited"
+    return "stopped" if stopper is not None and stopper in done else "timeout"
 
 
 async def _finish_pumps(pumps: list[asyncio.Task[None]], pipes: list[BinaryIO], grace: float) -> None:

@@ -1,5 +1,22 @@
-"""Clients for language models behind OpenAI-compatible endpoints; only `research` and `analysis` use them."""
+"""Clients for language models (OpenAI-compatible endpoints and Anthropic), the price table, and the model
+ensemble with its bandit; only `research` and `analysis` use them."""
 
-from evoforge.llm.client import LLMClient, LLMError, client_from_settings
+from evoforge.llm._base import ChatClient, LLMError
+from evoforge.llm.client import LLMClient, client_for_spec, client_from_settings
+from evoforge.llm.ensemble import Arm, Ensemble, ModelsUnavailable, improvement
+from evoforge.llm.models import BanditSettings, ModelSpec, Price
 
-__all__ = ["LLMClient", "LLMError", "client_from_settings"]
+__all__ = [
+    "Arm",
+    "BanditSettings",
+    "ChatClient",
+    "Ensemble",
+    "LLMClient",
+    "LLMError",
+    "ModelSpec",
+    "ModelsUnavailable",
+    "Price",
+    "client_for_spec",
+    "client_from_settings",
+    "improvement",
+]

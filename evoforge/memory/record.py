@@ -218,6 +218,13 @@ class Record:
             seconds=float(seconds), finished_at=utcnow(),
         )
 
+    def reject_trial(self, trial_id: int, error_class: str, reason: str) -> None:
+        """Refused before evaluation (e.g. not novel): status rejected, no evaluation time spent."""
+        self._update_trial(
+            trial_id, status=TrialStatus.REJECTED.value, error_class=error_class, error_message=reason,
+            finished_at=utcnow(),
+        )
+
     def set_digest(self, trial_id: int, digest: Digest) -> None:
         """Set the trial's digest text; its data is kept as the trial's one analysis of kind "digest"."""
         with self._engine.begin() as conn:
@@ -330,7 +337,8 @@ class Record:
         score = t.trials.c.score
         query = (
             select(t.trials)
-            .where(t.trials.c.status == TrialStatus.SUCCEEDED.value, score.is_not(None))
+            .where(t.trials.c.status == TrialStatus.SUCCEEDED.value, score.is_not(None),
+                   t.trials.c.suspect.is_(False), t.trials.c.reused_from.is_(None))
             .order_by(score.desc() if direction is Direction.MAXIMIZE else score.asc(), t.trials.c.id)
             .limit(1)
         )

@@ -1,9 +1,11 @@
-"""The Proposer interface every researcher implements, and `make_proposer`, which picks LLM or offline."""
+"""The Proposer interface every researcher implements, and `make_proposer`, which picks LLM ensemble, local model
+or offline."""
 
 from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
+from typing import Any
 
 from evoforge.models import Proposal
 from evoforge.research.context import ResearchContext
@@ -19,25 +21,57 @@ class Proposer(ABC):
     async def propose(self, ctx: ResearchContext) -> Proposal:
         """A proposal built on `ctx.parent`; bad model output gives `Proposal(error=...)`, never raises."""
 
+    def observe(self, trial_model: str | None, temperature: float | None, reward: float, cost_usd: float) -> None:
+        """The loop reports a finished trial's reward (improvement over its parent); only learners use it."""
+        return None
+
+    def state_dict(self) -> dict[str, Any] | None:
+        """State to keep in the record for resume (None: nothing to keep)."""
+        return None
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Continue from `state_dict()` output saved by an earlier session of the run."""
+        return None
+
+    def summary(self) -> list[dict[str, Any]]:
+        """Per-arm statistics of a learning proposer, for `evoforge status` ([] when there are none)."""
+        return []
+
     async def aclose(self) -> None:
-        """Release network clients; the loop calls it once at the end of a run."""
+        """Release network clients and servers; the loop calls it once at the end of a run."""
         return None
 
 
 def make_proposer(task: Task, llm: str | None, *, seed: int | None = None) -> Proposer:
     """The proposer for a run.
 
-    `llm="offline"` → offline proposer; a model name → LLM proposer with that model; None → the task's
-    `llm.model` or $EVOFORGE_MODEL when set, else the offline proposer. The caller reports which is in force.
+    `llm="offline"` → offline proposer; `"local"` → the small local model (evoforge[local-llm]); a model name
+    ("provider/model" or bare) → an LLM proposer with that one model; None → the ensemble of the task's
+    `llm.models`, else its `llm.model` or $EVOFORGE_MODEL, else the offline proposer. The caller reports which.
     """
     from evoforge.research.offline import OfflineProposer
 
     if llm == "offline":
         return OfflineProposer(seed=seed)
-    model = llm or task.config.llm.model or os.environ.get("EVOFORGE_MODEL")
-    if not model:
-        return OfflineProposer(seed=seed)
-    from evoforge.llm.client import client_from_settings
+    from evoforge.llm.client import spec_for
+    from evoforge.llm.ensemble import Ensemble
     from evoforge.research.llm_proposer import LLMProposer
 
-    return LLMProposer(task, client_from_settings(task.config.llm, model))
+    settings = task.config.llm
+    if llm == "local":
+        from evoforge.llm.local import LocalModelServer, local_spec, smollm2_gguf
+
+        spec = local_spec(settings)
+        server = LocalModelServer(smollm2_gguf())
+        ensemble = Ensemble.from_settings(settings, [spec], seed=seed or 0, clients=False)
+        return LLMProposer(task, ensemble=ensemble, server=server, server_spec=spec)
+    if llm:
+        specs = [spec_for(settings, llm)]
+    elif settings.models:
+        specs = list(settings.models)
+    else:
+        name = settings.model or os.environ.get("EVOFORGE_MODEL")
+        if not name:
+            return OfflineProposer(seed=seed)
+        specs = [spec_for(settings, name)]
+    return LLMProposer(task, ensemble=Ensemble.from_settings(settings, specs, seed=seed or 0))

@@ -1,10 +1,16 @@
-"""The LLM researcher: prompts a model, applies its edits or takes its full program; one repair round."""
+"""The LLM researcher: the ensemble picks a model and temperature, the model is prompted, its edits applied or its
+full program taken; one repair round with the same model. Rewards reported back through `observe` teach the ensemble."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from evoforge.llm.client import LLMClient, LLMError
+from evoforge.errors import EvoforgeError
+from evoforge.llm.client import ChatClient, LLMError
+from evoforge.llm.ensemble import Arm, Ensemble
+from evoforge.llm.models import ModelSpec
 from evoforge.models import LLMCall, Proposal
 from evoforge.research.base import Proposer
 from evoforge.research.context import ResearchContext
@@ -12,6 +18,9 @@ from evoforge.research.edits import EditError, apply_edits
 from evoforge.research.parse import Answer, derive_name, parse_answer
 from evoforge.research.prompts import Prompts
 from evoforge.task.loader import Task
+
+if TYPE_CHECKING:
+    from evoforge.llm.local import LocalModelServer
 
 
 @dataclass(frozen=True)
@@ -44,43 +53,85 @@ def realize(text: str, parent_code: str) -> Realized:
 
 
 class LLMProposer(Proposer):
-    """Asks the model for one experiment; when the answer cannot be used, sends the exact error back once."""
+    """Asks a model of the ensemble for one experiment; when the answer cannot be used, sends the exact error back
+    once to the same model. Give either one `client` (a one-model ensemble) or an `ensemble`; a `server` (the local
+    model) is started before the first proposal and its client added to the ensemble as `server_spec`."""
 
     name = "llm"
 
-    def __init__(self, task: Task, client: LLMClient) -> None:
+    def __init__(
+        self,
+        task: Task,
+        client: ChatClient | None = None,
+        *,
+        ensemble: Ensemble | None = None,
+        server: LocalModelServer | None = None,
+        server_spec: ModelSpec | None = None,
+    ) -> None:
+        if ensemble is None:
+            if client is None:
+                raise ValueError("LLMProposer needs a client or an ensemble")
+            ensemble = Ensemble([Arm(client.model, task.config.llm.temperature)], {client.model: client})
         self.task = task
-        self.client = client
+        self.ensemble = ensemble
         self.prompts = Prompts.for_task(task)
+        self._server, self._server_spec = server, server_spec
+        self._server_lock: asyncio.Lock | None = None
+
+    @property
+    def client(self) -> ChatClient:
+        """The client of the ensemble's first model (the only one, for a single-model run)."""
+        first = next(iter(self.ensemble.arms.values()))
+        return self.ensemble.clients[first.model]
+
+    async def _ensure_server(self) -> None:
+        """Start the local model server once (concurrent proposals wait for it) and give the ensemble its client."""
+        if self._server is None or self._server_spec is None or self._server_spec.name in self.ensemble.clients:
+            return
+        if self._server_lock is None:
+            self._server_lock = asyncio.Lock()
+        async with self._server_lock:
+            if self._server_spec.name in self.ensemble.clients:
+                return
+            await self._server.start()
+            from evoforge.llm.client import client_for_spec
+
+            client = client_for_spec(self._server_spec, self.task.config.llm, base_url=self._server.base_url)
+            self.ensemble.clients[self._server_spec.name] = client
 
     async def propose(self, ctx: ResearchContext) -> Proposal:
         calls: list[LLMCall] = []
         messages = self.prompts.messages(self.task, ctx)
+        await self._ensure_server()
         try:
-            text, call = await self.client.complete(messages, role="researcher")
+            arm = await self.ensemble.pick()
+        except EvoforgeError as exc:
+            return self._failed(Answer(name="no model available"), str(exc), calls, None)
+        try:
+            text, call = await self.ensemble.complete(arm, messages, role="researcher")
         except LLMError as exc:
-            return self._failed(Answer(name="llm call failed"), str(exc), calls + [exc.call])
+            return self._failed(Answer(name="llm call failed"), str(exc), calls + [exc.call], arm)
         calls.append(call)
         first = realize(text, ctx.parent.code)
         if first.error is None:
-            return self._proposal(first, None, calls)
+            return self._proposal(first, None, calls, arm.model)
         messages = messages + [
             {"role": "assistant", "content": text},
             {"role": "user", "content": self.prompts.repair(self.task, ctx, first.error)},
         ]
         try:
-            text, call = await self.client.complete(messages, role="repair")
+            text, call = await self.ensemble.complete(arm, messages, role="repair")
         except LLMError as exc:
             error = f"{first.error}; the repair call failed: {exc}"
-            return self._failed(first.answer, error, calls + [exc.call])
+            return self._failed(first.answer, error, calls + [exc.call], arm)
         calls.append(call)
         second = realize(text, ctx.parent.code)
         if second.error is not None:
             error = f"answer unusable after one repair round: {second.error}"
-            return self._failed(second.answer, error, calls)
-        return self._proposal(second, first.answer, calls)
+            return self._failed(second.answer, error, calls, arm)
+        return self._proposal(second, first.answer, calls, arm.model)
 
-    def _proposal(self, result: Realized, earlier: Answer | None, calls: list[LLMCall]) -> Proposal:
+    def _proposal(self, result: Realized, earlier: Answer | None, calls: list[LLMCall], model: str) -> Proposal:
         answer = result.answer
         motivation = answer.motivation or (earlier.motivation if earlier else "")
         name = answer.name or (earlier.name if earlier else "") or derive_name(motivation)
@@ -89,20 +140,45 @@ class LLMProposer(Proposer):
             motivation=motivation,
             code=result.code,
             proposer=self.name,
-            model=self.client.model,
+            model=model,
             llm_calls=tuple(calls),
         )
 
-    def _failed(self, answer: Answer, error: str, calls: list[LLMCall]) -> Proposal:
+    def _failed(self, answer: Answer, error: str, calls: list[LLMCall], arm: Arm | None) -> Proposal:
+        """A proposal with no candidate. The loop never evaluates it, so the arm is credited here: reward 0."""
+        if arm is not None:
+            self.ensemble.observe(arm.key, 0.0, sum(call.cost_usd for call in calls))
+        model = arm.model if arm is not None else None
         return Proposal(
             name=answer.name or derive_name(answer.motivation, "unusable answer"),
             motivation=answer.motivation,
             code="",
             proposer=self.name,
-            model=self.client.model,
+            model=model,
             error=error,
             llm_calls=tuple(calls),
         )
 
+    # ---- the ensemble's learning, for the loop -------------------------------------------------------------------
+    def observe(self, trial_model: str | None, temperature: float | None, reward: float, cost_usd: float) -> None:
+        """Credit the arm that proposed a finished trial (its `model`, the temperature of its LLM calls) with the
+        child's improvement over its parent and what its calls cost; trials of unknown models are ignored."""
+        key = self.ensemble.key_for(trial_model, temperature)
+        if key is not None:
+            self.ensemble.observe(key, reward, cost_usd)
+
+    def state_dict(self) -> dict[str, Any] | None:
+        return self.ensemble.state_dict()
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.ensemble.load_state(state)
+
+    def summary(self) -> list[dict[str, Any]]:
+        return self.ensemble.summary()
+
     async def aclose(self) -> None:
-        await self.client.aclose()
+        try:
+            await self.ensemble.aclose()
+        finally:
+            if self._server is not None:
+                await self._server.stop()

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from evoforge.analysis.settings import AnalysisSettings
+from evoforge.experiment.gates.config import GatesConfig, StageList
+from evoforge.llm.models import BanditSettings, ModelSpec, Price
+from evoforge.memory.cognition.settings import KnowledgeSettings
+from evoforge.memory.sampling.settings import IslandSettings, MapElitesSettings, WeightedSettings
 from evoforge.models import Direction
 
 
@@ -22,6 +27,15 @@ class Limits(Strict):
     memory_mb: int | None = Field(default=4096, gt=0, description="address-space limit (RLIMIT_AS)")
     cpu_s: int | None = Field(default=None, gt=0, description="CPU-time limit (RLIMIT_CPU)")
     output_bytes: int = Field(default=1_000_000, gt=0, description="cap on captured stdout/stderr, each")
+    max_processes: int | None = Field(
+        default=1024, gt=0, description="processes + threads in the trial's tree (supervisor; RLIMIT_NPROC if not root)"
+    )
+    max_open_files: int | None = Field(default=4096, gt=0, description="open file descriptors (RLIMIT_NOFILE)")
+    network: bool = Field(default=True, description="false: no network (a fresh network namespace)")
+    isolation: str = Field(
+        default="auto", pattern="^(auto|bwrap|unshare|none)$",
+        description="auto picks bwrap, else unshare, else none; see evoforge/experiment/isolation.py",
+    )
 
 
 class LLMSettings(Strict):
@@ -34,15 +48,52 @@ class LLMSettings(Strict):
     max_tokens: int = Field(default=4096, gt=0)
     timeout_s: float = Field(default=120.0, gt=0)
     max_retries: int = Field(default=4, ge=0)
+    deadline_s: float = Field(default=600.0, gt=0, description="per call, all retries included")
+    models: list[ModelSpec] = Field(default_factory=list, description="the ensemble; each 'provider/model'")
+    bandit: BanditSettings = BanditSettings()
+    prices: dict[str, Price] = Field(default_factory=dict, description="USD per million tokens, by model name")
+    bench_after_failures: int = Field(default=3, ge=1, description="failed calls in a row that bench a model")
+    bench_s: float = Field(default=120.0, ge=0, description="how long a benched model sits out")
+
+
+class PatchWeights(Strict):
+    """How often each kind of answer is asked for: SEARCH/REPLACE edits, a full rewrite, or a crossover of the
+    parent with a second program (weights, need not sum to 1)."""
+
+    diff: float = Field(default=1.0, ge=0.0)
+    full: float = Field(default=0.0, ge=0.0)
+    crossover: float = Field(default=0.0, ge=0.0)
+
+    @model_validator(mode="after")
+    def _some_weight(self) -> PatchWeights:
+        if self.diff + self.full + self.crossover <= 0:
+            raise ValueError("research.patch_types: give at least one of diff, full, crossover a weight > 0")
+        return self
+
+
+class PromptBudget(Strict):
+    """Token budgets (~4 characters a token) of the researcher's prompt sections; the whole prompt also stays
+    within `context_tokens` less the reply's `llm.max_tokens`. The parent program is never cut."""
+
+    program: int = Field(default=8000, gt=0, description="the current program (over it: a note, never a cut)")
+    inspirations: int = Field(default=4000, ge=0, description="other programs shown for ideas")
+    knowledge: int = Field(default=1500, ge=0, description="knowledge notes and the agenda")
+    history: int = Field(default=1000, ge=0, description="recent failures and recently tried lines")
+    context_tokens: int = Field(default=32768, gt=0, description="the model's context window")
 
 
 class ResearchSettings(Strict):
     num_inspirations: int = Field(default=2, ge=0)
     num_failures: int = Field(default=3, ge=0)
-    sampler: str = Field(default="ucb1", pattern="^(greedy|random|ucb1)$")
+    sampler: str = Field(default="ucb1", pattern="^(greedy|random|ucb1|weighted|islands|map_elites)$")
     population: int | None = Field(default=8, ge=1, description="UCB1 arms: the best N trials (null: all)")
     exploration: float = Field(default=1.0, ge=0.0, description="UCB1 exploration constant")
     edit_format: str = Field(default="diff", pattern="^(diff|full)$")
+    islands: IslandSettings = IslandSettings()
+    map_elites: MapElitesSettings = MapElitesSettings()
+    weighted: WeightedSettings = WeightedSettings()
+    patch_types: PatchWeights | None = Field(default=None, description="null: always edit_format")
+    prompt_budget: PromptBudget = PromptBudget()
 
 
 class TaskConfig(Strict):
@@ -56,8 +107,12 @@ class TaskConfig(Strict):
     limits: Limits = Limits()
     llm: LLMSettings = LLMSettings()
     research: ResearchSettings = ResearchSettings()
+    knowledge: KnowledgeSettings = KnowledgeSettings()
+    analysis: AnalysisSettings = AnalysisSettings()
     prompts: str | None = Field(default=None, description="folder of jinja2 templates to override")
     target_score: float | None = None
+    stages: StageList | None = Field(default=None, description="evaluation cascade, cheapest stage first")
+    gates: GatesConfig = GatesConfig()
 
     @model_validator(mode="after")
     def _one_evaluator(self) -> TaskConfig:

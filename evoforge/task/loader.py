@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -140,10 +141,14 @@ def _known_fields(loc: tuple[Any, ...]) -> list[str]:
     """The field names allowed at `loc` (a path of field names into TaskConfig)."""
     model: type[BaseModel] = TaskConfig
     for part in loc:
-        annotation = model.model_fields[str(part)].annotation
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+        field = model.model_fields.get(str(part))
+        if field is None:
             return []
-        model = annotation
+        candidates = [field.annotation, *typing.get_args(field.annotation)]  # unwrap `X | None`
+        found = [c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)]
+        if not found:
+            return []
+        model = found[0]
     return list(model.model_fields)
 
 

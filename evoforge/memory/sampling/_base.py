@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import random
 from abc import ABC, abstractmethod
+from collections import Counter
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from evoforge.models import Direction, Trial
 
@@ -19,6 +21,23 @@ def scored_trials(trials: Sequence[Trial]) -> list[Trial]:
     if not scored:
         raise ValueError("no scored trial to sample from: a trial must first succeed with a finite score")
     return scored
+
+
+def count_children(trials: Sequence[Trial]) -> Counter[int]:
+    """Children per parent id, any status (a child with its parent listed twice counts once)."""
+    return Counter(parent_id for trial in trials for parent_id in set(trial.parent_ids))
+
+
+def rng_state(rng: random.Random) -> list[Any]:
+    """`rng`'s position as JSON-friendly lists (for `state_dict`)."""
+    version, internal, gauss = rng.getstate()
+    return [version, list(internal), gauss]
+
+
+def set_rng_state(rng: random.Random, state: Sequence[Any]) -> None:
+    """Restore a position saved by `rng_state`."""
+    version, internal, gauss = state
+    rng.setstate((version, tuple(internal), gauss))
 
 
 def ranked(trials: Sequence[Trial], direction: Direction) -> list[Trial]:
@@ -32,6 +51,16 @@ class Sampler(ABC):
 
     def __init__(self, seed: int | None = None) -> None:
         self.rng = random.Random(seed)
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a resumed run needs to continue this sampler's picks: its RNG position, plus what subclasses add.
+        JSON-friendly; the loop stores it in the record after each sample."""
+        return {"rng": rng_state(self.rng)}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue from a `state_dict()` of a sampler built with the same settings (missing keys: kept as is)."""
+        if state.get("rng"):
+            set_rng_state(self.rng, state["rng"])
 
     @abstractmethod
     def sample_parent(

@@ -1,0 +1,86 @@
+"""The embedding-free parts of the novelty gate: token-shingle text similarity (also used to de-duplicate
+lessons) and the short LLM judge that decides whether a near-duplicate proposal is novel after all."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from evoforge.analysis.prompts import AnalysisPrompts
+from evoforge.llm.client import LLMClient, LLMError
+from evoforge.models import LLMCall
+
+SHINGLE = 3  # tokens per shingle
+CODE_WEIGHT = 0.6  # share of the code in a proposal's similarity (the motivation has the rest)
+JUDGE_CODE_CHARS = 6000
+_TOKEN = re.compile(r"\w+|[^\w\s]")
+_VERDICT_LINE = re.compile(r"verdict\s*[:=\-]\s*\**\s*(not\s+novel|novel|duplicate)", re.IGNORECASE)
+_WORD = re.compile(r"\b(NOT\s+NOVEL|NOVEL|DUPLICATE)\b")
+
+
+def _shingles(tokens: list[str], k: int) -> set[tuple[str, ...]]:
+    return {tuple(tokens[i : i + k]) for i in range(len(tokens) - k + 1)}
+
+
+def text_similarity(a: str, b: str) -> float:
+    """Jaccard similarity of the two texts' 3-token shingles (lower-cased words and symbols), in [0, 1];
+    texts shorter than 3 tokens compare by single tokens. Two empty texts are identical (1.0)."""
+    ta, tb = _TOKEN.findall(a.lower()), _TOKEN.findall(b.lower())
+    if not ta or not tb:
+        return 1.0 if not ta and not tb else 0.0
+    k = SHINGLE if min(len(ta), len(tb)) >= SHINGLE else 1
+    sa, sb = _shingles(ta, k), _shingles(tb, k)
+    return len(sa & sb) / len(sa | sb)
+
+
+def proposal_similarity(motivation_a: str, code_a: str, motivation_b: str, code_b: str) -> float:
+    """How alike two proposals are: the code's similarity weighted CODE_WEIGHT, the motivation's the rest."""
+    code = text_similarity(code_a, code_b)
+    return CODE_WEIGHT * code + (1 - CODE_WEIGHT) * text_similarity(motivation_a, motivation_b)
+
+
+def most_similar(text: str, corpus: Sequence[str]) -> tuple[int, float] | None:
+    """The index in `corpus` of the text most similar to `text`, with its similarity; None for an empty corpus."""
+    scored = [(text_similarity(text, other), -i) for i, other in enumerate(corpus)]
+    if not scored:
+        return None
+    best, neg_index = max(scored)
+    return -neg_index, best
+
+
+def parse_verdict(text: str) -> bool | None:
+    """True for NOVEL, False for DUPLICATE (or NOT NOVEL), None when the answer says neither.
+
+    A 'VERDICT: ...' line wins; else the last upper-case verdict word; else the last verdict word in any case."""
+    lines = _VERDICT_LINE.findall(text)
+    words = lines or _WORD.findall(text) or re.findall(r"\b(not\s+novel|novel|duplicate)\b", text, re.IGNORECASE)
+    if not words:
+        return None
+    return " ".join(words[-1].upper().split()) == "NOVEL"
+
+
+async def judge_novelty(
+    client: LLMClient,
+    *,
+    candidate_motivation: str,
+    candidate_code: str,
+    near_motivation: str,
+    near_code: str,
+    prompts: AnalysisPrompts | None = None,
+) -> tuple[bool, LLMCall]:
+    """Ask the model whether the candidate is a new idea or a duplicate of the near trial; True = novel enough.
+
+    An unparseable answer or a failed call counts as novel: the gate never blocks on the judge's trouble."""
+    values = {
+        "candidate_motivation": candidate_motivation.strip(),
+        "candidate_code": candidate_code.strip()[:JUDGE_CODE_CHARS],
+        "near_motivation": near_motivation.strip(),
+        "near_code": near_code.strip()[:JUDGE_CODE_CHARS],
+    }
+    messages = [{"role": "user", "content": (prompts or AnalysisPrompts()).render("novelty.j2", values)}]
+    try:
+        text, call = await client.complete(messages, role="novelty")
+    except LLMError as exc:
+        return True, exc.call
+    verdict = parse_verdict(text)
+    return (True if verdict is None else verdict), call

@@ -1,0 +1,98 @@
+"""Static gate, before anything runs: the candidate must parse (Python: `ast`), define the task's entry points and
+stay under the size limit; and the program's fingerprint, which finds exact duplicates of evaluated programs.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import re
+from typing import TYPE_CHECKING
+
+from evoforge.models import GateDecision
+
+if TYPE_CHECKING:
+    from evoforge.task.loader import Task
+
+GATE = "static"
+
+
+def _reject(check: str, reason: str, **evidence: object) -> GateDecision:
+    return GateDecision(gate=GATE, stage=None, action="reject", reason=reason, evidence={"check": check, **evidence})
+
+
+def _is_python(program_name: str) -> bool:
+    return program_name.endswith((".py", ".pyw"))
+
+
+def check_static(code: str, task: Task) -> GateDecision | None:
+    """A "reject" decision (evidence["check"]: "size", "syntax" or "entry_point") or None when the code passes.
+
+    Python programs are parsed; entry points must be top-level definitions or assignments. Other files only
+    need each entry point to appear as a whole word.
+    """
+    cfg = task.config.gates.static
+    if not cfg.enabled:
+        return None
+    size = len(code.encode("utf-8", errors="replace"))
+    if size > cfg.max_bytes:
+        return _reject("size", f"program is {size} bytes, over the limit gates.static.max_bytes={cfg.max_bytes}",
+                       value=size, reference=cfg.max_bytes)
+    name = task.program_name
+    if not _is_python(name):
+        missing = [e for e in cfg.entry_points if not re.search(rf"\b{re.escape(e)}\b", code)]
+        return _missing(missing, name)
+    try:
+        tree = ast.parse(code, filename=name)
+    except SyntaxError as exc:
+        return _reject("syntax", f"{name}: syntax error at line {exc.lineno}: {exc.msg}", line=exc.lineno)
+    except ValueError as exc:  # null bytes
+        return _reject("syntax", f"{name}: cannot be parsed: {exc}")
+    defined = _top_level_names(tree)
+    return _missing([e for e in cfg.entry_points if e not in defined], name)
+
+
+def _missing(missing: list[str], program_name: str) -> GateDecision | None:
+    if not missing:
+        return None
+    names = ", ".join(missing)
+    return _reject("entry_point", f"{program_name} does not define {names} (required by gates.static.entry_points)",
+                   missing=missing)
+
+
+def _top_level_names(tree: ast.Module) -> set[str]:
+    names: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign | ast.AnnAssign | ast.AugAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names.update(n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name))
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+    return names
+
+
+def program_fingerprint(code: str, program_name: str) -> str:
+    """sha256 of the normalised program: for Python the AST without docstrings (so comments, blank lines,
+    formatting and docstrings do not count); for other files (or unparseable Python) whitespace-collapsed text."""
+    if _is_python(program_name):
+        try:
+            tree = ast.parse(code)
+        except (SyntaxError, ValueError):
+            pass
+        else:
+            _strip_docstrings(tree)
+            return hashlib.sha256(b"py:" + ast.dump(tree).encode()).hexdigest()
+    collapsed = " ".join(code.split())
+    return hashlib.sha256(b"text:" + collapsed.encode("utf-8", errors="replace")).hexdigest()
+
+
+def _strip_docstrings(tree: ast.Module) -> None:
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        body = node.body
+        if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+                and isinstance(body[0].value.value, str):
+            node.body = body[1:] or [ast.Pass()]

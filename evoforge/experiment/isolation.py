@@ -1,0 +1,212 @@
+"""Which isolation the sandbox puts around an evaluation — `bwrap`, `unshare` or `none` — and the pieces that
+build it: the wrapper command, the read-only mounts and the capability drop (stdlib only: the supervisor imports it).
+
+What each mode guarantees (the candidate runs as the user evoforge runs as, often root):
+
+* `bwrap` (Debian's bubblewrap): fresh PID namespace (when the trial ends the namespace dies and the kernel kills
+  everything in it), `--ro-bind / /` (the whole filesystem read-only), private `/dev`, `/proc` and `/tmp`, all
+  capabilities dropped, `--die-with-parent --new-session`, a fresh network namespace when `limits.network` is false.
+  Only the trial folder is writable (plus the private /tmp and /dev/shm, gone when the trial ends). So the candidate
+  can modify neither the task's evaluator nor the record nor anything else on the host.
+* `unshare` (util-linux; needs root): fresh PID and mount namespaces (+ network when off). Inside, the supervisor
+  bind-mounts the task folder and the run folders (the trial folder's parent, and its parent when it holds
+  `record.db`) read-only with the trial folder writable on top, then drops every capability (bounding set emptied,
+  no_new_privs) so a root candidate cannot remount them. The rest of the host filesystem stays writable.
+* `none`: rlimits and the process-tree supervisor only; the candidate can write wherever the user can, the task's
+  evaluator and the record included. `auto` picks the strongest mode that works here and warns once when that is
+  not bwrap; a no-network task refuses to run under `none`.
+
+Read-only mounts rather than copies: the evaluator stays the task's own file (the record's task snapshot stays
+true) and copies could themselves be edited by the candidate, whereas a read-only mount cannot be undone without
+capabilities the candidate no longer has.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import glob
+import logging
+import os
+import shutil
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from evoforge.errors import EvoforgeError
+
+if TYPE_CHECKING:
+    from evoforge.task.config import Limits
+
+log = logging.getLogger(__name__)
+
+MODES = ("bwrap", "unshare", "none")
+PROBE_TIMEOUT_S = 15.0
+DEVICE_GLOBS = ("/dev/nvidia*", "/dev/nvidia-caps", "/dev/dri", "/dev/kfd")  # GPUs stay usable under bwrap
+RECORD_FILE = "record.db"
+MS_RDONLY, MS_REMOUNT, MS_BIND, MS_REC = 0x1, 0x20, 0x1000, 0x4000
+PR_SET_NO_NEW_PRIVS, PR_CAPBSET_DROP = 38, 24
+_warned: set[str] = set()
+
+
+class IsolationUnavailable(EvoforgeError):
+    """The isolation the task asks for (limits.isolation / limits.network) cannot be set up on this machine."""
+
+
+@dataclass(frozen=True)
+class Jail:
+    """Where one evaluation may write: `writable` (the trial folder); `readonly` folders are explicitly protected."""
+
+    mode: str
+    network: bool
+    writable: Path
+    readonly: tuple[Path, ...]
+    cwd: Path
+
+
+def _probe_argv(mode: str) -> list[str]:
+    probe = Jail(mode, network=False, writable=Path("/tmp"), readonly=(), cwd=Path("/"))
+    return [*wrapper_argv(probe), "true"]
+
+
+@functools.cache
+def probe(mode: str) -> str | None:
+    """None when `mode` works here, else why not (cached: each probe runs once per process)."""
+    if mode == "none":
+        return None
+    tool = "bwrap" if mode == "bwrap" else "unshare"
+    if shutil.which(tool) is None:
+        hint = " (Debian: apt-get install bubblewrap)" if mode == "bwrap" else ""
+        return f"{tool} is not installed{hint}"
+    try:
+        done = subprocess.run(_probe_argv(mode), capture_output=True, timeout=PROBE_TIMEOUT_S, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"{tool} failed to start: {exc}"
+    if done.returncode != 0:
+        return f"{tool} cannot create namespaces here: {done.stderr.decode(errors='replace').strip()[:200]}"
+    return None
+
+
+def resolve(choice: str, network: bool) -> str:
+    """The mode to use for `limits.isolation` = `choice` ("auto" or a mode); raises IsolationUnavailable."""
+    if choice == "auto":
+        for mode in ("bwrap", "unshare"):
+            if probe(mode) is None:
+                break
+        else:
+            mode = "none"
+        if mode != "bwrap" and "auto" not in _warned:
+            _warned.add("auto")
+            log.warning("sandbox isolation: %s (bwrap unavailable: %s)", mode, probe("bwrap"))
+    elif choice in MODES:
+        mode = choice
+        reason = probe(mode)
+        if reason is not None:
+            raise IsolationUnavailable(f"task.yaml limits.isolation: {mode} is unavailable: {reason}; install it "
+                                       "or set limits.isolation: auto")
+    else:
+        raise IsolationUnavailable(f"task.yaml limits.isolation: {choice!r} is not one of auto, {', '.join(MODES)}")
+    if mode == "none" and not network:
+        why = "; ".join(f"{m}: {probe(m)}" for m in ("bwrap", "unshare"))
+        raise IsolationUnavailable("task.yaml limits.network: false needs a network namespace, but isolation is "
+                                   f"'none' ({why}); install bubblewrap or run as root, or set limits.network: true")
+    return mode
+
+
+def describe_isolation(limits: Limits) -> str:
+    """One line saying which isolation and limits are in force for this task (print it at run start)."""
+    mode = resolve(limits.isolation, limits.network)
+    what = {
+        "bwrap": "bubblewrap: read-only root, private /tmp and /proc, PID namespace, no capabilities; "
+                 "only the trial folder is writable",
+        "unshare": "unshare: PID and mount namespaces, task and run folders read-only, no capabilities; "
+                   "the rest of the filesystem is writable (install bubblewrap for a read-only root)",
+        "none": "none: rlimits and process-tree cleanup only; the candidate can write anywhere, the evaluator "
+                "and the record included (install bubblewrap)",
+    }[mode]
+    net = "on" if limits.network else "off"
+
+    def show(value: int | None, unit: str = "") -> str:
+        return "unlimited" if value is None else f"{value}{unit}"
+
+    return (f"sandbox isolation: {what}; network {net}; limits: memory {show(limits.memory_mb, ' MB')}, "
+            f"cpu {show(limits.cpu_s, ' s')}, processes {show(limits.max_processes)}, "
+            f"open files {show(limits.max_open_files)}, output {limits.output_bytes} bytes per stream")
+
+
+def jail_for(mode: str, network: bool, env: Mapping[str, str], cwd: Path) -> Jail:
+    """The jail of one evaluation: the trial folder ($EVOFORGE_TRIAL_DIR, else `cwd`) writable; the task folder
+    ($EVOFORGE_TASK_DIR), the trial folder's parent and the run folder holding the record read-only."""
+    writable = Path(env.get("EVOFORGE_TRIAL_DIR") or cwd).resolve()
+    candidates = [writable.parent]
+    if (writable.parent.parent / RECORD_FILE).exists():
+        candidates.append(writable.parent.parent)
+    if env.get("EVOFORGE_TASK_DIR"):
+        candidates.append(Path(env["EVOFORGE_TASK_DIR"]).resolve())
+    readonly = [p for p in dict.fromkeys(candidates) if p.is_dir() and p != Path("/") and p != writable
+                and not p.is_relative_to(writable)]
+    return Jail(mode, network, writable, tuple(sorted(readonly, key=lambda p: len(p.parts))), cwd.resolve())
+
+
+def wrapper_argv(jail: Jail) -> list[str]:
+    """The command prefix that starts a process inside the jail (empty for mode none); the command follows."""
+    if jail.mode == "unshare":
+        return ["unshare", "--pid", "--fork", "--kill-child", "--mount-proc", *([] if jail.network else ["--net"]),
+                "--"]
+    if jail.mode != "bwrap":
+        return []
+    argv = ["bwrap", "--die-with-parent", "--new-session", "--unshare-pid", "--as-pid-1", "--cap-drop", "ALL",
+            *([] if jail.network else ["--unshare-net"]),
+            "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
+    for pattern in DEVICE_GLOBS:
+        for device in sorted(glob.glob(pattern)):
+            argv += ["--dev-bind-try", device, device]
+    for folder in jail.readonly:  # after the tmpfs: folders under /tmp must stay visible
+        argv += ["--ro-bind", str(folder), str(folder)]
+    argv += ["--bind", str(jail.writable), str(jail.writable), "--setenv", "TMPDIR", "/tmp"]
+    if jail.cwd.exists():
+        argv += ["--chdir", str(jail.cwd)]
+    return [*argv, "--"]
+
+
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def _mount(source: str | None, target: str, flags: int) -> None:
+    src = source.encode() if source is not None else None
+    if _libc().mount(src, target.encode(), None, flags, None) != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"mount {target}: {os.strerror(errno)}")
+
+
+def protect_mounts(writable: Path, readonly: Sequence[Path]) -> None:
+    """Inside a private mount namespace: make `readonly` folders read-only, keeping `writable` writable.
+
+    The trial folder is bound onto itself first, so each recursive read-only bind above it carries a writable copy;
+    then the working folder is entered again through the new mounts.
+    """
+    _mount(str(writable), str(writable), MS_BIND)
+    for folder in sorted(readonly, key=lambda p: len(p.parts)):
+        _mount(str(folder), str(folder), MS_BIND | MS_REC)
+        _mount(None, str(folder), MS_REMOUNT | MS_BIND | MS_RDONLY)
+    os.chdir(os.getcwd())  # the old working folder still points into the writable mounts below the new ones
+
+
+def drop_capabilities() -> None:
+    """Empty the capability bounding set and set no_new_privs: after exec even root holds no capability."""
+    libc = _libc()
+    try:
+        last = int(Path("/proc/sys/kernel/cap_last_cap").read_text())
+    except (OSError, ValueError):
+        last = 40
+    for cap in range(last + 1):
+        libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0)
+    libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+
+
+def reset_warnings() -> None:
+    """Forget that the fallback warning was given (tests)."""
+    _warned.clear()

@@ -1,0 +1,157 @@
+"""The evaluation cascade: runs a trial's stages cheapest first, streams each stage's telemetry to the curve gates
+(a prune stops the stage's process group), applies the promotion rule between stages, and assembles the Outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from evoforge.experiment.gates import CurveGate, CurveState, SuspiciousMonitor, build_curve_gates, check_promotion
+from evoforge.experiment.gates.config import GatesConfig, StageConfig
+from evoforge.experiment.telemetry_stream import TelemetryTail
+from evoforge.models import (
+    Direction,
+    EvaluationHistory,
+    GateDecision,
+    Outcome,
+    StageResult,
+    TelemetryPoint,
+    TrialStatus,
+)
+
+POLL_S = 0.1
+MAX_POINTS = 100_000  # telemetry points kept per trial; later points are still judged, not stored
+
+
+@dataclass(frozen=True)
+class StageRun:
+    """What one stage's process gave: its result (PRUNED when it was stopped) and the ends of its output."""
+
+    result: StageResult
+    stdout_tail: str = ""
+    stderr_tail: str = ""
+
+
+Launch = Callable[[StageConfig, asyncio.Event], Awaitable[StageRun]]
+
+
+class StageWatch:
+    """Feeds one stage's telemetry points to its curve gates and keeps every point and decision."""
+
+    def __init__(self, gates: Sequence[CurveGate], state: CurveState, kept: list[TelemetryPoint]) -> None:
+        self.gates, self.state, self.kept = list(gates), state, kept
+        self.decisions: list[GateDecision] = []
+        self.pruned: GateDecision | None = None
+
+    def feed(self, points: Sequence[TelemetryPoint]) -> bool:
+        """Judge `points` in order; True once a gate has pruned (points after that are kept, not judged)."""
+        for point in points:
+            if len(self.kept) < MAX_POINTS:
+                self.kept.append(point)
+                self.state.series.setdefault(point.name, []).append(point)
+            if self.pruned is not None:
+                continue
+            for gate in self.gates:
+                decision = gate.check(point, self.state)
+                if decision is None:
+                    continue
+                self.decisions.append(decision)
+                if decision.action == "prune":
+                    self.pruned = decision
+                    break
+        return self.pruned is not None
+
+
+class Cascade:
+    """One trial's evaluation: `launch(stage, stop)` runs a stage's process; the cascade watches and judges it."""
+
+    def __init__(self, *, stages: Sequence[StageConfig], gates: GatesConfig, direction: Direction,
+                 history: EvaluationHistory, launch: Launch, telemetry_path: Callable[[str], Path],
+                 poll_s: float = POLL_S) -> None:
+        self.stages, self.gates, self.direction, self.history = list(stages), gates, direction, history
+        self.launch, self.telemetry_path, self.poll_s = launch, telemetry_path, poll_s
+        self.suspicious = SuspiciousMonitor(gates.anomaly.suspicious)
+        self.points: list[TelemetryPoint] = []
+        self.decisions: list[GateDecision] = []
+        self.results: list[StageResult] = []
+
+    async def run(self) -> Outcome:
+        """Run the stages in order until one fails, is pruned or is not promoted; returns the outcome."""
+        last = StageRun(StageResult(name="", status=TrialStatus.FAILED))
+        for index, stage in enumerate(self.stages):
+            last, watch = await self._run_stage(stage)
+            self.decisions += watch.decisions
+            result = last.result
+            if watch.pruned is not None:
+                result = _pruned(result, stage.name, watch.pruned)
+                self.results.append(result)
+                return self._outcome(TrialStatus.PRUNED, result, last)
+            self.results.append(result)
+            if result.status is not TrialStatus.SUCCEEDED:
+                return self._outcome(TrialStatus.FAILED, result, last)
+            self.decisions += self.suspicious.check_final(result.metrics, stage.name)
+            if index == len(self.stages) - 1:
+                break
+            assert result.score is not None
+            promotion = check_promotion(stage, result.score, self.history, self.direction)
+            self.decisions.append(promotion)
+            if promotion.action != "promote":
+                failed = replace(result, error_class=f"pruned:{promotion.gate}", error_message=promotion.reason)
+                return self._outcome(TrialStatus.PRUNED, failed, last)
+        return self._outcome(TrialStatus.SUCCEEDED, last.result, last)
+
+    async def _run_stage(self, stage: StageConfig) -> tuple[StageRun, StageWatch]:
+        """Launch the stage and poll its telemetry until the process ends; a prune sets the stop event."""
+        path = self.telemetry_path(stage.name)
+        path.unlink(missing_ok=True)
+        state = CurveState(stage=stage.name, history=self.history)
+        watch = StageWatch(build_curve_gates(self.gates, stage.name, self.history, self.suspicious), state,
+                           self.points)
+        stop = asyncio.Event()
+        tail = TelemetryTail(path, stage.name, time.time())
+        process = asyncio.ensure_future(self.launch(stage, stop))
+        try:
+            while not process.done():
+                await asyncio.wait({process}, timeout=self.poll_s)
+                if not stop.is_set() and watch.feed(tail.poll()):
+                    stop.set()
+        except BaseException:
+            process.cancel()
+            await asyncio.gather(process, return_exceptions=True)
+            raise
+        run = process.result()
+        watch.feed(tail.drain())
+        return run, watch
+
+    def _outcome(self, status: TrialStatus, result: StageResult, last: StageRun) -> Outcome:
+        seconds = sum(r.seconds for r in self.results)
+        saved = 0.0
+        if status is TrialStatus.PRUNED and self.history.full_seconds:
+            saved = max(statistics.fmean(self.history.full_seconds) - seconds, 0.0)
+        done = status is TrialStatus.SUCCEEDED
+        return Outcome(
+            status=status,
+            score=result.score if done else None,
+            metrics=result.metrics if status is not TrialStatus.PRUNED else {},
+            error_class=None if done else result.error_class,
+            error_message=None if done else result.error_message,
+            seconds=seconds,
+            seconds_saved=saved,
+            stdout_tail=last.stdout_tail,
+            stderr_tail=last.stderr_tail,
+            stages=tuple(self.results),
+            telemetry=tuple(self.points),
+            decisions=tuple(self.decisions),
+            suspect=any(d.action == "flag" for d in self.decisions),
+        )
+
+
+def _pruned(result: StageResult, stage: str, decision: GateDecision) -> StageResult:
+    """The stage's result as stopped by `decision` (its score, if it got one, is dropped)."""
+    return replace(result, status=TrialStatus.PRUNED, score=None, metrics={},
+                   error_class=f"pruned:{decision.gate}", error_message=f"stage '{stage}': {decision.reason}")

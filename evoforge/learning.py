@@ -1,0 +1,179 @@
+"""The loop's glue to long-term memory: retrieval for the researcher (LEARN), the analyzer and its lessons written
+back into the cognition base (ANALYZE), the periodic research review, and the novelty gate before evaluation.
+
+It only moves plain data between the record, the cognition base and the analysis pillar; each owns its rules.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from evoforge.analysis import (
+    Analysis,
+    AnalysisInput,
+    Analyzer,
+    judge_novelty,
+    proposal_similarity,
+    text_similarity,
+    write_agenda,
+)
+from evoforge.llm.client import LLMClient
+from evoforge.memory.cognition import CognitionBase, Hit, KnowledgeItem
+from evoforge.memory.record import Record
+from evoforge.models import Digest, LLMCall, Outcome, Proposal, Trial, TrialStatus
+from evoforge.research.context import KnowledgeNote
+from evoforge.task import Task
+
+log = logging.getLogger(__name__)
+QUERY_CHARS = 1200
+
+
+def open_knowledge_base(task: Task, run_dir: Path, kb: str | None) -> CognitionBase:
+    """The run's cognition base (`--kb`, else the task's `knowledge.kb`, else RUN_DIR/knowledge.db), seeded from
+    the task's knowledge folder (items already there are not added twice)."""
+    settings = task.config.knowledge
+    location = kb or settings.kb or str(run_dir / "knowledge.db")
+    base = CognitionBase.open(location, settings=settings)
+    folder = task.root / settings.folder
+    if folder.is_dir():
+        base.import_paths([folder])
+    return base
+
+
+class Learning:
+    """Retrieval, analysis, lessons, review and novelty for one run."""
+
+    def __init__(self, *, task: Task, record: Record, kb: CognitionBase, analyzer: Analyzer,
+                 client: LLMClient | None, run_label: str) -> None:
+        self.task, self.record, self.kb, self.analyzer, self.client = task, record, kb, analyzer, client
+        self.run_label = run_label
+        agendas = record.agendas()
+        self.agenda = agendas[-1]["text"] if agendas else ""
+        self._finished_since_review = 0
+        self._motivation_vectors: dict[int, np.ndarray] = {}
+
+    # ---- LEARN ------------------------------------------------------------------------------------------
+    def retrieve(self, parent: Trial, failures: Sequence[Trial]) -> list[Hit]:
+        """Knowledge for the next proposal, queried with the problem, the parent's digest and failure symptoms."""
+        k = self.task.config.knowledge.top_k
+        if k == 0:
+            return []
+        symptoms = " ".join(f"{t.error_class or ''} {(t.error_message or '')[:200]}" for t in failures)
+        analysis = self.parent_analysis(parent)[:600]
+        query = f"{self.task.problem_text[:QUERY_CHARS]}\n{parent.digest}\n{analysis}\n{symptoms}"
+        return self.kb.search(query, k)
+
+    @staticmethod
+    def notes(hits: Sequence[Hit]) -> tuple[KnowledgeNote, ...]:
+        return tuple(
+            KnowledgeNote(id=int(h.item.id or 0), kind=h.item.kind, title=h.item.title, content=h.item.content,
+                          trigger=h.item.trigger, support=h.item.support)
+            for h in hits
+        )
+
+    def record_shown(self, trial_id: int, hits: Sequence[Hit]) -> None:
+        self.record.add_knowledge_shown(
+            trial_id, [(int(h.item.id or 0), h.item.kind, h.item.title, h.score) for h in hits]
+        )
+
+    def parent_analysis(self, parent: Trial) -> str:
+        texts = [a.text for a in self.record.analyses(parent.id) if a.kind == "analysis"]
+        return texts[-1] if texts else ""
+
+    # ---- ANALYZE ----------------------------------------------------------------------------------------
+    async def analyze(self, trial: Trial, outcome: Outcome, digest: Digest, parent: Trial | None,
+                      siblings: Sequence[Trial]) -> Analysis:
+        """Run the analyzer, record its analysis and calls, and write its lessons back into the cognition base."""
+        cfg = self.task.config
+        curves: dict[str, list[tuple[int, float]]] = {}
+        for point in outcome.telemetry:
+            if point.step is not None:
+                curves.setdefault(f"{point.stage}/{point.name}", []).append((point.step, point.value))
+        analysis = await self.analyzer.analyze(AnalysisInput(
+            trial=trial, outcome=outcome, digest=digest, parent=parent, siblings=siblings, curves=curves,
+            log_tail=f"{outcome.stdout_tail}\n{outcome.stderr_tail}", metric=cfg.objective.metric,
+            direction=cfg.objective.direction, problem=self.task.problem_text,
+        ))
+        self.record.add_llm_calls(trial.id, analysis.llm_calls)
+        self.record.add_analysis(trial.id, "analysis", analysis.text, {**analysis.data, "source": analysis.source})
+        for lesson in analysis.lessons:
+            item = KnowledgeItem(
+                kind=lesson.kind, title=lesson.title, content=lesson.content, trigger=lesson.trigger,
+                source=f"{self.run_label} trial #{trial.id}", tags=lesson.tags, effect_sign=lesson.effect_sign,
+                provenance={"run": self.run_label, "trial": trial.id, "task": cfg.name},
+            )
+            item_id, verdict = self.kb.add_lesson(item, effect_sign=lesson.effect_sign)
+            self.record.add_analysis(trial.id, "lesson", f"{lesson.title}: {lesson.content}",
+                                     {"item_id": item_id, "verdict": verdict, "trigger": lesson.trigger,
+                                      "effect_sign": lesson.effect_sign})
+        self._finished_since_review += 1
+        return analysis
+
+    async def maybe_review(self, trials: Sequence[Trial], last_trial_id: int) -> None:
+        """Every `analysis.review_every` analysed trials, write a new research agenda and keep it in the record."""
+        every = self.task.config.analysis.review_every
+        if every == 0 or self._finished_since_review < every:
+            return
+        self._finished_since_review = 0
+        direction = self.task.config.objective.direction
+        scored = sorted((t for t in trials if t.scored), key=lambda t: direction.sign() * float(t.score or 0.0),
+                        reverse=True)
+        failures = Counter(t.error_class or "unknown" for t in trials if t.status is TrialStatus.FAILED)
+        lessons = [(i.title, i.content, i.support) for i in self.kb.top_supported(10)]
+        agenda = await write_agenda(client=self.client, problem=self.task.problem_text, best=scored[:5],
+                                    lessons=lessons, failure_classes=dict(failures), previous=self.agenda or None)
+        self.record.add_llm_calls(None, agenda.llm_calls)
+        self.record.add_agenda(last_trial_id, agenda.text, {"directions": agenda.directions,
+                                                            "dead_ends": agenda.dead_ends, "source": agenda.source})
+        self.agenda = agenda.text
+
+    # ---- novelty gate -----------------------------------------------------------------------------------
+    async def near_duplicate(
+        self, proposal: Proposal, evaluated: Sequence[Trial]
+    ) -> tuple[Trial | None, list[LLMCall]]:
+        """The evaluated trial this proposal repeats (similar hypothesis and code, confirmed by the judge when a
+        model is configured), or None."""
+        threshold = self.task.config.analysis.novelty_threshold
+        best: tuple[float, Trial] | None = None
+        for trial in evaluated:
+            if not trial.code or trial.reused_from is not None:
+                continue
+            similarity = self._similarity(proposal, trial)
+            if similarity >= threshold and (best is None or similarity > best[0]):
+                best = (similarity, trial)
+        if best is None:
+            return None, []
+        near = best[1]
+        if self.client is None:
+            return near, []
+        novel, call = await judge_novelty(self.client, candidate_motivation=proposal.motivation,
+                                          candidate_code=proposal.code, near_motivation=near.motivation,
+                                          near_code=near.code)
+        return (None if novel else near), [call]
+
+    def _similarity(self, proposal: Proposal, trial: Trial) -> float:
+        lexical = proposal_similarity(proposal.motivation, proposal.code, trial.motivation, trial.code)
+        encoder = self.kb.encoder
+        if encoder is None or not proposal.motivation or not trial.motivation:
+            return lexical
+        if trial.id not in self._motivation_vectors:
+            self._motivation_vectors[trial.id] = encoder.encode([trial.motivation])[0]
+        mine = encoder.encode([proposal.motivation])[0]
+        cosine = float(np.dot(mine, self._motivation_vectors[trial.id]))
+        return 0.4 * cosine + 0.6 * text_similarity(proposal.code, trial.code)
+
+    async def aclose(self) -> None:
+        await self.analyzer.aclose()
+        if self.client is not None:
+            await self.client.aclose()
+        self.kb.close()
+
+
+def describe(kb: CognitionBase) -> dict[str, Any]:
+    return {"mode": kb.mode, "items": kb.count()}

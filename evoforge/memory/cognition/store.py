@@ -1,0 +1,271 @@
+"""The Cognition Base: long-term memory of knowledge items (heuristics, papers, pitfalls, lessons, notes) in its own
+database, with hybrid retrieval (BM25 + dense → reciprocal rank fusion → MMR) and lesson merging with support and
+contradiction counts, so lessons accumulate across runs and tasks that share one base."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+
+from evoforge.memory.cognition._dense import DenseState
+from evoforge.memory.cognition._schema import item_from_row, item_row, make_engine, metadata
+from evoforge.memory.cognition._schema import items_table as t
+from evoforge.memory.cognition.embeddings import Encoder, load_encoder
+from evoforge.memory.cognition.importer import read_paths
+from evoforge.memory.cognition.items import Hit, KnowledgeError, KnowledgeItem, jaccard, tokens
+from evoforge.memory.cognition.lexical import FTS_TABLE, Fts5Index, LexicalIndex, PythonBM25
+from evoforge.memory.cognition.retrieval import cosine_matrix, diversify, jaccard_matrix, reciprocal_rank_fusion
+from evoforge.memory.cognition.settings import KnowledgeSettings
+
+log = logging.getLogger(__name__)
+
+_MAX_EVIDENCE = 50
+_LEXICAL_DEDUP_CANDIDATES = 10
+_CHUNK = 500
+
+
+def _lexical_backend(engine: Engine, choice: str, df_cap: int) -> LexicalIndex:
+    """FTS5 on SQLite when it is compiled in (rebuilt if the table is new to an existing base), else Python BM25."""
+    if choice not in ("auto", "fts5", "python"):
+        raise KnowledgeError(f"lexical backend {choice!r}: use auto, fts5 or python")
+    if choice == "python" or engine.dialect.name != "sqlite":
+        if choice == "fts5":
+            raise KnowledgeError(f"FTS5 needs SQLite; this knowledge base is {engine.dialect.name}")
+        return PythonBM25()
+    fts = Fts5Index(df_cap)
+    try:
+        with engine.begin() as conn:
+            existed = conn.exec_driver_sql(
+                "SELECT 1 FROM sqlite_master WHERE name = ?", (FTS_TABLE,)).first() is not None
+            fts.create(conn)
+            if not existed:
+                conn.exec_driver_sql(f"INSERT INTO {FTS_TABLE}({FTS_TABLE}) VALUES ('rebuild')")
+    except OperationalError as exc:
+        if choice == "fts5":
+            raise KnowledgeError(f"this SQLite has no FTS5: {exc}") from exc
+        log.warning("cognition base: SQLite without FTS5 (%s); BM25 runs in Python", exc)
+        return PythonBM25()
+    return fts
+
+
+class CognitionBase:
+    """One knowledge base. Open it with `CognitionBase.open(path_or_url)`; every write commits before returning."""
+
+    def __init__(self, engine: Engine, settings: KnowledgeSettings, encoder: Encoder | None, lexical: LexicalIndex,
+                 mode: str) -> None:
+        self._engine = engine
+        self.settings = settings
+        self._lexical = lexical
+        self._dense = DenseState(engine, encoder, lexical, settings.ann_threshold)
+        self._mode = mode
+
+    @classmethod
+    def open(cls, path_or_url: str | Path, *, settings: KnowledgeSettings | None = None,
+             embeddings: bool | None = None, encoder: Encoder | None = None, lexical: str = "auto") -> CognitionBase:
+        """Open (creating tables if needed) a base at a SQLite path or SQLAlchemy URL. `embeddings=False` (or
+        settings.embeddings false) makes retrieval lexical; `encoder` replaces the MiniLM model (tests, benchmarks);
+        `lexical` picks the BM25 backend: auto (FTS5 on SQLite), fts5 or python."""
+        settings = settings or KnowledgeSettings()
+        use_dense = settings.embeddings if embeddings is None else embeddings
+        engine = make_engine(path_or_url)
+        try:
+            metadata.create_all(engine)
+        except SQLAlchemyError as exc:
+            engine.dispose()
+            raise KnowledgeError(f"cannot create the knowledge tables in {path_or_url}: {exc}") from exc
+        if not use_dense:
+            encoder, mode = None, "lexical (embeddings disabled)"
+        else:
+            encoder = encoder or load_encoder()
+            mode = "hybrid" if encoder is not None else "lexical (embeddings extra not installed)"
+        return cls(engine, settings, encoder, _lexical_backend(engine, lexical, settings.lexical_df_cap), mode)
+
+    @property
+    def mode(self) -> str:
+        """"hybrid", or "lexical (...)" saying why there are no embeddings."""
+        return self._mode
+
+    @property
+    def encoder(self) -> Encoder | None:
+        """The sentence encoder in use (None when retrieval is lexical), for similarity checks elsewhere."""
+        return self._dense.encoder
+
+    @property
+    def backends(self) -> dict[str, str]:
+        """What serves each half of retrieval (for status lines and benchmarks)."""
+        self._dense.sync()
+        dense = self._dense.index.kind if self._dense.index is not None else "none"
+        encoder = self._dense.encoder.name if self._dense.encoder is not None else "none"
+        return {"lexical": self._lexical.name, "dense": dense, "encoder": encoder}
+
+    # -- writing ---------------------------------------------------------------------------------------------
+
+    def add(self, items: Sequence[KnowledgeItem]) -> list[int]:
+        """Store items in one transaction and return their ids in order; an item already present (same kind,
+        title, trigger and content) keeps its id and is not duplicated."""
+        unique = list({item.fingerprint(): item for item in items}.values())
+        existing = self._existing([item.fingerprint() for item in unique])
+        new = [item for item in unique if item.fingerprint() not in existing]
+        vectors = self._encode([item.index_text() for item in new])
+        existing.update(self._insert(new, vectors))
+        return [existing[item.fingerprint()] for item in items]
+
+    def _existing(self, fingerprints: list[str]) -> dict[str, int]:
+        """fingerprint → id of those already stored (looked up in chunks: SQL limits bound parameters)."""
+        found: dict[str, int] = {}
+        with self._engine.connect() as conn:
+            for start in range(0, len(fingerprints), _CHUNK):
+                chunk = fingerprints[start : start + _CHUNK]
+                found.update(conn.execute(select(t.c.fingerprint, t.c.id).where(t.c.fingerprint.in_(chunk))).all())
+        return found
+
+    def _encode(self, texts: list[str]) -> np.ndarray | None:
+        encoder = self._dense.encoder
+        if encoder is None or not texts:
+            return None
+        return encoder.encode(texts)
+
+    def _insert(self, items: list[KnowledgeItem], vectors: np.ndarray | None) -> dict[str, int]:
+        if not items:
+            return {}
+        model = self._dense.encoder.name if self._dense.encoder is not None else None
+        rows = [item_row(item, None if vectors is None else vectors[i], model) for i, item in enumerate(items)]
+        try:
+            with self._engine.begin() as conn:
+                result = conn.execute(insert(t).returning(t.c.id, sort_by_parameter_order=True), rows)
+                ids = [row[0] for row in result]
+                self._lexical.add(conn, [(i, row["index_text"]) for i, row in zip(ids, rows, strict=True)])
+        except SQLAlchemyError as exc:
+            raise KnowledgeError(f"could not write {len(rows)} knowledge items: {exc}") from exc
+        return {row["fingerprint"]: i for i, row in zip(ids, rows, strict=True)}
+
+    def import_paths(self, paths: Sequence[Path]) -> list[int]:
+        """Import Markdown, text and JSONL files and folders of them, all or nothing: every file is parsed before
+        anything is written, and a bad one raises KnowledgeError naming file and line."""
+        return self.add(read_paths([Path(p) for p in paths]))
+
+    def add_lesson(self, item: KnowledgeItem, *, effect_sign: int = 0, threshold: float | None = None
+                   ) -> tuple[int, str]:
+        """Write a lesson, or merge it into the nearest existing item when similarity reaches the threshold (cosine
+        with embeddings, token Jaccard without). A merge adds support, or a contradiction when the effect's sign
+        is opposite to the stored one. Returns (item id, "added" | "merged" | "contradicted")."""
+        sign = effect_sign or item.effect_sign
+        if sign not in (-1, 0, 1):
+            raise KnowledgeError(f"effect_sign must be -1, 0 or 1, not {sign!r}")
+        item = replace(item, effect_sign=sign)
+        self._dense.sync()
+        vectors = self._encode([item.index_text()])
+        match = self._nearest(item, vectors, threshold)
+        if match is None:
+            return self._insert([item], vectors)[item.fingerprint()], "added"
+        return match, self._merge(match, item, sign)
+
+    def _nearest(self, item: KnowledgeItem, vectors: np.ndarray | None, threshold: float | None) -> int | None:
+        with self._engine.connect() as conn:
+            same = conn.execute(select(t.c.id).where(t.c.fingerprint == item.fingerprint())).scalar()
+            if same is not None:
+                return same
+            if vectors is not None:
+                nearest = self._dense.nearest(vectors[0])
+                limit = self.settings.dedup_threshold if threshold is None else threshold
+                return nearest[0] if nearest is not None and nearest[1] >= limit else None
+            candidates = self._lexical.search(conn, item.index_text(), _LEXICAL_DEDUP_CANDIDATES, None)
+            texts = dict(conn.execute(select(t.c.id, t.c.index_text).where(t.c.id.in_(candidates))).all()) \
+                if candidates else {}
+        mine = set(tokens(item.index_text()))
+        scored = [(jaccard(mine, set(tokens(texts[i]))), i) for i in candidates if i in texts]
+        limit = self.settings.lexical_dedup_threshold if threshold is None else threshold
+        best = max(scored, default=(0.0, None), key=lambda s: (s[0], -(s[1] or 0)))
+        return best[1] if best[0] >= limit else None
+
+    def _merge(self, item_id: int, item: KnowledgeItem, sign: int) -> str:
+        with self._engine.begin() as conn:
+            row = conn.execute(select(t.c.effect_sign, t.c.provenance).where(t.c.id == item_id)).one()
+            contradicts = sign != 0 and row.effect_sign != 0 and sign != row.effect_sign
+            provenance = dict(row.provenance or {})
+            evidence = [*provenance.get("evidence", []), {**item.provenance, "sign": sign, "title": item.title}]
+            provenance["evidence"] = evidence[-_MAX_EVIDENCE:]
+            values: dict[str, Any] = {"provenance": provenance}
+            if contradicts:
+                values["contradictions"] = t.c.contradictions + 1
+            else:
+                values["support"] = t.c.support + 1
+                if row.effect_sign == 0 and sign != 0:
+                    values["effect_sign"] = sign
+            conn.execute(update(t).where(t.c.id == item_id).values(**values))
+        return "contradicted" if contradicts else "merged"
+
+    # -- reading ---------------------------------------------------------------------------------------------
+
+    def search(self, query: str, k: int = 5, *, kinds: Sequence[str] | None = None) -> list[Hit]:
+        """The k most relevant items, diversified: BM25 and dense rankings fused by RRF, then MMR."""
+        if k <= 0 or not query.strip():
+            return []
+        self._dense.sync()
+        n = max(self.settings.candidates, 4 * k)
+        with self._engine.connect() as conn:
+            lexical = self._lexical.search(conn, query, n, kinds)
+        fused = reciprocal_rank_fusion(lexical, self._dense.search(query, n, kinds))
+        if not fused:
+            return []
+        ids = [r.item_id for r in fused]
+        if self._dense.index is not None and self._dense.encoder is not None:
+            similarity = cosine_matrix(self._dense.index.vectors(ids))
+            picked = diversify(fused, similarity, k, self.settings.mmr_lambda)
+            items = self._fetch([r.item_id for r in picked])
+        else:
+            items = self._fetch(ids)
+            token_sets = [set(tokens(items[i].index_text())) for i in ids]
+            picked = diversify(fused, jaccard_matrix(token_sets), k, self.settings.mmr_lambda)
+        return [Hit(items[r.item_id], r.score, r.lexical_rank, r.dense_rank) for r in picked]
+
+    def _fetch(self, ids: list[int]) -> dict[int, KnowledgeItem]:
+        with self._engine.connect() as conn:
+            rows = conn.execute(select(t).where(t.c.id.in_(ids))).all()
+        return {row.id: item_from_row(row) for row in rows}
+
+    def get(self, item_id: int) -> KnowledgeItem:
+        found = self._fetch([item_id])
+        if item_id not in found:
+            raise KnowledgeError(f"no knowledge item #{item_id} in this base; `evoforge knowledge list` shows the ids")
+        return found[item_id]
+
+    def list(self, kind: str | None = None, limit: int | None = None) -> list[KnowledgeItem]:
+        """Items in id order, optionally of one kind and at most `limit` of them."""
+        stmt = select(t).order_by(t.c.id)
+        if kind is not None:
+            stmt = stmt.where(t.c.kind == kind)
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        with self._engine.connect() as conn:
+            return [item_from_row(row) for row in conn.execute(stmt)]
+
+    def count(self) -> int:
+        with self._engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(t)).scalar_one())
+
+    def top_supported(self, n: int) -> list[KnowledgeItem]:
+        """The n items with the most support (fewest contradictions, then oldest, first on ties)."""
+        stmt = select(t).order_by(t.c.support.desc(), t.c.contradictions, t.c.id).limit(n)
+        with self._engine.connect() as conn:
+            return [item_from_row(row) for row in conn.execute(stmt)]
+
+    def export(self) -> list[dict[str, Any]]:
+        """Every item as a JSON-ready dict (the JSONL format `import_paths` reads back)."""
+        return [item.to_dict() for item in self.list()]
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def __enter__(self) -> CognitionBase:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()

@@ -1,0 +1,75 @@
+"""What the conductor keeps in memory while a run goes: the trials seen, the work in flight, the best so far,
+the recent and failed trials the researcher is shown; plus the observer interface for progress.
+
+Everything here is updated incrementally, so the cost of one trial does not grow with the size of the record.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from evoforge.models import Direction, Trial, TrialStatus
+from evoforge.settings import RunSettings
+
+RECENT_WINDOW = 20
+
+
+class Observer:
+    """Receives progress; the CLI draws a progress bar from it, tests may count. Methods do nothing by default."""
+
+    def run_started(self, *, run_dir: Path, proposer: str, settings: RunSettings, done: int,
+                    notes: Sequence[str] = ()) -> None:
+        return None
+
+    def trial_finished(self, trial: Trial, best: Trial | None, counts: dict[str, int]) -> None:
+        return None
+
+    def run_finished(self) -> None:
+        return None
+
+
+@dataclass
+class LoopState:
+    """The conductor's view of the run (the record stays the truth; this is its in-memory index)."""
+
+    direction: Direction
+    trials: dict[int, Trial] = field(default_factory=dict)
+    started: int = 0
+    in_flight: int = 0
+    pending_parents: Counter[int] = field(default_factory=Counter)
+    stop_reason: str | None = None
+    best: Trial | None = None
+    recent: deque[Trial] = field(default_factory=lambda: deque(maxlen=RECENT_WINDOW))
+    failures: deque[Trial] = field(default_factory=lambda: deque(maxlen=RECENT_WINDOW))
+    status_counts: Counter[str] = field(default_factory=Counter)
+
+    def put(self, trial: Trial) -> None:
+        """Add or update a trial (as the record now holds it)."""
+        old = self.trials.get(trial.id)
+        if old is not None:
+            self.status_counts[old.status.value] -= 1
+        self.trials[trial.id] = trial
+        self.status_counts[trial.status.value] += 1
+        if trial.status.finished and (old is None or not old.status.finished):
+            self.recent.appendleft(trial)
+            if trial.status is TrialStatus.FAILED:
+                self.failures.appendleft(trial)
+        if trial.scored and self._beats_best(trial):
+            self.best = trial
+
+    def _beats_best(self, trial: Trial) -> bool:
+        best = self.best
+        if best is None or best.id == trial.id:
+            return True
+        assert trial.score is not None and best.score is not None
+        return self.direction.better(trial.score, best.score) or (trial.score == best.score and trial.id < best.id)
+
+    def counts(self) -> dict[str, int]:
+        return {status.value: self.status_counts[status.value] for status in TrialStatus}
+
+    def mean_eval_seconds(self) -> float:
+        spent = [t.seconds for t in self.recent if t.seconds > 0]
+        return sum(spent) / len(spent) if spent else 0.0

@@ -1,0 +1,285 @@
+"""Hostile candidates through `Engineer.evaluate`, under every isolation this machine offers: each is contained,
+classified, leaves no process behind, and the next (honest) trial still runs."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import textwrap
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from evoforge.experiment import Engineer
+from evoforge.experiment.isolation import probe
+from evoforge.models import Outcome, TrialStatus
+from evoforge.task.config import TaskConfig
+from evoforge.task.loader import Task
+
+RUN_EVALUATOR = """
+import runpy
+
+def evaluate(program_path):
+    return runpy.run_path(program_path)["result"]()
+"""
+HONEST = "def result():\n    return {'score': 2.5}\n"
+MODES = [pytest.param(m, marks=pytest.mark.skipif(probe(m) is not None, reason=f"{m}: {probe(m)}"))
+         for m in ("bwrap", "unshare", "none")]
+NAMESPACED = [p for p in MODES if p.values[0] != "none"]
+
+
+def make_task(tmp_path: Path, mode: str = "auto", **limits: Any) -> Task:
+    root = tmp_path / "task"
+    root.mkdir(exist_ok=True)
+    (root / "problem.md").write_text("maximise the score\n")
+    (root / "program.py").write_text(HONEST)
+    (root / "evaluator.py").write_text(RUN_EVALUATOR)
+    cfg = TaskConfig(name="t", problem="problem.md", program="program.py", evaluator="evaluator.py",
+                     timeout_s=limits.pop("timeout_s", 20), limits={"isolation": mode, **limits})
+    return Task(root=root, config=cfg, problem_text="maximise the score\n", seed_program="")
+
+
+def trial_dir(tmp_path: Path, n: int = 1) -> Path:
+    """A trial folder laid out like a run's: run/trials/N, with the record in run/."""
+    run = tmp_path / "run"
+    (run / "trials").mkdir(parents=True, exist_ok=True)
+    if not (run / "record.db").exists():
+        (run / "record.db").write_bytes(b"SQLite format 3\x00record")
+    return run / "trials" / str(n)
+
+
+def survivors(marker: bytes) -> list[int]:
+    """Pids of live processes whose environment or command line contains `marker`."""
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as fh:
+                if fh.read().rsplit(b")", 1)[1].split()[0] in (b"Z", b"X"):
+                    continue
+            with open(f"/proc/{name}/environ", "rb") as fh:
+                env = fh.read()
+            with open(f"/proc/{name}/cmdline", "rb") as fh:
+                cmd = fh.read()
+        except (OSError, IndexError):
+            continue
+        if marker in env or marker in cmd:
+            found.append(int(name))
+    return found
+
+
+def evaluate(task: Task, code: str, where: Path) -> Outcome:
+    """Evaluate, then check that nothing started for that trial survives it."""
+    outcome = asyncio.run(Engineer(task).evaluate(textwrap.dedent(code), where))
+    assert survivors(f"EVOFORGE_TRIAL_DIR={where.resolve()}\0".encode()) == []
+    return outcome
+
+
+def assert_honest_run_goes_on(task: Task, tmp_path: Path) -> None:
+    out = evaluate(task, HONEST, trial_dir(tmp_path, 99))
+    assert out.status is TrialStatus.SUCCEEDED and out.score == 2.5, out.error_message
+
+
+def test_infinite_loop_times_out(tmp_path: Path) -> None:
+    task = make_task(tmp_path, timeout_s=1)
+    start = time.monotonic()
+    out = evaluate(task, "def result():\n    while True:\n        pass\n", trial_dir(tmp_path))
+    assert out.error_class == "timeout" and time.monotonic() - start < 5
+    assert_honest_run_goes_on(task, tmp_path)
+
+
+FORK_BOMB = """
+import os, time
+
+def result():
+    stop = time.time() + 20  # a safety net for the test machine: the bomb gives up by itself after 20 s
+    while time.time() < stop:
+        try:
+            os.fork()
+        except OSError:
+            time.sleep(0.01)
+    os._exit(0)
+"""
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_fork_bomb_is_bounded_by_the_process_limit_even_as_root(tmp_path: Path, mode: str) -> None:
+    task = make_task(tmp_path, mode, max_processes=40)
+    start = time.monotonic()
+    out = evaluate(task, FORK_BOMB, trial_dir(tmp_path))
+    assert time.monotonic() - start < 8, "the bomb ran until its own safety net"
+    assert out.error_class == "killed_by_limit", out.error_message
+    assert "max_processes=40" in out.error_message
+    assert_honest_run_goes_on(task, tmp_path)
+
+
+def test_memory_hog_is_killed_by_the_memory_limit(tmp_path: Path) -> None:
+    task = make_task(tmp_path, memory_mb=256)
+    out = evaluate(task, "def result():\n    block = bytearray(3 * 1024 ** 3)\n    return {'score': 1}\n",
+                   trial_dir(tmp_path))
+    assert out.error_class == "killed_by_limit" and "memory_mb=256" in out.error_message
+
+
+DOUBLE_FORK = """
+import os, time
+
+def result():
+    if os.fork() == 0:
+        os.setsid()
+        if os.fork() == 0:
+            os.execvp("sleep", ["sleep", "{seconds}"])
+        os._exit(0)
+    time.sleep(0.3)
+    return {"score": 1.0}
+"""
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_double_forked_sleeper_is_killed_when_the_trial_ends(tmp_path: Path, mode: str) -> None:
+    seconds = f"300.{uuid.uuid4().int % 10**6}"  # a unique command line to find it by
+    out = evaluate(make_task(tmp_path, mode), DOUBLE_FORK.replace("{seconds}", seconds), trial_dir(tmp_path))
+    assert out.status is TrialStatus.SUCCEEDED, out.error_message
+    assert survivors(seconds.encode()) == []
+
+
+CONNECT = """
+import socket
+
+def result():
+    try:
+        socket.create_connection(("127.0.0.1", {port}), timeout=3).close()
+        return {"score": 1.0, "error": ""}
+    except OSError as exc:
+        return {"score": 0.0, "error": str(exc)}
+"""
+
+
+@pytest.mark.parametrize(("mode", "network"), [*[(p.values[0], False) for p in NAMESPACED], ("auto", True)])
+def test_no_network_mode_blocks_a_connection_to_the_host(tmp_path: Path, mode: str, network: bool) -> None:
+    if mode != "auto" and probe(mode) is not None:
+        pytest.skip(f"{mode}: {probe(mode)}")
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        out = evaluate(make_task(tmp_path, mode, network=network), CONNECT.replace("{port}", str(port)),
+                       trial_dir(tmp_path))
+    assert out.status is TrialStatus.SUCCEEDED, out.error_message
+    assert out.score == (1.0 if network else 0.0), out.metrics
+
+
+WRITER = """
+import os
+
+def attempt(path, data=b"x"):
+    try:
+        with open(path, "ab") as fh:
+            fh.write(data)
+        return True
+    except OSError:
+        return False
+
+def result():
+    trial = os.environ["EVOFORGE_TRIAL_DIR"]
+    return {"score": 1.0,
+            "own": attempt(os.path.join(trial, "mine.txt")),
+            "tmp": attempt("{scratch}"),
+            "trials": attempt(os.path.join(trial, "..", "evil.txt")),
+            "record": attempt(os.path.join(trial, "..", "..", "record.db")),
+            "task": attempt(os.path.join(os.environ["EVOFORGE_TASK_DIR"], "evil.txt")),
+            "elsewhere": attempt("{elsewhere}")}
+"""
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_writes_outside_the_trial_folder(tmp_path: Path, mode: str) -> None:
+    elsewhere = Path("/var/tmp") / f"evoforge-hostile-{uuid.uuid4().hex}"
+    scratch = Path("/tmp") / f"evoforge-hostile-{uuid.uuid4().hex}"
+    where = trial_dir(tmp_path)
+    record = (tmp_path / "run" / "record.db").read_bytes()
+    code = WRITER.replace("{elsewhere}", str(elsewhere)).replace("{scratch}", str(scratch))
+    try:
+        out = evaluate(make_task(tmp_path, mode), code, where)
+        landed, scratched = elsewhere.exists(), scratch.exists()
+    finally:
+        elsewhere.unlink(missing_ok=True)
+        scratch.unlink(missing_ok=True)
+    assert out.status is TrialStatus.SUCCEEDED, out.error_message
+    wrote = {k: v for k, v in out.metrics.items() if k != "score"}
+    assert wrote["own"] and wrote["tmp"] and (where / "mine.txt").exists()
+    protected = mode != "none"  # bwrap and unshare: the task, run and record folders are read-only
+    assert wrote["trials"] == wrote["record"] == wrote["task"] == (not protected)
+    assert ((tmp_path / "run" / "record.db").read_bytes() == record) == protected
+    assert landed == wrote["elsewhere"] == (mode != "bwrap")  # only bwrap makes the whole host read-only
+    assert scratched == (mode != "bwrap")  # bwrap's /tmp is private
+
+
+EDITOR = """
+import os
+
+def result():
+    path = os.path.join(os.environ["EVOFORGE_TASK_DIR"], "evaluator.py")
+    forged = "def evaluate(program_path):\\n    return {'score': 1e9}\\n"
+    done = []
+    for how in ("append", "replace"):
+        try:
+            if how == "append":
+                with open(path, "a") as fh:
+                    fh.write("\\n" + forged)
+            else:
+                with open(path + ".new", "w") as fh:
+                    fh.write(forged)
+                os.replace(path + ".new", path)
+            done.append(how)
+        except OSError:
+            pass
+    return {"score": 0.0, "edited": ",".join(done)}
+"""
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_candidate_that_edits_the_evaluator(tmp_path: Path, mode: str) -> None:
+    task = make_task(tmp_path, mode)
+    pristine = (task.root / "evaluator.py").read_bytes()
+    out = evaluate(task, EDITOR, trial_dir(tmp_path))
+    assert out.status is TrialStatus.SUCCEEDED, out.error_message
+    if mode == "none":  # documented: no isolation, no protection; the next trial meets the forged evaluator
+        assert out.metrics["edited"] == "append,replace"
+        assert evaluate(task, HONEST, trial_dir(tmp_path, 2)).score == 1e9
+        return
+    assert out.metrics["edited"] == ""
+    assert (task.root / "evaluator.py").read_bytes() == pristine
+    assert_honest_run_goes_on(task, tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [("float('nan')", "score is NaN"), ("float('inf')", "score is +inf"), ("True", "is a bool"),
+     ("'high'", "is a str"), (None, "missing from result")],
+)
+def test_bad_scores_are_rejected_with_a_reason(tmp_path: Path, value: str | None, message: str) -> None:
+    body = "{'other': 1}" if value is None else f"{{'score': {value}}}"
+    out = evaluate(make_task(tmp_path), f"def result():\n    return {body}\n", trial_dir(tmp_path))
+    assert out.error_class == "bad_result" and message in out.error_message
+
+
+def test_a_hundred_megabytes_of_stdout_is_capped(tmp_path: Path) -> None:
+    code = """
+    import sys
+
+    def result():
+        line = b"y" * 1023 + b"\\n"
+        for _ in range(100 * 1024):
+            sys.stdout.buffer.write(line)
+        sys.stdout.flush()
+        return {"score": 1.0}
+    """
+    task = make_task(tmp_path, output_bytes=200_000)
+    where = trial_dir(tmp_path)
+    out = evaluate(task, code, where)
+    assert out.status is TrialStatus.SUCCEEDED, out.error_message
+    log = (where / "stdout.log").read_bytes()
+    assert 150_000 < len(log) <= 200_000 and b"the middle was dropped" in log
