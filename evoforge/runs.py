@@ -142,12 +142,14 @@ def _drive(task: Task, record: Record, run_dir: Path, settings: RunSettings, obs
         done = len(conductor.state.trials)
         observer.run_started(run_dir=run_dir, proposer=describe_proposer(proposer.name), settings=settings,
                              done=done, notes=notes)
-    interrupted = False
+    interrupted, stop_reason = False, None
     try:
         stop_reason = asyncio.run(_run_and_close(conductor, proposer, learning))
     except KeyboardInterrupt:
         interrupted, stop_reason = True, "interrupted (Ctrl-C): trials in flight will be re-run by `evoforge resume`"
     finally:
+        if stop_reason is not None:
+            record.save_state("stopped", {"reason": stop_reason})
         record.close()
         if observer is not None:
             observer.run_finished()

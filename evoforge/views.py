@@ -79,6 +79,7 @@ def run_overview(run_dir: Path) -> dict[str, Any]:
         trials = record.trials()
         calls = record.llm_calls()
         savings = record.savings()
+        stopped = (record.load_state("stopped") or {}).get("reason")
     finally:
         record.close()
     overview: dict[str, Any] = dict(counts)
@@ -89,6 +90,7 @@ def run_overview(run_dir: Path) -> dict[str, Any]:
         task=info.task_name,
         direction=direction.value,
         stopping=info.stopping,
+        stopped_because=stopped,
         evaluation_seconds=savings["evaluation_seconds"],
         seconds_saved=savings["seconds_saved"],
         saved_by_gate=savings["saved_by_gate"],
@@ -97,9 +99,41 @@ def run_overview(run_dir: Path) -> dict[str, Any]:
         llm_calls=len(calls),
         llm_tokens_in=sum(c.tokens_in for c in calls),
         llm_tokens_out=sum(c.tokens_out for c in calls),
+        llm_cost_usd=round(sum(c.cost_usd for c in calls), 6),
+        spend_by_model=_spend_by(calls, "model"),
+        spend_by_role=_spend_by(calls, "role"),
+        models=_model_choices(trials, direction),
         failure_classes=_failure_classes(trials),
     )
     return overview
+
+
+def _spend_by(calls: list[Any], key: str) -> dict[str, dict[str, float]]:
+    spend: dict[str, dict[str, float]] = {}
+    for call in calls:
+        entry = spend.setdefault(getattr(call, key), {"calls": 0, "tokens_in": 0, "tokens_out": 0, "cost_usd": 0.0,
+                                                      "errors": 0})
+        entry["calls"] += 1
+        entry["tokens_in"] += call.tokens_in
+        entry["tokens_out"] += call.tokens_out
+        entry["cost_usd"] = round(entry["cost_usd"] + call.cost_usd, 6)
+        entry["errors"] += call.error is not None
+    return spend
+
+
+def _model_choices(trials: list[Trial], direction: Direction) -> dict[str, dict[str, int]]:
+    """Per model: trials it proposed (the ensemble's choices) and how many beat their parent."""
+    by_id = {t.id: t for t in trials}
+    choices: dict[str, dict[str, int]] = {}
+    for trial in trials:
+        if not trial.model:
+            continue
+        entry = choices.setdefault(trial.model, {"proposed": 0, "improved": 0})
+        entry["proposed"] += 1
+        parent = by_id.get(trial.parent_ids[0]) if trial.parent_ids else None
+        if trial.scored and parent is not None and parent.score is not None and trial.score is not None:
+            entry["improved"] += direction.better(trial.score, parent.score)
+    return choices
 
 
 def _failure_classes(trials: list[Trial]) -> dict[str, int]:
@@ -117,14 +151,24 @@ def render_status(console: Console, ov: dict[str, Any]) -> None:
         table.add_row(status.value, str(ov[status.value]))
     best = f"{ov['best_score']:.6g} (trial #{ov['best_trial']})" if ov["best_score"] is not None else "none"
     table.add_row("best score", best)
-    table.add_row("stopping rule", str(ov["stopping"]))
+    table.add_row("stopping rule", ", ".join(f"{k}={v}" for k, v in ov["stopping"].items() if v is not None))
+    if ov["stopped_because"]:
+        table.add_row("last stop", ov["stopped_because"])
     table.add_row("evaluation time", f"{ov['evaluation_seconds']:.1f} s")
     table.add_row("time saved by gates", f"{ov['seconds_saved']:.1f} s")
     for gate, seconds in ov["saved_by_gate"].items():
         table.add_row(f"  saved by {gate}", f"{seconds:.1f} s ({ov['stopped_by_gate'].get(gate, 0)} trials)")
     if ov["suspect"]:
         table.add_row("suspect trials", ", ".join(f"#{i}" for i in ov["suspect"]))
-    table.add_row("LLM calls", f"{ov['llm_calls']} ({ov['llm_tokens_in']} tokens in, {ov['llm_tokens_out']} out)")
+    table.add_row("LLM calls", f"{ov['llm_calls']} ({ov['llm_tokens_in']} tokens in, {ov['llm_tokens_out']} out, "
+                  f"${ov['llm_cost_usd']:.4f})")
+    for model, s in ov["spend_by_model"].items():
+        chosen = ov["models"].get(model, {"proposed": 0, "improved": 0})
+        table.add_row(f"  model {model}", f"{s['calls']} calls, ${s['cost_usd']:.4f}, {s['errors']} errors; "
+                      f"chosen for {chosen['proposed']} trials, {chosen['improved']} improved on their parent")
+    for role, s in ov["spend_by_role"].items():
+        table.add_row(f"  role {role}", f"{s['calls']} calls, {s['tokens_in'] + s['tokens_out']} tokens, "
+                      f"${s['cost_usd']:.4f}")
     for cls, n in sorted(ov["failure_classes"].items(), key=lambda kv: -kv[1]):
         table.add_row(f"failed: {cls}", str(n))
     console.print(table)
