@@ -30,6 +30,7 @@ import logging
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -140,7 +141,10 @@ def jail_for(mode: str, network: bool, env: Mapping[str, str], cwd: Path) -> Jai
     """The jail of one evaluation: the trial folder ($EVOFORGE_TRIAL_DIR, else `cwd`) writable; the task folder
     ($EVOFORGE_TASK_DIR), the trial folder's parent and the run folder holding the record read-only."""
     writable = Path(env.get("EVOFORGE_TRIAL_DIR") or cwd).resolve()
-    candidates = [writable.parent]
+    # The interpreter, its virtualenv and the evoforge package must stay visible even when they live under /tmp
+    # (which bwrap replaces with a private tmpfs), e.g. a checkout cloned into /tmp.
+    candidates = [Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve(), Path(sys.executable).resolve().parent,
+                  Path(__file__).resolve().parents[2], writable.parent]
     if (writable.parent.parent / RECORD_FILE).exists():
         candidates.append(writable.parent.parent)
     if env.get("EVOFORGE_TASK_DIR"):
