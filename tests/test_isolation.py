@@ -66,10 +66,15 @@ def test_jail_protects_task_trials_and_record_folders(tmp_path: Path) -> None:
     trial.mkdir(parents=True)
     (tmp_path / "task").mkdir()
     env = {"EVOFORGE_TRIAL_DIR": str(trial), "EVOFORGE_TASK_DIR": str(tmp_path / "task")}
-    assert set(jail_for("unshare", True, env, trial).readonly) == {tmp_path / "run" / "trials", tmp_path / "task"}
+    runtime = {Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve(), Path(sys.executable).resolve().parent,
+               Path(isolation.__file__).resolve().parents[2]}  # interpreter, venv, package: visible under bwrap
+    mine = set(jail_for("unshare", True, env, trial).readonly) - runtime
+    assert mine == {tmp_path / "run" / "trials", tmp_path / "task"}
     (tmp_path / "run" / "record.db").touch()
     jail = jail_for("unshare", True, env, trial)
-    assert jail.readonly == (tmp_path / "run", tmp_path / "task", tmp_path / "run" / "trials")  # outer folders first
+    assert [p for p in jail.readonly if p not in runtime] == [tmp_path / "run", tmp_path / "task",
+                                                              tmp_path / "run" / "trials"]  # outer folders first
+    assert [len(p.parts) for p in jail.readonly] == sorted(len(p.parts) for p in jail.readonly)
     assert jail.writable == trial and jail.cwd == trial
 
 
