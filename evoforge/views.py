@@ -32,6 +32,7 @@ def trial_dict(trial: Trial, *, with_code: bool = False) -> dict[str, Any]:
         "error_class": trial.error_class,
         "error_message": trial.error_message,
         "seconds": trial.seconds,
+        "seconds_saved": trial.seconds_saved,
         "proposer": trial.proposer,
         "model": trial.model,
         "digest": trial.digest,
@@ -182,7 +183,7 @@ def render_best(console: Console, trial: Trial) -> None:
 def render_show(console: Console, data: dict[str, Any]) -> None:
     head = Table(show_header=False, box=None)
     for key in ("id", "status", "name", "motivation", "parent_ids", "inspiration_ids", "score",
-                "error_class", "error_message", "seconds", "proposer", "model", "created_at"):
+                "error_class", "error_message", "seconds", "seconds_saved", "proposer", "model", "created_at"):
         head.add_row(key, str(data.get(key)))
     console.print(Panel(head, title=f"trial #{data['id']}"))
     if data.get("metrics"):

@@ -108,15 +108,18 @@ def test_improvement_is_signed_by_direction() -> None:
 SCORE = re.compile(r"# Current program \([^)]*score = (-?[0-9.e+-]+)\)")
 
 
-def answer(body: dict[str, Any]) -> str:
-    """fake/good moves x halfway to 3 (always better); fake/bad writes a program that crashes."""
+def answer(body: dict[str, Any], counter: list[int] = [0]) -> str:  # noqa: B006 - a call counter on purpose
+    """fake/good moves x halfway to 3 (always better; `+ 0 * n` keeps two answers for one parent distinct programs);
+    fake/bad writes a program that crashes."""
+    counter[0] += 1
     prompt = body["messages"][-1]["content"]
     if body["model"] == "bad":
         return "NAME: break it\nMOTIVATION: m\n<<<<<<< SEARCH\n# knob\n=======\n# knob\nx = y\n>>>>>>> REPLACE\n"
     found = SCORE.search(prompt)
     assert found, prompt[:300]
     step = math.sqrt(-float(found.group(1))) / 2  # score = -(x-3)^2 and x < 3
-    return f"NAME: halfway\nMOTIVATION: m\n<<<<<<< SEARCH\n# knob\n=======\n# knob\nx = x + {step!r}\n>>>>>>> REPLACE\n"
+    edit = f"# knob\nx = x + {step!r} + 0 * {counter[0]}"
+    return f"NAME: halfway\nMOTIVATION: m\n<<<<<<< SEARCH\n# knob\n=======\n{edit}\n>>>>>>> REPLACE\n"
 
 
 def test_full_run_routes_proposals_to_the_model_whose_children_improve(
@@ -143,7 +146,7 @@ def test_full_run_routes_proposals_to_the_model_whose_children_improve(
     with Record.for_run_dir(run_dir) as record:
         models = [t.model for t in record.trials() if t.model]
         calls = [c for c in record.llm_calls() if c.role in ("researcher", "repair")]
-    assert len(models) == 9 and models[:2] == ["fake/good", "fake/bad"]  # each tried once first
+    assert len(models) == 9 and sorted(models[:2]) == ["fake/bad", "fake/good"]  # each tried once first
     assert models.count("fake/good") >= 6 and models[-4:].count("fake/good") >= 3
     assert {(c.model, c.temperature) for c in calls} == {("fake/good", 0.7), ("fake/bad", 0.7)}
     assert len(calls) >= 9 and {c.trial_id for c in calls} == {t for t in range(2, 11)}
@@ -151,5 +154,6 @@ def test_full_run_routes_proposals_to_the_model_whose_children_improve(
     assert all(c.cost_usd > 0 and c.cost_usd == pytest.approx((c.tokens_in + c.tokens_out * 2.0) / 1e6) for c in good)
     assert all(c.cost_usd == 0 for c in calls if c.model == "fake/bad")
     rows = {row["model"]: row for row in holder["proposer"].summary()}
-    assert rows["fake/good"]["pulls"] == models.count("fake/good") and rows["fake/good"]["improved"] >= 5
+    good_row = rows["fake/good"]
+    assert good_row["pulls"] == models.count("fake/good") and good_row["improved"] >= good_row["pulls"] - 1
     assert rows["fake/bad"]["pulls"] == models.count("fake/bad") and rows["fake/bad"]["improved"] == 0

@@ -358,11 +358,12 @@ class Record:
     # ---- evaluation detail (stages, telemetry, gates) and research log -----------------------------------
 
     def find_fingerprint(self, fingerprint: str) -> Trial | None:
-        """The first finished, originally evaluated trial whose program has this fingerprint, or None."""
+        """The first finished, originally evaluated trial whose program has this fingerprint, or None (a rejected
+        trial was never evaluated, so it has no outcome to reuse)."""
         query = (
             select(t.trials)
             .where(t.trials.c.fingerprint == fingerprint, t.trials.c.reused_from.is_(None),
-                   t.trials.c.status.in_([s.value for s in TrialStatus if s.finished]),
+                   t.trials.c.status.in_([s.value for s in TrialStatus if s.finished and s != TrialStatus.REJECTED]),
                    t.trials.c.error_class.is_distinct_from("proposal_error"))
             .order_by(t.trials.c.id)
             .limit(1)

@@ -24,6 +24,8 @@ _HEADS = 12
 _LAYERS = 6
 _EPS = 1e-12
 _BATCH = 32
+# float32 scalars: a float64 numpy scalar would promote the whole forward pass to float64 (NEP 50), twice as slow
+_INV_SQRT2 = np.float32(1.0 / np.sqrt(2.0))
 
 
 class Encoder(Protocol):
@@ -45,7 +47,7 @@ def _erf(x: np.ndarray) -> np.ndarray:
 
 
 def _gelu(x: np.ndarray) -> np.ndarray:
-    return 0.5 * x * (1.0 + _erf(x / np.sqrt(2.0)).astype(x.dtype))
+    return 0.5 * x * (1.0 + _erf(x * _INV_SQRT2))
 
 
 def _layernorm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
@@ -121,7 +123,7 @@ class MiniLMEncoder:
             return x.reshape(batch, seq, _HEADS, head).transpose(0, 2, 1, 3)
 
         q, k, v = (split(proj(h, f"attention.self.{n}")) for n in ("query", "key", "value"))
-        scores = q @ k.transpose(0, 1, 3, 2) / np.sqrt(head) + bias
+        scores = q @ k.transpose(0, 1, 3, 2) * np.float32(1.0 / np.sqrt(head)) + bias
         scores = np.exp(scores - scores.max(-1, keepdims=True))
         context = (scores / scores.sum(-1, keepdims=True)) @ v
         context = context.transpose(0, 2, 1, 3).reshape(batch, seq, width)
