@@ -36,7 +36,7 @@ class Reply:
     content: str = ""
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
-    body: str | None = None  # raw error body; a JSON error object is made up when None
+    body: str | None = None  # raw body (an error's, or a broken 200); made up from the rest when None
     delay_s: float = 0.0
     usage: bool = True  # False omits the "usage" field from a 200 answer
 
@@ -190,6 +190,9 @@ def _make_handler(fake: FakeLLM) -> type[BaseHTTPRequestHandler]:
                 reply = Reply.error(500, body=json.dumps({"error": {"message": f"handler raised {exc!r}"}}))
             if reply.delay_s > 0:
                 fake.wait(reply.delay_s)
+            if reply.status == 200 and reply.body is not None:  # a raw (e.g. truncated) 200 body
+                self._send(200, reply.headers, reply.body)
+                return
             if reply.status != 200:
                 error = {"error": {"message": f"fake error {reply.status}", "type": "fake", "code": None}}
                 text = reply.body if reply.body is not None else json.dumps(error)

@@ -64,7 +64,7 @@ def make_proposer(task: Task, llm: str | None, *, seed: int | None = None) -> Pr
         spec = local_spec(settings)
         server = LocalModelServer(smollm2_gguf())
         ensemble = Ensemble.from_settings(settings, [spec], seed=seed or 0, clients=False)
-        return LLMProposer(task, ensemble=ensemble, server=server, server_spec=spec)
+        return LLMProposer(task, ensemble=ensemble, server=server, server_spec=spec, seed=seed)
     if llm:
         specs = [spec_for(settings, llm)]
     elif settings.models:
@@ -74,4 +74,4 @@ def make_proposer(task: Task, llm: str | None, *, seed: int | None = None) -> Pr
         if not name:
             return OfflineProposer(seed=seed)
         specs = [spec_for(settings, name)]
-    return LLMProposer(task, ensemble=Ensemble.from_settings(settings, specs, seed=seed or 0))
+    return LLMProposer(task, ensemble=Ensemble.from_settings(settings, specs, seed=seed or 0), seed=seed)

@@ -4,6 +4,7 @@ full program taken; one repair round with the same model. Rewards reported back 
 from __future__ import annotations
 
 import asyncio
+import random
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -14,7 +15,7 @@ from evoforge.llm.models import ModelSpec
 from evoforge.models import LLMCall, Proposal
 from evoforge.research.base import Proposer
 from evoforge.research.context import ResearchContext
-from evoforge.research.edits import EditError, apply_edits
+from evoforge.research.edits import EditError, apply_edits, check_blocks, choose_patch_type
 from evoforge.research.parse import Answer, derive_name, parse_answer
 from evoforge.research.prompts import Prompts
 from evoforge.task.loader import Task
@@ -30,18 +31,24 @@ class Realized:
     answer: Answer
     code: str = ""
     error: str | None = None
+    closest: str = ""  # the region nearest a SEARCH block that matched nowhere, for the repair round
 
 
-def realize(text: str, parent_code: str) -> Realized:
-    """Parse `text` and build the candidate: edits applied to `parent_code`, else the full program given."""
+def realize(text: str, parent_code: str, filename: str | None = None) -> Realized:
+    """Parse `text` and build the candidate: edits applied to `parent_code`, else the full program given; either
+    way, nothing outside the program's EVOLVE-BLOCK regions (when it marks some) may change."""
     answer = parse_answer(text)
     if answer.edits:
         try:
-            code = apply_edits(parent_code, answer.edits)
+            code = apply_edits(parent_code, answer.edits, filename=filename)
         except EditError as exc:
-            return Realized(answer, error=str(exc))
+            return Realized(answer, error=str(exc), closest=exc.closest)
     elif answer.code is not None:
         code = answer.code
+        try:
+            check_blocks(parent_code, code, filename=filename)
+        except EditError as exc:
+            return Realized(answer, error=str(exc))
     else:
         detail = "; ".join(answer.problems) or "no SEARCH/REPLACE edit block and no fenced code block found"
         return Realized(answer, error=f"the answer has neither edits nor a program: {detail}")
@@ -67,12 +74,14 @@ class LLMProposer(Proposer):
         ensemble: Ensemble | None = None,
         server: LocalModelServer | None = None,
         server_spec: ModelSpec | None = None,
+        seed: int | None = None,
     ) -> None:
         if ensemble is None:
             if client is None:
                 raise ValueError("LLMProposer needs a client or an ensemble")
             ensemble = Ensemble([Arm(client.model, task.config.llm.temperature)], {client.model: client})
         self.task = task
+        self.rng = random.Random(seed)
         self.ensemble = ensemble
         self.prompts = Prompts.for_task(task)
         self._server, self._server_spec = server, server_spec
@@ -99,9 +108,18 @@ class LLMProposer(Proposer):
             client = client_for_spec(self._server_spec, self.task.config.llm, base_url=self._server.base_url)
             self.ensemble.clients[self._server_spec.name] = client
 
+    def _patch_type(self, ctx: ResearchContext) -> str:
+        """diff, full or crossover: sampled from research.patch_types when set, else research.edit_format."""
+        research = self.task.config.research
+        if research.patch_types is None:
+            return research.edit_format
+        return choose_patch_type(research.patch_types, self.rng, can_crossover=bool(ctx.inspirations))
+
     async def propose(self, ctx: ResearchContext) -> Proposal:
         calls: list[LLMCall] = []
-        messages = self.prompts.messages(self.task, ctx)
+        patch = self._patch_type(ctx)
+        filename = self.task.program_name
+        messages = self.prompts.messages(self.task, ctx, patch_type=patch)
         await self._ensure_server()
         try:
             arm = await self.ensemble.pick()
@@ -112,26 +130,26 @@ class LLMProposer(Proposer):
         except LLMError as exc:
             return self._failed(Answer(name="llm call failed"), str(exc), calls + [exc.call], arm)
         calls.append(call)
-        first = realize(text, ctx.parent.code)
+        partners = (ctx.inspirations[0].id,) if patch == "crossover" and ctx.inspirations else ()
+        first = realize(text, ctx.parent.code, filename)
         if first.error is None:
-            return self._proposal(first, None, calls, arm.model)
-        messages = messages + [
-            {"role": "assistant", "content": text},
-            {"role": "user", "content": self.prompts.repair(self.task, ctx, first.error)},
-        ]
+            return self._proposal(first, None, calls, arm.model, partners)
+        repair = self.prompts.repair(self.task, ctx, first.error, patch_type=patch, closest=first.closest)
+        messages = messages + [{"role": "assistant", "content": text}, {"role": "user", "content": repair}]
         try:
             text, call = await self.ensemble.complete(arm, messages, role="repair")
         except LLMError as exc:
             error = f"{first.error}; the repair call failed: {exc}"
             return self._failed(first.answer, error, calls + [exc.call], arm)
         calls.append(call)
-        second = realize(text, ctx.parent.code)
+        second = realize(text, ctx.parent.code, filename)
         if second.error is not None:
             error = f"answer unusable after one repair round: {second.error}"
             return self._failed(second.answer, error, calls, arm)
-        return self._proposal(second, first.answer, calls, arm.model)
+        return self._proposal(second, first.answer, calls, arm.model, partners)
 
-    def _proposal(self, result: Realized, earlier: Answer | None, calls: list[LLMCall], model: str) -> Proposal:
+    def _proposal(self, result: Realized, earlier: Answer | None, calls: list[LLMCall], model: str,
+                  partners: tuple[int, ...] = ()) -> Proposal:
         answer = result.answer
         motivation = answer.motivation or (earlier.motivation if earlier else "")
         name = answer.name or (earlier.name if earlier else "") or derive_name(motivation)
@@ -142,6 +160,7 @@ class LLMProposer(Proposer):
             proposer=self.name,
             model=model,
             llm_calls=tuple(calls),
+            extra_parent_ids=partners,
         )
 
     def _failed(self, answer: Answer, error: str, calls: list[LLMCall], arm: Arm | None) -> Proposal:
