@@ -72,7 +72,8 @@ def run(
     task: Annotated[Path, typer.Argument(help="task folder (holds task.yaml)")],
     run_dir: Annotated[Path | None, typer.Option(help="where the record and trial folders go")] = None,
     trials: Annotated[int, typer.Option(help="stop after N trials, the seed included")] = 40,
-    concurrency: Annotated[int, typer.Option(help="trials in flight at once")] = 2,
+    concurrency: Annotated[int, typer.Option(help="evaluations in flight at once")] = 2,
+    prefetch: Annotated[int | None, typer.Option(help="proposals prepared ahead (default 2 × concurrency)")] = None,
     llm: Annotated[str | None, typer.Option(help="'offline' or a model name (default: task/env)")] = None,
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
     target_score: Annotated[float | None, typer.Option(help="stop once the best score reaches this")] = None,
@@ -89,7 +90,8 @@ def run(
 
     try:
         settings = RunSettings(
-            trials=trials, concurrency=concurrency, llm=llm, seed=seed, target_score=target_score, sampler=sampler,
+            trials=trials, concurrency=concurrency, prefetch=prefetch, llm=llm, seed=seed, target_score=target_score,
+            sampler=sampler,
             budget_usd=budget_usd, budget_tokens=budget_tokens, budget_wall_s=budget_wall, budget_eval_s=budget_eval,
             kb=kb,
         )
@@ -104,7 +106,7 @@ def resume(
     run_dir: RunDirArg,
     trials: Annotated[int | None, typer.Option(help="new trial limit (default: the run's own)")] = None,
     target_score: Annotated[float | None, typer.Option(help="new target score")] = None,
-    concurrency: Annotated[int | None, typer.Option(help="trials in flight at once")] = None,
+    concurrency: Annotated[int | None, typer.Option(help="evaluations in flight at once")] = None,
 ) -> None:
     """Continue a run: re-run trials left in flight, then go on to the stopping rule."""
     from evoforge.runs import resume as resume_run

@@ -22,7 +22,7 @@ from evoforge.learning import Learning
 from evoforge.memory.cognition import Hit
 from evoforge.memory.record import Record
 from evoforge.memory.sampling import Sampler
-from evoforge.models import Outcome, Proposal, Trial, TrialStatus
+from evoforge.models import Digest, Outcome, Proposal, Trial, TrialStatus
 from evoforge.research import Proposer, ResearchContext
 from evoforge.research.edits import unified_diff
 from evoforge.settings import RunSettings
@@ -46,6 +46,7 @@ class Conductor:
         self.state.started = len(self.state.trials)
         self.budget = self._budget_tracker()
         self.eval_slots = asyncio.Semaphore(settings.concurrency)
+        self._analyses: set[asyncio.Future[None]] = set()
         bandit_state = record.load_state("bandit")
         if bandit_state:
             proposer.load_state(bandit_state)
@@ -63,9 +64,13 @@ class Conductor:
             await self._gather(self._evaluate_recorded(trial_id) for trial_id in requeued)
         if self.state.best is None:
             raise RunError("no trial has a valid score yet (did the seed program fail? see `evoforge show RUN_DIR 1`)")
-        # Twice as many workers as evaluation slots: while K trials evaluate, up to K more are being proposed,
-        # so a freed slot finds its next candidate ready and LLM latency hides behind evaluation time.
-        await self._gather(self._worker() for _ in range(2 * self.settings.concurrency))
+        # More workers than evaluation slots: while K trials evaluate, `prefetch` more are being proposed, so a
+        # freed slot finds its next candidate ready and LLM latency hides behind evaluation time.
+        prefetch = self.settings.prefetch if self.settings.prefetch is not None else 2 * self.settings.concurrency
+        try:
+            await self._gather(self._worker() for _ in range(self.settings.concurrency + prefetch))
+        finally:
+            await self._gather(list(self._analyses))  # analyses still running finish (or are cancelled) here
         return self.state.stop_reason or f"reached {self.settings.trials} trials"
 
     async def _worker(self) -> None:
@@ -116,7 +121,7 @@ class Conductor:
         proposal = await self.proposer.propose(ctx)
         if proposal.error is not None or proposal.proposer == "offline":
             return proposal
-        evaluated = [t for t in self.state.trials.values() if t.status.finished and t.code]
+        evaluated = self.state.novelty_pool(ctx.parent)
         near, calls = await self.learning.near_duplicate(proposal, evaluated)
         if near is None:
             return dataclasses.replace(proposal, llm_calls=proposal.llm_calls + tuple(calls))
@@ -191,11 +196,16 @@ class Conductor:
         self.budget.add_evaluation(outcome.seconds)
         self.record.save_state("wall", {"seconds": self.budget.wall_s()})
         finished = self._finished(trial.id)
-        if outcome.reused_from is None:
-            analysis = await self.learning.analyze(finished, outcome, digest, parent, self._siblings(finished))
-            self.budget.add_calls(analysis.llm_calls, proposal=False)
-            await self.learning.maybe_review(list(self.state.trials.values()), trial.id)
         self._observe_bandit(finished, parent)
+        if outcome.reused_from is None:  # the analysis runs on its own, so the worker can propose again now
+            task = asyncio.ensure_future(self._analyze(finished, outcome, digest, parent))
+            self._analyses.add(task)
+            task.add_done_callback(self._analyses.discard)
+
+    async def _analyze(self, trial: Trial, outcome: Outcome, digest: Digest, parent: Trial | None) -> None:
+        analysis = await self.learning.analyze(trial, outcome, digest, parent, self._siblings(trial))
+        self.budget.add_calls(analysis.llm_calls, proposal=False)
+        await self.learning.maybe_review(list(self.state.trials.values()), trial.id)
 
     def _siblings(self, trial: Trial) -> list[Trial]:
         if not trial.parent_ids:
@@ -253,7 +263,7 @@ class Conductor:
         return BudgetTracker(budgets=budgets, spend=spend)
 
     @staticmethod
-    async def _gather(coroutines: Iterable[Coroutine[Any, Any, None]]) -> None:
+    async def _gather(coroutines: Iterable[Coroutine[Any, Any, None] | asyncio.Future[None]]) -> None:
         tasks = [asyncio.ensure_future(c) for c in coroutines]
         try:
             await asyncio.gather(*tasks)

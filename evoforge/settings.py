@@ -11,7 +11,10 @@ class RunSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     trials: int = Field(default=40, ge=1, description="stop after this many trials, the seed included")
-    concurrency: int = Field(default=2, ge=1, le=256, description="trials in flight at once")
+    concurrency: int = Field(default=2, ge=1, le=256, description="evaluations in flight at once")
+    prefetch: int | None = Field(
+        default=None, ge=0, le=1024, description="proposals prepared ahead of free slots (None: 2 × concurrency)"
+    )
     target_score: float | None = Field(default=None, description="stop once the best score reaches this")
     seed: int = 0
     llm: str | None = Field(default=None, description="'offline', a model name, or None for the task's choice")

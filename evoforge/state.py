@@ -15,6 +15,7 @@ from evoforge.models import Direction, Trial, TrialStatus
 from evoforge.settings import RunSettings
 
 RECENT_WINDOW = 20
+NOVELTY_WINDOW = 200  # the newest evaluated trials a proposal is compared with (besides its parent's family)
 
 
 class Observer:
@@ -45,6 +46,8 @@ class LoopState:
     recent: deque[Trial] = field(default_factory=lambda: deque(maxlen=RECENT_WINDOW))
     failures: deque[Trial] = field(default_factory=lambda: deque(maxlen=RECENT_WINDOW))
     status_counts: Counter[str] = field(default_factory=Counter)
+    evaluated: deque[Trial] = field(default_factory=lambda: deque(maxlen=NOVELTY_WINDOW))
+    children: dict[int, list[int]] = field(default_factory=dict)
 
     def put(self, trial: Trial) -> None:
         """Add or update a trial (as the record now holds it)."""
@@ -53,10 +56,15 @@ class LoopState:
             self.status_counts[old.status.value] -= 1
         self.trials[trial.id] = trial
         self.status_counts[trial.status.value] += 1
+        if old is None:
+            for parent_id in trial.parent_ids[:1]:
+                self.children.setdefault(parent_id, []).append(trial.id)
         if trial.status.finished and (old is None or not old.status.finished):
             self.recent.appendleft(trial)
             if trial.status is TrialStatus.FAILED:
                 self.failures.appendleft(trial)
+            if trial.code and trial.status is not TrialStatus.REJECTED and trial.reused_from is None:
+                self.evaluated.appendleft(trial)
         if trial.scored and self._beats_best(trial):
             self.best = trial
 
@@ -66,6 +74,14 @@ class LoopState:
             return True
         assert trial.score is not None and best.score is not None
         return self.direction.better(trial.score, best.score) or (trial.score == best.score and trial.id < best.id)
+
+    def novelty_pool(self, parent: Trial) -> list[Trial]:
+        """What a proposal built on `parent` is checked against: the parent, its evaluated children, and the
+        newest evaluated trials (bounded, so the check costs the same at 100 or 100,000 trials)."""
+        family = [parent, *(self.trials[i] for i in self.children.get(parent.id, ()))]
+        pool = {t.id: t for t in family if t.status.finished and t.code and t.status is not TrialStatus.REJECTED}
+        pool.update((t.id, t) for t in self.evaluated)
+        return list(pool.values())
 
     def counts(self) -> dict[str, int]:
         return {status.value: self.status_counts[status.value] for status in TrialStatus}

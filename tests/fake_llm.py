@@ -76,7 +76,7 @@ class FakeLLM:
         self._handler: Handler | None = None
         self._lock = threading.Lock()
         self._closing = threading.Event()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self))
+        self._server = _Server(("127.0.0.1", 0), _make_handler(self))
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._serve, name="fake-llm", daemon=True)
 
@@ -136,6 +136,10 @@ class FakeLLM:
 
     def wait(self, seconds: float) -> None:
         self._closing.wait(seconds)
+
+
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 256  # many proposals and analyses connect at once; the default backlog (5) drops them
 
 
 def completion_json(body: dict[str, Any], reply: Reply, number: int) -> dict[str, Any]:

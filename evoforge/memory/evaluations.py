@@ -16,6 +16,7 @@ from evoforge.memory.tables import finite_or_none, utcnow
 from evoforge.models import Curve, EvaluationHistory, GateDecision, Outcome, StageResult, TelemetryPoint, TrialStatus
 
 HISTORY_TRIALS = 200  # the newest completed trials whose curves the gates compare with
+HISTORY_STAGE_RESULTS = 2000  # the newest completed stage results behind quantile rules (bounded cost per trial)
 
 
 @dataclass(frozen=True)
@@ -107,9 +108,10 @@ def build_history(conn: Connection, parent_id: int | None) -> EvaluationHistory:
     query = (
         select(t.stage_results.c.trial_id, t.stage_results.c.stage, t.stage_results.c.score)
         .where(t.stage_results.c.status == TrialStatus.SUCCEEDED.value)
-        .order_by(t.stage_results.c.id)
+        .order_by(t.stage_results.c.id.desc())
+        .limit(HISTORY_STAGE_RESULTS)
     )
-    for trial_id, stage, score in conn.execute(query).all():
+    for trial_id, stage, score in reversed(conn.execute(query).all()):
         completed[trial_id].add(stage)
         if score is not None:
             stage_scores[stage].append(float(score))
@@ -127,8 +129,11 @@ def build_history(conn: Connection, parent_id: int | None) -> EvaluationHistory:
         for result in stage_results(conn, parent_id):
             if result.status is TrialStatus.SUCCEEDED and result.score is not None:
                 parent_scores[result.name] = result.score
-    full = select(t.trials.c.seconds).where(
-        t.trials.c.status == TrialStatus.SUCCEEDED.value, t.trials.c.reused_from.is_(None)
+    full = (
+        select(t.trials.c.seconds)
+        .where(t.trials.c.status == TrialStatus.SUCCEEDED.value, t.trials.c.reused_from.is_(None))
+        .order_by(t.trials.c.id.desc())
+        .limit(HISTORY_TRIALS)
     )
     return EvaluationHistory(
         stage_scores={k: list(v) for k, v in stage_scores.items()},

@@ -15,9 +15,32 @@ from typing import Any
 from evoforge.models import Direction, Trial
 
 
+class _Memo:
+    """A small memo per helper, keyed by the very list passed in (and its length): the loop hands the same list
+    to `sample_parent` and `sample_inspirations`, so each O(n log n) pass over the run is made once per trial.
+    (A list changed in place without changing its length is not noticed: pass a new list after a change.)"""
+
+    SIZE = 4
+
+    def __init__(self) -> None:
+        self.entries: list[tuple[Sequence[Trial], tuple[Any, ...], Any]] = []
+
+    def get(self, trials: Sequence[Trial], extra: Any, compute: Any) -> Any:
+        key = (len(trials), extra)
+        for source, known, value in self.entries:
+            if source is trials and known == key:
+                return value
+        value = compute()
+        self.entries = [(trials, key, value), *self.entries[: self.SIZE - 1]]
+        return value
+
+
+_SCORED, _RANKED, _CHILDREN = _Memo(), _Memo(), _Memo()
+
+
 def scored_trials(trials: Sequence[Trial]) -> list[Trial]:
     """The candidates: scored trials in id order; ValueError when there is none."""
-    scored = sorted((trial for trial in trials if trial.scored), key=lambda trial: trial.id)
+    scored = list(_SCORED.get(trials, None, lambda: sorted((t for t in trials if t.scored), key=lambda t: t.id)))
     if not scored:
         raise ValueError("no scored trial to sample from: a trial must first succeed with a finite score")
     return scored
@@ -25,7 +48,9 @@ def scored_trials(trials: Sequence[Trial]) -> list[Trial]:
 
 def count_children(trials: Sequence[Trial]) -> Counter[int]:
     """Children per parent id, any status (a child with its parent listed twice counts once)."""
-    return Counter(parent_id for trial in trials for parent_id in set(trial.parent_ids))
+    return Counter(_CHILDREN.get(
+        trials, None, lambda: Counter(parent_id for trial in trials for parent_id in set(trial.parent_ids))
+    ))
 
 
 def rng_state(rng: random.Random) -> list[Any]:
@@ -43,7 +68,9 @@ def set_rng_state(rng: random.Random, state: Sequence[Any]) -> None:
 def ranked(trials: Sequence[Trial], direction: Direction) -> list[Trial]:
     """Scored trials, best first (ties: lowest id)."""
     sign = direction.sign()
-    return sorted((tr for tr in trials if tr.scored), key=lambda tr: (-sign * float(tr.score or 0.0), tr.id))
+    return list(_RANKED.get(trials, direction, lambda: sorted(
+        (tr for tr in trials if tr.scored), key=lambda tr: (-sign * float(tr.score or 0.0), tr.id)
+    )))
 
 
 class Sampler(ABC):
@@ -79,9 +106,12 @@ class Sampler(ABC):
         drawn at random from the rest so the researcher also sees something off the beaten track."""
         if k <= 0:
             return []
+        best_first = ranked(trials, direction)
+        if len(best_first) > 8 * k + 8:
+            return self._sample_inspirations_large(best_first, parent, k)
         seen = {parent.code}
         pool: list[Trial] = []
-        for trial in ranked(trials, direction):
+        for trial in best_first:
             if trial.id != parent.id and trial.code not in seen:
                 seen.add(trial.code)
                 pool.append(trial)
@@ -91,4 +121,24 @@ class Sampler(ABC):
         chosen = pool[:n_top]
         if len(chosen) < k:
             chosen.append(self.rng.choice(pool[n_top:]))
+        return chosen
+
+    def _sample_inspirations_large(self, best_first: list[Trial], parent: Trial, k: int) -> list[Trial]:
+        """The same rule on a large run without scanning all of it: the top distinct programs, then random draws
+        from the rest until one has a program not yet shown (bounded)."""
+        seen, chosen, n_top, i = {parent.code}, [], max(1, k - 1), 0
+        while i < len(best_first) and len(chosen) < n_top:
+            trial = best_first[i]
+            if trial.id != parent.id and trial.code not in seen:
+                seen.add(trial.code)
+                chosen.append(trial)
+            i += 1
+        rest = best_first[i:]
+        for _ in range(32):
+            if len(chosen) >= k or not rest:
+                break
+            trial = self.rng.choice(rest)
+            if trial.id != parent.id and trial.code not in seen:
+                seen.add(trial.code)
+                chosen.append(trial)
         return chosen
