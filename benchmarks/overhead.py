@@ -148,7 +148,9 @@ def main() -> None:
         run_dir = tmp / "busy"
         n = 24 if args.quick else 48
         started = time.perf_counter()
-        settings = RunSettings(trials=n, concurrency=8, llm="fake-model")
+        # 8 evaluation slots; 24 proposals prepared ahead: a proposal (1 s) plus its novelty check (1 s) and the
+        # analysis of the trial before (1 s) take longer than one evaluation (1 s + sandbox start)
+        settings = RunSettings(trials=n, concurrency=8, prefetch=24, llm="fake-model")
         evoforge.run(tmp / "task-slow", run_dir=run_dir, settings=settings)
         wall = time.perf_counter() - started
         record = Record.for_run_dir(run_dir)

@@ -6,11 +6,14 @@ It only moves plain data between the record, the cognition base and the analysis
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -31,6 +34,7 @@ from evoforge.research.context import KnowledgeNote
 from evoforge.task import Task
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 QUERY_CHARS = 400  # of the problem statement: the same every round, so it must not drown the parent's specifics
 
 
@@ -57,9 +61,18 @@ class Learning:
         self.agenda = agendas[-1]["text"] if agendas else ""
         self._finished_since_review = 0
         self._motivation_vectors: dict[int, np.ndarray] = {}
+        self._kb_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cognition")
 
     # ---- LEARN ------------------------------------------------------------------------------------------
-    def retrieve(self, parent: Trial, failures: Sequence[Trial]) -> list[Hit]:
+    async def _off_loop(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a cognition-base call (embedding, search, merge) on the base's own thread: the event loop keeps
+        timing evaluations and streaming telemetry meanwhile, and the base sees one caller at a time."""
+        return await asyncio.get_running_loop().run_in_executor(self._kb_thread, functools.partial(fn, *args, **kwargs))
+
+    async def retrieve(self, parent: Trial, failures: Sequence[Trial]) -> list[Hit]:
+        return await self._off_loop(self._retrieve, parent, failures)
+
+    def _retrieve(self, parent: Trial, failures: Sequence[Trial]) -> list[Hit]:
         """Knowledge for the next proposal, queried with the failure symptoms, the parent's analysis and digest,
         and the start of the problem. The round's specifics come first: the dense encoder reads only the first 256
         tokens of the query, which a long problem statement would otherwise fill on its own."""
@@ -110,7 +123,7 @@ class Learning:
                 source=f"{self.run_label} trial #{trial.id}", tags=lesson.tags, effect_sign=lesson.effect_sign,
                 provenance={"run": self.run_label, "trial": trial.id, "task": cfg.name},
             )
-            item_id, verdict = self.kb.add_lesson(item, effect_sign=lesson.effect_sign)
+            item_id, verdict = await self._off_loop(self.kb.add_lesson, item, effect_sign=lesson.effect_sign)
             self.record.add_analysis(trial.id, "lesson", f"{lesson.title}: {lesson.content}",
                                      {"item_id": item_id, "verdict": verdict, "trigger": lesson.trigger,
                                       "effect_sign": lesson.effect_sign})
@@ -127,7 +140,7 @@ class Learning:
         scored = sorted((t for t in trials if t.scored), key=lambda t: direction.sign() * float(t.score or 0.0),
                         reverse=True)
         failures = Counter(t.error_class or "unknown" for t in trials if t.status is TrialStatus.FAILED)
-        lessons = [(i.title, i.content, i.support) for i in self.kb.top_supported(10)]
+        lessons = [(i.title, i.content, i.support) for i in await self._off_loop(self.kb.top_supported, 10)]
         agenda = await write_agenda(client=self.client, problem=self.task.problem_text, best=scored[:5],
                                     lessons=lessons, failure_classes=dict(failures), previous=self.agenda or None)
         self.record.add_llm_calls(None, agenda.llm_calls)
@@ -141,6 +154,18 @@ class Learning:
     ) -> tuple[Trial | None, list[LLMCall]]:
         """The evaluated trial this proposal repeats (similar hypothesis and code, confirmed by the judge when a
         model is configured), or None."""
+        near = await self._off_loop(self._nearest, proposal, evaluated)
+        if near is None:
+            return None, []
+        if self.client is None:
+            return near, []
+        novel, call = await judge_novelty(self.client, candidate_motivation=proposal.motivation,
+                                          candidate_code=proposal.code, near_motivation=near.motivation,
+                                          near_code=near.code)
+        return (None if novel else near), [call]
+
+    def _nearest(self, proposal: Proposal, evaluated: Sequence[Trial]) -> Trial | None:
+        """The most similar evaluated trial at or over the novelty threshold (runs on the base's thread)."""
         threshold = self.task.config.analysis.novelty_threshold
         best: tuple[float, Trial] | None = None
         mine = self._motivation_vector(proposal.motivation)
@@ -150,15 +175,7 @@ class Learning:
             similarity = self._similarity(proposal, mine, trial)
             if similarity >= threshold and (best is None or similarity > best[0]):
                 best = (similarity, trial)
-        if best is None:
-            return None, []
-        near = best[1]
-        if self.client is None:
-            return near, []
-        novel, call = await judge_novelty(self.client, candidate_motivation=proposal.motivation,
-                                          candidate_code=proposal.code, near_motivation=near.motivation,
-                                          near_code=near.code)
-        return (None if novel else near), [call]
+        return None if best is None else best[1]
 
     def _motivation_vector(self, motivation: str) -> np.ndarray | None:
         encoder = self.kb.encoder
@@ -179,7 +196,8 @@ class Learning:
         await self.analyzer.aclose()
         if self.client is not None:
             await self.client.aclose()
-        self.kb.close()
+        await self._off_loop(self.kb.close)
+        self._kb_thread.shutdown(wait=True)
 
 
 def describe(kb: CognitionBase) -> dict[str, Any]:

@@ -46,7 +46,6 @@ class Conductor:
         self.state.started = len(self.state.trials)
         self.budget = self._budget_tracker()
         self.eval_slots = asyncio.Semaphore(settings.concurrency)
-        self._analyses: set[asyncio.Future[None]] = set()
         bandit_state = record.load_state("bandit")
         if bandit_state:
             proposer.load_state(bandit_state)
@@ -67,10 +66,7 @@ class Conductor:
         # More workers than evaluation slots: while K trials evaluate, `prefetch` more are being proposed, so a
         # freed slot finds its next candidate ready and LLM latency hides behind evaluation time.
         prefetch = self.settings.prefetch if self.settings.prefetch is not None else 2 * self.settings.concurrency
-        try:
-            await self._gather(self._worker() for _ in range(self.settings.concurrency + prefetch))
-        finally:
-            await self._gather(list(self._analyses))  # analyses still running finish (or are cancelled) here
+        await self._gather(self._worker() for _ in range(self.settings.concurrency + prefetch))
         return self.state.stop_reason or f"reached {self.settings.trials} trials"
 
     async def _worker(self) -> None:
@@ -82,7 +78,7 @@ class Conductor:
 
     async def _one_trial(self) -> None:
         parent, inspirations = self._sample()  # LEARN
-        hits = self.learning.retrieve(parent, list(self.state.failures)[: self.task.config.research.num_failures])
+        hits = await self.learning.retrieve(parent, list(self.state.failures)[: self.task.config.research.num_failures])
         ctx = self._context(parent, inspirations, hits)
         self.state.pending_parents[parent.id] += 1
         try:
@@ -197,10 +193,8 @@ class Conductor:
         self.record.save_state("wall", {"seconds": self.budget.wall_s()})
         finished = self._finished(trial.id)
         self._observe_bandit(finished, parent)
-        if outcome.reused_from is None:  # the analysis runs on its own, so the worker can propose again now
-            task = asyncio.ensure_future(self._analyze(finished, outcome, digest, parent))
-            self._analyses.add(task)
-            task.add_done_callback(self._analyses.discard)
+        if outcome.reused_from is None:  # other workers keep proposing while this one analyses
+            await self._analyze(finished, outcome, digest, parent)
 
     async def _analyze(self, trial: Trial, outcome: Outcome, digest: Digest, parent: Trial | None) -> None:
         analysis = await self.learning.analyze(trial, outcome, digest, parent, self._siblings(trial))
@@ -263,7 +257,7 @@ class Conductor:
         return BudgetTracker(budgets=budgets, spend=spend)
 
     @staticmethod
-    async def _gather(coroutines: Iterable[Coroutine[Any, Any, None] | asyncio.Future[None]]) -> None:
+    async def _gather(coroutines: Iterable[Coroutine[Any, Any, None]]) -> None:
         tasks = [asyncio.ensure_future(c) for c in coroutines]
         try:
             await asyncio.gather(*tasks)
