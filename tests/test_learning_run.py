@@ -199,7 +199,8 @@ def test_a_repeated_idea_is_rejected_without_evaluation(tmp_path: Path, fake_llm
     extra = "analysis: {review_every: 0}\nknowledge: {embeddings: false}\n"
     task = copy_task(tmp_path, "task", fake_llm.base_url, extra)
     run_dir = tmp_path / "run"
-    evoforge.run(task, run_dir=run_dir, settings=RunSettings(trials=4, concurrency=1, prefetch=0, llm="fake-model", seed=0))
+    settings = RunSettings(trials=4, concurrency=1, prefetch=0, llm="fake-model", seed=0)
+    evoforge.run(task, run_dir=run_dir, settings=settings)
     assert not fake_llm.handler_errors
 
     with Record.for_run_dir(run_dir) as record:
