@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+from abc import ABC, abstractmethod
 from typing import Any
 
 import numpy as np
@@ -16,7 +17,7 @@ HNSW_EF_CONSTRUCTION = 64
 HNSW_EF_SEARCH = 96
 
 
-class VectorIndex:
+class VectorIndex(ABC):
     """Item ids with their vectors; `search` returns (ids, cosines) best first."""
 
     kind = "base"
@@ -55,14 +56,17 @@ class VectorIndex:
         keep = positions >= 0
         return self._ids[positions[keep]], scores[keep]
 
+    @abstractmethod
     def _add_vectors(self, vectors: np.ndarray) -> None:
-        raise NotImplementedError
+        """Implemented by each index."""
 
+    @abstractmethod
     def _rows(self, positions: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+        """Implemented by each index."""
 
+    @abstractmethod
     def _search(self, query: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-        raise NotImplementedError
+        """Implemented by each index."""
 
 
 class ExactIndex(VectorIndex):

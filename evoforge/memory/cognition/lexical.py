@@ -5,6 +5,7 @@ user text (quotes, AND/OR/NEAR, `*`, `:`) can never break or steer a search."""
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 
@@ -28,22 +29,26 @@ def fts5_query(query: str) -> str:
     return " OR ".join(query_terms(query))
 
 
-class LexicalIndex:
+class LexicalIndex(ABC):
     """Ranks item ids for a query; `add` runs inside the store's write transaction, `sync` after new rows commit."""
 
     name = "base"
 
     def create(self, conn: Connection) -> None:
-        """Create any database structures (called once when the base opens)."""
+        """Create any database structures (called once when the base opens); none by default."""
+        return None
 
     def add(self, conn: Connection, rows: Sequence[tuple[int, str]]) -> None:
-        """Index (id, text) rows written in the current transaction."""
+        """Index (id, text) rows written in the current transaction; nothing to do by default."""
+        return None
 
     def sync(self, rows: Sequence[tuple[int, str, str]]) -> None:
-        """Take in committed (id, kind, text) rows this process has not seen yet."""
+        """Take in committed (id, kind, text) rows this process has not seen yet; nothing by default."""
+        return None
 
+    @abstractmethod
     def search(self, conn: Connection, query: str, n: int, kinds: Sequence[str] | None) -> list[int]:
-        raise NotImplementedError
+        """Item ids best first, at most `n`, of the given kinds."""
 
 
 class Fts5Index(LexicalIndex):

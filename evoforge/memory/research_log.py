@@ -1,0 +1,104 @@
+"""The research log kept beside the trials: LLM calls, analyses, the knowledge each researcher saw, research
+agendas, and the loop's component state (sampler, bandit) that `resume` restores. Mixed into `Record`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Engine, insert, select, update
+
+from evoforge.memory import tables as t
+from evoforge.memory.tables import AnalysisRow, LLMCallRow, finite_or_none, utcnow
+from evoforge.models import LLMCall
+
+
+class ResearchLog:
+    """Everything recorded around trials; `Record` provides the engine."""
+
+    _engine: Engine
+
+    def add_llm_calls(self, trial_id: int | None, calls: Sequence[LLMCall]) -> None:
+        if not calls:
+            return
+        now = utcnow()
+        rows = [
+            dict(
+                trial_id=trial_id, role=c.role, model=c.model, tokens_in=int(c.tokens_in),
+                tokens_out=int(c.tokens_out), latency_s=float(c.latency_s), prompt=c.prompt,
+                response=c.response, error=c.error, cost_usd=float(c.cost_usd), temperature=c.temperature,
+                created_at=now,
+            )
+            for c in calls
+        ]
+        with self._engine.begin() as conn:
+            conn.execute(insert(t.llm_calls), rows)
+
+    def add_analysis(self, trial_id: int, kind: str, text: str, data: dict[str, Any] | None = None) -> None:
+        with self._engine.begin() as conn:
+            conn.execute(
+                insert(t.analyses).values(
+                    trial_id=trial_id, kind=kind, text=text, data=dict(data or {}), created_at=utcnow()
+                )
+            )
+
+    def llm_calls(self, trial_id: int | None = None) -> list[LLMCallRow]:
+        """The LLM calls of one trial, or of the whole run when `trial_id` is None; oldest first."""
+        query = select(t.llm_calls).order_by(t.llm_calls.c.id)
+        if trial_id is not None:
+            query = query.where(t.llm_calls.c.trial_id == trial_id)
+        with self._engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return [LLMCallRow(**row._asdict()) for row in rows]
+
+    def analyses(self, trial_id: int) -> list[AnalysisRow]:
+        query = select(t.analyses).where(t.analyses.c.trial_id == trial_id).order_by(t.analyses.c.id)
+        with self._engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return [
+            AnalysisRow(id=r.id, trial_id=r.trial_id, kind=r.kind, text=r.text, data=dict(r.data or {}),
+                        created_at=r.created_at)
+            for r in rows
+        ]
+
+    def add_knowledge_shown(self, trial_id: int, shown: Sequence[tuple[int, str, str, float | None]]) -> None:
+        """Which knowledge items (id, kind, title, score) the researcher saw for this trial, in rank order."""
+        if not shown:
+            return
+        rows = [dict(trial_id=trial_id, item_id=i, rank=r, kind=k, title=title, score=finite_or_none(s))
+                for r, (i, k, title, s) in enumerate(shown)]
+        with self._engine.begin() as conn:
+            conn.execute(insert(t.knowledge_shown), rows)
+
+    def knowledge_shown(self, trial_id: int) -> list[dict[str, Any]]:
+        shown = t.knowledge_shown
+        query = select(shown).where(shown.c.trial_id == trial_id).order_by(shown.c.rank)
+        with self._engine.connect() as conn:
+            return [dict(item_id=r.item_id, kind=r.kind, title=r.title, score=r.score) for r in conn.execute(query)]
+
+    def add_agenda(self, after_trial: int, text: str, data: dict[str, Any] | None = None) -> None:
+        with self._engine.begin() as conn:
+            conn.execute(insert(t.agendas).values(after_trial=after_trial, text=text, data=dict(data or {}),
+                                                  created_at=utcnow()))
+
+    def agendas(self) -> list[dict[str, Any]]:
+        """Every research agenda written during the run, oldest first."""
+        with self._engine.connect() as conn:
+            rows = conn.execute(select(t.agendas).order_by(t.agendas.c.id)).all()
+        return [dict(after_trial=r.after_trial, text=r.text, data=dict(r.data or {}), created_at=r.created_at)
+                for r in rows]
+
+    def save_state(self, key: str, value: dict[str, Any]) -> None:
+        """Keep a component's state (a sampler's islands, a bandit's counts) so `resume` continues it."""
+        with self._engine.begin() as conn:
+            updated = conn.execute(
+                update(t.loop_state).where(t.loop_state.c.key == key).values(value=value, updated_at=utcnow())
+            )
+            if updated.rowcount == 0:
+                conn.execute(insert(t.loop_state).values(key=key, value=value, updated_at=utcnow()))
+
+    def load_state(self, key: str) -> dict[str, Any] | None:
+        with self._engine.connect() as conn:
+            value = conn.execute(select(t.loop_state.c.value).where(t.loop_state.c.key == key)).scalar()
+        return None if value is None else dict(value)
