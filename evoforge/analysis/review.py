@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from evoforge.analysis.prompts import AnalysisPrompts
 from evoforge.llm.client import LLMClient, LLMError
 from evoforge.models import LLMCall, Trial
-from evoforge.research.prompts import clip, score_text
+from evoforge.templating import clip, score_text
 
 MAX_ITEMS = 6  # directions and dead ends, each
 MAX_BEST = 5

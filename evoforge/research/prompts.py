@@ -8,19 +8,16 @@ parent with a second program, the first inspiration).
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import jinja2
-
-from evoforge.errors import TaskError
 from evoforge.models import Direction, Trial
 from evoforge.research.budget import Plan, estimate_tokens, fit_items, plan_prompt, truncate_to_tokens
 from evoforge.research.context import KnowledgeNote, ResearchContext
 from evoforge.research.edits import find_blocks
 from evoforge.task.loader import Task
+from evoforge.templating import TemplateSet
 
 FIXED_OVERHEAD_TOKENS = 600  # instructions and headings of the built-in system and user templates
 
@@ -41,65 +38,11 @@ LANGUAGES = {
 }
 
 
-def score_text(value: object) -> str:
-    """A score or metric for the prompt: floats with 6 significant digits, None as 'none'."""
-    if value is None:
-        return "none"
-    if isinstance(value, float):
-        return f"{value:.6g}" if math.isfinite(value) else str(value)
-    return str(value)
-
-
-def clip(text: object, limit: int = 300) -> str:
-    text = str(text).strip()
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-class Prompts:
+class Prompts(TemplateSet):
     """The three templates (system, user, repair), each from the task's folder if there, else built in."""
 
-    def __init__(self, override: Path | None = None) -> None:
-        loaders: list[jinja2.BaseLoader] = [jinja2.FileSystemLoader(str(TEMPLATES))]
-        if override is not None:
-            loaders.insert(0, jinja2.FileSystemLoader(str(override)))
-        self.override = override
-        self.env = jinja2.Environment(
-            loader=jinja2.ChoiceLoader(loaders),
-            undefined=jinja2.StrictUndefined,
-            trim_blocks=True,
-            lstrip_blocks=True,
-            keep_trailing_newline=False,
-            autoescape=False,
-        )
-        self.env.filters["score"] = score_text
-        self.env.filters["clip"] = clip
-        for name in TEMPLATE_NAMES:  # template syntax errors surface now, not mid-run
-            try:
-                self.env.get_template(name)
-            except jinja2.TemplateError as exc:
-                raise TaskError(f"prompt template {self._where(name)}: {exc}; fix the template") from None
-
-    @classmethod
-    def for_task(cls, task: Task) -> Prompts:
-        if not task.config.prompts:
-            return cls()
-        folder = (task.root / task.config.prompts).resolve()
-        if not folder.is_dir():
-            raise TaskError(
-                f"task.yaml field 'prompts': {folder} is not a folder; create it or remove the field"
-            )
-        return cls(folder)
-
-    def _where(self, name: str) -> str:
-        if self.override is not None and (self.override / name).is_file():
-            return str(self.override / name)
-        return f"{name} (built in)"
-
-    def render(self, name: str, values: dict[str, Any]) -> str:
-        try:
-            return self.env.get_template(name).render(**values).strip() + "\n"
-        except jinja2.TemplateError as exc:
-            raise TaskError(f"prompt template {self._where(name)}: {exc}; fix the template") from None
+    BUILTIN = TEMPLATES
+    NAMES = TEMPLATE_NAMES
 
     def messages(
         self, task: Task, ctx: ResearchContext, *, patch_type: str | None = None
