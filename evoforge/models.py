@@ -53,6 +53,7 @@ class LLMCall:
     error: str | None = None
     cost_usd: float = 0.0  # priced from the model's price table; 0 for unknown or free models
     temperature: float | None = None
+    retries: int = 0  # failed attempts before this answer (429, 5xx, timeouts, broken bodies)
 
 
 @dataclass(frozen=True)

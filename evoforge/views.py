@@ -113,7 +113,8 @@ def _spend_by(calls: list[Any], key: str) -> dict[str, dict[str, float]]:
     spend: dict[str, dict[str, float]] = {}
     for call in calls:
         entry = spend.setdefault(getattr(call, key), {"calls": 0, "tokens_in": 0, "tokens_out": 0, "cost_usd": 0.0,
-                                                      "errors": 0})
+                                                      "errors": 0, "retries": 0})
+        entry["retries"] += call.retries
         entry["calls"] += 1
         entry["tokens_in"] += call.tokens_in
         entry["tokens_out"] += call.tokens_out
@@ -165,7 +166,8 @@ def render_status(console: Console, ov: dict[str, Any]) -> None:
                   f"${ov['llm_cost_usd']:.4f})")
     for model, s in ov["spend_by_model"].items():
         chosen = ov["models"].get(model, {"proposed": 0, "improved": 0})
-        table.add_row(f"  model {model}", f"{s['calls']} calls, ${s['cost_usd']:.4f}, {s['errors']} errors; "
+        table.add_row(f"  model {model}", f"{s['calls']} calls, ${s['cost_usd']:.4f}, {s['errors']} failed, "
+                      f"{s['retries']} retried attempts; "
                       f"chosen for {chosen['proposed']} trials, {chosen['improved']} improved on their parent")
     for role, s in ov["spend_by_role"].items():
         table.add_row(f"  role {role}", f"{s['calls']} calls, {s['tokens_in'] + s['tokens_out']} tokens, "

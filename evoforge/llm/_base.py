@@ -168,6 +168,7 @@ class ChatClient(ABC):
             tokens_out=reply.tokens_out, latency_s=time.monotonic() - start,
             cost_usd=self.price.cost(reply.tokens_in, reply.tokens_out),
             temperature=self.effective_temperature(temperature),  # as sent (a provider may have dropped it)
+            retries=attempt,
         )
         return reply.text, call
 
@@ -197,7 +198,7 @@ class ChatClient(ABC):
         message = f"LLM call to model {self.model!r}{where} failed after {attempt + 1} attempt(s): {what}{stop}"
         call = LLMCall(
             role=role, model=self.model, prompt=prompt, response="", latency_s=time.monotonic() - start,
-            error=message, temperature=temperature,
+            error=message, temperature=temperature, retries=attempt,
         )
         return LLMError(message, call)
 

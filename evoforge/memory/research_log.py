@@ -28,6 +28,7 @@ class ResearchLog:
                 trial_id=trial_id, role=c.role, model=c.model, tokens_in=int(c.tokens_in),
                 tokens_out=int(c.tokens_out), latency_s=float(c.latency_s), prompt=c.prompt,
                 response=c.response, error=c.error, cost_usd=float(c.cost_usd), temperature=c.temperature,
+                retries=int(c.retries),
                 created_at=now,
             )
             for c in calls

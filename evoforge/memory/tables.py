@@ -191,6 +191,7 @@ llm_calls = Table(
     Column("error", Text, nullable=True),
     Column("cost_usd", Float, nullable=False, default=0.0),
     Column("temperature", Float, nullable=True),
+    Column("retries", Integer, nullable=False, default=0),
     Column("created_at", UTCDateTime, nullable=False),
     Index("ix_llm_calls_trial_id", "trial_id"),
 )
@@ -238,6 +239,7 @@ class LLMCallRow:
     error: str | None = None
     cost_usd: float = 0.0
     temperature: float | None = None
+    retries: int = 0
 
 
 @dataclass(frozen=True)
