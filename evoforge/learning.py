@@ -140,7 +140,8 @@ class Learning:
         scored = sorted((t for t in trials if t.scored), key=lambda t: direction.sign() * float(t.score or 0.0),
                         reverse=True)
         failures = Counter(t.error_class or "unknown" for t in trials if t.status is TrialStatus.FAILED)
-        lessons = [(i.title, i.content, i.support) for i in await self._off_loop(self.kb.top_supported, 10)]
+        learned = await self._off_loop(self.kb.top_supported, 10, ("lesson", "pitfall"))
+        lessons = [(i.title, i.content, i.support) for i in learned]
         agenda = await write_agenda(client=self.client, problem=self.task.problem_text, best=scored[:5],
                                     lessons=lessons, failure_classes=dict(failures), previous=self.agenda or None)
         self.record.add_llm_calls(None, agenda.llm_calls)

@@ -281,3 +281,15 @@ def test_curve_summary() -> None:
     assert summary.startswith("loss: 51 points, steps 0→49; first 2, last 1")
     assert "min 1 @ step 10" in summary and "flat" in summary and "1 non-finite" in summary
     assert summarize_curves({}) == "" and "rising" in summarize_curves({"acc": [(i, i) for i in range(10)]})
+
+
+def test_offline_lesson_skips_floating_point_noise() -> None:
+    from evoforge.analysis.lessons import offline_lesson
+    from evoforge.models import Direction, Trial, TrialStatus
+
+    parent = Trial(id=1, status=TrialStatus.SUCCEEDED, score=1.5, code="A = 0.30\n")
+    noisy = Trial(id=2, status=TrialStatus.SUCCEEDED, score=1.5 + 2e-16, code="A = 0.31\n", parent_ids=(1,))
+    real = Trial(id=3, status=TrialStatus.SUCCEEDED, score=1.6, code="A = 0.31\n", parent_ids=(1,))
+    assert offline_lesson(noisy, parent, "score", Direction.MAXIMIZE) is None
+    lesson = offline_lesson(real, parent, "score", Direction.MAXIMIZE)
+    assert lesson is not None and lesson.effect_sign == 1 and "A" in lesson.title

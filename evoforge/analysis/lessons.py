@@ -12,6 +12,8 @@ from evoforge.research.offline import Literal, find_literals
 
 MAX_NAMED_CHANGES = 3  # constants named in one lesson title; the rest are counted
 
+NOISE = 1e-9  # relative score changes this small are floating-point noise, not an effect
+
 
 @dataclass(frozen=True)
 class Lesson:
@@ -109,8 +111,11 @@ def _tags(changes: Sequence[ConstantChange], *extra: str) -> tuple[str, ...]:
 def success_lesson(
     trial: Trial, parent: Trial, changes: Sequence[ConstantChange], metric: str, direction: Direction
 ) -> Lesson | None:
-    """The measured effect of `trial`'s change against `parent`; None when either score is missing or equal."""
+    """The measured effect of `trial`'s change against `parent`; None when either score is missing or equal
+    (within floating-point noise: a relative change under 1e-9 teaches nothing)."""
     if trial.score is None or parent.score is None:
+        return None
+    if abs(trial.score - parent.score) <= NOISE * max(1.0, abs(parent.score)):
         return None
     effect, sign = effect_phrase(trial.score, parent.score, direction, metric)
     if sign == 0:

@@ -251,9 +251,11 @@ class CognitionBase:
         with self._engine.connect() as conn:
             return int(conn.execute(select(func.count()).select_from(t)).scalar_one())
 
-    def top_supported(self, n: int) -> list[KnowledgeItem]:
-        """The n items with the most support (fewest contradictions, then oldest, first on ties)."""
+    def top_supported(self, n: int, kinds: Sequence[str] | None = None) -> list[KnowledgeItem]:
+        """The n items (of these kinds) with the most support (fewest contradictions, then oldest, first on ties)."""
         stmt = select(t).order_by(t.c.support.desc(), t.c.contradictions, t.c.id).limit(n)
+        if kinds:
+            stmt = stmt.where(t.c.kind.in_(list(kinds)))
         with self._engine.connect() as conn:
             return [item_from_row(row) for row in conn.execute(stmt)]
 
