@@ -9,6 +9,7 @@ import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from functools import cached_property
 from typing import Any
 
 
@@ -183,8 +184,8 @@ class Trial:
     created_at: datetime | None = None
     finished_at: datetime | None = None
 
-    @property
-    def scored(self) -> bool:
+    @cached_property
+    def scored(self) -> bool:  # cached: samplers ask it of every trial, every time
         """A succeeded trial with a finite score that was really evaluated and is trusted: a reused duplicate is
         not a new point, and a suspect result is never crowned or built on until re-evaluated."""
         ok = self.status is TrialStatus.SUCCEEDED and self.score is not None and math.isfinite(self.score)

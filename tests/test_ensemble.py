@@ -141,7 +141,7 @@ def test_full_run_routes_proposals_to_the_model_whose_children_improve(
 
     monkeypatch.setattr(evoforge.runs, "make_proposer", capture)
     run_dir = tmp_path / "run"
-    summary = evoforge.run(task, run_dir=run_dir, settings=RunSettings(trials=10, concurrency=1, seed=4))
+    summary = evoforge.run(task, run_dir=run_dir, settings=RunSettings(trials=10, concurrency=1, prefetch=0, seed=4))
     assert summary.proposer == "llm" and summary.best is not None and summary.best.model == "fake/good"
     with Record.for_run_dir(run_dir) as record:
         models = [t.model for t in record.trials() if t.model]

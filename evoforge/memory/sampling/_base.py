@@ -6,6 +6,7 @@ scored ones (succeeded, finite score). Unscored trials still matter to samplers 
 
 from __future__ import annotations
 
+import heapq
 import random
 from abc import ABC, abstractmethod
 from collections import Counter
@@ -65,6 +66,14 @@ def set_rng_state(rng: random.Random, state: Sequence[Any]) -> None:
     rng.setstate((version, tuple(internal), gauss))
 
 
+def best_n(trials: Sequence[Trial], direction: Direction, n: int) -> list[Trial]:
+    """The n best scored trials, best first (ties: lowest id), without sorting the whole run."""
+    sign = direction.sign()
+    return heapq.nsmallest(
+        n, (tr for tr in trials if tr.scored), key=lambda tr: (-sign * float(tr.score or 0.0), tr.id)
+    )
+
+
 def ranked(trials: Sequence[Trial], direction: Direction) -> list[Trial]:
     """Scored trials, best first (ties: lowest id)."""
     sign = direction.sign()
@@ -106,9 +115,9 @@ class Sampler(ABC):
         drawn at random from the rest so the researcher also sees something off the beaten track."""
         if k <= 0:
             return []
+        if len(trials) > 64 * (k + 1):
+            return self._sample_inspirations_large(trials, parent, k, direction)
         best_first = ranked(trials, direction)
-        if len(best_first) > 8 * k + 8:
-            return self._sample_inspirations_large(best_first, parent, k)
         seen = {parent.code}
         pool: list[Trial] = []
         for trial in best_first:
@@ -123,9 +132,12 @@ class Sampler(ABC):
             chosen.append(self.rng.choice(pool[n_top:]))
         return chosen
 
-    def _sample_inspirations_large(self, best_first: list[Trial], parent: Trial, k: int) -> list[Trial]:
-        """The same rule on a large run without scanning all of it: the top distinct programs, then random draws
-        from the rest until one has a program not yet shown (bounded)."""
+    def _sample_inspirations_large(
+        self, trials: Sequence[Trial], parent: Trial, k: int, direction: Direction
+    ) -> list[Trial]:
+        """The same rule on a large run without sorting all of it: the top distinct programs among the best few,
+        then random draws from the rest until one has a program not yet shown (bounded)."""
+        best_first = best_n(trials, direction, 8 * k + 8)
         seen, chosen, n_top, i = {parent.code}, [], max(1, k - 1), 0
         while i < len(best_first) and len(chosen) < n_top:
             trial = best_first[i]
@@ -133,7 +145,8 @@ class Sampler(ABC):
                 seen.add(trial.code)
                 chosen.append(trial)
             i += 1
-        rest = best_first[i:]
+        shown = {t.id for t in best_first[:i]}
+        rest = [t for t in trials if t.scored and t.id not in shown] or best_first[i:]
         for _ in range(32):
             if len(chosen) >= k or not rest:
                 break

@@ -19,7 +19,7 @@ import math
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping, Sequence
 
-from evoforge.memory.sampling._base import Sampler, ranked, scored_trials
+from evoforge.memory.sampling._base import Sampler, best_n, ranked, scored_trials
 from evoforge.models import Direction, Trial
 
 
@@ -38,8 +38,9 @@ class UCB1Sampler(Sampler):
 
     def arms(self, trials: Sequence[Trial], direction: Direction) -> list[Trial]:
         """The elite: the `population` best scored trials, in id order."""
-        scored_trials(trials)  # raises when nothing is scored
-        elite = ranked(trials, direction)[: self.population] if self.population else ranked(trials, direction)
+        elite = best_n(trials, direction, self.population) if self.population else ranked(trials, direction)
+        if not elite:
+            scored_trials(trials)  # raises the common "no scored trial" error
         return sorted(elite, key=lambda arm: arm.id)
 
     def sample_parent(
@@ -60,7 +61,7 @@ class UCB1Sampler(Sampler):
         """UCB value of every arm, by trial id (exposed for tests and the dashboard)."""
         arms = self.arms(trials, direction)
         pending = pending or {}
-        norm = _normaliser(scored_trials(trials), direction)
+        norm = _normaliser([t for t in trials if t.scored], direction)
         children = _count_children(trials)
         child_values: defaultdict[int, list[float]] = defaultdict(list)
         for trial in trials:
