@@ -59,7 +59,8 @@ def test_two_models_islands_and_a_dollar_budget(tmp_path: Path, fake_llm: FakeLL
     ))
     cap = 0.6
     out = subprocess.run([*CLI, "run", str(task), "--run-dir", str(tmp_path / "run"), "--trials", "60",
-                          "--concurrency", "1", "--prefetch", "0", "--budget-usd", str(cap)], capture_output=True, text=True, timeout=180)
+                          "--concurrency", "1", "--prefetch", "0", "--budget-usd", str(cap)],
+                         capture_output=True, text=True, timeout=180)
     assert out.returncode == 0, out.stderr
     assert "dollar budget" in out.stdout
     status = json.loads(subprocess.run([*CLI, "status", str(tmp_path / "run"), "--json"], capture_output=True,
