@@ -16,7 +16,7 @@ import json
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from fake_llm import FakeLLM, Reply, count_tokens
+from fake_llm import FakeLLM, Reply, count_tokens, send_json
 
 ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 429: "rate_limit_error",
                500: "api_error", 529: "overloaded_error"}
@@ -74,16 +74,6 @@ def _make_handler(fake: FakeAnthropic) -> type[BaseHTTPRequestHandler]:
             self._send(200, reply.headers, json.dumps(message_json(body, reply, len(fake.requests))))
 
         def _send(self, status: int, headers: dict[str, str], text: str) -> None:
-            data = text.encode()
-            try:
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                for key, value in headers.items():
-                    self.send_header(key, value)
-                self.end_headers()
-                self.wfile.write(data)
-            except (BrokenPipeError, ConnectionResetError):
-                pass
+            send_json(self, status, headers, text)
 
     return _Handler

@@ -138,6 +138,21 @@ class FakeLLM:
         self._closing.wait(seconds)
 
 
+def send_json(handler: BaseHTTPRequestHandler, status: int, headers: dict[str, str], text: str) -> None:
+    """Write one JSON response (any fake server's handler uses it)."""
+    data = text.encode()
+    try:
+        handler.send_response(status)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(data)))
+        for key, value in headers.items():
+            handler.send_header(key, value)
+        handler.end_headers()
+        handler.wfile.write(data)
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the client gave up (e.g. its timeout fired during a delayed reply)
+
+
 class _Server(ThreadingHTTPServer):
     request_queue_size = 256  # many proposals and analyses connect at once; the default backlog (5) drops them
 
@@ -205,16 +220,6 @@ def _make_handler(fake: FakeLLM) -> type[BaseHTTPRequestHandler]:
             self._send(200, reply.headers, json.dumps(completion_json(body, reply, len(fake.requests))))
 
         def _send(self, status: int, headers: dict[str, str], text: str) -> None:
-            data = text.encode()
-            try:
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                for key, value in headers.items():
-                    self.send_header(key, value)
-                self.end_headers()
-                self.wfile.write(data)
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the client gave up (e.g. its timeout fired during a delayed reply)
+            send_json(self, status, headers, text)
 
     return _Handler

@@ -30,6 +30,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import TypeDecorator
 
+from evoforge.models import LLMCall
+
 
 class UTCDateTime(TypeDecorator[datetime]):
     """A timestamp stored as UTC and always read back timezone-aware (SQLite drops the zone)."""
@@ -222,24 +224,13 @@ class RunInfo:
     created_at: datetime
 
 
-@dataclass(frozen=True)
-class LLMCallRow:
-    """One recorded LLM call: the call itself plus its row id, trial and time."""
+@dataclass(frozen=True, kw_only=True)
+class LLMCallRow(LLMCall):
+    """One recorded LLM call: the call itself (every LLMCall field) plus its row id, trial and time."""
 
     id: int
     trial_id: int | None
     created_at: datetime
-    role: str
-    model: str
-    prompt: str
-    response: str
-    tokens_in: int = 0
-    tokens_out: int = 0
-    latency_s: float = 0.0
-    error: str | None = None
-    cost_usd: float = 0.0
-    temperature: float | None = None
-    retries: int = 0
 
 
 @dataclass(frozen=True)
