@@ -30,9 +30,9 @@ def _completed(run_dir: Path) -> dict[int, tuple]:
         record.close()
 
 
-def _wait_for_completed(run_dir: Path, n: int, deadline_s: float) -> None:
+def _wait_for_completed(run_dir: Path, n: int, deadline_s: float, log: Path, proc: subprocess.Popen) -> None:
     deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and proc.poll() is None:
         if (run_dir / "record.db").exists():
             try:
                 if len(_completed(run_dir)) >= n:
@@ -40,7 +40,10 @@ def _wait_for_completed(run_dir: Path, n: int, deadline_s: float) -> None:
             except Exception:  # the run may be creating its tables right now
                 pass
         time.sleep(0.1)
-    raise AssertionError(f"the run did not complete {n} trials within {deadline_s}s")
+    raise AssertionError(
+        f"the run did not complete {n} trials within {deadline_s}s (exit code {proc.poll()}); its output ends:\n"
+        + log.read_text(errors="replace")[-4000:]
+    )
 
 
 def _status(run_dir: Path) -> dict:
@@ -51,13 +54,15 @@ def _status(run_dir: Path) -> dict:
 def test_kill_9_then_resume_loses_nothing(tmp_path: Path) -> None:
     task = make_task(tmp_path / "task", sleep=0.4)
     run_dir = tmp_path / "run"
-    proc = subprocess.Popen(
-        [*CLI, "run", str(task), "--run-dir", str(run_dir), "--llm", "offline", "--trials", "14",
-         "--concurrency", "2"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )
+    log = tmp_path / "run.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [*CLI, "run", str(task), "--run-dir", str(run_dir), "--llm", "offline", "--trials", "14",
+             "--concurrency", "2"],
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )
     try:
-        _wait_for_completed(run_dir, 4, deadline_s=60)
+        _wait_for_completed(run_dir, 4, deadline_s=60, log=log, proc=proc)
         os.killpg(proc.pid, signal.SIGKILL)  # the run and every evaluator it had started
         proc.wait(timeout=10)
     finally:

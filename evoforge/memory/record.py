@@ -20,6 +20,7 @@ from evoforge.errors import RunError
 from evoforge.memory import evaluations as ev
 from evoforge.memory import tables as t
 from evoforge.memory.research_log import ResearchLog
+from evoforge.memory.schema import create_missing_tables, on_sqlite_connect
 from evoforge.memory.tables import RunInfo, dumps_json, finite_or_none, utcnow
 from evoforge.models import (
     Digest,
@@ -34,18 +35,6 @@ from evoforge.models import (
 
 RECORD_FILE = "record.db"
 DIGEST_KIND = "digest"
-_BUSY_TIMEOUT_MS = 30_000
-
-
-def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    try:
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
-        cursor.execute("PRAGMA foreign_keys=ON")
-    finally:
-        cursor.close()
 
 
 def _make_engine(url: str) -> Engine:
@@ -63,7 +52,7 @@ def _make_engine(url: str) -> Engine:
         shown = parsed.render_as_string(hide_password=True)
         raise RunError(f"cannot open the record at {shown}: {exc}; check the URL and its driver") from exc
     if is_sqlite:
-        event.listen(engine, "connect", _on_sqlite_connect)
+        event.listen(engine, "connect", on_sqlite_connect)
     return engine
 
 
@@ -102,7 +91,7 @@ class Record(ResearchLog):
         self._shown = self._engine.url.render_as_string(hide_password=True)
         self._run_id: int | None = None
         try:
-            t.metadata.create_all(self._engine)
+            create_missing_tables(t.metadata, self._engine)
         except SQLAlchemyError as exc:
             self._engine.dispose()
             raise RunError(f"cannot open the record at {self._shown}: {type(exc).__name__}: {exc}") from exc

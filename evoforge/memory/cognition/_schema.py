@@ -27,6 +27,7 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
 from evoforge.memory.cognition.items import KnowledgeError, KnowledgeItem
+from evoforge.memory.schema import on_sqlite_connect
 
 metadata = MetaData()
 
@@ -52,16 +53,6 @@ items_table = Table(
 )
 
 
-def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    try:
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
-    finally:
-        cursor.close()
-
-
 def make_engine(path_or_url: str | Path) -> Engine:
     """A plain path is a SQLite file (its folder is created); anything with `://` is a SQLAlchemy URL."""
     raw = str(path_or_url)
@@ -83,7 +74,7 @@ def make_engine(path_or_url: str | Path) -> Engine:
         raise KnowledgeError(f"cannot open knowledge base {path_or_url}: {exc}; give a file path or a database URL") \
             from exc
     if sqlite:
-        event.listen(engine, "connect", _on_sqlite_connect)
+        event.listen(engine, "connect", on_sqlite_connect)
     return engine
 
 

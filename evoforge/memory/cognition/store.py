@@ -23,6 +23,7 @@ from evoforge.memory.cognition.items import Hit, KnowledgeError, KnowledgeItem, 
 from evoforge.memory.cognition.lexical import FTS_TABLE, Fts5Index, LexicalIndex, PythonBM25
 from evoforge.memory.cognition.retrieval import cosine_matrix, diversify, jaccard_matrix, reciprocal_rank_fusion
 from evoforge.memory.cognition.settings import KnowledgeSettings
+from evoforge.memory.schema import create_missing_tables
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,7 @@ def _lexical_backend(engine: Engine, choice: str, df_cap: int) -> LexicalIndex:
     fts = Fts5Index(df_cap)
     try:
         with engine.begin() as conn:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")  # write lock first: concurrent openers take turns, none fails
             existed = conn.exec_driver_sql(
                 "SELECT 1 FROM sqlite_master WHERE name = ?", (FTS_TABLE,)).first() is not None
             fts.create(conn)
@@ -76,7 +78,7 @@ class CognitionBase:
         use_dense = settings.embeddings if embeddings is None else embeddings
         engine = make_engine(path_or_url)
         try:
-            metadata.create_all(engine)
+            create_missing_tables(metadata, engine)
         except SQLAlchemyError as exc:
             engine.dispose()
             raise KnowledgeError(f"cannot create the knowledge tables in {path_or_url}: {exc}") from exc

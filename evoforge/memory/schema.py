@@ -1,0 +1,67 @@
+"""Creating a schema's missing tables when another process may be creating them at the same moment.
+
+Two processes opening one fresh database (a run starting while `evoforge status` polls its record, two runs
+sharing a cognition base) both check that a table is missing and both issue CREATE TABLE; the loser gets "table
+already exists" (or, on SQLite, "database is locked" when both try to upgrade a read lock). On SQLite the check and
+the CREATEs run in one BEGIN IMMEDIATE transaction, so openers take turns (waiting on the busy timeout) and each
+sees what the previous one made. Elsewhere (PostgreSQL) a lost race means one more table exists, so retrying is
+bounded by the number of tables.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from typing import Any
+
+from sqlalchemy import Engine, MetaData, inspect
+from sqlalchemy.exc import SQLAlchemyError
+
+_RACE_MARKERS = ("already exists", "duplicate key")  # SQLite, PostgreSQL (pg_type unique index)
+
+
+BUSY_TIMEOUT_MS = 30_000
+_WAL_ATTEMPTS, _WAL_PAUSE_S = 100, 0.05  # switching to WAL fails at once (no busy wait) while another opener holds it
+
+
+def on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    """Connection set-up for SQLite files: wait on locks, WAL (readers never block the writer), foreign keys.
+
+    `PRAGMA journal_mode=WAL` on a fresh file answers "database is locked" without waiting when another process is
+    switching it at the same moment; it is retried for up to five seconds."""
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        for attempt in range(_WAL_ATTEMPTS):
+            try:
+                cursor.execute("PRAGMA journal_mode=WAL")
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or attempt + 1 == _WAL_ATTEMPTS:
+                    raise
+                time.sleep(_WAL_PAUSE_S)
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+    finally:
+        cursor.close()
+
+
+def create_missing_tables(metadata: MetaData, engine: Engine) -> None:
+    """`metadata.create_all(engine)`, safe against concurrent openers; other errors raise."""
+    if set(metadata.tables) <= set(inspect(engine).get_table_names()):
+        return  # the common case (status, resume, a second run on a base): a read, no lock taken
+    if engine.dialect.name == "sqlite":
+        with engine.connect() as conn:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")  # take the write lock before looking: openers go one by one
+            metadata.create_all(conn)
+            conn.commit()
+        return
+    attempts = len(metadata.tables) + 1
+    for attempt in range(attempts):
+        try:
+            metadata.create_all(engine)
+            return
+        except SQLAlchemyError as exc:
+            text = str(exc).lower()
+            if attempt + 1 == attempts or not any(marker in text for marker in _RACE_MARKERS):
+                raise
