@@ -41,8 +41,7 @@ class Conductor:
         self.proposer, self.engineer, self.sampler, self.learning = proposer, engineer, sampler, learning
         self.observer = observer
         self.state = LoopState(direction=task.config.objective.direction)
-        for trial in record.trials():
-            self.state.put(trial)
+        self.state.load(record.trials())
         self.state.started = len(self.state.trials)
         self.budget = self._budget_tracker()
         self.eval_slots = asyncio.Semaphore(settings.concurrency)
@@ -91,7 +90,7 @@ class Conductor:
 
     # ---- LEARN ----------------------------------------------------------------------------------------------
     def _sample(self) -> tuple[Trial, list[Trial]]:
-        trials = list(self.state.trials.values())
+        trials = self.state.pool  # kept up to date trial by trial: sampling does not rescan the run
         direction, research = self.task.config.objective.direction, self.task.config.research
         parent = self.sampler.sample_parent(trials, direction, self.state.pending_parents)
         inspirations = self.sampler.sample_inspirations(trials, parent, research.num_inspirations, direction)
@@ -199,7 +198,7 @@ class Conductor:
     async def _analyze(self, trial: Trial, outcome: Outcome, digest: Digest, parent: Trial | None) -> None:
         analysis = await self.learning.analyze(trial, outcome, digest, parent, self._siblings(trial))
         self.budget.add_calls(analysis.llm_calls, proposal=False)
-        await self.learning.maybe_review(list(self.state.trials.values()), trial.id)
+        await self.learning.maybe_review(self.state.pool, trial.id)
 
     def _siblings(self, trial: Trial) -> list[Trial]:
         if not trial.parent_ids:

@@ -7,10 +7,11 @@ Everything here is updated incrementally, so the cost of one trial does not grow
 from __future__ import annotations
 
 from collections import Counter, deque
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from evoforge.memory.sampling.pool import TrialPool
 from evoforge.models import Direction, Trial, TrialStatus
 from evoforge.settings import RunSettings
 
@@ -48,9 +49,24 @@ class LoopState:
     status_counts: Counter[str] = field(default_factory=Counter)
     evaluated: deque[Trial] = field(default_factory=lambda: deque(maxlen=NOVELTY_WINDOW))
     children: dict[int, list[int]] = field(default_factory=dict)
+    pool: TrialPool = field(init=False)  # what samplers read: the same trials, ranked and counted as they arrive
+
+    def __post_init__(self) -> None:
+        self.pool = TrialPool(self.direction)
+
+    def load(self, trials: Iterable[Trial]) -> None:
+        """Index a run's trials at start-up (in bulk: the pool ranks them once)."""
+        trials = list(trials)
+        for trial in trials:
+            self._index(trial)
+        self.pool = TrialPool(self.direction, trials)
 
     def put(self, trial: Trial) -> None:
         """Add or update a trial (as the record now holds it)."""
+        self.pool.put(trial)
+        self._index(trial)
+
+    def _index(self, trial: Trial) -> None:
         old = self.trials.get(trial.id)
         if old is not None:
             self.status_counts[old.status.value] -= 1

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import functools
 import random
+import ssl
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -52,6 +54,13 @@ class Failure:
     retryable: bool
     wait_hint: float | None
     what: str
+
+
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """One verifying TLS context for the process (system CAs; SSL_CERT_FILE/SSL_CERT_DIR are honoured). Each
+    request opens a fresh SDK client; building the context anew for each cost ~20 ms of reading CA files."""
+    return ssl.create_default_context()
 
 
 def is_loopback(base_url: str | None) -> bool:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from evoforge.errors import EvoforgeError
-from evoforge.llm._base import RETRYABLE_STATUS, ChatClient, Failure, Reply, parse_retry_after
+from evoforge.llm._base import RETRYABLE_STATUS, ChatClient, Failure, Reply, parse_retry_after, tls_context
 
 ANTHROPIC_TEMPERATURE_MAX = 1.0  # the Messages API accepts temperatures in 0..1
 
@@ -70,7 +70,8 @@ class AnthropicClient(ChatClient):
     async def _send(self, messages: list[dict[str, str]], temperature: float | None, timeout_s: float) -> Reply:
         system, turns = split_system(messages)
         client = self._anthropic.AsyncAnthropic(
-            api_key=self._secret, base_url=self.base_url, timeout=timeout_s, max_retries=0
+            api_key=self._secret, base_url=self.base_url, timeout=timeout_s, max_retries=0,
+            http_client=self._anthropic.DefaultAsyncHttpxClient(verify=tls_context()),
         )
         extra: dict[str, Any] = {"system": system} if system else {}
         if temperature is not None:

@@ -21,6 +21,7 @@ from evoforge.llm._base import (
     is_loopback,
     parse_retry_after,
     render_messages,
+    tls_context,
 )
 from evoforge.llm.models import ANTHROPIC, KNOWN_ENDPOINTS, LOCAL, OPENAI, ModelSpec
 from evoforge.llm.pricing import price_for
@@ -40,10 +41,11 @@ class LLMClient(ChatClient):
     async def _request(self, messages: list[dict[str, str]], temperature: float | None, timeout_s: float) -> Reply:
         """One request through a fresh SDK client, closed after it.
 
-        No connection outlives its event loop, so one LLMClient serves any number of `asyncio.run` calls
-        (the ~25 ms client setup is noise next to a model call).
+        No connection outlives its event loop, so one LLMClient serves any number of `asyncio.run` calls;
+        the TLS context (the costly part of a client, ~20 ms) is built once per process and shared.
         """
-        client = openai.AsyncOpenAI(api_key=self._secret, base_url=self.base_url, timeout=timeout_s, max_retries=0)
+        client = openai.AsyncOpenAI(api_key=self._secret, base_url=self.base_url, timeout=timeout_s, max_retries=0,
+                                    http_client=openai.DefaultAsyncHttpxClient(verify=tls_context()))
         try:
             response: ChatCompletion = await client.chat.completions.create(
                 model=self.api_model,

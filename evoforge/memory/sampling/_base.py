@@ -1,7 +1,8 @@
 """The parent sampler's interface: pick the trial a new candidate builds on, and the inspirations to show.
 
-The loop calls `sample_parent` once per new trial with every trial of the run; a sampler looks only at the
-scored ones (succeeded, finite score). Unscored trials still matter to samplers that count children.
+The loop calls `sample_parent` once per new trial with every trial of the run (a `TrialPool` it keeps up to date;
+tests may pass a plain list); a sampler looks only at the scored ones (succeeded, finite score). Unscored trials
+still matter to samplers that count children.
 """
 
 from __future__ import annotations
@@ -13,13 +14,14 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from evoforge.memory.sampling.pool import TrialPool
 from evoforge.models import Direction, Trial
 
 
 class _Memo:
-    """A small memo per helper, keyed by the very list passed in (and its length): the loop hands the same list
-    to `sample_parent` and `sample_inspirations`, so each O(n log n) pass over the run is made once per trial.
-    (A list changed in place without changing its length is not noticed: pass a new list after a change.)"""
+    """A small memo per helper, keyed by the very sequence passed in, its length and (for a pool) its version: the
+    loop hands the same sequence to `sample_parent` and `sample_inspirations`, so each pass over the run is made
+    once per trial. (A plain list changed in place without changing its length is not noticed: pass a new list.)"""
 
     SIZE = 4
 
@@ -27,7 +29,7 @@ class _Memo:
         self.entries: list[tuple[Sequence[Trial], tuple[Any, ...], Any]] = []
 
     def get(self, trials: Sequence[Trial], extra: Any, compute: Any) -> Any:
-        key = (len(trials), extra)
+        key = (len(trials), getattr(trials, "version", None), extra)
         for source, known, value in self.entries:
             if source is trials and known == key:
                 return value
@@ -36,7 +38,14 @@ class _Memo:
         return value
 
 
-_SCORED, _RANKED, _CHILDREN = _Memo(), _Memo(), _Memo()
+_SCORED, _POOLS, _CHILDREN = _Memo(), _Memo(), _Memo()
+
+
+def pool_for(trials: Sequence[Trial], direction: Direction) -> TrialPool:
+    """`trials` itself when it is a pool ranked for `direction` (what the loop passes), else a pool built from it."""
+    if isinstance(trials, TrialPool) and trials.direction is direction:
+        return trials
+    return _POOLS.get(trials, direction, lambda: TrialPool(direction, trials))
 
 
 def scored_trials(trials: Sequence[Trial]) -> list[Trial]:
@@ -49,6 +58,8 @@ def scored_trials(trials: Sequence[Trial]) -> list[Trial]:
 
 def count_children(trials: Sequence[Trial]) -> Counter[int]:
     """Children per parent id, any status (a child with its parent listed twice counts once)."""
+    if isinstance(trials, TrialPool):
+        return trials.children_counts()
     return Counter(_CHILDREN.get(
         trials, None, lambda: Counter(parent_id for trial in trials for parent_id in set(trial.parent_ids))
     ))
@@ -68,6 +79,8 @@ def set_rng_state(rng: random.Random, state: Sequence[Any]) -> None:
 
 def best_n(trials: Sequence[Trial], direction: Direction, n: int) -> list[Trial]:
     """The n best scored trials, best first (ties: lowest id), without sorting the whole run."""
+    if isinstance(trials, TrialPool) and trials.direction is direction:
+        return trials.best(n)
     sign = direction.sign()
     return heapq.nsmallest(
         n, (tr for tr in trials if tr.scored), key=lambda tr: (-sign * float(tr.score or 0.0), tr.id)
@@ -76,10 +89,7 @@ def best_n(trials: Sequence[Trial], direction: Direction, n: int) -> list[Trial]
 
 def ranked(trials: Sequence[Trial], direction: Direction) -> list[Trial]:
     """Scored trials, best first (ties: lowest id)."""
-    sign = direction.sign()
-    return list(_RANKED.get(trials, direction, lambda: sorted(
-        (tr for tr in trials if tr.scored), key=lambda tr: (-sign * float(tr.score or 0.0), tr.id)
-    )))
+    return pool_for(trials, direction).best()
 
 
 class Sampler(ABC):
@@ -136,8 +146,9 @@ class Sampler(ABC):
         self, trials: Sequence[Trial], parent: Trial, k: int, direction: Direction
     ) -> list[Trial]:
         """The same rule on a large run without sorting all of it: the top distinct programs among the best few,
-        then random draws from the rest until one has a program not yet shown (bounded)."""
-        best_first = best_n(trials, direction, 8 * k + 8)
+        then random draws from the rest of the ranking until one has a program not yet shown (bounded)."""
+        pool = pool_for(trials, direction)
+        best_first = pool.best(8 * k + 8)
         seen, chosen, n_top, i = {parent.code}, [], max(1, k - 1), 0
         while i < len(best_first) and len(chosen) < n_top:
             trial = best_first[i]
@@ -145,12 +156,10 @@ class Sampler(ABC):
                 seen.add(trial.code)
                 chosen.append(trial)
             i += 1
-        shown = {t.id for t in best_first[:i]}
-        rest = [t for t in trials if t.scored and t.id not in shown] or best_first[i:]
-        for _ in range(32):
-            if len(chosen) >= k or not rest:
+        for _ in range(32):  # the rest: every scored trial ranked below those looked at
+            if len(chosen) >= k or i >= pool.n_scored:
                 break
-            trial = self.rng.choice(rest)
+            trial = pool.ranked_at(self.rng.randrange(i, pool.n_scored))
             if trial.id != parent.id and trial.code not in seen:
                 seen.add(trial.code)
                 chosen.append(trial)

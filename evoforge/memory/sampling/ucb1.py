@@ -16,10 +16,9 @@ Ties go to the lowest id. Non-finite scores never enter: such trials are not sco
 from __future__ import annotations
 
 import math
-from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping, Sequence
 
-from evoforge.memory.sampling._base import Sampler, best_n, ranked, scored_trials
+from evoforge.memory.sampling._base import Sampler, pool_for, ranked, scored_trials
 from evoforge.models import Direction, Trial
 
 
@@ -38,7 +37,7 @@ class UCB1Sampler(Sampler):
 
     def arms(self, trials: Sequence[Trial], direction: Direction) -> list[Trial]:
         """The elite: the `population` best scored trials, in id order."""
-        elite = best_n(trials, direction, self.population) if self.population else ranked(trials, direction)
+        elite = pool_for(trials, direction).best(self.population)
         if not elite:
             scored_trials(trials)  # raises the common "no scored trial" error
         return sorted(elite, key=lambda arm: arm.id)
@@ -46,49 +45,40 @@ class UCB1Sampler(Sampler):
     def sample_parent(
         self, trials: Sequence[Trial], direction: Direction, pending: Mapping[int, int] | None = None
     ) -> Trial:
-        arms = self.arms(trials, direction)
+        pool = pool_for(trials, direction)
+        arms = self.arms(pool, direction)
         pending = pending or {}
-        children = _count_children(trials)
-        unvisited = [arm for arm in arms if children[arm.id] == 0 and pending.get(arm.id, 0) <= 0]
+        unvisited = [arm for arm in arms if pool.children(arm.id) == 0 and pending.get(arm.id, 0) <= 0]
         if unvisited:
             return ranked(unvisited, direction)[0]
-        scores = self.ucb_scores(trials, direction, pending)
+        scores = self.ucb_scores(pool, direction, pending)
         return max(arms, key=lambda arm: (scores[arm.id], -arm.id))
 
     def ucb_scores(
         self, trials: Sequence[Trial], direction: Direction, pending: Mapping[int, int] | None = None
     ) -> dict[int, float]:
-        """UCB value of every arm, by trial id (exposed for tests and the dashboard)."""
-        arms = self.arms(trials, direction)
+        """UCB value of every arm, by trial id (exposed for tests and the dashboard). Reads the pool's running
+        sums, so its cost depends on the number of arms, not of trials."""
+        pool = pool_for(trials, direction)
+        arms = self.arms(pool, direction)
         pending = pending or {}
-        norm = _normaliser([t for t in trials if t.scored], direction)
-        children = _count_children(trials)
-        child_values: defaultdict[int, list[float]] = defaultdict(list)
-        for trial in trials:
-            if trial.scored:
-                for parent_id in set(trial.parent_ids):
-                    child_values[parent_id].append(norm(float(trial.score or 0.0)))
-        visits = {arm.id: 1 + children[arm.id] + max(0, pending.get(arm.id, 0)) for arm in arms}
+        normalised_sum = _normaliser(*pool.score_range(), direction)
+        visits = {arm.id: 1 + pool.children(arm.id) + max(0, pending.get(arm.id, 0)) for arm in arms}
         log_total = math.log(sum(visits.values()))
         result: dict[int, float] = {}
         for arm in arms:
-            values = [norm(float(arm.score or 0.0)), *child_values[arm.id]]
-            bonus = self.exploration * math.sqrt(log_total / visits[arm.id])
-            result[arm.id] = sum(values) / len(values) + bonus
+            child_sum, child_n = pool.child_scores(arm.id)
+            value = (normalised_sum(float(arm.score or 0.0), 1) + normalised_sum(child_sum, child_n)) / (1 + child_n)
+            result[arm.id] = value + self.exploration * math.sqrt(log_total / visits[arm.id])
         return result
 
 
-def _count_children(trials: Sequence[Trial]) -> Counter[int]:
-    """Children per parent id, any status (a child with its parent listed twice counts once)."""
-    return Counter(parent_id for trial in trials for parent_id in set(trial.parent_ids))
-
-
-def _normaliser(arms: Sequence[Trial], direction: Direction) -> Callable[[float], float]:
-    scores = [float(arm.score or 0.0) for arm in arms]
-    low, high = min(scores), max(scores)
+def _normaliser(low: float, high: float, direction: Direction) -> Callable[[float, int], float]:
+    """Maps (sum of n raw scores, n) to the sum of their normalised scores: each is mapped to [0, 1] by the run's
+    lowest and highest score, 1 being best (all equal: 0.5). The map is affine, so a sum maps as a whole."""
     if high == low:
-        return lambda _score: 0.5
+        return lambda _total, n: 0.5 * n
     span = high - low
     if direction is Direction.MAXIMIZE:
-        return lambda score: (score - low) / span
-    return lambda score: (high - score) / span
+        return lambda total, n: (total - n * low) / span
+    return lambda total, n: (n * high - total) / span
