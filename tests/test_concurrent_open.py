@@ -48,6 +48,9 @@ def test_concurrent_openers_of_a_fresh_database_all_succeed(tmp_path: Path, open
             p.start()
         for p in procs:
             p.join(timeout=60)
+            if p.is_alive():  # never leave a stuck opener behind
+                p.kill()
+                p.join(timeout=10)
             assert p.exitcode == 0, f"an opener did not finish cleanly (exit code {p.exitcode})"
         while not queue.empty():
             errors.append(queue.get(timeout=5))
