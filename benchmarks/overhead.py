@@ -5,7 +5,9 @@ after 1 s). (a) overhead = wall time − evaluation seconds − LLM latency, per
 trials already in the record; (b) busy share = evaluation seconds / (8 slots × wall) with 1 s evaluations and a
 1 s LLM latency. Prints a table and ends with one `RESULT` line.
 
-    .venv/bin/python benchmarks/overhead.py [--quick]
+    .venv/bin/python benchmarks/overhead.py [--quick] [--sampler islands|map_elites|...]
+
+`--sampler` measures part (a) with another parent sampler (islands and MAP-Elites on 4 islands).
 """
 
 from __future__ import annotations
@@ -62,15 +64,19 @@ class Answers:
         return Reply.text(answer, delay_s=self.delay_s)
 
 
-def make_task(root: Path, sleep: float, base_url: str) -> Path:
+def make_task(root: Path, sleep: float, base_url: str, sampler: str | None = None) -> Path:
     root.mkdir(parents=True)
+    research = ""
+    if sampler:
+        research = (f"research: {{sampler: {sampler}, islands: {{count: 4}}, "
+                    "map_elites: {features: [{name: code_length, min: 10, max: 40, bins: 6}]}}\n")
     (root / "problem.md").write_text("Move x toward 3.\n")
     (root / "program.py").write_text(PROGRAM)
     (root / "evaluator.py").write_text(EVALUATOR.format(sleep=sleep))
     (root / "task.yaml").write_text(
         "name: overhead\nproblem: problem.md\nprogram: program.py\nevaluator: evaluator.py\ntimeout_s: 60\n"
         f"llm: {{base_url: '{base_url}', max_retries: 0}}\nanalysis: {{review_every: 0}}\n"
-        "knowledge: {embeddings: false}\n"
+        "knowledge: {embeddings: false}\n" + research
     )
     return root
 
@@ -129,11 +135,12 @@ def record_started(record: Record, trial_id: int) -> Any:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="fewer trials (a smoke run)")
+    parser.add_argument("--sampler", default=None, help="parent sampler for part (a) (default: the task's, ucb1)")
     args = parser.parse_args()
     per_size = 10 if args.quick else 30
     with tempfile.TemporaryDirectory() as name, FakeLLM() as fake:
         tmp = Path(name)
-        make_task(tmp / "task-fast", 0.0, fake.base_url)
+        make_task(tmp / "task-fast", 0.0, fake.base_url, args.sampler)
         fake.set_handler(Answers(0.0))
         overhead: dict[int, float] = {}
         columns = ("trials in record", "new trials", "wall s", "eval s", "llm s", "overhead ms")

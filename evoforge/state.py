@@ -92,9 +92,11 @@ class LoopState:
         return self.direction.better(trial.score, best.score) or (trial.score == best.score and trial.id < best.id)
 
     def novelty_pool(self, parent: Trial) -> list[Trial]:
-        """What a proposal built on `parent` is checked against: the parent, its evaluated children, and the
-        newest evaluated trials (bounded, so the check costs the same at 100 or 100,000 trials)."""
-        family = [parent, *(self.trials[i] for i in self.children.get(parent.id, ()))]
+        """What a proposal built on `parent` is checked against: the parent, its newest evaluated children, and the
+        newest evaluated trials (both bounded, so the check costs the same at 100 or 100,000 trials, and for a
+        parent with thousands of children)."""
+        children = self.children.get(parent.id, [])[-NOVELTY_WINDOW:]
+        family = [parent, *(self.trials[i] for i in children)]
         pool = {t.id: t for t in family if t.status.finished and t.code and t.status is not TrialStatus.REJECTED}
         pool.update((t.id, t) for t in self.evaluated)
         return list(pool.values())

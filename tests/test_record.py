@@ -323,3 +323,16 @@ def test_sigkill_loses_no_finished_trial(tmp_path: Path) -> None:
         counts = rec.counts()
         assert counts["succeeded"] >= 20
         assert counts["running"] + counts["proposed"] <= 1  # at most the one trial in flight at the kill
+
+
+def test_dumps_json_is_strict_on_both_paths() -> None:
+    import json
+
+    import numpy as np
+
+    from evoforge.memory.tables import dumps_json
+
+    plain = {"rng": [3, [1, 2, 3], None], "cursor": 2, "name": "x", "score": 1.5, "pair": (1, 2)}
+    assert json.loads(dumps_json(plain)) == {**plain, "pair": [1, 2]}
+    odd = {"nan": float("nan"), "inf": [float("inf")], "ids": {7}, "np": np.int64(4), "f": np.float64(0.25)}
+    assert json.loads(dumps_json(odd)) == {"nan": None, "inf": [None], "ids": [7], "np": 4, "f": 0.25}

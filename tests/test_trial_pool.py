@@ -10,7 +10,7 @@ from collections import Counter
 
 import pytest
 
-from evoforge.memory.sampling import UCB1Sampler, make_sampler
+from evoforge.memory.sampling import FeatureSpec, IslandSettings, MapElitesSettings, UCB1Sampler, make_sampler
 from evoforge.memory.sampling._base import best_n, count_children, ranked
 from evoforge.memory.sampling.pool import TrialPool
 from evoforge.models import Direction, Trial, TrialStatus
@@ -81,12 +81,19 @@ def test_bulk_built_pool_equals_one_built_trial_by_trial() -> None:
     assert bulk.best() == one_by_one.best() and bulk.children_counts() == one_by_one.children_counts()
 
 
-@pytest.mark.parametrize("name", ["ucb1", "greedy", "random", "weighted", "islands", "map_elites"])
-def test_sampler_picks_the_same_on_a_live_pool_as_on_fresh_lists(name: str) -> None:
-    """The loop hands samplers one pool it updates in place; memos must notice each change (a stale ranking would
-    silently pick from an old run)."""
+ISLANDS = IslandSettings(count=3, migration_interval=7, migration_rate=0.3, policy="ucb1")
+GRID = MapElitesSettings(features=[FeatureSpec(name="code_length", min=1.0, max=4.0, bins=3)])  # "p1".."p16", "seed"
+
+
+@pytest.mark.parametrize(("name", "islands"), [
+    ("ucb1", None), ("greedy", None), ("random", None), ("weighted", None), ("islands", ISLANDS),
+    ("map_elites", None), ("map_elites", ISLANDS),
+])
+def test_sampler_picks_the_same_on_a_live_pool_as_on_fresh_lists(name: str, islands: IslandSettings | None) -> None:
+    """The loop hands samplers one pool it updates in place; memos and island pools must follow each change (a
+    stale view would silently pick from an old run)."""
     events = _random_run(random.Random(11), STEPS)
-    on_pool, on_list = make_sampler(name, seed=5, population=8), make_sampler(name, seed=5, population=8)
+    on_pool, on_list = (make_sampler(name, seed=5, population=8, islands=islands, map_elites=GRID) for _ in range(2))
     pool, latest = TrialPool(Direction.MAXIMIZE), {}
     picks = Counter()
     for event in events:

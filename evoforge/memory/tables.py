@@ -275,4 +275,9 @@ def _jsonable(value: Any) -> Any:
 
 
 def dumps_json(value: Any) -> str:
-    return json.dumps(_jsonable(value), allow_nan=False)
+    """Strict JSON. Plain JSON-ready values (most of them, e.g. a sampler's state saved after every pick) take the
+    C encoder directly; anything it refuses (NaN, sets, numpy integers) is converted by `_jsonable` first."""
+    try:
+        return json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError):
+        return json.dumps(_jsonable(value), allow_nan=False)

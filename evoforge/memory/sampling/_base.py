@@ -56,6 +56,15 @@ def scored_trials(trials: Sequence[Trial]) -> list[Trial]:
     return scored
 
 
+def require_scored(trials: Sequence[Trial]) -> None:
+    """ValueError (the message of `scored_trials`) when no trial is scored; O(1) on a pool."""
+    if isinstance(trials, TrialPool):
+        if not trials.n_scored:
+            scored_trials([])
+        return
+    scored_trials(trials)
+
+
 def count_children(trials: Sequence[Trial]) -> Counter[int]:
     """Children per parent id, any status (a child with its parent listed twice counts once)."""
     if isinstance(trials, TrialPool):

@@ -20,7 +20,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from evoforge.memory.sampling._base import Sampler, ranked, scored_trials
+from evoforge.memory.sampling._base import Sampler, ranked, require_scored
+from evoforge.memory.sampling.pool import TrialPool
 from evoforge.models import Direction, Trial
 
 MAX_CLAIMS = 256  # picks whose child never reached the record (a proposer crash) are forgotten after this many
@@ -58,17 +59,44 @@ class Archipelago:
         self.replay_upto = 0  # trials up to this id were placed before a resume: they take no claim
         self.cursor = 0  # the island whose turn is next
         self.last = 0  # the island of the latest pick
+        # Following the loop's pool: one pool per island, caught up from the run pool's log on each update, so a
+        # pick costs the same at 100 or 100,000 trials. (Given plain lists, members are found by a scan instead.)
+        self._source: TrialPool | None = None
+        self._seen = 0
+        self._pools: list[TrialPool] = []
 
     # ---- membership ---------------------------------------------------------------------------------------
     def update(self, trials: Sequence[Trial], direction: Direction) -> None:
         """Place trials not seen before, then apply the migrations that are due."""
-        for trial in sorted((t for t in trials if t.id not in self.home), key=lambda t: t.id):
-            self.home[trial.id] = self._place(trial)
-            self.children += bool(trial.parent_ids)
-            self.placed_upto = max(self.placed_upto, trial.id)
+        if self._follows(trials, direction):
+            assert isinstance(trials, TrialPool)
+            changed = list(dict.fromkeys(trials.changes(self._seen)))
+            self._seen = trials.log_size
+            self._place_new(sorted((t for t in map(trials.get, changed) if t is not None and t.id not in self.home),
+                                   key=lambda t: t.id))
+            for trial_id in changed:
+                trial = trials.get(trial_id)
+                if trial is not None:
+                    for island in self.islands_of(trial_id):
+                        self._pools[island].put(trial)
+        else:
+            self._place_new(sorted((t for t in trials if t.id not in self.home), key=lambda t: t.id))
+            self._source = None
+            if isinstance(trials, TrialPool):
+                self._pools = [TrialPool(direction, self._scan(trials, island)) for island in range(self.count)]
+                self._source, self._seen = trials, trials.log_size
         while self.count > 1 and self.children >= (self.migrations + 1) * self.interval:
             self.migrations += 1
             self._migrate(trials, direction)
+
+    def _follows(self, trials: Sequence[Trial], direction: Direction) -> bool:
+        return trials is self._source and isinstance(trials, TrialPool) and trials.direction is direction
+
+    def _place_new(self, new: Sequence[Trial]) -> None:
+        for trial in new:
+            self.home[trial.id] = self._place(trial)
+            self.children += bool(trial.parent_ids)
+            self.placed_upto = max(self.placed_upto, trial.id)
 
     def _place(self, trial: Trial) -> int | None:
         if not trial.parent_ids:
@@ -96,10 +124,11 @@ class Archipelago:
 
     def pick(self, trials: Sequence[Trial]) -> int:
         """The next island in turn that has a scored member (ValueError when no trial is scored)."""
-        scored_trials(trials)
+        require_scored(trials)
         for step in range(self.count):
             island = (self.cursor + step) % self.count
-            if any(t.scored for t in self.members(trials, island)):
+            members = self.members(trials, island)
+            if members.n_scored if isinstance(members, TrialPool) else any(t.scored for t in members):
                 self.cursor, self.last = (island + 1) % self.count, island
                 return island
         raise ValueError("no island has a scored trial")
@@ -125,8 +154,14 @@ class Archipelago:
         found.update(i for i, migrants in enumerate(self.migrants) if trial_id in migrants)
         return sorted(found)
 
-    def members(self, trials: Sequence[Trial], island: int) -> list[Trial]:
-        """The trials of `trials` on `island`: roots, those at home there and migrants, in id order."""
+    def members(self, trials: Sequence[Trial], island: int) -> Sequence[Trial]:
+        """The trials of `trials` on `island`: roots, those at home there and migrants (the island's pool when
+        following the loop's pool and caught up with it, else a scan in the order of `trials`)."""
+        if trials is self._source and self._seen == self._source.log_size:
+            return self._pools[island]
+        return self._scan(trials, island)
+
+    def _scan(self, trials: Sequence[Trial], island: int) -> list[Trial]:
         migrants = self.migrants[island]
         return [t for t in trials if t.id in migrants or (t.id in self.home and self.home[t.id] in (None, island))]
 
@@ -140,6 +175,9 @@ class Archipelago:
             target = (source + 1) % self.count
             new = [i for i in ids if target not in self.islands_of(i)]
             self.migrants[target].update(new)
+            if trials is self._source:
+                for trial_id in new:
+                    self._pools[target].put(self._source.get(trial_id))  # type: ignore[arg-type]
             self.events.append(Migration(self.children, source, target, tuple(new)))
         del self.events[:-MAX_EVENTS]
 
@@ -159,6 +197,7 @@ class Archipelago:
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore a `state_dict()`; placements are re-derived from the trials on the next `update`."""
         self.home.clear()
+        self._source = None
         self.children = 0
         self.placed_upto = self.replay_upto = int(state.get("placed_upto", 0))
         self.overrides = {int(k): int(v) for k, v in state.get("overrides", {}).items()}
@@ -219,7 +258,9 @@ def fill(
         return []
     seen = {parent.code, *(t.code for t in chosen)}
     extra: list[Trial] = []
-    for trial in ranked(trials, direction):
+    best_first = trials.iter_best() if isinstance(trials, TrialPool) and trials.direction is direction else (
+        ranked(trials, direction))
+    for trial in best_first:
         if len(extra) >= k:
             break
         if trial.id != parent.id and trial.code not in seen:

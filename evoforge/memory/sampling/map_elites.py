@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import logging
 import math
+import weakref
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from evoforge.memory.sampling._base import Sampler, ranked, scored_trials
+from evoforge.memory.sampling._base import Sampler, best_n, ranked
 from evoforge.memory.sampling.islands import Archipelago, fill
+from evoforge.memory.sampling.pool import TrialPool
 from evoforge.memory.sampling.settings import FeatureSpec
 from evoforge.models import Direction, Trial
 
@@ -41,6 +44,15 @@ def bin_index(value: float, spec: FeatureSpec) -> int:
     return min(spec.bins - 1, max(0, math.floor(position)))
 
 
+@dataclass
+class _Grid:
+    """One pool's grid, as of `seen` entries of the pool's log."""
+
+    seen: int
+    elites: dict[Cell, Trial]
+    cell_of: dict[int, Cell]  # each elite's id -> its cell
+
+
 class MapElitesSampler(Sampler):
     """A grid over `features` (one elite per cell), one grid per island of `islands` (None: a single grid)."""
 
@@ -53,6 +65,7 @@ class MapElitesSampler(Sampler):
         self.features = list(features)
         self.islands = islands or Archipelago(1)
         self.warned: set[str] = set()
+        self._grids: weakref.WeakKeyDictionary[TrialPool, _Grid] = weakref.WeakKeyDictionary()
 
     def feature_value(self, trial: Trial, spec: FeatureSpec) -> float | None:
         """The trial's value on one feature: the metric of that name, else the built-in; None when missing."""
@@ -82,13 +95,48 @@ class MapElitesSampler(Sampler):
         return tuple(bin_index(float(v), spec) for v, spec in zip(values, self.features, strict=True))
 
     def grid(self, trials: Sequence[Trial], direction: Direction) -> dict[Cell, Trial]:
-        """Elite per occupied cell among the scored `trials`: the best score (ties: the lowest id)."""
+        """Elite per occupied cell among the scored `trials`: the best score (ties: the lowest id). Read-only: on a
+        pool (what the loop and the islands pass) it is kept up to date from the pool's log, not rebuilt."""
+        if isinstance(trials, TrialPool) and trials.direction is direction:
+            return self._followed_grid(trials, direction)
+        return self._scan_grid(trials, direction)
+
+    def _scan_grid(self, trials: Sequence[Trial], direction: Direction) -> dict[Cell, Trial]:
         elites: dict[Cell, Trial] = {}
         for trial in ranked(trials, direction):
             cell = self.cell(trial)
             if cell is not None and cell not in elites:
                 elites[cell] = trial
         return elites
+
+    def _followed_grid(self, pool: TrialPool, direction: Direction) -> dict[Cell, Trial]:
+        grid = self._grids.get(pool)
+        if grid is None:
+            elites = self._scan_grid(pool, direction)
+            grid = _Grid(pool.log_size, elites, {elite.id: cell for cell, elite in elites.items()})
+            self._grids[pool] = grid
+            return grid.elites
+        sign = direction.sign()
+        for trial_id in dict.fromkeys(pool.changes(grid.seen)):
+            old_cell = grid.cell_of.pop(trial_id, None)
+            if old_cell is not None:  # an elite changed (rare): find its cell's elite again
+                del grid.elites[old_cell]
+                for trial in pool.iter_best():
+                    if self.cell(trial) == old_cell:
+                        grid.elites[old_cell], grid.cell_of[trial.id] = trial, old_cell
+                        break
+            trial = pool.get(trial_id)
+            cell = self.cell(trial) if trial is not None and trial.scored else None
+            if trial is None or cell is None:
+                continue
+            current = grid.elites.get(cell)
+            if current is None or (-sign * float(trial.score or 0.0), trial.id) < (
+                    -sign * float(current.score or 0.0), current.id):
+                if current is not None:
+                    grid.cell_of.pop(current.id, None)
+                grid.elites[cell], grid.cell_of[trial.id] = trial, cell
+        grid.seen = pool.log_size
+        return grid.elites
 
     def island_grid(self, trials: Sequence[Trial], direction: Direction, island: int) -> dict[Cell, Trial]:
         """The grid of one island (the only grid when there is a single island)."""
@@ -104,7 +152,7 @@ class MapElitesSampler(Sampler):
         if elites:
             parent = elites[self.rng.choice(sorted(elites))]
         else:  # nothing placed yet (features missing): build on the island's best meanwhile
-            parent = ranked(scored_trials(self.islands.members(trials, island)), direction)[0]
+            parent = best_n(self.islands.members(trials, island), direction, 1)[0]
         self.islands.claim(parent, island)
         return parent
 

@@ -28,6 +28,7 @@ class TrialPool(Sequence[Trial]):
         self._child_sum: dict[int, float] = {}  # raw scores of scored children, per parent
         self._child_n: Counter[int] = Counter()
         self.version = 0  # bumped by every `put`, so memos keyed on a pool notice in-place changes
+        self._log: list[int] = []  # the id of every put, in order: views built on a pool catch up from it
         for trial in trials:  # in bulk: rank once at the end instead of inserting one by one
             self.put(trial, rank=False)
         self._ranked.sort()
@@ -35,6 +36,7 @@ class TrialPool(Sequence[Trial]):
     # ---- keeping it up to date -------------------------------------------------------------------------------
     def put(self, trial: Trial, *, rank: bool = True) -> None:
         self.version += 1
+        self._log.append(trial.id)
         old = self._by_id.get(trial.id)
         if old is None:
             self._order.append(trial.id)
@@ -83,6 +85,14 @@ class TrialPool(Sequence[Trial]):
         return (self._by_id[i] for i in self._order)
 
     # ---- what samplers read ---------------------------------------------------------------------------------
+    def changes(self, since: int) -> list[int]:
+        """Ids put since the log had `since` entries (repeats kept, in order); see `log_size`."""
+        return self._log[since:]
+
+    @property
+    def log_size(self) -> int:
+        return len(self._log)
+
     def get(self, trial_id: int) -> Trial | None:
         return self._by_id.get(trial_id)
 
@@ -94,6 +104,10 @@ class TrialPool(Sequence[Trial]):
         """The n best scored trials (all when n is None), best first; ties go to the lowest id."""
         keys = self._ranked if n is None else self._ranked[:n]
         return [self._by_id[trial_id] for _, trial_id in keys]
+
+    def iter_best(self) -> Iterator[Trial]:
+        """Scored trials, best first, lazily (stop early without building the whole ranking)."""
+        return (self._by_id[trial_id] for _, trial_id in self._ranked)
 
     def ranked_at(self, position: int) -> Trial:
         """The scored trial at `position` in the ranking (0 is the best)."""
