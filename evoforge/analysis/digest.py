@@ -19,17 +19,18 @@ def _number(value: Any) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
-def _fmt(x: float) -> str:
+def fmt_number(x: float) -> str:
+    """A score or metric as digests and lessons print it: six significant digits."""
     return f"{x:.6g}"
 
 
 def _delta_phrase(new: float, old: float, direction: Direction, against: str) -> tuple[str, float]:
     delta = new - old
     if delta == 0:
-        return f"equal to {against} ({_fmt(old)})", 0.0
+        return f"equal to {against} ({fmt_number(old)})", 0.0
     verdict = "better" if direction.better(new, old) else "worse"
     rel = f", {delta / abs(old) * 100:+.2f}%" if old != 0 else ""
-    return f"{verdict} than {against} ({_fmt(old)}) by {_fmt(delta)}{rel}", delta
+    return f"{verdict} than {against} ({fmt_number(old)}) by {fmt_number(delta)}{rel}", delta
 
 
 def _metric_deltas(metrics: dict[str, Any], parent: Trial | None, metric: str) -> dict[str, float]:
@@ -69,7 +70,7 @@ def digest_outcome(
     if stopped:
         data["pruned_by"] = {"gate": stopped[0].gate, "stage": stopped[0].stage, "reason": stopped[0].reason}
     if outcome.status is TrialStatus.SUCCEEDED and outcome.score is not None:
-        lines.append(f"{metric} = {_fmt(outcome.score)}")
+        lines.append(f"{metric} = {fmt_number(outcome.score)}")
         data["score"] = outcome.score
         for ref, label in ((parent, "parent"), (best, "best")):
             if ref is not None and ref.score is not None:

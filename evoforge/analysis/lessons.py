@@ -7,6 +7,7 @@ import tokenize
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from evoforge.analysis.digest import fmt_number
 from evoforge.models import Direction, Trial, TrialStatus
 from evoforge.research.offline import Literal, find_literals
 
@@ -77,15 +78,11 @@ def describe_changes(changes: Sequence[ConstantChange]) -> str:
     return text + (f" (and {extra} more literal{'s' * (extra > 1)})" if extra else "")
 
 
-def _num(x: float) -> str:
-    return f"{x:.6g}"
-
-
 def effect_phrase(new: float, old: float, direction: Direction, metric: str) -> tuple[str, int]:
     """'improved score by +0.021 (+1.7%)' and its sign (+1 better, -1 worse, 0 equal)."""
     delta = new - old
     if delta == 0:
-        return f"left {metric} unchanged at {_num(old)}", 0
+        return f"left {metric} unchanged at {fmt_number(old)}", 0
     sign = 1 if direction.better(new, old) else -1
     pct = delta / abs(old) * 100 if old != 0 else None
     rel = "" if pct is None else f" ({pct:+.0f}%)" if abs(pct) >= 100 else f" ({pct:+.2g}%)"
@@ -124,13 +121,14 @@ def success_lesson(
     title = f"{what} {effect}"
     content = (
         f"Trial #{trial.id} against its parent #{parent.id}: {what}; {metric} went "
-        f"{_num(parent.score)} → {_num(trial.score)}, so it {effect}. One measured comparison, not a proof of cause."
+        f"{fmt_number(parent.score)} → {fmt_number(trial.score)}, so it {effect}. "
+        "One measured comparison, not a proof of cause."
     )
     if not changes and trial.motivation:
         content += f" Its motivation: {trial.motivation.strip()[:300]}"
-    near = f"{metric} near {_num(parent.score)}"
+    near = f"{metric} near {fmt_number(parent.score)}"
     if sign > 0:
-        trigger = f"{metric} plateaus near {_num(parent.score)}" + (f" with {_where(changes)}" if changes else "")
+        trigger = f"{metric} plateaus near {fmt_number(parent.score)}" + (f" with {_where(changes)}" if changes else "")
     else:
         trigger = f"about to change {_where(changes)} ({near})" if changes else f"{near}, trying '{trial.name}'"
     kind_tag = "constants" if changes else "structural"
