@@ -22,6 +22,7 @@ from evoforge.memory.record import Record
 from evoforge.memory.sampling import make_sampler
 from evoforge.models import Trial
 from evoforge.research import make_proposer
+from evoforge.run_lock import run_lock
 from evoforge.settings import RunSettings
 from evoforge.task import Task, load_task
 from evoforge.task.loader import task_snapshot
@@ -54,20 +55,22 @@ def run(
     task = load_task(task_path)
     settings = settings or RunSettings()
     run_path = Path(run_dir) if run_dir is not None else default_run_dir(task)
-    if (run_path / "record.db").exists():
-        raise RunError(f"{run_path} already holds a run: use `evoforge resume {run_path}` or pick another --run-dir")
     run_path.mkdir(parents=True, exist_ok=True)
-    record = Record.for_run_dir(run_path, create=True)
-    config = {
-        "task_path": str(task.root),
-        "settings": settings.model_dump(mode="json"),
-        "task_config": task.config.model_dump(mode="json"),
-    }
-    record.create_run(
-        task_name=task.config.name, config=config, seed=settings.seed,
-        task_snapshot=task_snapshot(task), stopping=settings.stopping(),
-    )
-    return _drive(task, record, run_path, settings, observer)
+    with run_lock(run_path):
+        if (run_path / "record.db").exists():
+            raise RunError(f"{run_path} already holds a run: use `evoforge resume {run_path}` or pick another "
+                           "--run-dir")
+        record = Record.for_run_dir(run_path, create=True)
+        config = {
+            "task_path": str(task.root),
+            "settings": settings.model_dump(mode="json"),
+            "task_config": task.config.model_dump(mode="json"),
+        }
+        record.create_run(
+            task_name=task.config.name, config=config, seed=settings.seed,
+            task_snapshot=task_snapshot(task), stopping=settings.stopping(),
+        )
+        return _drive(task, record, run_path, settings, observer)
 
 
 def resume(
@@ -81,6 +84,13 @@ def resume(
     """Continue a run: trials left in flight are evaluated again, then the loop goes on to the run's own stopping rule
     (or the new one given here, which is saved)."""
     run_path = Path(run_dir)
+    Record.for_run_dir(run_path).close()  # "no record at …" before anything else
+    with run_lock(run_path):
+        return _resume_locked(run_path, trials, target_score, concurrency, observer)
+
+
+def _resume_locked(run_path: Path, trials: int | None, target_score: float | None, concurrency: int | None,
+                   observer: Observer | None) -> RunSummary:
     record = Record.for_run_dir(run_path)
     info = record.run_info()
     settings = RunSettings.model_validate(info.config["settings"])
