@@ -18,7 +18,7 @@ from evoforge.experiment import Engineer
 from evoforge.experiment.isolation import describe_isolation
 from evoforge.learning import Learning, open_knowledge_base
 from evoforge.loop import Conductor, Observer
-from evoforge.memory.record import Record
+from evoforge.memory.record import Record, record_file
 from evoforge.memory.sampling import make_sampler
 from evoforge.models import Trial
 from evoforge.research import make_proposer
@@ -57,7 +57,7 @@ def run(
     run_path = Path(run_dir) if run_dir is not None else default_run_dir(task)
     run_path.mkdir(parents=True, exist_ok=True)
     with run_lock(run_path):
-        if (run_path / "record.db").exists():
+        if record_file(run_path, must_exist=False).exists():
             raise RunError(f"{run_path} already holds a run: use `evoforge resume {run_path}` or pick another "
                            "--run-dir")
         record = Record.for_run_dir(run_path, create=True)
@@ -84,7 +84,7 @@ def resume(
     """Continue a run: trials left in flight are evaluated again, then the loop goes on to the run's own stopping rule
     (or the new one given here, which is saved)."""
     run_path = Path(run_dir)
-    Record.for_run_dir(run_path).close()  # "no record at …" before anything else
+    record_file(run_path)  # "no record at …" before the lock file is made there
     with run_lock(run_path):
         return _resume_locked(run_path, trials, target_score, concurrency, observer)
 

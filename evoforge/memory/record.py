@@ -82,6 +82,17 @@ def _trial_from_row(row: Any) -> Trial:
     )
 
 
+def record_file(run_dir: Path, *, must_exist: bool = True) -> Path:
+    """`<run_dir>/record.db`; with `must_exist`, RunError (saying what to pass instead) when there is none."""
+    path = Path(run_dir).expanduser().resolve() / RECORD_FILE
+    if must_exist and not path.is_file():
+        raise RunError(
+            f"no record at {path}: is this a run directory? "
+            "Pass the folder a run was started in (it holds record.db), or start one with `evoforge run`."
+        )
+    return path
+
+
 class Record(ResearchLog):
     """One run's Database of Record. Use from one thread; other processes may open the same file to read."""
 
@@ -99,14 +110,9 @@ class Record(ResearchLog):
     @classmethod
     def for_run_dir(cls, run_dir: Path, *, create: bool = False) -> Record:
         """The record of a run directory (`<run_dir>/record.db`); `create=True` makes the folder and file."""
-        path = Path(run_dir).expanduser().resolve() / RECORD_FILE
+        path = record_file(run_dir, must_exist=not create)
         if create:
             path.parent.mkdir(parents=True, exist_ok=True)
-        elif not path.is_file():
-            raise RunError(
-                f"no record at {path}: is this a run directory? "
-                "Pass the folder a run was started in (it holds record.db), or start one with `evoforge run`."
-            )
         return cls(f"sqlite:///{path}")
 
     def __enter__(self) -> Record:

@@ -1,4 +1,5 @@
-"""Creating a schema's missing tables when another process may be creating them at the same moment.
+"""Opening a SQLite or PostgreSQL database that other processes may open at the same moment: the SQLite
+connection set-up, and the creation of a schema's missing tables.
 
 Two processes opening one fresh database (a run starting while `evoforge status` polls its record, two runs
 sharing a cognition base) both check that a table is missing and both issue CREATE TABLE; the loser gets "table
@@ -18,8 +19,6 @@ from sqlalchemy import Engine, MetaData, inspect
 from sqlalchemy.exc import SQLAlchemyError
 
 _RACE_MARKERS = ("already exists", "duplicate key")  # SQLite, PostgreSQL (pg_type unique index)
-
-
 BUSY_TIMEOUT_MS = 30_000
 _WAL_ATTEMPTS, _WAL_PAUSE_S = 100, 0.05  # switching to WAL fails at once (no busy wait) while another opener holds it
 

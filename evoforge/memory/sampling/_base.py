@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from evoforge.memory.sampling.pool import TrialPool
+from evoforge.memory.sampling.pool import TrialPool, rank_key
 from evoforge.models import Direction, Trial
 
 
@@ -90,10 +90,7 @@ def best_n(trials: Sequence[Trial], direction: Direction, n: int) -> list[Trial]
     """The n best scored trials, best first (ties: lowest id), without sorting the whole run."""
     if isinstance(trials, TrialPool) and trials.direction is direction:
         return trials.best(n)
-    sign = direction.sign()
-    return heapq.nsmallest(
-        n, (tr for tr in trials if tr.scored), key=lambda tr: (-sign * float(tr.score or 0.0), tr.id)
-    )
+    return heapq.nsmallest(n, (tr for tr in trials if tr.scored), key=lambda tr: rank_key(tr, direction))
 
 
 def ranked(trials: Sequence[Trial], direction: Direction) -> list[Trial]:

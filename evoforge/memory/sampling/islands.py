@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from evoforge.memory.sampling._base import Sampler, ranked, require_scored
+from evoforge.memory.sampling._base import Sampler, pool_for, ranked, require_scored
 from evoforge.memory.sampling.pool import TrialPool
 from evoforge.models import Direction, Trial
 
@@ -68,14 +68,14 @@ class Archipelago:
     # ---- membership ---------------------------------------------------------------------------------------
     def update(self, trials: Sequence[Trial], direction: Direction) -> None:
         """Place trials not seen before, then apply the migrations that are due."""
-        if self._follows(trials, direction):
-            assert isinstance(trials, TrialPool)
-            changed = list(dict.fromkeys(trials.changes(self._seen)))
-            self._seen = trials.log_size
-            self._place_new(sorted((t for t in map(trials.get, changed) if t is not None and t.id not in self.home),
+        source = self._source
+        if trials is source and source is not None and source.direction is direction:
+            changed = list(dict.fromkeys(source.changes(self._seen)))
+            self._seen = source.log_size
+            self._place_new(sorted((t for t in map(source.get, changed) if t is not None and t.id not in self.home),
                                    key=lambda t: t.id))
             for trial_id in changed:
-                trial = trials.get(trial_id)
+                trial = source.get(trial_id)
                 if trial is not None:
                     for island in self.islands_of(trial_id):
                         self._pools[island].put(trial)
@@ -88,9 +88,6 @@ class Archipelago:
         while self.count > 1 and self.children >= (self.migrations + 1) * self.interval:
             self.migrations += 1
             self._migrate(trials, direction)
-
-    def _follows(self, trials: Sequence[Trial], direction: Direction) -> bool:
-        return trials is self._source and isinstance(trials, TrialPool) and trials.direction is direction
 
     def _place_new(self, new: Sequence[Trial]) -> None:
         for trial in new:
@@ -258,9 +255,7 @@ def fill(
         return []
     seen = {parent.code, *(t.code for t in chosen)}
     extra: list[Trial] = []
-    best_first = trials.iter_best() if isinstance(trials, TrialPool) and trials.direction is direction else (
-        ranked(trials, direction))
-    for trial in best_first:
+    for trial in pool_for(trials, direction).iter_best():
         if len(extra) >= k:
             break
         if trial.id != parent.id and trial.code not in seen:

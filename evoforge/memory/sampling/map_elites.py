@@ -18,9 +18,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from evoforge.memory.sampling._base import Sampler, best_n, ranked
+from evoforge.memory.sampling._base import Sampler, best_n, pool_for
 from evoforge.memory.sampling.islands import Archipelago, fill
-from evoforge.memory.sampling.pool import TrialPool
+from evoforge.memory.sampling.pool import TrialPool, rank_key
 from evoforge.memory.sampling.settings import FeatureSpec
 from evoforge.models import Direction, Trial
 
@@ -95,28 +95,19 @@ class MapElitesSampler(Sampler):
         return tuple(bin_index(float(v), spec) for v, spec in zip(values, self.features, strict=True))
 
     def grid(self, trials: Sequence[Trial], direction: Direction) -> dict[Cell, Trial]:
-        """Elite per occupied cell among the scored `trials`: the best score (ties: the lowest id). Read-only: on a
-        pool (what the loop and the islands pass) it is kept up to date from the pool's log, not rebuilt."""
-        if isinstance(trials, TrialPool) and trials.direction is direction:
-            return self._followed_grid(trials, direction)
-        return self._scan_grid(trials, direction)
-
-    def _scan_grid(self, trials: Sequence[Trial], direction: Direction) -> dict[Cell, Trial]:
-        elites: dict[Cell, Trial] = {}
-        for trial in ranked(trials, direction):
-            cell = self.cell(trial)
-            if cell is not None and cell not in elites:
-                elites[cell] = trial
-        return elites
-
-    def _followed_grid(self, pool: TrialPool, direction: Direction) -> dict[Cell, Trial]:
+        """Elite per occupied cell among the scored `trials`: the best score (ties: the lowest id). Read-only: it
+        is kept per pool (what the loop and the islands pass) and caught up from the pool's log, not rebuilt."""
+        pool = pool_for(trials, direction)
         grid = self._grids.get(pool)
         if grid is None:
-            elites = self._scan_grid(pool, direction)
+            elites: dict[Cell, Trial] = {}
+            for trial in pool.iter_best():
+                cell = self.cell(trial)
+                if cell is not None and cell not in elites:
+                    elites[cell] = trial
             grid = _Grid(pool.log_size, elites, {elite.id: cell for cell, elite in elites.items()})
             self._grids[pool] = grid
             return grid.elites
-        sign = direction.sign()
         for trial_id in dict.fromkeys(pool.changes(grid.seen)):
             old_cell = grid.cell_of.pop(trial_id, None)
             if old_cell is not None:  # an elite changed (rare): find its cell's elite again
@@ -130,8 +121,7 @@ class MapElitesSampler(Sampler):
             if trial is None or cell is None:
                 continue
             current = grid.elites.get(cell)
-            if current is None or (-sign * float(trial.score or 0.0), trial.id) < (
-                    -sign * float(current.score or 0.0), current.id):
+            if current is None or rank_key(trial, direction) < rank_key(current, direction):
                 if current is not None:
                     grid.cell_of.pop(current.id, None)
                 grid.elites[cell], grid.cell_of[trial.id] = trial, cell

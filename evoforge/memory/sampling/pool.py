@@ -16,6 +16,11 @@ from typing import overload
 from evoforge.models import Direction, Trial
 
 
+def rank_key(trial: Trial, direction: Direction) -> tuple[float, int]:
+    """Sort key of scored trials, best first: the better score first, ties to the lowest id."""
+    return (-direction.sign() * float(trial.score or 0.0), trial.id)
+
+
 class TrialPool(Sequence[Trial]):
     """Every trial of a run (any status), with incremental indexes; `put` adds a trial or replaces it by id."""
 
@@ -64,7 +69,7 @@ class TrialPool(Sequence[Trial]):
             self._child_n[parent_id] -= 1
 
     def _key(self, trial: Trial) -> tuple[float, int]:
-        return (-self.direction.sign() * float(trial.score or 0.0), trial.id)
+        return rank_key(trial, self.direction)
 
     # ---- Sequence -------------------------------------------------------------------------------------------
     def __len__(self) -> int:
