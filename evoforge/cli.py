@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
+from rich.markup import escape
 
+from evoforge.cli_common import console, err_console
 from evoforge.cli_knowledge import app as knowledge_app
 from evoforge.errors import EvoforgeError
 from evoforge.settings import RunSettings
@@ -29,8 +30,6 @@ from evoforge.views import (
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 app.add_typer(knowledge_app, name="knowledge")
-console = Console()
-err_console = Console(stderr=True)
 _state = {"debug": False}
 
 RunDirArg = Annotated[Path, typer.Argument(help="a run directory (holds record.db)")]
@@ -51,7 +50,7 @@ def main(debug: Annotated[bool, typer.Option("--debug", help="show tracebacks")]
 def _fail(exc: Exception) -> None:
     if _state["debug"]:
         raise exc
-    err_console.print(f"[red]error:[/red] {exc}", highlight=False, markup=True)
+    err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
     raise typer.Exit(2)
 
 

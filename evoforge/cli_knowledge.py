@@ -13,15 +13,14 @@ from pathlib import Path
 from typing import Annotated, NoReturn
 
 import typer
-from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
+from evoforge.cli_common import console, err_console
 from evoforge.errors import EvoforgeError
 from evoforge.memory.cognition import KINDS, CognitionBase, KnowledgeError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
-console = Console()
-err_console = Console(stderr=True)
 
 KbOpt = Annotated[
     str | None, typer.Option("--kb", envvar="EVOFORGE_KB", help="knowledge base: SQLite path or SQLAlchemy URL")
@@ -35,7 +34,7 @@ class ExportFormat(StrEnum):
 
 
 def _fail(exc: Exception) -> NoReturn:
-    err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+    err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
     raise typer.Exit(2)
 
 

@@ -187,13 +187,13 @@ def render_show(console: Console, data: dict[str, Any]) -> None:
     for key in ("id", "status", "name", "motivation", "parent_ids", "inspiration_ids", "score",
                 "error_class", "error_message", "seconds", "seconds_saved", "proposer", "model", "created_at"):
         head.add_row(key, str(data.get(key)))
-    console.print(Panel(head, title=f"trial #{data['id']}"))
+    console.print(Panel(head, title=f"trial #{data['id']}", expand=False))
     if data.get("metrics"):
-        console.print(Panel(str(data["metrics"]), title="metrics"), markup=False)
+        console.print(Panel(str(data["metrics"]), title="metrics", expand=False), markup=False)
     if data.get("digest"):
-        console.print(Panel(data["digest"], title="digest"), markup=False)
+        console.print(Panel(data["digest"], title="digest", expand=False), markup=False)
     for analysis in data.get("analyses", []):
-        console.print(Panel(analysis["text"], title=f"analysis: {analysis['kind']}"), markup=False)
+        console.print(Panel(analysis["text"], title=f"analysis: {analysis['kind']}", expand=False), markup=False)
     for stage in data.get("stages", []):
         console.print(f"stage {stage['name']}: {stage['status']} score={stage['score']} ({stage['seconds']:.2f}s)"
                       + (f" {stage['error_class']}" if stage.get("error_class") else ""), markup=False, highlight=False)
@@ -204,9 +204,13 @@ def render_show(console: Console, data: dict[str, Any]) -> None:
         console.print(f"telemetry: {data['telemetry']}", markup=False, highlight=False)
     if data.get("knowledge_shown"):
         shown = "; ".join(f"#{k['item_id']} [{k['kind']}] {k['title']}" for k in data["knowledge_shown"])
-        console.print(Panel(shown, title="knowledge the researcher saw"), markup=False)
+        console.print(Panel(shown, title="knowledge the researcher saw", expand=False), markup=False)
     if data.get("diff"):
-        console.print(Panel(Syntax(data["diff"], "diff"), title="diff vs parent"))
+        if console.is_terminal:
+            console.print(Panel(Syntax(data["diff"], "diff"), title="diff vs parent", expand=False))
+        else:  # piped: the diff as it is, every line whole, ready for `patch` or a pager
+            console.print("diff vs parent:", highlight=False)
+            console.print(data["diff"], markup=False, highlight=False, end="" if data["diff"].endswith("\n") else "\n")
     for call in data.get("llm_calls", []):
         console.print(f"LLM call: {call}", markup=False, highlight=False)
 
