@@ -54,6 +54,13 @@ def _fail(exc: Exception) -> None:
     raise typer.Exit(2)
 
 
+def _fail_os(exc: OSError) -> None:
+    """A file the command must read or write is out of reach (read-only folder, full disk): one line naming it."""
+    if exc.filename is None:
+        raise exc
+    _fail(EvoforgeError(f"{exc.filename}: {exc.strerror or exc}"))
+
+
 @app.command()
 def init(directory: Annotated[Path, typer.Argument(help="folder to create")]) -> None:
     """Write a working example task to start from."""
@@ -97,6 +104,8 @@ def run(
         summary = start_run(task, run_dir=run_dir, settings=settings, observer=ProgressObserver(console))
     except (EvoforgeError, ValueError) as exc:
         _fail(exc)
+    except OSError as exc:
+        _fail_os(exc)
     _print_summary(summary)
 
 
@@ -117,6 +126,8 @@ def resume(
         )
     except (EvoforgeError, ValueError) as exc:
         _fail(exc)
+    except OSError as exc:
+        _fail_os(exc)
     _print_summary(summary)
 
 
@@ -153,7 +164,7 @@ def best(
     from evoforge.memory.record import Record
 
     try:
-        record = Record.for_run_dir(run_dir)
+        record = Record.for_run_dir(run_dir, read_only=True)
         direction = _direction(record)
         trial = record.best(direction)
         record.close()
@@ -179,7 +190,7 @@ def show(
     from evoforge.memory.record import Record
 
     try:
-        record = Record.for_run_dir(run_dir)
+        record = Record.for_run_dir(run_dir, read_only=True)
         found = record.trial(trial)
         calls = record.llm_calls(trial)
         analyses = record.analyses(trial)

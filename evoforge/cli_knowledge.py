@@ -38,10 +38,25 @@ def _fail(exc: Exception) -> NoReturn:
     raise typer.Exit(2)
 
 
+def _existing_file(kb: str) -> Path | None:
+    """The SQLite file `kb` names (a plain path or a sqlite:/// URL), or None for other databases and memory."""
+    if "://" not in kb:
+        return Path(kb).expanduser()
+    if kb.startswith("sqlite:///"):
+        database = kb.removeprefix("sqlite:///").split("?", 1)[0]
+        return Path(database).expanduser() if database not in ("", ":memory:") else None
+    return None
+
+
 @contextmanager
-def _base(kb: str | None) -> Iterator[CognitionBase]:
+def _base(kb: str | None, *, create: bool = False) -> Iterator[CognitionBase]:
+    """The base at `kb`; only `create` (knowledge add) may make a new one: a mistyped path is an error."""
     if not kb:
         _fail(KnowledgeError("no knowledge base given: pass --kb PATH (or a database URL) or set EVOFORGE_KB"))
+    path = None if create else _existing_file(kb)
+    if path is not None and not path.is_file():
+        _fail(KnowledgeError(f"no knowledge base at {path}: check the path (`evoforge knowledge add FILES --kb "
+                             "PATH` creates one)"))
     try:
         base = CognitionBase.open(kb)
     except EvoforgeError as exc:
@@ -58,7 +73,7 @@ def _base(kb: str | None) -> Iterator[CognitionBase]:
 def add(paths: Annotated[list[Path], typer.Argument(help="Markdown, .txt or .jsonl files, or folders")],
         kb: KbOpt = None) -> None:
     """Import files into the base, all or nothing (a bad file names its line and nothing is stored)."""
-    with _base(kb) as base:
+    with _base(kb, create=True) as base:
         before = base.count()
         ids = base.import_paths(paths)
         new = base.count() - before

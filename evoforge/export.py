@@ -18,7 +18,7 @@ CSV_COLUMNS = [
 
 def write_trials(run_dir: Path, out: TextIO, fmt: str) -> int:
     """Write every trial of the run to `out` in `fmt` ("jsonl" or "csv"); returns the number written."""
-    record = Record.for_run_dir(run_dir)
+    record = Record.for_run_dir(run_dir, read_only=True)
     try:
         trials = record.trials()
     finally:

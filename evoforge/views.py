@@ -15,6 +15,7 @@ from rich.table import Table
 from evoforge.loop import Observer
 from evoforge.memory.record import Record
 from evoforge.models import Direction, Trial, TrialStatus
+from evoforge.run_lock import lock_holder
 from evoforge.settings import RunSettings
 
 
@@ -71,7 +72,7 @@ def evaluation_detail(record: Record, trial_id: int) -> dict[str, Any]:
 
 def run_overview(run_dir: Path) -> dict[str, Any]:
     """Counts per status (each under its own name), best score and trial, time and LLM usage of a run."""
-    record = Record.for_run_dir(run_dir)
+    record = Record.for_run_dir(run_dir, read_only=True)
     try:
         info = record.run_info()
         direction = Direction(info.config.get("task_config", {}).get("objective", {}).get("direction", "maximize"))
@@ -105,6 +106,7 @@ def run_overview(run_dir: Path) -> dict[str, Any]:
         spend_by_role=_spend_by(calls, "role"),
         models=_model_choices(trials, direction),
         failure_classes=_failure_classes(trials),
+        lock=lock_holder(run_dir),
     )
     return overview
 
@@ -156,6 +158,12 @@ def render_status(console: Console, ov: dict[str, Any]) -> None:
     table.add_row("stopping rule", ", ".join(f"{k}={v}" for k, v in ov["stopping"].items() if v is not None))
     if ov["stopped_because"]:
         table.add_row("last stop", ov["stopped_because"])
+    lock = ov["lock"]
+    if lock["state"] == "running":
+        table.add_row("running now", f"by {lock['holder']}")
+    elif lock["state"] == "stale":
+        table.add_row("stale lock", f"run.lock names {lock['holder']}, which is gone (killed?); "
+                      "`evoforge resume` takes over")
     table.add_row("evaluation time", f"{ov['evaluation_seconds']:.1f} s")
     table.add_row("time saved by gates", f"{ov['seconds_saved']:.1f} s")
     for gate, seconds in ov["saved_by_gate"].items():

@@ -12,9 +12,11 @@ LONG_LINE = "y = " + " + ".join(f"{i}.0" for i in range(60))  # a program line f
 ANALYSIS_ERROR = "the answer contains no JSON object (expected one object starting with '{')"
 
 
-def make_record(run_dir: Path) -> Path:
-    """Three trials: the seed (score 1.0, metrics), a better child (score 2.5) whose diff has a long line and whose
-    LLM analysis failed, and a failed child. Returns the run directory."""
+def make_record(run_dir: Path, *, close: bool = True) -> Path:
+    """Five trials: the seed (score 1.0, metrics), a better child #2 (score 2.5, the best) whose diff has a long line
+    and whose LLM analysis failed, a failed child #3, a suspect #4 (9.0) and #5 reusing #2's outcome. `close=False`
+    leaves the record open (a writer about to be killed).
+    Returns the run directory."""
     record = Record.for_run_dir(run_dir, create=True)
     record.create_run(task_name="knob", config={"task_config": {"objective": {"direction": "maximize"}}}, seed=0,
                       task_snapshot={}, stopping={"trials": 3})
@@ -27,7 +29,7 @@ def make_record(run_dir: Path) -> Path:
                              proposer="llm", model="fake-model")
     digest = "scored 2.5 (+1.5 over parent #1); x=2.5"
     record.finish_trial(child, Outcome(status=TrialStatus.SUCCEEDED, score=2.5, metrics={"x": 2.5, "loss": 0.25},
-                                       seconds=0.3, suspect=True), Digest(digest))
+                                       seconds=0.3), Digest(digest))
     record.add_analysis(child, "analysis", digest, {"error": ANALYSIS_ERROR, "source": "digest"})
     record.add_llm_calls(child, [
         LLMCall(role="researcher", model="fake-model", prompt="p", response="r", tokens_in=1200, tokens_out=340,
@@ -38,5 +40,14 @@ def make_record(run_dir: Path) -> Path:
     failed = record.add_trial(parent_ids=[child], inspiration_ids=[seed], name="break it", motivation="",
                               code="x = (\n", diff="", proposer="llm", model="fake-model")
     record.fail_trial(failed, "crash:SyntaxError", "'(' was never closed")
-    record.close()
+    too_good = record.add_trial(parent_ids=[child], inspiration_ids=[], name="too good", motivation="",
+                                code="x = 3.0\n", diff="", proposer="llm", model="fake-model")
+    record.finish_trial(too_good, Outcome(status=TrialStatus.SUCCEEDED, score=9.0, metrics={"x": 3.0},
+                                          suspect=True))
+    again = record.add_trial(parent_ids=[seed], inspiration_ids=[], name="raise x again", motivation="",
+                             code=f"x = 2.5\n{LONG_LINE}\n", diff="", proposer="llm", model="fake-model")
+    record.finish_trial(again, Outcome(status=TrialStatus.SUCCEEDED, score=2.5, metrics={"x": 2.5, "loss": 0.25},
+                                       reused_from=child))
+    if close:
+        record.close()
     return run_dir
