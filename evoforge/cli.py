@@ -1,6 +1,8 @@
-"""The command line: init, run, resume, status, best, show, export and knowledge (typer + rich).
+"""The command line: init, run, resume, status, best, show, export and knowledge.
 
-User errors (EvoforgeError) are printed as one line and exit with status 2; `--debug` shows the traceback.
+User errors (EvoforgeError, bad option values) print one line and exit with status 2; anything else is an internal
+error (see evoforge/__main__.py, the entry point). Heavy modules (the loop, the LLM clients, numpy) are imported by
+the commands that need them, so `--help`, `status`, `best` and `show` start fast.
 """
 
 from __future__ import annotations
@@ -9,31 +11,24 @@ import json
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
-from rich.markup import escape
 
-from evoforge.cli_common import console, err_console
+from evoforge import __version__
+from evoforge.cli_common import Command, console, fail, new_app, settings_error
 from evoforge.cli_knowledge import app as knowledge_app
 from evoforge.errors import EvoforgeError
-from evoforge.settings import RunSettings
-from evoforge.views import (
-    ProgressObserver,
-    evaluation_detail,
-    render_best,
-    render_show,
-    render_status,
-    run_overview,
-    trial_dict,
-)
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+HELP = "evoforge: research as a closed loop (learn → design → experiment → analyze) over a program and its evaluator."
+app = new_app(HELP)
 app.add_typer(knowledge_app, name="knowledge")
 _state = {"debug": False}
 
-RunDirArg = Annotated[Path, typer.Argument(help="a run directory (holds record.db)")]
+RunDirArg = Annotated[Path, typer.Argument(metavar="RUN_DIR", help="a run directory (holds record.db)")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
+# RunSettings field → the option that sets it, for one-line messages about bad values
+OPTIONS = {"budget_wall_s": "--budget-wall", "budget_eval_s": "--budget-eval"}
 
 
 class ExportFormat(StrEnum):
@@ -41,27 +36,36 @@ class ExportFormat(StrEnum):
     csv = "csv"
 
 
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"evoforge {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def main(debug: Annotated[bool, typer.Option("--debug", help="show tracebacks")] = False) -> None:
+def main(
+    debug: Annotated[bool, typer.Option("--debug", help="show the whole traceback of an error")] = False,
+    version: Annotated[bool, typer.Option("--version", help="print the version and exit", is_eager=True,
+                                          callback=_version)] = False,
+) -> None:
     """evoforge: research as a closed loop (learn → design → experiment → analyze)."""
     _state["debug"] = debug
 
 
-def _fail(exc: Exception) -> None:
+def _fail(exc: Exception) -> NoReturn:
     if _state["debug"]:
         raise exc
-    err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
-    raise typer.Exit(2)
+    fail(exc)
 
 
-def _fail_os(exc: OSError) -> None:
+def _fail_os(exc: OSError) -> NoReturn:
     """A file the command must read or write is out of reach (read-only folder, full disk): one line naming it."""
     if exc.filename is None:
         raise exc
     _fail(EvoforgeError(f"{exc.filename}: {exc.strerror or exc}"))
 
 
-@app.command()
+@app.command(cls=Command)
 def init(directory: Annotated[Path, typer.Argument(help="folder to create")]) -> None:
     """Write a working example task to start from."""
     from evoforge.task.template import write_starter_task
@@ -73,7 +77,7 @@ def init(directory: Annotated[Path, typer.Argument(help="folder to create")]) ->
     console.print(f"wrote a starter task in {path}; try: evoforge run {path} --llm offline --trials 10")
 
 
-@app.command()
+@app.command(cls=Command)
 def run(
     task: Annotated[Path, typer.Argument(help="task folder (holds task.yaml)")],
     run_dir: Annotated[Path | None, typer.Option(help="where the record and trial folders go")] = None,
@@ -92,7 +96,11 @@ def run(
     budget_eval: Annotated[float | None, typer.Option(help="cap on evaluation seconds")] = None,
 ) -> None:
     """Start a run of TASK and go until the stopping rule (trials, target, budgets) holds."""
+    from pydantic import ValidationError
+
+    from evoforge.progress import ProgressObserver
     from evoforge.runs import run as start_run
+    from evoforge.settings import RunSettings
 
     try:
         settings = RunSettings(
@@ -101,15 +109,18 @@ def run(
             budget_usd=budget_usd, budget_tokens=budget_tokens, budget_wall_s=budget_wall, budget_eval_s=budget_eval,
             kb=kb,
         )
+    except ValidationError as exc:
+        _fail(EvoforgeError(settings_error(exc, OPTIONS)))
+    try:
         summary = start_run(task, run_dir=run_dir, settings=settings, observer=ProgressObserver(console))
-    except (EvoforgeError, ValueError) as exc:
+    except EvoforgeError as exc:
         _fail(exc)
     except OSError as exc:
         _fail_os(exc)
     _print_summary(summary)
 
 
-@app.command()
+@app.command(cls=Command)
 def resume(
     run_dir: RunDirArg,
     trials: Annotated[int | None, typer.Option(help="new trial limit (default: the run's own)")] = None,
@@ -117,6 +128,9 @@ def resume(
     concurrency: Annotated[int | None, typer.Option(help="evaluations in flight at once")] = None,
 ) -> None:
     """Continue a run: re-run trials left in flight, then go on to the stopping rule."""
+    from pydantic import ValidationError
+
+    from evoforge.progress import ProgressObserver
     from evoforge.runs import resume as resume_run
 
     try:
@@ -124,7 +138,9 @@ def resume(
             run_dir, trials=trials, target_score=target_score, concurrency=concurrency,
             observer=ProgressObserver(console),
         )
-    except (EvoforgeError, ValueError) as exc:
+    except ValidationError as exc:
+        _fail(EvoforgeError(settings_error(exc, OPTIONS)))
+    except EvoforgeError as exc:
         _fail(exc)
     except OSError as exc:
         _fail_os(exc)
@@ -141,9 +157,12 @@ def _print_summary(summary: Any) -> None:
         raise typer.Exit(130)
 
 
-@app.command()
+@app.command(cls=Command)
 def status(run_dir: RunDirArg, as_json: JsonOpt = False) -> None:
     """Counts per status, best score, time spent."""
+    from evoforge.render import render_status
+    from evoforge.views import run_overview
+
     try:
         overview = run_overview(run_dir)
     except EvoforgeError as exc:
@@ -154,7 +173,7 @@ def status(run_dir: RunDirArg, as_json: JsonOpt = False) -> None:
         render_status(console, overview)
 
 
-@app.command()
+@app.command(cls=Command)
 def best(
     run_dir: RunDirArg,
     code: Annotated[bool, typer.Option("--code", help="print the best program")] = False,
@@ -162,6 +181,8 @@ def best(
 ) -> None:
     """The best trial of the run."""
     from evoforge.memory.record import Record
+    from evoforge.render import render_best
+    from evoforge.views import trial_dict
 
     try:
         record = Record.for_run_dir(run_dir, read_only=True)
@@ -180,7 +201,7 @@ def best(
         render_best(console, trial)
 
 
-@app.command()
+@app.command(cls=Command)
 def show(
     run_dir: RunDirArg,
     trial: Annotated[int, typer.Argument(help="trial id")],
@@ -188,6 +209,8 @@ def show(
 ) -> None:
     """One trial in full: hypothesis, outcome, digest, diff, LLM calls."""
     from evoforge.memory.record import Record
+    from evoforge.render import render_show
+    from evoforge.views import evaluation_detail, trial_dict
 
     try:
         record = Record.for_run_dir(run_dir, read_only=True)
@@ -212,7 +235,7 @@ def show(
         render_show(console, data)
 
 
-@app.command()
+@app.command(cls=Command)
 def export(
     run_dir: RunDirArg,
     fmt: Annotated[ExportFormat, typer.Option("--format", help="jsonl or csv")] = ExportFormat.jsonl,
@@ -240,4 +263,6 @@ def _direction(record: Any) -> Any:
 
 
 if __name__ == "__main__":
-    app()
+    from evoforge.__main__ import main as entry_point
+
+    sys.exit(entry_point())

@@ -1,6 +1,7 @@
-"""`evoforge knowledge`: add files to a cognition base, search it, list, show and export its items (typer + rich).
+"""`evoforge knowledge`: add files to a cognition base, search it, list, show and export its items.
 
 The base is `--kb PATH_OR_URL` or the EVOFORGE_KB environment variable; user errors print one line, exit status 2.
+The cognition base (and its embeddings) is imported when a command runs, not for `--help`.
 """
 
 from __future__ import annotations
@@ -10,17 +11,19 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from evoforge.cli_common import console, err_console
+from evoforge.cli_common import Command, console, err_console, new_app
 from evoforge.errors import EvoforgeError
-from evoforge.memory.cognition import KINDS, CognitionBase, KnowledgeError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+if TYPE_CHECKING:
+    from evoforge.memory.cognition import CognitionBase
+
+app = new_app("Add files to a knowledge base (the cognition base), search it, list, show and export its items.")
 
 KbOpt = Annotated[
     str | None, typer.Option("--kb", envvar="EVOFORGE_KB", help="knowledge base: SQLite path or SQLAlchemy URL")
@@ -51,6 +54,8 @@ def _existing_file(kb: str) -> Path | None:
 @contextmanager
 def _base(kb: str | None, *, create: bool = False) -> Iterator[CognitionBase]:
     """The base at `kb`; only `create` (knowledge add) may make a new one: a mistyped path is an error."""
+    from evoforge.memory.cognition import CognitionBase, KnowledgeError
+
     if not kb:
         _fail(KnowledgeError("no knowledge base given: pass --kb PATH (or a database URL) or set EVOFORGE_KB"))
     path = None if create else _existing_file(kb)
@@ -69,7 +74,7 @@ def _base(kb: str | None, *, create: bool = False) -> Iterator[CognitionBase]:
         base.close()
 
 
-@app.command()
+@app.command(cls=Command)
 def add(paths: Annotated[list[Path], typer.Argument(help="Markdown, .txt or .jsonl files, or folders")],
         kb: KbOpt = None) -> None:
     """Import files into the base, all or nothing (a bad file names its line and nothing is stored)."""
@@ -81,7 +86,7 @@ def add(paths: Annotated[list[Path], typer.Argument(help="Markdown, .txt or .jso
                       f"retrieval: {base.mode}")
 
 
-@app.command()
+@app.command(cls=Command)
 def search(query: Annotated[str, typer.Argument(help="what to look for, in plain words")], kb: KbOpt = None,
            k: Annotated[int, typer.Option("-k", help="how many items")] = 5,
            kind: Annotated[list[str] | None, typer.Option(help="only these kinds (repeatable)")] = None,
@@ -103,12 +108,14 @@ def search(query: Annotated[str, typer.Argument(help="what to look for, in plain
 
 
 def _check_kinds(kinds: list[str]) -> None:
+    from evoforge.memory.cognition import KINDS, KnowledgeError
+
     bad = [k for k in kinds if k not in KINDS]
     if bad:
         _fail(KnowledgeError(f"unknown kind {bad[0]!r}: use one of {', '.join(KINDS)}"))
 
 
-@app.command("list")
+@app.command("list", cls=Command)
 def list_items(kb: KbOpt = None, kind: Annotated[str | None, typer.Option(help="only this kind")] = None,
                limit: Annotated[int | None, typer.Option(help="at most this many")] = None,
                as_json: JsonOpt = False) -> None:
@@ -126,7 +133,7 @@ def list_items(kb: KbOpt = None, kind: Annotated[str | None, typer.Option(help="
         console.print(table if items else "the knowledge base is empty")
 
 
-@app.command()
+@app.command(cls=Command)
 def show(item_id: Annotated[int, typer.Argument(help="item id (see `knowledge list`)")], kb: KbOpt = None,
          as_json: JsonOpt = False) -> None:
     """One item in full."""
@@ -145,7 +152,7 @@ def show(item_id: Annotated[int, typer.Argument(help="item id (see `knowledge li
         console.print(item.content, highlight=False, markup=False)
 
 
-@app.command()
+@app.command(cls=Command)
 def export(kb: KbOpt = None, fmt: Annotated[ExportFormat, typer.Option("--format")] = ExportFormat.jsonl,
            output: Annotated[Path | None, typer.Option("--output", "-o", help="file (default: stdout)")] = None
            ) -> None:
@@ -159,6 +166,8 @@ def export(kb: KbOpt = None, fmt: Annotated[ExportFormat, typer.Option("--format
     try:
         output.write_text(body, encoding="utf-8")
     except OSError as exc:
+        from evoforge.memory.cognition import KnowledgeError
+
         _fail(KnowledgeError(f"cannot write {output}: {exc.strerror}"))
     console.print(f"wrote {len(rows)} items to {output}")
 
