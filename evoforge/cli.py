@@ -179,26 +179,22 @@ def best(
     code: Annotated[bool, typer.Option("--code", help="print the best program")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """The best trial of the run."""
-    from evoforge.memory.record import Record
+    """The best trial of the run, the seed's score and the gain over it."""
     from evoforge.render import render_best
-    from evoforge.views import trial_dict
+    from evoforge.views import best_view, trial_dict
 
     try:
-        record = Record.for_run_dir(run_dir, read_only=True)
-        direction = _direction(record)
-        trial = record.best(direction)
-        record.close()
+        trial, seed = best_view(run_dir)
     except EvoforgeError as exc:
         _fail(exc)
     if trial is None:
         _fail(EvoforgeError(f"{run_dir}: no trial has a valid score yet"))
     if as_json:
-        print(json.dumps(trial_dict(trial, with_code=True), indent=2, default=str))
+        print(json.dumps({**trial_dict(trial, with_code=True), **seed}, indent=2, default=str))
     elif code:
         sys.stdout.write(trial.code if trial.code.endswith("\n") else trial.code + "\n")
     else:
-        render_best(console, trial)
+        render_best(console, trial, seed)
 
 
 @app.command(cls=Command)
@@ -207,28 +203,14 @@ def show(
     trial: Annotated[int, typer.Argument(help="trial id")],
     as_json: JsonOpt = False,
 ) -> None:
-    """One trial in full: hypothesis, outcome, digest, diff, LLM calls."""
-    from evoforge.memory.record import Record
+    """One trial in full: hypothesis, outcome, digest, analysis, diff, LLM calls."""
     from evoforge.render import render_show
-    from evoforge.views import evaluation_detail, trial_dict
+    from evoforge.views import show_view
 
     try:
-        record = Record.for_run_dir(run_dir, read_only=True)
-        found = record.trial(trial)
-        calls = record.llm_calls(trial)
-        analyses = record.analyses(trial)
-        detail = evaluation_detail(record, trial)
-        record.close()
+        data = show_view(run_dir, trial)
     except EvoforgeError as exc:
         _fail(exc)
-    data = trial_dict(found, with_code=True)
-    data.update(detail)
-    data["llm_calls"] = [
-        {"role": c.role, "model": c.model, "tokens_in": c.tokens_in, "tokens_out": c.tokens_out,
-         "latency_s": c.latency_s, "error": c.error}
-        for c in calls
-    ]
-    data["analyses"] = [{"kind": a.kind, "text": a.text} for a in analyses]
     if as_json:
         print(json.dumps(data, indent=2, default=str))
     else:
@@ -253,13 +235,6 @@ def export(
                 out.close()
     except EvoforgeError as exc:
         _fail(exc)
-
-
-def _direction(record: Any) -> Any:
-    from evoforge.models import Direction
-
-    cfg = record.run_info().config.get("task_config", {})
-    return Direction(cfg.get("objective", {}).get("direction", "maximize"))
 
 
 if __name__ == "__main__":

@@ -62,12 +62,60 @@ def evaluation_detail(record: Record, trial_id: int) -> dict[str, Any]:
     }
 
 
+def seed_and_gain(seed: Trial | None, best: Trial | None, direction: Direction) -> dict[str, Any]:
+    """The seed's score (trial 1, the task's own program) and how far the best trial is past it: `gain` is positive
+    when the best is better, in the task's direction; `gain_pct` is relative to the seed's magnitude."""
+    seed_score = seed.score if seed is not None and seed.scored and not seed.parent_ids else None
+    gain = gain_pct = None
+    if seed_score is not None and best is not None and best.score is not None:
+        gain = best.score - seed_score if direction is Direction.MAXIMIZE else seed_score - best.score
+        gain_pct = 100.0 * gain / abs(seed_score) if seed_score != 0 else None
+    return {"seed_score": seed_score, "seed_trial": seed.id if seed_score is not None else None, "gain": gain,
+            "gain_pct": gain_pct}
+
+
+def best_view(run_dir: Path) -> tuple[Trial | None, dict[str, Any]]:
+    """The run's best trial, with the seed's score and the gain over it (see seed_and_gain)."""
+    record = Record.for_run_dir(run_dir, read_only=True)
+    try:
+        direction = run_direction(record)
+        best = record.best(direction)
+        first = record.trials(limit=1)
+    finally:
+        record.close()
+    return best, seed_and_gain(first[0] if first else None, best, direction)
+
+
+def show_view(run_dir: Path, trial_id: int) -> dict[str, Any]:
+    """One trial in full, as `show --json` prints it: the trial, its evaluation detail, LLM calls and analyses
+    (an analysis that failed carries its `error`)."""
+    record = Record.for_run_dir(run_dir, read_only=True)
+    try:
+        data = trial_dict(record.trial(trial_id), with_code=True)
+        data.update(evaluation_detail(record, trial_id))
+        data["llm_calls"] = [
+            {"role": c.role, "model": c.model, "tokens_in": c.tokens_in, "tokens_out": c.tokens_out,
+             "latency_s": c.latency_s, "cost_usd": c.cost_usd, "retries": c.retries, "error": c.error}
+            for c in record.llm_calls(trial_id)
+        ]
+        data["analyses"] = [{"kind": a.kind, "text": a.text, "error": a.data.get("error"),
+                             "source": a.data.get("source")} for a in record.analyses(trial_id)]
+    finally:
+        record.close()
+    return data
+
+
+def run_direction(record: Record) -> Direction:
+    cfg = record.run_info().config.get("task_config", {})
+    return Direction(cfg.get("objective", {}).get("direction", "maximize"))
+
+
 def run_overview(run_dir: Path) -> dict[str, Any]:
     """Counts per status (each under its own name), best score and trial, time and LLM usage of a run."""
     record = Record.for_run_dir(run_dir, read_only=True)
     try:
         info = record.run_info()
-        direction = Direction(info.config.get("task_config", {}).get("objective", {}).get("direction", "maximize"))
+        direction = run_direction(record)
         counts = record.counts()
         best = record.best(direction)
         trials = record.trials()
@@ -81,6 +129,7 @@ def run_overview(run_dir: Path) -> dict[str, Any]:
         total=sum(counts.values()),
         best_score=best.score if best else None,
         best_trial=best.id if best else None,
+        **seed_and_gain(trials[0] if trials else None, best, direction),
         task=info.task_name,
         direction=direction.value,
         stopping=info.stopping,
