@@ -53,13 +53,16 @@ KILLED_WRITER = textwrap.dedent("""\
 """)
 
 
-@pytest.fixture(params=["closed", "killed"])
+@pytest.fixture(params=["closed", "read before", "killed"])
 def archived_run(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
     run_dir = tmp_path / "run"
-    if request.param == "closed":
+    if request.param in ("closed", "read before"):
         make_record(run_dir)
         for leftover in run_dir.glob("record.db-*"):
             leftover.unlink()  # a run that ended cleanly leaves record.db alone
+        if request.param == "read before":  # a reader's -shm and empty -wal stay behind
+            subprocess.run([*CLI, "status", str(run_dir)], check=True, capture_output=True, timeout=120)
+            assert (run_dir / "record.db-shm").exists()
     else:
         code = KILLED_WRITER.format(tests=str(REPO / "tests"), run_dir=str(run_dir))
         subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

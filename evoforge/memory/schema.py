@@ -53,14 +53,12 @@ def read_only_uri(path: Path) -> str:
 
     A WAL database normally needs its `-shm` file created next to it, even to read. In a folder that can be
     written, `mode=ro` is enough (and sees what a live run commits). In one that cannot (an archived run, a
-    read-only mount): with a `-wal` file left behind (a run that was killed), `mode=ro` reads it through the
-    existing `-shm`; with none, nothing can change the file, so it is opened as `immutable`."""
-    folder = path.parent
+    read-only mount, another user's run): where a `-shm` file exists (a writer is live, or was killed and left its
+    `-wal`), `mode=ro` reads through it; where none does, no writer has the file open and none can make one, so it
+    is opened as `immutable` (the only way SQLite reads such a file)."""
     params = "mode=ro"
-    if not os.access(folder, os.W_OK):
-        wal, shm = Path(f"{path}-wal"), Path(f"{path}-shm")
-        if not (wal.exists() and wal.stat().st_size > 0 and shm.exists()):
-            params = "immutable=1"
+    if not os.access(path.parent, os.W_OK) and not Path(f"{path}-shm").exists():
+        params = "immutable=1"
     return f"sqlite:///file:{quote(str(path))}?{params}&uri=true"
 
 
