@@ -95,7 +95,9 @@ def run(
     budget_wall: Annotated[float | None, typer.Option(help="cap on wall-clock seconds")] = None,
     budget_eval: Annotated[float | None, typer.Option(help="cap on evaluation seconds")] = None,
 ) -> None:
-    """Start a run of TASK and go until the stopping rule (trials, target, budgets) holds."""
+    """Start a run of a task.
+
+    It goes on until the stopping rule (trials, target score, budgets) holds."""
     from pydantic import ValidationError
 
     from evoforge.progress import ProgressObserver
@@ -127,7 +129,9 @@ def resume(
     target_score: Annotated[float | None, typer.Option(help="new target score")] = None,
     concurrency: Annotated[int | None, typer.Option(help="evaluations in flight at once")] = None,
 ) -> None:
-    """Continue a run: re-run trials left in flight, then go on to the stopping rule."""
+    """Continue a run (after Ctrl-C or a crash too).
+
+    Trials left in flight are evaluated again, then the run goes on to its stopping rule."""
     from pydantic import ValidationError
 
     from evoforge.progress import ProgressObserver
@@ -179,7 +183,7 @@ def best(
     code: Annotated[bool, typer.Option("--code", help="print the best program")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """The best trial of the run, the seed's score and the gain over it."""
+    """The best trial and its gain over the seed."""
     from evoforge.render import render_best
     from evoforge.views import best_view, trial_dict
 
@@ -203,7 +207,9 @@ def show(
     trial: Annotated[int, typer.Argument(help="trial id")],
     as_json: JsonOpt = False,
 ) -> None:
-    """One trial in full: hypothesis, outcome, digest, analysis, diff, LLM calls."""
+    """One trial in full.
+
+    Hypothesis, outcome, metrics, digest, analysis, stages and gates, diff vs parent, LLM calls."""
     from evoforge.render import render_show
     from evoforge.views import show_view
 

@@ -6,6 +6,7 @@ Kept light on purpose (typer, rich and the errors module only): `evoforge --help
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from typing import Any, NoReturn
 
@@ -101,6 +102,8 @@ class Group(TyperGroup):
 
 
 def new_app(help_text: str) -> typer.Typer:
-    """A typer app with evoforge's conventions; its commands pass `cls=Command`."""
+    """A typer app with evoforge's conventions; its commands pass `cls=Command`. Help and usage errors are drawn
+    in rich boxes on a terminal, and as plain unwrapped lines (click's) when piped."""
+    on_terminal = sys.stdout.isatty() and sys.stderr.isatty()
     return typer.Typer(add_completion=False, no_args_is_help=True, help=help_text, cls=Group,
-                       pretty_exceptions_enable=False, rich_markup_mode="rich")
+                       pretty_exceptions_enable=False, rich_markup_mode="rich" if on_terminal else None)

@@ -23,7 +23,8 @@ from evoforge.errors import EvoforgeError
 if TYPE_CHECKING:
     from evoforge.memory.cognition import CognitionBase
 
-app = new_app("Add files to a knowledge base (the cognition base), search it, list, show and export its items.")
+app = new_app("Add to, search and list a knowledge base.\n\nAdd files to a knowledge base (the cognition base), "
+              "search it, list, show and export its items.")
 
 KbOpt = Annotated[
     str | None, typer.Option("--kb", envvar="EVOFORGE_KB", help="knowledge base: SQLite path or SQLAlchemy URL")

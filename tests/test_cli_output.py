@@ -40,3 +40,10 @@ def test_piped_status_rows_are_not_wrapped(run_dir: Path) -> None:
     table = evoforge("status", str(run_dir)).stdout
     row = next(line for line in table.splitlines() if "model fake-model" in line)
     assert "improved on their parent" in row  # one row, one line
+
+
+def test_piped_usage_errors_are_plain_whole_lines() -> None:
+    option = "--an-option-whose-name-is-much-longer-than-eighty-columns-" + "x" * 40
+    done = evoforge("status", option, code=2)
+    assert f"Error: No such option: {option}" in done.stderr.splitlines()
+    assert "╭" not in done.stderr
