@@ -28,9 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return _interrupted()
     except Exception as exc:  # the last line of defence: anything unexpected is a bug to report
-        from evoforge.cli_common import Interrupted
-
-        if isinstance(exc, Interrupted):
+        common = sys.modules.get("evoforge.cli_common")  # not imported again: that may be what failed
+        if common is not None and isinstance(exc, common.Interrupted):
             return _interrupted()
         if "--debug" in args:
             raise
