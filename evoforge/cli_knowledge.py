@@ -14,10 +14,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
-from evoforge.cli_common import Command, console, err_console, new_app
+from evoforge.cli_common import Command, console, fail, new_app
 from evoforge.errors import EvoforgeError
 
 if TYPE_CHECKING:
@@ -38,8 +37,7 @@ class ExportFormat(StrEnum):
 
 
 def _fail(exc: Exception) -> NoReturn:
-    err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
-    raise typer.Exit(2)
+    fail(exc)
 
 
 def _existing_file(kb: str) -> Path | None:
