@@ -1,6 +1,8 @@
-"""The command line: init, run, resume, status, best, show, export and knowledge (typer + rich).
+"""The command line: init, run, resume, status, best, show, export and knowledge.
 
-User errors (EvoforgeError) are printed as one line and exit with status 2; `--debug` shows the traceback.
+User errors (EvoforgeError, bad option values) print one line and exit with status 2; anything else is an internal
+error (see evoforge/__main__.py, the entry point). Heavy modules (the loop, the LLM clients, numpy) are imported by
+the commands that need them, so `--help`, `status`, `best` and `show` start fast.
 """
 
 from __future__ import annotations
@@ -9,32 +11,24 @@ import json
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
-from rich.console import Console
 
+from evoforge import __version__
+from evoforge.cli_common import Command, console, fail, new_app, settings_error
 from evoforge.cli_knowledge import app as knowledge_app
 from evoforge.errors import EvoforgeError
-from evoforge.settings import RunSettings
-from evoforge.views import (
-    ProgressObserver,
-    evaluation_detail,
-    render_best,
-    render_show,
-    render_status,
-    run_overview,
-    trial_dict,
-)
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+HELP = "evoforge: research as a closed loop (learn → design → experiment → analyze) over a program and its evaluator."
+app = new_app(HELP)
 app.add_typer(knowledge_app, name="knowledge")
-console = Console()
-err_console = Console(stderr=True)
 _state = {"debug": False}
 
-RunDirArg = Annotated[Path, typer.Argument(help="a run directory (holds record.db)")]
+RunDirArg = Annotated[Path, typer.Argument(metavar="RUN_DIR", help="a run directory (holds record.db)")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
+# RunSettings field → the option that sets it, for one-line messages about bad values
+OPTIONS = {"budget_wall_s": "--budget-wall", "budget_eval_s": "--budget-eval"}
 
 
 class ExportFormat(StrEnum):
@@ -42,20 +36,36 @@ class ExportFormat(StrEnum):
     csv = "csv"
 
 
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"evoforge {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def main(debug: Annotated[bool, typer.Option("--debug", help="show tracebacks")] = False) -> None:
+def main(
+    debug: Annotated[bool, typer.Option("--debug", help="show the whole traceback of an error")] = False,
+    version: Annotated[bool, typer.Option("--version", help="print the version and exit", is_eager=True,
+                                          callback=_version)] = False,
+) -> None:
     """evoforge: research as a closed loop (learn → design → experiment → analyze)."""
     _state["debug"] = debug
 
 
-def _fail(exc: Exception) -> None:
+def _fail(exc: Exception) -> NoReturn:
     if _state["debug"]:
         raise exc
-    err_console.print(f"[red]error:[/red] {exc}", highlight=False, markup=True)
-    raise typer.Exit(2)
+    fail(exc)
 
 
-@app.command()
+def _fail_os(exc: OSError) -> NoReturn:
+    """A file the command must read or write is out of reach (read-only folder, full disk): one line naming it."""
+    if exc.filename is None:
+        raise exc
+    _fail(EvoforgeError(f"{exc.filename}: {exc.strerror or exc}"))
+
+
+@app.command(cls=Command)
 def init(directory: Annotated[Path, typer.Argument(help="folder to create")]) -> None:
     """Write a working example task to start from."""
     from evoforge.task.template import write_starter_task
@@ -67,7 +77,7 @@ def init(directory: Annotated[Path, typer.Argument(help="folder to create")]) ->
     console.print(f"wrote a starter task in {path}; try: evoforge run {path} --llm offline --trials 10")
 
 
-@app.command()
+@app.command(cls=Command)
 def run(
     task: Annotated[Path, typer.Argument(help="task folder (holds task.yaml)")],
     run_dir: Annotated[Path | None, typer.Option(help="where the record and trial folders go")] = None,
@@ -85,8 +95,14 @@ def run(
     budget_wall: Annotated[float | None, typer.Option(help="cap on wall-clock seconds")] = None,
     budget_eval: Annotated[float | None, typer.Option(help="cap on evaluation seconds")] = None,
 ) -> None:
-    """Start a run of TASK and go until the stopping rule (trials, target, budgets) holds."""
+    """Start a run of a task.
+
+    It goes on until the stopping rule (trials, target score, budgets) holds."""
+    from pydantic import ValidationError
+
+    from evoforge.progress import ProgressObserver
     from evoforge.runs import run as start_run
+    from evoforge.settings import RunSettings
 
     try:
         settings = RunSettings(
@@ -95,20 +111,30 @@ def run(
             budget_usd=budget_usd, budget_tokens=budget_tokens, budget_wall_s=budget_wall, budget_eval_s=budget_eval,
             kb=kb,
         )
+    except ValidationError as exc:
+        _fail(EvoforgeError(settings_error(exc, OPTIONS)))
+    try:
         summary = start_run(task, run_dir=run_dir, settings=settings, observer=ProgressObserver(console))
-    except (EvoforgeError, ValueError) as exc:
+    except EvoforgeError as exc:
         _fail(exc)
+    except OSError as exc:
+        _fail_os(exc)
     _print_summary(summary)
 
 
-@app.command()
+@app.command(cls=Command)
 def resume(
     run_dir: RunDirArg,
     trials: Annotated[int | None, typer.Option(help="new trial limit (default: the run's own)")] = None,
     target_score: Annotated[float | None, typer.Option(help="new target score")] = None,
     concurrency: Annotated[int | None, typer.Option(help="evaluations in flight at once")] = None,
 ) -> None:
-    """Continue a run: re-run trials left in flight, then go on to the stopping rule."""
+    """Continue a run (after Ctrl-C or a crash too).
+
+    Trials left in flight are evaluated again, then the run goes on to its stopping rule."""
+    from pydantic import ValidationError
+
+    from evoforge.progress import ProgressObserver
     from evoforge.runs import resume as resume_run
 
     try:
@@ -116,8 +142,12 @@ def resume(
             run_dir, trials=trials, target_score=target_score, concurrency=concurrency,
             observer=ProgressObserver(console),
         )
-    except (EvoforgeError, ValueError) as exc:
+    except ValidationError as exc:
+        _fail(EvoforgeError(settings_error(exc, OPTIONS)))
+    except EvoforgeError as exc:
         _fail(exc)
+    except OSError as exc:
+        _fail_os(exc)
     _print_summary(summary)
 
 
@@ -131,9 +161,12 @@ def _print_summary(summary: Any) -> None:
         raise typer.Exit(130)
 
 
-@app.command()
+@app.command(cls=Command)
 def status(run_dir: RunDirArg, as_json: JsonOpt = False) -> None:
     """Counts per status, best score, time spent."""
+    from evoforge.render import render_status
+    from evoforge.views import run_overview
+
     try:
         overview = run_overview(run_dir)
     except EvoforgeError as exc:
@@ -144,65 +177,53 @@ def status(run_dir: RunDirArg, as_json: JsonOpt = False) -> None:
         render_status(console, overview)
 
 
-@app.command()
+@app.command(cls=Command)
 def best(
     run_dir: RunDirArg,
     code: Annotated[bool, typer.Option("--code", help="print the best program")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """The best trial of the run."""
-    from evoforge.memory.record import Record
+    """The best trial and its gain over the seed."""
+    from evoforge.render import render_best
+    from evoforge.views import best_view, trial_dict
 
     try:
-        record = Record.for_run_dir(run_dir)
-        direction = _direction(record)
-        trial = record.best(direction)
-        record.close()
+        trial, seed = best_view(run_dir)
     except EvoforgeError as exc:
         _fail(exc)
     if trial is None:
         _fail(EvoforgeError(f"{run_dir}: no trial has a valid score yet"))
     if as_json:
-        print(json.dumps(trial_dict(trial, with_code=True), indent=2, default=str))
+        print(json.dumps({**trial_dict(trial, with_code=True), **seed}, indent=2, default=str))
     elif code:
         sys.stdout.write(trial.code if trial.code.endswith("\n") else trial.code + "\n")
     else:
-        render_best(console, trial)
+        render_best(console, trial, seed)
 
 
-@app.command()
+@app.command(cls=Command)
 def show(
     run_dir: RunDirArg,
     trial: Annotated[int, typer.Argument(help="trial id")],
     as_json: JsonOpt = False,
 ) -> None:
-    """One trial in full: hypothesis, outcome, digest, diff, LLM calls."""
-    from evoforge.memory.record import Record
+    """One trial in full.
+
+    Hypothesis, outcome, metrics, digest, analysis, stages and gates, diff vs parent, LLM calls."""
+    from evoforge.render import render_show
+    from evoforge.views import show_view
 
     try:
-        record = Record.for_run_dir(run_dir)
-        found = record.trial(trial)
-        calls = record.llm_calls(trial)
-        analyses = record.analyses(trial)
-        detail = evaluation_detail(record, trial)
-        record.close()
+        data = show_view(run_dir, trial)
     except EvoforgeError as exc:
         _fail(exc)
-    data = trial_dict(found, with_code=True)
-    data.update(detail)
-    data["llm_calls"] = [
-        {"role": c.role, "model": c.model, "tokens_in": c.tokens_in, "tokens_out": c.tokens_out,
-         "latency_s": c.latency_s, "error": c.error}
-        for c in calls
-    ]
-    data["analyses"] = [{"kind": a.kind, "text": a.text} for a in analyses]
     if as_json:
         print(json.dumps(data, indent=2, default=str))
     else:
         render_show(console, data)
 
 
-@app.command()
+@app.command(cls=Command)
 def export(
     run_dir: RunDirArg,
     fmt: Annotated[ExportFormat, typer.Option("--format", help="jsonl or csv")] = ExportFormat.jsonl,
@@ -222,12 +243,7 @@ def export(
         _fail(exc)
 
 
-def _direction(record: Any) -> Any:
-    from evoforge.models import Direction
-
-    cfg = record.run_info().config.get("task_config", {})
-    return Direction(cfg.get("objective", {}).get("direction", "maximize"))
-
-
 if __name__ == "__main__":
-    app()
+    from evoforge.__main__ import main as entry_point
+
+    sys.exit(entry_point())

@@ -1,6 +1,7 @@
-"""`evoforge knowledge`: add files to a cognition base, search it, list, show and export its items (typer + rich).
+"""`evoforge knowledge`: add files to a cognition base, search it, list, show and export its items.
 
 The base is `--kb PATH_OR_URL` or the EVOFORGE_KB environment variable; user errors print one line, exit status 2.
+The cognition base (and its embeddings) is imported when a command runs, not for `--help`.
 """
 
 from __future__ import annotations
@@ -10,18 +11,19 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from evoforge.cli_common import Command, console, fail, new_app
 from evoforge.errors import EvoforgeError
-from evoforge.memory.cognition import KINDS, CognitionBase, KnowledgeError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
-console = Console()
-err_console = Console(stderr=True)
+if TYPE_CHECKING:
+    from evoforge.memory.cognition import CognitionBase
+
+app = new_app("Add to, search and list a knowledge base.\n\nAdd files to a knowledge base (the cognition base), "
+              "search it, list, show and export its items.")
 
 KbOpt = Annotated[
     str | None, typer.Option("--kb", envvar="EVOFORGE_KB", help="knowledge base: SQLite path or SQLAlchemy URL")
@@ -35,14 +37,30 @@ class ExportFormat(StrEnum):
 
 
 def _fail(exc: Exception) -> NoReturn:
-    err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
-    raise typer.Exit(2)
+    fail(exc)
+
+
+def _existing_file(kb: str) -> Path | None:
+    """The SQLite file `kb` names (a plain path or a sqlite:/// URL), or None for other databases and memory."""
+    if "://" not in kb:
+        return Path(kb).expanduser()
+    if kb.startswith("sqlite:///"):
+        database = kb.removeprefix("sqlite:///").split("?", 1)[0]
+        return Path(database).expanduser() if database not in ("", ":memory:") else None
+    return None
 
 
 @contextmanager
-def _base(kb: str | None) -> Iterator[CognitionBase]:
+def _base(kb: str | None, *, create: bool = False) -> Iterator[CognitionBase]:
+    """The base at `kb`; only `create` (knowledge add) may make a new one: a mistyped path is an error."""
+    from evoforge.memory.cognition import CognitionBase, KnowledgeError
+
     if not kb:
         _fail(KnowledgeError("no knowledge base given: pass --kb PATH (or a database URL) or set EVOFORGE_KB"))
+    path = None if create else _existing_file(kb)
+    if path is not None and not path.is_file():
+        _fail(KnowledgeError(f"no knowledge base at {path}: check the path (`evoforge knowledge add FILES --kb "
+                             "PATH` creates one)"))
     try:
         base = CognitionBase.open(kb)
     except EvoforgeError as exc:
@@ -55,11 +73,11 @@ def _base(kb: str | None) -> Iterator[CognitionBase]:
         base.close()
 
 
-@app.command()
+@app.command(cls=Command)
 def add(paths: Annotated[list[Path], typer.Argument(help="Markdown, .txt or .jsonl files, or folders")],
         kb: KbOpt = None) -> None:
     """Import files into the base, all or nothing (a bad file names its line and nothing is stored)."""
-    with _base(kb) as base:
+    with _base(kb, create=True) as base:
         before = base.count()
         ids = base.import_paths(paths)
         new = base.count() - before
@@ -67,7 +85,7 @@ def add(paths: Annotated[list[Path], typer.Argument(help="Markdown, .txt or .jso
                       f"retrieval: {base.mode}")
 
 
-@app.command()
+@app.command(cls=Command)
 def search(query: Annotated[str, typer.Argument(help="what to look for, in plain words")], kb: KbOpt = None,
            k: Annotated[int, typer.Option("-k", help="how many items")] = 5,
            kind: Annotated[list[str] | None, typer.Option(help="only these kinds (repeatable)")] = None,
@@ -89,12 +107,14 @@ def search(query: Annotated[str, typer.Argument(help="what to look for, in plain
 
 
 def _check_kinds(kinds: list[str]) -> None:
+    from evoforge.memory.cognition import KINDS, KnowledgeError
+
     bad = [k for k in kinds if k not in KINDS]
     if bad:
         _fail(KnowledgeError(f"unknown kind {bad[0]!r}: use one of {', '.join(KINDS)}"))
 
 
-@app.command("list")
+@app.command("list", cls=Command)
 def list_items(kb: KbOpt = None, kind: Annotated[str | None, typer.Option(help="only this kind")] = None,
                limit: Annotated[int | None, typer.Option(help="at most this many")] = None,
                as_json: JsonOpt = False) -> None:
@@ -112,7 +132,7 @@ def list_items(kb: KbOpt = None, kind: Annotated[str | None, typer.Option(help="
         console.print(table if items else "the knowledge base is empty")
 
 
-@app.command()
+@app.command(cls=Command)
 def show(item_id: Annotated[int, typer.Argument(help="item id (see `knowledge list`)")], kb: KbOpt = None,
          as_json: JsonOpt = False) -> None:
     """One item in full."""
@@ -131,7 +151,7 @@ def show(item_id: Annotated[int, typer.Argument(help="item id (see `knowledge li
         console.print(item.content, highlight=False, markup=False)
 
 
-@app.command()
+@app.command(cls=Command)
 def export(kb: KbOpt = None, fmt: Annotated[ExportFormat, typer.Option("--format")] = ExportFormat.jsonl,
            output: Annotated[Path | None, typer.Option("--output", "-o", help="file (default: stdout)")] = None
            ) -> None:
@@ -145,6 +165,8 @@ def export(kb: KbOpt = None, fmt: Annotated[ExportFormat, typer.Option("--format
     try:
         output.write_text(body, encoding="utf-8")
     except OSError as exc:
+        from evoforge.memory.cognition import KnowledgeError
+
         _fail(KnowledgeError(f"cannot write {output}: {exc.strerror}"))
     console.print(f"wrote {len(rows)} items to {output}")
 

@@ -1,21 +1,14 @@
-"""What the CLI shows: the run overview, trial views and the live progress bar (rich), read from the record."""
+"""What the reading commands tell, as plain data read from the record: a trial, its evaluation detail and the run
+overview (`status`). evoforge/render.py draws them; `--json` prints them as they are."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-from rich.panel import Panel
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.syntax import Syntax
-from rich.table import Table
-
-from evoforge.loop import Observer
 from evoforge.memory.record import Record
 from evoforge.models import Direction, Trial, TrialStatus
-from evoforge.settings import RunSettings
+from evoforge.run_lock import lock_holder
 
 
 def trial_dict(trial: Trial, *, with_code: bool = False) -> dict[str, Any]:
@@ -69,12 +62,60 @@ def evaluation_detail(record: Record, trial_id: int) -> dict[str, Any]:
     }
 
 
+def seed_and_gain(seed: Trial | None, best: Trial | None, direction: Direction) -> dict[str, Any]:
+    """The seed's score (trial 1, the task's own program) and how far the best trial is past it: `gain` is positive
+    when the best is better, in the task's direction; `gain_pct` is relative to the seed's magnitude."""
+    seed_score = seed.score if seed is not None and seed.scored and not seed.parent_ids else None
+    gain = gain_pct = None
+    if seed_score is not None and best is not None and best.score is not None:
+        gain = best.score - seed_score if direction is Direction.MAXIMIZE else seed_score - best.score
+        gain_pct = 100.0 * gain / abs(seed_score) if seed_score != 0 else None
+    return {"seed_score": seed_score, "seed_trial": seed.id if seed_score is not None else None, "gain": gain,
+            "gain_pct": gain_pct}
+
+
+def best_view(run_dir: Path) -> tuple[Trial | None, dict[str, Any]]:
+    """The run's best trial, with the seed's score and the gain over it (see seed_and_gain)."""
+    record = Record.for_run_dir(run_dir, read_only=True)
+    try:
+        direction = run_direction(record)
+        best = record.best(direction)
+        first = record.trials(limit=1)
+    finally:
+        record.close()
+    return best, seed_and_gain(first[0] if first else None, best, direction)
+
+
+def show_view(run_dir: Path, trial_id: int) -> dict[str, Any]:
+    """One trial in full, as `show --json` prints it: the trial, its evaluation detail, LLM calls and analyses
+    (an analysis that failed carries its `error`)."""
+    record = Record.for_run_dir(run_dir, read_only=True)
+    try:
+        data = trial_dict(record.trial(trial_id), with_code=True)
+        data.update(evaluation_detail(record, trial_id))
+        data["llm_calls"] = [
+            {"role": c.role, "model": c.model, "tokens_in": c.tokens_in, "tokens_out": c.tokens_out,
+             "latency_s": c.latency_s, "cost_usd": c.cost_usd, "retries": c.retries, "error": c.error}
+            for c in record.llm_calls(trial_id)
+        ]
+        data["analyses"] = [{"kind": a.kind, "text": a.text, "error": a.data.get("error"),
+                             "source": a.data.get("source")} for a in record.analyses(trial_id)]
+    finally:
+        record.close()
+    return data
+
+
+def run_direction(record: Record) -> Direction:
+    cfg = record.run_info().config.get("task_config", {})
+    return Direction(cfg.get("objective", {}).get("direction", "maximize"))
+
+
 def run_overview(run_dir: Path) -> dict[str, Any]:
     """Counts per status (each under its own name), best score and trial, time and LLM usage of a run."""
-    record = Record.for_run_dir(run_dir)
+    record = Record.for_run_dir(run_dir, read_only=True)
     try:
         info = record.run_info()
-        direction = Direction(info.config.get("task_config", {}).get("objective", {}).get("direction", "maximize"))
+        direction = run_direction(record)
         counts = record.counts()
         best = record.best(direction)
         trials = record.trials()
@@ -88,6 +129,7 @@ def run_overview(run_dir: Path) -> dict[str, Any]:
         total=sum(counts.values()),
         best_score=best.score if best else None,
         best_trial=best.id if best else None,
+        **seed_and_gain(trials[0] if trials else None, best, direction),
         task=info.task_name,
         direction=direction.value,
         stopping=info.stopping,
@@ -105,6 +147,7 @@ def run_overview(run_dir: Path) -> dict[str, Any]:
         spend_by_role=_spend_by(calls, "role"),
         models=_model_choices(trials, direction),
         failure_classes=_failure_classes(trials),
+        lock=lock_holder(run_dir),
     )
     return overview
 
@@ -145,101 +188,3 @@ def _failure_classes(trials: list[Trial]) -> dict[str, int]:
             key = t.error_class or "unknown"
             classes[key] = classes.get(key, 0) + 1
     return classes
-
-
-def render_status(console: Console, ov: dict[str, Any]) -> None:
-    table = Table(title=f"run of {ov['task']} ({ov['direction']})", show_header=False)
-    for status in TrialStatus:
-        table.add_row(status.value, str(ov[status.value]))
-    best = f"{ov['best_score']:.6g} (trial #{ov['best_trial']})" if ov["best_score"] is not None else "none"
-    table.add_row("best score", best)
-    table.add_row("stopping rule", ", ".join(f"{k}={v}" for k, v in ov["stopping"].items() if v is not None))
-    if ov["stopped_because"]:
-        table.add_row("last stop", ov["stopped_because"])
-    table.add_row("evaluation time", f"{ov['evaluation_seconds']:.1f} s")
-    table.add_row("time saved by gates", f"{ov['seconds_saved']:.1f} s")
-    for gate, seconds in ov["saved_by_gate"].items():
-        table.add_row(f"  saved by {gate}", f"{seconds:.1f} s ({ov['stopped_by_gate'].get(gate, 0)} trials)")
-    if ov["suspect"]:
-        table.add_row("suspect trials", ", ".join(f"#{i}" for i in ov["suspect"]))
-    table.add_row("LLM calls", f"{ov['llm_calls']} ({ov['llm_tokens_in']} tokens in, {ov['llm_tokens_out']} out, "
-                  f"${ov['llm_cost_usd']:.4f})")
-    for model, s in ov["spend_by_model"].items():
-        chosen = ov["models"].get(model, {"proposed": 0, "improved": 0})
-        table.add_row(f"  model {model}", f"{s['calls']} calls, ${s['cost_usd']:.4f}, {s['errors']} failed, "
-                      f"{s['retries']} retried attempts; "
-                      f"chosen for {chosen['proposed']} trials, {chosen['improved']} improved on their parent")
-    for role, s in ov["spend_by_role"].items():
-        table.add_row(f"  role {role}", f"{s['calls']} calls, {s['tokens_in'] + s['tokens_out']} tokens, "
-                      f"${s['cost_usd']:.4f}")
-    for cls, n in sorted(ov["failure_classes"].items(), key=lambda kv: -kv[1]):
-        table.add_row(f"failed: {cls}", str(n))
-    console.print(table)
-
-
-def render_best(console: Console, trial: Trial) -> None:
-    console.print(f"best: trial #{trial.id} '{trial.name}' score {trial.score:.6g} ({trial.proposer})", highlight=False)
-    console.print(trial.digest, markup=False, highlight=False)
-
-
-def render_show(console: Console, data: dict[str, Any]) -> None:
-    head = Table(show_header=False, box=None)
-    for key in ("id", "status", "name", "motivation", "parent_ids", "inspiration_ids", "score",
-                "error_class", "error_message", "seconds", "seconds_saved", "proposer", "model", "created_at"):
-        head.add_row(key, str(data.get(key)))
-    console.print(Panel(head, title=f"trial #{data['id']}"))
-    if data.get("metrics"):
-        console.print(Panel(str(data["metrics"]), title="metrics"), markup=False)
-    if data.get("digest"):
-        console.print(Panel(data["digest"], title="digest"), markup=False)
-    for analysis in data.get("analyses", []):
-        console.print(Panel(analysis["text"], title=f"analysis: {analysis['kind']}"), markup=False)
-    for stage in data.get("stages", []):
-        console.print(f"stage {stage['name']}: {stage['status']} score={stage['score']} ({stage['seconds']:.2f}s)"
-                      + (f" {stage['error_class']}" if stage.get("error_class") else ""), markup=False, highlight=False)
-    for decision in data.get("decisions", []):
-        console.print(f"gate {decision['gate']} [{decision['action']}] at {decision['stage']}: {decision['reason']}",
-                      markup=False, highlight=False)
-    if data.get("telemetry"):
-        console.print(f"telemetry: {data['telemetry']}", markup=False, highlight=False)
-    if data.get("knowledge_shown"):
-        shown = "; ".join(f"#{k['item_id']} [{k['kind']}] {k['title']}" for k in data["knowledge_shown"])
-        console.print(Panel(shown, title="knowledge the researcher saw"), markup=False)
-    if data.get("diff"):
-        console.print(Panel(Syntax(data["diff"], "diff"), title="diff vs parent"))
-    for call in data.get("llm_calls", []):
-        console.print(f"LLM call: {call}", markup=False, highlight=False)
-
-
-class ProgressObserver(Observer):
-    """A rich progress bar: trials done of the limit, best score, failures."""
-
-    def __init__(self, console: Console) -> None:
-        self.console = console
-        self.progress: Progress | None = None
-        self.task_id: Any = None
-
-    def run_started(self, *, run_dir: Path, proposer: str, settings: RunSettings, done: int,
-                    notes: Sequence[str] = ()) -> None:
-        self.console.print(f"run directory: {run_dir}")
-        self.console.print(f"proposer: {proposer}", highlight=False)
-        for note in notes:
-            self.console.print(note, highlight=False, markup=False)
-        self.progress = Progress(
-            TextColumn("trials"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("best {task.fields[best]}  failed {task.fields[failed]}"), TimeElapsedColumn(),
-            console=self.console, transient=False,
-        )
-        self.progress.start()
-        self.task_id = self.progress.add_task("trials", total=settings.trials, completed=done, best="-", failed=0)
-
-    def trial_finished(self, trial: Trial, best: Trial | None, counts: dict[str, int]) -> None:
-        if self.progress is None:
-            return
-        done = sum(n for status, n in counts.items() if TrialStatus(status).finished)
-        best_text = f"{best.score:.6g}" if best is not None and best.score is not None else "-"
-        self.progress.update(self.task_id, completed=done, best=best_text, failed=counts["failed"])
-
-    def run_finished(self) -> None:
-        if self.progress is not None:
-            self.progress.stop()

@@ -20,7 +20,7 @@ from evoforge.errors import RunError
 from evoforge.memory import evaluations as ev
 from evoforge.memory import tables as t
 from evoforge.memory.research_log import ResearchLog
-from evoforge.memory.schema import create_missing_tables, on_sqlite_connect
+from evoforge.memory.schema import create_missing_tables, on_sqlite_connect, on_sqlite_connect_read_only, read_only_uri
 from evoforge.memory.tables import RunInfo, dumps_json, finite_or_none, utcnow
 from evoforge.models import (
     Digest,
@@ -37,7 +37,7 @@ RECORD_FILE = "record.db"
 DIGEST_KIND = "digest"
 
 
-def _make_engine(url: str) -> Engine:
+def _make_engine(url: str, *, read_only: bool = False) -> Engine:
     try:
         parsed = make_url(url)
     except ArgumentError as exc:
@@ -52,7 +52,7 @@ def _make_engine(url: str) -> Engine:
         shown = parsed.render_as_string(hide_password=True)
         raise RunError(f"cannot open the record at {shown}: {exc}; check the URL and its driver") from exc
     if is_sqlite:
-        event.listen(engine, "connect", on_sqlite_connect)
+        event.listen(engine, "connect", on_sqlite_connect_read_only if read_only else on_sqlite_connect)
     return engine
 
 
@@ -96,11 +96,16 @@ def record_file(run_dir: Path, *, must_exist: bool = True) -> Path:
 class Record(ResearchLog):
     """One run's Database of Record. Use from one thread; other processes may open the same file to read."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, read_only: bool = False) -> None:
+        """Open the record at `url`; `read_only` (for commands that only read) makes no table and writes nothing
+        (on SQLite the connection itself is read-only)."""
         self.url = url
-        self._engine = _make_engine(url)
+        self.read_only = read_only
+        self._engine = _make_engine(url, read_only=read_only)
         self._shown = self._engine.url.render_as_string(hide_password=True)
         self._run_id: int | None = None
+        if read_only:
+            return
         try:
             create_missing_tables(t.metadata, self._engine)
         except SQLAlchemyError as exc:
@@ -108,11 +113,15 @@ class Record(ResearchLog):
             raise RunError(f"cannot open the record at {self._shown}: {type(exc).__name__}: {exc}") from exc
 
     @classmethod
-    def for_run_dir(cls, run_dir: Path, *, create: bool = False) -> Record:
-        """The record of a run directory (`<run_dir>/record.db`); `create=True` makes the folder and file."""
+    def for_run_dir(cls, run_dir: Path, *, create: bool = False, read_only: bool = False) -> Record:
+        """The record of a run directory (`<run_dir>/record.db`); `create=True` makes the folder and file;
+        `read_only=True` opens it for reading only, which also works in a folder that cannot be written (an
+        archived run)."""
         path = record_file(run_dir, must_exist=not create)
         if create:
             path.parent.mkdir(parents=True, exist_ok=True)
+        if read_only:
+            return cls(read_only_uri(path), read_only=True)
         return cls(f"sqlite:///{path}")
 
     def __enter__(self) -> Record:

@@ -11,9 +11,12 @@ bounded by the number of tables.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy import Engine, MetaData, inspect
 from sqlalchemy.exc import SQLAlchemyError
@@ -41,6 +44,30 @@ def on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
                 time.sleep(_WAL_PAUSE_S)
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
+    finally:
+        cursor.close()
+
+
+def read_only_uri(path: Path) -> str:
+    """A SQLAlchemy URL opening the SQLite file at `path` for reading only, wherever it lies.
+
+    A WAL database normally needs its `-shm` file created next to it, even to read. In a folder that can be
+    written, `mode=ro` is enough (and sees what a live run commits). In one that cannot (an archived run, a
+    read-only mount, another user's run): where a `-shm` file exists (a writer is live, or was killed and left its
+    `-wal`), `mode=ro` reads through it; where none does, no writer has the file open and none can make one, so it
+    is opened as `immutable` (the only way SQLite reads such a file)."""
+    params = "mode=ro"
+    if not os.access(path.parent, os.W_OK) and not Path(f"{path}-shm").exists():
+        params = "immutable=1"
+    return f"sqlite:///file:{quote(str(path))}?{params}&uri=true"
+
+
+def on_sqlite_connect_read_only(dbapi_connection: Any, _record: Any) -> None:
+    """Connection set-up for a reader: wait on a writer's locks, and refuse any write (`query_only`)."""
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA query_only=ON")
     finally:
         cursor.close()
 
