@@ -66,8 +66,7 @@ def test_jail_protects_task_trials_and_record_folders(tmp_path: Path) -> None:
     trial.mkdir(parents=True)
     (tmp_path / "task").mkdir()
     env = {"EVOFORGE_TRIAL_DIR": str(trial), "EVOFORGE_TASK_DIR": str(tmp_path / "task")}
-    runtime = {Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve(), Path(sys.executable).resolve().parent,
-               Path(isolation.__file__).resolve().parents[2]}  # interpreter, venv, package: visible under bwrap
+    runtime = set(isolation.runtime_paths())  # interpreter, venv, package, sys.path: visible under bwrap
     mine = set(jail_for("unshare", True, env, trial).readonly) - runtime
     assert mine == {tmp_path / "run" / "trials", tmp_path / "task"}
     (tmp_path / "run" / "record.db").touch()

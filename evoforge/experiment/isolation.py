@@ -137,14 +137,34 @@ def describe_isolation(limits: Limits) -> str:
             f"open files {show(limits.max_open_files)}, output {limits.output_bytes} bytes per stream")
 
 
-def jail_for(mode: str, network: bool, env: Mapping[str, str], cwd: Path) -> Jail:
+def runtime_paths() -> list[Path]:
+    """The folders a jailed Python needs, as this process sees them: the interpreter's folder (as called and as
+    resolved), the virtualenv and base prefixes, the folder holding `evoforge`, and every folder on sys.path.
+
+    Call it in the evoforge process: the supervisor runs as `python -I -S`, where sys.prefix is the base
+    interpreter's and sys.path lacks the virtualenv, so it cannot find these itself.
+    """
+    exe = Path(os.path.abspath(sys.executable))
+    found = [exe.parent, exe.resolve().parent, Path(sys.prefix), Path(sys.base_prefix), Path(__file__).parents[2]]
+    found += [Path(entry) for entry in sys.path if entry]
+    home = Path.home().resolve()
+    out: list[Path] = []
+    for path in found:
+        for variant in (Path(os.path.abspath(path)), path.resolve()):
+            if variant.is_dir() and variant != Path("/") and not home.is_relative_to(variant):
+                out.append(variant)
+    return list(dict.fromkeys(out))
+
+
+def jail_for(mode: str, network: bool, env: Mapping[str, str], cwd: Path,
+             runtime: Sequence[Path] | None = None) -> Jail:
     """The jail of one evaluation: the trial folder ($EVOFORGE_TRIAL_DIR, else `cwd`) writable; the task folder
-    ($EVOFORGE_TASK_DIR), the trial folder's parent and the run folder holding the record read-only."""
+    ($EVOFORGE_TASK_DIR), the trial folder's parent, the run folder holding the record and `runtime` (default:
+    `runtime_paths()` of this process) read-only."""
     writable = Path(env.get("EVOFORGE_TRIAL_DIR") or cwd).resolve()
     # The interpreter, its virtualenv and the evoforge package must stay visible even when they live under /tmp
     # (which bwrap replaces with a private tmpfs), e.g. a checkout cloned into /tmp.
-    candidates = [Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve(), Path(sys.executable).resolve().parent,
-                  Path(__file__).resolve().parents[2], writable.parent]
+    candidates = [*(runtime_paths() if runtime is None else runtime), writable.parent]
     if (writable.parent.parent / RECORD_FILE).exists():
         candidates.append(writable.parent.parent)
     if env.get("EVOFORGE_TASK_DIR"):

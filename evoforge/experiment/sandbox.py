@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from evoforge.experiment.isolation import jail_for
 from evoforge.experiment.isolation import resolve as resolve_isolation
 from evoforge.task.config import Limits
 
@@ -178,16 +179,25 @@ def _killpg(pgid: int, sig: int) -> None:
         os.killpg(pgid, sig)
 
 
-def _supervisor_argv(argv: Sequence[str], limits: Limits) -> list[str]:
-    """The supervisor command line for `limits`; the isolation is resolved here (IsolationUnavailable if it can't)."""
+def _supervisor_argv(argv: Sequence[str], limits: Limits, env: Mapping[str, str], cwd: Path) -> list[str]:
+    """The supervisor command line for `limits`; the isolation is resolved here (IsolationUnavailable if it can't).
+
+    The jail's folders are computed here, in the evoforge process, which knows its interpreter and virtualenv.
+    """
     cmd = [sys.executable, "-I", "-S", str(SUPERVISOR)]
     for flag, value in (("--memory-mb", limits.memory_mb), ("--cpu-s", limits.cpu_s),
                         ("--max-processes", limits.max_processes), ("--max-open-files", limits.max_open_files)):
         if value is not None:
             cmd += [flag, str(value)]
-    cmd += ["--isolation", resolve_isolation(limits.isolation, limits.network)]
+    mode = resolve_isolation(limits.isolation, limits.network)
+    cmd += ["--isolation", mode]
     if not limits.network:
         cmd += ["--network", "off"]
+    if mode != "none":
+        jail = jail_for(mode, limits.network, env, cwd)
+        cmd += ["--writable", str(jail.writable)]
+        for folder in jail.readonly:
+            cmd += ["--readonly", str(folder)]
     return [*cmd, "--", *argv]
 
 
@@ -221,7 +231,7 @@ async def run_sandboxed(
     start = time.monotonic()
     logs = (_CappedLog(stdout_path, limits.output_bytes), _CappedLog(stderr_path, limits.output_bytes))
     try:
-        proc, pipes = await _spawn(_supervisor_argv(argv, limits), cwd, {**env, TOKEN_VAR: token})
+        proc, pipes = await _spawn(_supervisor_argv(argv, limits, env, cwd), cwd, {**env, TOKEN_VAR: token})
     except BaseException:
         for log in logs:
             log.finish()

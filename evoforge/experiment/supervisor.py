@@ -326,7 +326,12 @@ def _die_with_parent() -> None:
 
 def _run_wrapped(opts: Options, command: list[str]) -> tuple[int, str]:
     """Start the wrapper around the inner supervisor; returns the command's status as the inner one reported it."""
-    jail = _isolation().jail_for(opts.isolation, opts.network, os.environ, Path.cwd())
+    isolation = _isolation()
+    if opts.writable:  # the evoforge process named what must be visible (it knows its virtualenv; we run -I -S)
+        readonly = tuple(sorted((Path(p) for p in opts.readonly), key=lambda p: len(p.parts)))
+        jail = isolation.Jail(opts.isolation, opts.network, Path(opts.writable), readonly, Path.cwd())
+    else:
+        jail = isolation.jail_for(opts.isolation, opts.network, os.environ, Path.cwd())
     read_end, write_end = os.pipe()
     try:  # its own process group: the sandbox's SIGTERM to our group must not kill bwrap before the grace
         wrapper = subprocess.Popen(_inner_argv(opts, jail, write_end, command), pass_fds=[write_end],
