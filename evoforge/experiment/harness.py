@@ -4,17 +4,19 @@ Usage: `python -m evoforge.experiment.harness <evaluator_path> <program_path> <r
 written with allow_nan=True so the parent can reject NaN with a clear reason; on failure it writes
 {"__error__": {"type", "message", "traceback", "error_class"}} and exits 1. A two-parameter `evaluate(path, ctx)`
 gets ctx = {"trial_dir", "task_dir", "stage", "stage_args"} (the stage from EVOFORGE_STAGE / EVOFORGE_STAGE_ARGS).
+An `async def evaluate` is run to completion with asyncio.run.
 """
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import inspect
 import json
 import os
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +91,10 @@ def _stage_args() -> dict[str, Any]:
     return args if isinstance(args, dict) else {}
 
 
+async def _completed(awaitable: Awaitable[Any]) -> Any:
+    return await awaitable
+
+
 def run(evaluator_path: Path, program_path: Path, result_path: Path) -> int:
     """Call the evaluator on the program and write its result; returns the process exit code."""
     try:
@@ -101,6 +107,8 @@ def run(evaluator_path: Path, program_path: Path, result_path: Path) -> int:
            "stage": os.environ.get("EVOFORGE_STAGE", "main"), "stage_args": _stage_args()}
     try:
         result = evaluate(str(program_path), ctx) if wants_ctx(evaluate) else evaluate(str(program_path))
+        if inspect.isawaitable(result):  # `async def evaluate`: run it to completion in a fresh event loop
+            result = asyncio.run(_completed(result))
     except BaseException as exc:  # noqa: BLE001 - SystemExit and KeyboardInterrupt are crashes too
         _write(result_path, _error(exc, f"crash:{type(exc).__name__}"))
         return 1
