@@ -116,8 +116,18 @@ def resolve(choice: str, network: bool) -> str:
     return mode
 
 
-def describe_isolation(limits: Limits) -> str:
-    """One line saying which isolation and limits are in force for this task (print it at run start)."""
+def shares_process(evaluator: Path) -> bool:
+    """True when the evaluator does not run its candidate through `run_candidate` (a static look at its source):
+    the candidate then runs in the evaluator's own process and can reach whatever that process holds."""
+    try:
+        return "run_candidate" not in evaluator.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return True
+
+
+def describe_isolation(limits: Limits, evaluator: Path | None = None) -> str:
+    """One line saying which isolation and limits are in force for this task (print it at run start), and
+    whether candidates share the Python `evaluator`'s process."""
     mode = resolve(limits.isolation, limits.network)
     what = {
         "bwrap": "bubblewrap: read-only root, private /tmp and /proc, PID namespace, no capabilities; "
@@ -134,7 +144,15 @@ def describe_isolation(limits: Limits) -> str:
 
     return (f"sandbox isolation: {what}; network {net}; limits: memory {show(limits.memory_mb, ' MB')}, "
             f"cpu {show(limits.cpu_s, ' s')}, processes {show(limits.max_processes)}, "
-            f"open files {show(limits.max_open_files)}, output {limits.output_bytes} bytes per stream")
+            f"open files {show(limits.max_open_files)}, output {limits.output_bytes} bytes per stream"
+            + _sharing(evaluator))
+
+
+def _sharing(evaluator: Path | None) -> str:
+    if evaluator is None or not shares_process(evaluator):
+        return ""
+    return ("; candidates share the evaluator's process (it does not call evoforge.sandbox.run_candidate): "
+            "a candidate can read what the evaluator reads and see its memory")
 
 
 def runtime_paths() -> list[Path]:

@@ -47,6 +47,7 @@ class SandboxResult:
     stdout_dropped: int = 0
     stderr_dropped: int = 0
     stopped: bool = False  # ended early because the caller's `stop` event was set (a gate fired)
+    limit: str | None = None  # the class of a limit the sandbox itself enforced and killed for (e.g. disk_limit)
 
 
 def child_env(
@@ -120,17 +121,18 @@ async def _pump(pipe: BinaryIO, log: _CappedLog) -> None:
         transport.close()
 
 
-async def _spawn(argv: list[str], cwd: Path, env: Mapping[str, str]) -> tuple[asyncio.subprocess.Process,
-                                                                             list[BinaryIO]]:
+async def _spawn(argv: list[str], cwd: Path, env: Mapping[str, str], pass_fds: Sequence[int] = (),
+                 stdin_path: Path | None = None) -> tuple[asyncio.subprocess.Process, list[BinaryIO]]:
     """Start `argv` in a new session writing to pipes of our own; returns the process and the read ends.
 
     With asyncio's own pipes `Process.wait()` would hang until every holder of the pipe exits, strays too.
     """
     (out_r, out_w), (err_r, err_w) = os.pipe(), os.pipe()
+    stdin = open(stdin_path, "rb") if stdin_path is not None else None  # noqa: SIM115 - closed below
     try:
         proc = await asyncio.create_subprocess_exec(
-            *argv, cwd=cwd, env=env, start_new_session=True,
-            stdin=asyncio.subprocess.DEVNULL, stdout=out_w, stderr=err_w,
+            *argv, cwd=cwd, env=env, start_new_session=True, pass_fds=tuple(pass_fds),
+            stdin=stdin if stdin is not None else asyncio.subprocess.DEVNULL, stdout=out_w, stderr=err_w,
         )
     except BaseException:
         os.close(out_r)
@@ -139,6 +141,8 @@ async def _spawn(argv: list[str], cwd: Path, env: Mapping[str, str]) -> tuple[as
     finally:
         os.close(out_w)
         os.close(err_w)
+        if stdin is not None:
+            stdin.close()
     return proc, [open(out_r, "rb", buffering=0), open(err_r, "rb", buffering=0)]  # noqa: SIM115
 
 
@@ -179,7 +183,8 @@ def _killpg(pgid: int, sig: int) -> None:
         os.killpg(pgid, sig)
 
 
-def _supervisor_argv(argv: Sequence[str], limits: Limits, env: Mapping[str, str], cwd: Path) -> list[str]:
+def _supervisor_argv(argv: Sequence[str], limits: Limits, env: Mapping[str, str], cwd: Path,
+                     pass_fds: Sequence[int] = ()) -> list[str]:
     """The supervisor command line for `limits`; the isolation is resolved here (IsolationUnavailable if it can't).
 
     The jail's folders are computed here, in the evoforge process, which knows its interpreter and virtualenv.
@@ -198,6 +203,8 @@ def _supervisor_argv(argv: Sequence[str], limits: Limits, env: Mapping[str, str]
         cmd += ["--writable", str(jail.writable)]
         for folder in jail.readonly:
             cmd += ["--readonly", str(folder)]
+    for fd in pass_fds:
+        cmd += ["--pass-fd", str(fd)]
     return [*cmd, "--", *argv]
 
 
@@ -221,17 +228,21 @@ async def run_sandboxed(
     stdout_path: Path,
     stderr_path: Path,
     stop: asyncio.Event | None = None,
+    pass_fds: Sequence[int] = (),
+    stdin_path: Path | None = None,
 ) -> SandboxResult:
     """Run `argv` in the sandbox and wait for it (at most `timeout_s`); nothing it started outlives it.
 
     When `stop` is set while it runs, the process group is stopped as on a timeout and the result says
-    `stopped=True` (not timed_out).
+    `stopped=True` (not timed_out). `pass_fds` stay open in the command (the harness's channel); `stdin_path`
+    is its standard input (else /dev/null).
     """
     token = uuid.uuid4().hex
     start = time.monotonic()
     logs = (_CappedLog(stdout_path, limits.output_bytes), _CappedLog(stderr_path, limits.output_bytes))
     try:
-        proc, pipes = await _spawn(_supervisor_argv(argv, limits, env, cwd), cwd, {**env, TOKEN_VAR: token})
+        proc, pipes = await _spawn(_supervisor_argv(argv, limits, env, cwd, pass_fds), cwd,
+                                   {**env, TOKEN_VAR: token}, pass_fds, stdin_path)
     except BaseException:
         for log in logs:
             log.finish()

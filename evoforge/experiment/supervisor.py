@@ -1,7 +1,8 @@
 """Stdlib-only supervisor that runs one evaluation command under its limits and isolation and leaves nothing behind.
 
 The sandbox starts it as `python -I -S supervisor.py [--memory-mb N] [--cpu-s N] [--max-open-files N]
-[--max-processes N] [--isolation bwrap|unshare|none] [--network off] -- argv...`. It marks itself a child
+[--max-processes N] [--isolation bwrap|unshare|none] [--network off] [--writable DIR] [--readonly DIR]...
+[--pass-fd N]... -- argv...`. It marks itself a child
 subreaper (prctl), so descendants that double-fork into a new session are re-parented here.
 
 With isolation `none` it runs the command itself: rlimits in the child (address space, CPU, open files, and
@@ -37,7 +38,7 @@ POLL_S = 0.05
 SCAN_SHARE = 20  # wait this many times as long as a /proc scan took before the next one
 SETUP_FAILED = 125
 INT_OPTIONS = ("memory-mb", "cpu-s", "max-open-files", "max-processes", "nproc-rlimit", "status-fd")
-LIST_OPTIONS = ("readonly",)
+LIST_OPTIONS = ("readonly", "pass-fd")
 MODES = ("bwrap", "unshare", "none")
 
 
@@ -65,6 +66,7 @@ class Options:
     network: bool = True
     writable: str | None = None
     readonly: list[str] = field(default_factory=list)
+    pass_fd: list[str] = field(default_factory=list)  # inherited descriptors the command keeps (the channel)
 
 
 def _libc() -> ctypes.CDLL:
@@ -204,7 +206,7 @@ def _parse_args(argv: list[str]) -> tuple[Options, list[str]]:
         if name in INT_OPTIONS:
             setattr(opts, name.replace("-", "_"), int(value))
         elif name in LIST_OPTIONS:
-            getattr(opts, name).append(value)
+            getattr(opts, name.replace("-", "_")).append(value)
         elif name == "isolation" and value in MODES:
             opts.isolation = value
         elif name == "network" and value in ("on", "off"):
@@ -297,7 +299,7 @@ def _run_command(opts: Options, command: list[str]) -> tuple[int, str]:
             sys.stderr.write(f"evoforge supervisor: cannot make the task and run folders read-only: {exc}\n")
             return SETUP_FAILED << 8, ""
     try:
-        child = subprocess.Popen(command, preexec_fn=_limits_setter(opts))
+        child = subprocess.Popen(command, preexec_fn=_limits_setter(opts), pass_fds=_fds(opts))
     except (OSError, subprocess.SubprocessError) as exc:
         sys.stderr.write(f"evoforge supervisor: cannot start {command[0]!r}: {exc}\n")
         return 127 << 8, ""
@@ -316,7 +318,13 @@ def _inner_argv(opts: Options, jail: Any, status_fd: int, command: list[str]) ->
             argv += [f"--{name.replace('_', '-')}", str(value)]
     for folder in jail.readonly:
         argv += ["--readonly", str(folder)]
+    for fd in opts.pass_fd:
+        argv += ["--pass-fd", fd]
     return [*_isolation().wrapper_argv(jail), *argv, "--", *command]
+
+
+def _fds(opts: Options) -> list[int]:
+    return [int(fd) for fd in opts.pass_fd if fd.isdigit()]
 
 
 def _die_with_parent() -> None:
@@ -334,7 +342,7 @@ def _run_wrapped(opts: Options, command: list[str]) -> tuple[int, str]:
         jail = isolation.jail_for(opts.isolation, opts.network, os.environ, Path.cwd())
     read_end, write_end = os.pipe()
     try:  # its own process group: the sandbox's SIGTERM to our group must not kill bwrap before the grace
-        wrapper = subprocess.Popen(_inner_argv(opts, jail, write_end, command), pass_fds=[write_end],
+        wrapper = subprocess.Popen(_inner_argv(opts, jail, write_end, command), pass_fds=[write_end, *_fds(opts)],
                                    process_group=0, preexec_fn=_die_with_parent)
     except (OSError, subprocess.SubprocessError) as exc:
         sys.stderr.write(f"evoforge supervisor: cannot start {opts.isolation}: {exc}\n")
