@@ -135,8 +135,9 @@ class Engineer:
             return StageRun(self._classify(run, self._command_result(run, files.result), stage),
                             _tail(run.stdout_tail), _tail(run.stderr_tail))
         ours, theirs = socket.socketpair()
-        broker = Broker(trial_dir, functools.partial(run_sandboxed, env=candidate_env(env), limits=limits),
-                        limits.output_bytes)
+        start = functools.partial(run_sandboxed, env=candidate_env(env), limits=limits,
+                                  hidden=self.task.private_paths)
+        broker = Broker(trial_dir, start, limits.output_bytes)
         serving = asyncio.create_task(broker.serve(ours))
         try:
             env[CHANNEL_VAR] = str(theirs.fileno())

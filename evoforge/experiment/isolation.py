@@ -47,6 +47,10 @@ MODES = ("bwrap", "unshare", "none")
 PROBE_TIMEOUT_S = 15.0
 DEVICE_GLOBS = ("/dev/nvidia*", "/dev/nvidia-caps", "/dev/dri", "/dev/kfd")  # GPUs stay usable under bwrap
 RECORD_FILE = "record.db"
+HOME_FOLDERS = (Path("/root"), Path("/home"))
+SECRET_PATHS = tuple(Path(p) for p in ("/etc/shadow", "/etc/shadow-", "/etc/gshadow", "/etc/gshadow-",
+                                       "/etc/sudoers", "/etc/sudoers.d", "/etc/ssh", "/var/lib/sss",
+                                       "/etc/security/opasswd", "/run/secrets"))
 MS_RDONLY, MS_REMOUNT, MS_BIND, MS_REC = 0x1, 0x20, 0x1000, 0x4000
 PR_SET_NO_NEW_PRIVS, PR_CAPBSET_DROP = 38, 24
 _warned: set[str] = set()
@@ -65,6 +69,8 @@ class Jail:
     writable: Path
     readonly: tuple[Path, ...]
     cwd: Path
+    masked: tuple[Path, ...] = ()  # bwrap: emptied before `readonly` is bound (home folders, the run folder)
+    hidden: tuple[Path, ...] = ()  # bwrap: emptied after `readonly` is bound (files only the evaluator sees)
 
 
 def _probe_argv(mode: str) -> list[str]:
@@ -175,21 +181,34 @@ def runtime_paths() -> list[Path]:
 
 
 def jail_for(mode: str, network: bool, env: Mapping[str, str], cwd: Path,
-             runtime: Sequence[Path] | None = None) -> Jail:
+             runtime: Sequence[Path] | None = None, hidden: Sequence[Path] = ()) -> Jail:
     """The jail of one evaluation: the trial folder ($EVOFORGE_TRIAL_DIR, else `cwd`) writable; the task folder
-    ($EVOFORGE_TASK_DIR), the trial folder's parent, the run folder holding the record and `runtime` (default:
-    `runtime_paths()` of this process) read-only."""
+    ($EVOFORGE_TASK_DIR) and `runtime` (default: `runtime_paths()` of this process) read-only.
+
+    Under bwrap the home folders, secrets, the other trials and the run folder holding the record are masked
+    (emptied), and so are `hidden` paths (a task's evaluator and held-out data, for the candidate's own jail);
+    elsewhere the trial folder's parent and the run folder are protected read-only instead.
+    """
     writable = Path(env.get("EVOFORGE_TRIAL_DIR") or cwd).resolve()
-    # The interpreter, its virtualenv and the evoforge package must stay visible even when they live under /tmp
-    # (which bwrap replaces with a private tmpfs), e.g. a checkout cloned into /tmp.
-    candidates = [*(runtime_paths() if runtime is None else runtime), writable.parent]
+    run_folders = [writable.parent]
     if (writable.parent.parent / RECORD_FILE).exists():
-        candidates.append(writable.parent.parent)
+        run_folders.append(writable.parent.parent)
+    # The interpreter, its virtualenv and the evoforge package must stay visible even when they live under /tmp
+    # (which bwrap replaces with a private tmpfs) or under a masked home folder.
+    candidates = list(runtime_paths() if runtime is None else runtime)
+    if mode != "bwrap":
+        candidates += run_folders
     if env.get("EVOFORGE_TASK_DIR"):
         candidates.append(Path(env["EVOFORGE_TASK_DIR"]).resolve())
     readonly = [p for p in dict.fromkeys(candidates) if p.is_dir() and p != Path("/") and p != writable
                 and not p.is_relative_to(writable)]
-    return Jail(mode, network, writable, tuple(sorted(readonly, key=lambda p: len(p.parts))), cwd.resolve())
+    masked: list[Path] = []
+    if mode == "bwrap":
+        masked = [p for p in dict.fromkeys([*HOME_FOLDERS, Path.home().resolve(), *run_folders, *SECRET_PATHS])
+                  if p.exists() and p != Path("/")]
+    return Jail(mode, network, writable, tuple(sorted(readonly, key=lambda p: len(p.parts))), cwd.resolve(),
+                masked=tuple(sorted(masked, key=lambda p: len(p.parts))),
+                hidden=tuple(p.resolve() for p in hidden if p.exists()))
 
 
 def wrapper_argv(jail: Jail) -> list[str]:
@@ -205,12 +224,30 @@ def wrapper_argv(jail: Jail) -> list[str]:
     for pattern in DEVICE_GLOBS:
         for device in sorted(glob.glob(pattern)):
             argv += ["--dev-bind-try", device, device]
-    for folder in jail.readonly:  # after the tmpfs: folders under /tmp must stay visible
-        argv += ["--ro-bind", str(folder), str(folder)]
+    # Outer paths first, so that each deeper one wins: a virtualenv under the masked home folder stays visible,
+    # and a run folder inside a visible checkout stays masked. At the same depth a bind wins over a mask.
+    steps = sorted([(len(p.parts), 0, p) for p in jail.masked] + [(len(p.parts), 1, p) for p in jail.readonly])
+    for _, bind, path in steps:
+        argv += ["--ro-bind", str(path), str(path)] if bind else _masks([path])
+    argv += _masks(jail.hidden)
     argv += ["--bind", str(jail.writable), str(jail.writable), "--setenv", "TMPDIR", "/tmp"]
+    for path in (*jail.masked, *jail.hidden):  # the masks' empty tmpfs read-only (the binds inside stay as they are)
+        if path.is_dir():
+            argv += ["--remount-ro", str(path)]
     if jail.cwd.exists():
         argv += ["--chdir", str(jail.cwd)]
     return [*argv, "--"]
+
+
+def _masks(paths: Sequence[Path]) -> list[str]:
+    """bwrap arguments that empty each path: an empty tmpfs over a folder, /dev/null over a file."""
+    argv: list[str] = []
+    for path in paths:
+        if path.is_dir():
+            argv += ["--tmpfs", str(path)]
+        elif path.exists():
+            argv += ["--ro-bind", "/dev/null", str(path)]
+    return argv
 
 
 def _libc() -> ctypes.CDLL:

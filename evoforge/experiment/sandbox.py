@@ -184,7 +184,7 @@ def _killpg(pgid: int, sig: int) -> None:
 
 
 def _supervisor_argv(argv: Sequence[str], limits: Limits, env: Mapping[str, str], cwd: Path,
-                     pass_fds: Sequence[int] = ()) -> list[str]:
+                     pass_fds: Sequence[int] = (), hidden: Sequence[Path] = ()) -> list[str]:
     """The supervisor command line for `limits`; the isolation is resolved here (IsolationUnavailable if it can't).
 
     The jail's folders are computed here, in the evoforge process, which knows its interpreter and virtualenv.
@@ -199,10 +199,11 @@ def _supervisor_argv(argv: Sequence[str], limits: Limits, env: Mapping[str, str]
     if not limits.network:
         cmd += ["--network", "off"]
     if mode != "none":
-        jail = jail_for(mode, limits.network, env, cwd)
+        jail = jail_for(mode, limits.network, env, cwd, hidden=hidden)
         cmd += ["--writable", str(jail.writable)]
-        for folder in jail.readonly:
-            cmd += ["--readonly", str(folder)]
+        for flag, paths in (("--readonly", jail.readonly), ("--mask", jail.masked), ("--hide", jail.hidden)):
+            for path in paths:
+                cmd += [flag, str(path)]
     for fd in pass_fds:
         cmd += ["--pass-fd", str(fd)]
     return [*cmd, "--", *argv]
@@ -230,18 +231,19 @@ async def run_sandboxed(
     stop: asyncio.Event | None = None,
     pass_fds: Sequence[int] = (),
     stdin_path: Path | None = None,
+    hidden: Sequence[Path] = (),
 ) -> SandboxResult:
     """Run `argv` in the sandbox and wait for it (at most `timeout_s`); nothing it started outlives it.
 
     When `stop` is set while it runs, the process group is stopped as on a timeout and the result says
     `stopped=True` (not timed_out). `pass_fds` stay open in the command (the harness's channel); `stdin_path`
-    is its standard input (else /dev/null).
+    is its standard input (else /dev/null); `hidden` paths are emptied in the jail (bwrap).
     """
     token = uuid.uuid4().hex
     start = time.monotonic()
     logs = (_CappedLog(stdout_path, limits.output_bytes), _CappedLog(stderr_path, limits.output_bytes))
     try:
-        proc, pipes = await _spawn(_supervisor_argv(argv, limits, env, cwd, pass_fds), cwd,
+        proc, pipes = await _spawn(_supervisor_argv(argv, limits, env, cwd, pass_fds, hidden), cwd,
                                    {**env, TOKEN_VAR: token}, pass_fds, stdin_path)
     except BaseException:
         for log in logs:

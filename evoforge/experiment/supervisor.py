@@ -2,7 +2,7 @@
 
 The sandbox starts it as `python -I -S supervisor.py [--memory-mb N] [--cpu-s N] [--max-open-files N]
 [--max-processes N] [--isolation bwrap|unshare|none] [--network off] [--writable DIR] [--readonly DIR]...
-[--pass-fd N]... -- argv...`. It marks itself a child
+[--mask PATH]... [--hide PATH]... [--pass-fd N]... -- argv...`. It marks itself a child
 subreaper (prctl), so descendants that double-fork into a new session are re-parented here.
 
 With isolation `none` it runs the command itself: rlimits in the child (address space, CPU, open files, and
@@ -38,7 +38,7 @@ POLL_S = 0.05
 SCAN_SHARE = 20  # wait this many times as long as a /proc scan took before the next one
 SETUP_FAILED = 125
 INT_OPTIONS = ("memory-mb", "cpu-s", "max-open-files", "max-processes", "nproc-rlimit", "status-fd")
-LIST_OPTIONS = ("readonly", "pass-fd")
+LIST_OPTIONS = ("readonly", "pass-fd", "mask", "hide")
 MODES = ("bwrap", "unshare", "none")
 
 
@@ -67,6 +67,8 @@ class Options:
     writable: str | None = None
     readonly: list[str] = field(default_factory=list)
     pass_fd: list[str] = field(default_factory=list)  # inherited descriptors the command keeps (the channel)
+    mask: list[str] = field(default_factory=list)  # bwrap: emptied before the read-only folders are bound
+    hide: list[str] = field(default_factory=list)  # bwrap: emptied after them (files only the evaluator sees)
 
 
 def _libc() -> ctypes.CDLL:
@@ -337,7 +339,8 @@ def _run_wrapped(opts: Options, command: list[str]) -> tuple[int, str]:
     isolation = _isolation()
     if opts.writable:  # the evoforge process named what must be visible (it knows its virtualenv; we run -I -S)
         readonly = tuple(sorted((Path(p) for p in opts.readonly), key=lambda p: len(p.parts)))
-        jail = isolation.Jail(opts.isolation, opts.network, Path(opts.writable), readonly, Path.cwd())
+        jail = isolation.Jail(opts.isolation, opts.network, Path(opts.writable), readonly, Path.cwd(),
+                              masked=tuple(Path(p) for p in opts.mask), hidden=tuple(Path(p) for p in opts.hide))
     else:
         jail = isolation.jail_for(opts.isolation, opts.network, os.environ, Path.cwd())
     read_end, write_end = os.pipe()

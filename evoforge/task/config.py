@@ -113,6 +113,8 @@ class TaskConfig(Strict):
     target_score: float | None = None
     stages: StageList | None = Field(default=None, description="evaluation cascade, cheapest stage first")
     gates: GatesConfig = GatesConfig()
+    hidden: list[str] = Field(default_factory=list, description="task files and folders only the evaluator's "
+                              "process sees (e.g. evaluator.py, data/test/); the candidate's jail empties them")
 
     @model_validator(mode="after")
     def _one_evaluator(self) -> TaskConfig:
