@@ -60,6 +60,7 @@ class Broker:
     result: Any = None
     runs: int = 0
     problems: list[str] = field(default_factory=list)
+    limits_hit: list[str] = field(default_factory=list)  # "disk_limit: reason" for each candidate run stopped so
     token: str = field(default_factory=lambda: secrets.token_hex(16))
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
@@ -129,6 +130,8 @@ class Broker:
         out, err = stem.with_suffix(".stdout.log"), stem.with_suffix(".stderr.log")
         run = await self.start([sys.executable, *argv], cwd=self.trial_dir, stdout_path=out, stderr_path=err,
                                stdin_path=stdin_path, timeout_s=timeout_s)
+        if run.limit is not None:
+            self.limits_hit.append(f"{run.limit}: {run.limit_reason}")
         return {"returncode": run.returncode, "stdout": _read(out, self.output_bytes),
                 "stderr": _read(err, self.output_bytes), "seconds": run.seconds, "timed_out": run.timed_out,
                 "error_class": run_error_class(run), "notes": {"stdout_dropped": run.stdout_dropped}}

@@ -11,6 +11,7 @@ JSON stdout line. Each stage learns its name from EVOFORGE_STAGE (and `{stage}` 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import json
 import shlex
@@ -24,6 +25,7 @@ from typing import Any
 
 from evoforge.experiment.broker import Broker, candidate_env
 from evoforge.experiment.broker import close as close_broker
+from evoforge.experiment.disk import MB, clear_trial
 from evoforge.experiment.gates import check_static, program_fingerprint
 from evoforge.experiment.gates.config import StageConfig
 from evoforge.experiment.harness import ERROR_KEY
@@ -132,6 +134,7 @@ class Engineer:
         if self.task.evaluator_path is None:
             run = await sandboxed(argv, cwd=cwd, env=env, timeout_s=stage.timeout_s, stdout_path=files.stdout,
                                   stderr_path=files.stderr)
+            run = self._contain_disk(run, trial_dir)
             return StageRun(self._classify(run, self._command_result(run, files.result), stage),
                             _tail(run.stdout_tail), _tail(run.stderr_tail))
         ours, theirs = socket.socketpair()
@@ -147,7 +150,19 @@ class Engineer:
             theirs.close()
             await close_broker(serving, ours)
         reported = _Reported(broker.result) if broker.reported else None
+        if run.limit is None and broker.limits_hit:  # the candidate's own jail outgrew the trial's disk
+            limit, _, why = broker.limits_hit[0].partition(": ")
+            run = dataclasses.replace(run, limit=limit, limit_reason=f"the candidate's run: {why}")
+        run = self._contain_disk(run, trial_dir)
         return StageRun(self._classify(run, reported, stage), _tail(run.stdout_tail), _tail(run.stderr_tail))
+
+    def _contain_disk(self, run: SandboxResult, trial_dir: Path) -> SandboxResult:
+        """After a disk_limit stop: remove what the trial wrote (its program and logs stay) and say so."""
+        if run.limit != "disk_limit":
+            return run
+        freed = clear_trial(trial_dir, {self.task.program_name})
+        return dataclasses.replace(run, limit_reason=f"{run.limit_reason}; the trial was stopped and what it wrote "
+                                   f"removed ({freed // MB} MB freed; its program and logs kept)")
 
     def _command(self, program_path: Path, trial_dir: Path, stage: str) -> tuple[list[str], Path]:
         evaluator = self.task.evaluator_path
@@ -181,6 +196,8 @@ class Engineer:
     def _outcome(self, run: SandboxResult, reported: _Reported | BadResult | None, timeout_s: float) -> Outcome:
         tails = {"seconds": run.seconds, "stdout_tail": _tail(run.stdout_tail),
                  "stderr_tail": _tail(run.stderr_tail)}
+        if run.limit == "disk_limit":
+            return _failed("disk_limit", run.limit_reason, **tails)
         if run.timed_out:
             what = "timeout_s" if self.implicit else "the stage's timeout_s"
             return _failed("timeout", f"evaluation exceeded {what}={timeout_s:g}; its processes were killed",

@@ -71,6 +71,7 @@ class Jail:
     cwd: Path
     masked: tuple[Path, ...] = ()  # bwrap: emptied before `readonly` is bound (home folders, the run folder)
     hidden: tuple[Path, ...] = ()  # bwrap: emptied after `readonly` is bound (files only the evaluator sees)
+    tmp_mb: int | None = None  # bwrap: size of the private /tmp and /dev/shm (in memory)
 
 
 def _probe_argv(mode: str) -> list[str]:
@@ -220,7 +221,9 @@ def wrapper_argv(jail: Jail) -> list[str]:
         return []
     argv = ["bwrap", "--die-with-parent", "--new-session", "--unshare-pid", "--as-pid-1", "--cap-drop", "ALL",
             *([] if jail.network else ["--unshare-net"]),
-            "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
+            "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
+    size = [] if jail.tmp_mb is None else ["--size", str(jail.tmp_mb * 1024 * 1024)]
+    argv += [*size, "--tmpfs", "/tmp", *size, "--tmpfs", "/dev/shm"]
     for pattern in DEVICE_GLOBS:
         for device in sorted(glob.glob(pattern)):
             argv += ["--dev-bind-try", device, device]

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from evoforge.experiment import disk
 from evoforge.experiment.isolation import jail_for
 from evoforge.experiment.isolation import resolve as resolve_isolation
 from evoforge.task.config import Limits
@@ -48,6 +49,7 @@ class SandboxResult:
     stderr_dropped: int = 0
     stopped: bool = False  # ended early because the caller's `stop` event was set (a gate fired)
     limit: str | None = None  # the class of a limit the sandbox itself enforced and killed for (e.g. disk_limit)
+    limit_reason: str = ""
 
 
 def child_env(
@@ -191,7 +193,8 @@ def _supervisor_argv(argv: Sequence[str], limits: Limits, env: Mapping[str, str]
     """
     cmd = [sys.executable, "-I", "-S", str(SUPERVISOR)]
     for flag, value in (("--memory-mb", limits.memory_mb), ("--cpu-s", limits.cpu_s),
-                        ("--max-processes", limits.max_processes), ("--max-open-files", limits.max_open_files)):
+                        ("--max-processes", limits.max_processes), ("--max-open-files", limits.max_open_files),
+                        ("--disk-mb", limits.disk_mb), ("--tmp-mb", limits.tmp_mb)):
         if value is not None:
             cmd += [flag, str(value)]
     mode = resolve_isolation(limits.isolation, limits.network)
@@ -250,8 +253,9 @@ async def run_sandboxed(
             log.finish()
         raise
     pumps = [asyncio.create_task(_pump(pipe, log)) for pipe, log in zip(pipes, logs, strict=True)]
+    folder = Path(env.get("EVOFORGE_TRIAL_DIR") or cwd)
     try:
-        ended = await _wait_exit(proc, timeout_s, stop)
+        ended = await _wait_exit(proc, timeout_s, stop, folder, limits.disk_mb)
         timed_out, stopped = ended == "timeout", ended == "stopped"
         if ended != "exited":
             await _stop(proc)
@@ -270,14 +274,18 @@ async def run_sandboxed(
     finally:
         (out_tail, out_dropped), (err_tail, err_dropped) = logs[0].finish(), logs[1].finish()
     return SandboxResult(proc.returncode, timed_out, seconds, out_tail, err_tail, out_dropped, err_dropped,
-                         stopped=stopped)
+                         stopped=stopped, limit="disk_limit" if ended.startswith("disk_limit") else None,
+                         limit_reason=ended.partition(": ")[2])
 
 
-async def _wait_exit(proc: asyncio.subprocess.Process, timeout_s: float, stop: asyncio.Event | None) -> str:
-    """Wait for the process to exit, the timeout, or `stop`: returns "exited", "timeout" or "stopped"."""
+async def _wait_exit(proc: asyncio.subprocess.Process, timeout_s: float, stop: asyncio.Event | None,
+                     folder: Path, disk_mb: int | None) -> str:
+    """Wait for the process to exit, the timeout, `stop`, or its folder outgrowing `disk_mb`: returns "exited",
+    "timeout", "stopped" or "disk_limit: REASON"."""
     waiter = asyncio.ensure_future(proc.wait())
     stopper = asyncio.ensure_future(stop.wait()) if stop is not None else None
-    waiting = {waiter} if stopper is None else {waiter, stopper}
+    watcher = asyncio.ensure_future(disk.watch(folder, disk_mb)) if disk_mb is not None else None
+    waiting = {t for t in (waiter, stopper, watcher) if t is not None}
     try:
         done, _ = await asyncio.wait(waiting, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
     finally:
@@ -286,6 +294,8 @@ async def _wait_exit(proc: asyncio.subprocess.Process, timeout_s: float, stop: a
         await asyncio.gather(*waiting, return_exceptions=True)
     if waiter in done:
         return "exited"
+    if watcher is not None and watcher in done and not watcher.cancelled() and watcher.exception() is None:
+        return f"disk_limit: {watcher.result()}"
     return "stopped" if stopper is not None and stopper in done else "timeout"
 
 

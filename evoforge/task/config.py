@@ -31,6 +31,9 @@ class Limits(Strict):
         default=1024, gt=0, description="processes + threads in the trial's tree (supervisor; RLIMIT_NPROC if not root)"
     )
     max_open_files: int | None = Field(default=4096, gt=0, description="open file descriptors (RLIMIT_NOFILE)")
+    disk_mb: int | None = Field(default=1024, gt=0, description="what a trial may write into its folder "
+                                "(RLIMIT_FSIZE per file, a watch on the folder); past it: disk_limit")
+    tmp_mb: int = Field(default=256, gt=0, description="size of the jail's in-memory /tmp and /dev/shm (bwrap)")
     network: bool = Field(default=True, description="false: no network (a fresh network namespace)")
     isolation: str = Field(
         default="auto", pattern="^(auto|bwrap|unshare|none)$",
