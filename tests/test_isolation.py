@@ -29,7 +29,7 @@ def fake_probe(monkeypatch: pytest.MonkeyPatch, working: set[str]) -> None:
     isolation.reset_warnings()
 
 
-def test_auto_prefers_bwrap_then_unshare_then_none_and_warns_once(monkeypatch: pytest.MonkeyPatch,
+def test_auto_prefers_bwrap_then_unshare_and_warns_once(monkeypatch: pytest.MonkeyPatch,
                                                                   caplog: pytest.LogCaptureFixture) -> None:
     fake_probe(monkeypatch, {"bwrap", "unshare"})
     assert resolve("auto", network=False) == "bwrap"
@@ -39,16 +39,17 @@ def test_auto_prefers_bwrap_then_unshare_then_none_and_warns_once(monkeypatch: p
         assert resolve("auto", network=True) == "unshare"
     assert [r.getMessage() for r in caplog.records] == ["sandbox isolation: unshare (bwrap unavailable: bwrap missing)"]
     fake_probe(monkeypatch, set())
-    assert resolve("auto", network=True) == "none"
+    with pytest.raises(IsolationUnavailable, match="auto found no sandbox"):  # never `none` unless named
+        resolve("auto", network=True)
 
 
 def test_impossible_isolation_is_a_user_error_naming_the_field(monkeypatch: pytest.MonkeyPatch) -> None:
     fake_probe(monkeypatch, set())
     with pytest.raises(IsolationUnavailable, match="limits.isolation: bwrap is unavailable: bwrap missing"):
         resolve("bwrap", network=True)
-    with pytest.raises(EvoforgeError, match="limits.network: false needs a network namespace"):
-        resolve("auto", network=False)
-    with pytest.raises(IsolationUnavailable, match="limits.network: false"):
+    with pytest.raises(EvoforgeError, match="limits.isolation: none cannot cut the network"):
+        resolve("none", network=False)
+    with pytest.raises(IsolationUnavailable, match="limits.network: true"):
         describe_isolation(Limits(isolation="none", network=False))
     with pytest.raises(IsolationUnavailable, match="not one of"):
         resolve("docker", network=True)

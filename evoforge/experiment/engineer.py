@@ -225,7 +225,7 @@ class Engineer:
         error_class = str(error.get("error_class") or f"crash:{kind}")
         if error_class == "bad_evaluator":
             return _failed(error_class, message, **tails)
-        lines = str(error.get("traceback", "")).rstrip().splitlines()[-TRACEBACK_LINES:]
+        lines = traceback_tail(str(error.get("traceback", "")))
         headline = f"{kind}: {message}" if message else kind
         if kind == "MemoryError":
             limit = self.task.config.limits.memory_mb
@@ -264,6 +264,17 @@ class _Reported:
     """The value an evaluator reported (any JSON value, None included)."""
 
     value: Any
+
+
+def traceback_tail(text: str, limit: int = TRACEBACK_LINES) -> list[str]:
+    """The last `limit` lines of a traceback, starting at a whole frame ("  File ..."): a cut never begins with a
+    stray source or `^^^^` marker line (fewer lines, then, when a frame would be cut)."""
+    lines = text.rstrip().splitlines()
+    tail = lines[-limit:]
+    if len(lines) > limit:
+        starts = [i for i, line in enumerate(tail) if line.startswith("  File ")]
+        tail = tail[starts[0]:] if starts else tail[-1:]
+    return tail
 
 
 def _failed(error_class: str, message: str, **fields: Any) -> Outcome:

@@ -14,7 +14,8 @@ What each mode guarantees (the candidate runs as the user evoforge runs as, ofte
   no_new_privs) so a root candidate cannot remount them. The rest of the host filesystem stays writable.
 * `none`: rlimits and the process-tree supervisor only; the candidate can write wherever the user can, the task's
   evaluator and the record included. `auto` picks the strongest mode that works here and warns once when that is
-  not bwrap; a no-network task refuses to run under `none`.
+  not bwrap, and refuses when neither works (`none` must be named). Candidates get no network unless
+  `limits.network: true`; `none` cannot cut it, so it needs that setting.
 
 Read-only mounts rather than copies: the evaluator stays the task's own file (the record's task snapshot stays
 true) and copies could themselves be edited by the candidate, whereas a read-only mount cannot be undone without
@@ -98,13 +99,20 @@ def probe(mode: str) -> str | None:
 
 
 def resolve(choice: str, network: bool) -> str:
-    """The mode to use for `limits.isolation` = `choice` ("auto" or a mode); raises IsolationUnavailable."""
+    """The mode to use for `limits.isolation` = `choice` ("auto" or a mode); raises IsolationUnavailable.
+
+    `auto` picks bwrap, else unshare (with a warning), and never falls back to `none`: that mode runs candidates
+    without a sandbox and must be asked for by name.
+    """
     if choice == "auto":
         for mode in ("bwrap", "unshare"):
             if probe(mode) is None:
                 break
         else:
-            mode = "none"
+            raise IsolationUnavailable(
+                f"task.yaml limits.isolation: auto found no sandbox (bwrap: {probe('bwrap')}; unshare: "
+                f"{probe('unshare')}); install bubblewrap (Debian: apt-get install bubblewrap) or run as root, or "
+                "set limits.isolation: none (no sandbox; with limits.network: true) to run candidates unjailed")
         if mode != "bwrap" and "auto" not in _warned:
             _warned.add("auto")
             log.warning("sandbox isolation: %s (bwrap unavailable: %s)", mode, probe("bwrap"))
@@ -117,9 +125,8 @@ def resolve(choice: str, network: bool) -> str:
     else:
         raise IsolationUnavailable(f"task.yaml limits.isolation: {choice!r} is not one of auto, {', '.join(MODES)}")
     if mode == "none" and not network:
-        why = "; ".join(f"{m}: {probe(m)}" for m in ("bwrap", "unshare"))
-        raise IsolationUnavailable("task.yaml limits.network: false needs a network namespace, but isolation is "
-                                   f"'none' ({why}); install bubblewrap or run as root, or set limits.network: true")
+        raise IsolationUnavailable("task.yaml limits.isolation: none cannot cut the network (limits.network is "
+                                   "false by default); set limits.network: true as well, or use bwrap/unshare")
     return mode
 
 
@@ -138,13 +145,15 @@ def describe_isolation(limits: Limits, evaluator: Path | None = None) -> str:
     mode = resolve(limits.isolation, limits.network)
     what = {
         "bwrap": "bubblewrap: read-only root, private /tmp and /proc, PID namespace, no capabilities; "
-                 "only the trial folder is writable",
-        "unshare": "unshare: PID and mount namespaces, task and run folders read-only, no capabilities; "
-                   "the rest of the filesystem is writable (install bubblewrap for a read-only root)",
-        "none": "none: rlimits and process-tree cleanup only; the candidate can write anywhere, the evaluator "
-                "and the record included (install bubblewrap)",
+                 "only the trial folder is writable; the home folders, the run folder and secrets are hidden",
+        "unshare": "unshare (WEAKER than bubblewrap): PID and mount namespaces, task and run folders read-only, "
+                   "no capabilities; the candidate can read every file this user can (home folder, the record, "
+                   "hidden task files) and write outside them, home folder included (install bubblewrap)",
+        "none": "none (NO SANDBOX): rlimits and process-tree cleanup only; the candidate can read and write "
+                "every file this user can (home folder, evaluator, record), reach the network and read the "
+                "evoforge process's environment, API keys included, through /proc (install bubblewrap)",
     }[mode]
-    net = "on" if limits.network else "off"
+    net = "on (limits.network: true)" if limits.network else "off (limits.network: true allows it)"
 
     def show(value: int | None, unit: str = "") -> str:
         return "unlimited" if value is None else f"{value}{unit}"

@@ -34,10 +34,11 @@ class Limits(Strict):
     disk_mb: int | None = Field(default=1024, gt=0, description="what a trial may write into its folder "
                                 "(RLIMIT_FSIZE per file, a watch on the folder); past it: disk_limit")
     tmp_mb: int = Field(default=256, gt=0, description="size of the jail's in-memory /tmp and /dev/shm (bwrap)")
-    network: bool = Field(default=True, description="false: no network (a fresh network namespace)")
+    network: bool = Field(default=False, description="true: candidates may use the network (default: a fresh, "
+                          "empty network namespace)")
     isolation: str = Field(
         default="auto", pattern="^(auto|bwrap|unshare|none)$",
-        description="auto picks bwrap, else unshare, else none; see evoforge/experiment/isolation.py",
+        description="auto picks bwrap, else unshare (never none: name it); see evoforge/experiment/isolation.py",
     )
 
 
