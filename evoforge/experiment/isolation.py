@@ -6,8 +6,10 @@ What each mode guarantees (the candidate runs as the user evoforge runs as, ofte
 * `bwrap` (Debian's bubblewrap): fresh PID namespace (when the trial ends the namespace dies and the kernel kills
   everything in it), `--ro-bind / /` (the whole filesystem read-only), private `/dev`, `/proc` and `/tmp`, all
   capabilities dropped, `--die-with-parent --new-session`, a fresh network namespace when `limits.network` is false.
-  Only the trial folder is writable (plus the private /tmp and /dev/shm, gone when the trial ends). So the candidate
-  can modify neither the task's evaluator nor the record nor anything else on the host.
+  Only the trial folder is writable (plus the private /tmp and /dev/shm, `tmp_mb` each, gone when the trial ends).
+  So the candidate can modify neither the task's evaluator nor the record nor anything else on the host. The home
+  folders, secrets (/etc/shadow...), other trials and the run folder are emptied (read-only tmpfs), and in the
+  candidate's own jail (run_candidate) also task.yaml, the evaluator and the task's `hidden` paths.
 * `unshare` (util-linux; needs root): fresh PID and mount namespaces (+ network when off). Inside, the supervisor
   bind-mounts the task folder and the run folders (the trial folder's parent, and its parent when it holds
   `record.db`) read-only with the trial folder writable on top, then drops every capability (bounding set emptied,
