@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 from containment import BWRAP, IN_PROCESS, THROUGH_HELPER, assert_honest_run_goes_on, evaluate, make_task, trial_dir
 
+from evoforge.experiment import isolation
 from evoforge.experiment.disk import MB, folder_usage, retain, run_folder_bytes
 from evoforge.models import TrialStatus
+from evoforge.task.config import Limits
 
 TMP_FILLER = """
 def result():
@@ -76,3 +78,13 @@ def test_retention_keeps_the_best_and_the_failures_logs(tmp_path: Path) -> None:
     assert left == ["1/program.py", "1/small.txt", "1/stdout.log", "1/weights.bin", "2/program.py", "2/small.txt",
                     "3/program.py", "3/small.txt", "3/stdout.log"]
     assert freed >= 3 * 2 * MB and run_folder_bytes(tmp_path / "run") == before - freed
+
+
+def test_an_older_bwrap_without_size_still_runs_and_the_run_start_says_tmp_is_uncapped(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    jail = isolation.Jail("bwrap", False, tmp_path, (), tmp_path, tmp_mb=32)
+    assert "--size" in isolation.wrapper_argv(jail) or not isolation.bwrap_sizes_tmpfs()
+    monkeypatch.setattr(isolation, "bwrap_sizes_tmpfs", lambda: False)
+    monkeypatch.setattr(isolation, "probe", lambda mode: None)
+    assert "--size" not in isolation.wrapper_argv(jail)
+    assert "/tmp is NOT capped at tmp_mb=256" in isolation.describe_isolation(Limits())

@@ -100,6 +100,16 @@ def probe(mode: str) -> str | None:
     return None
 
 
+@functools.cache
+def bwrap_sizes_tmpfs() -> bool:
+    """Whether this bwrap can cap a tmpfs (`--size`, bubblewrap 0.8+); older ones leave the jail's /tmp uncapped."""
+    try:
+        done = subprocess.run(["bwrap", "--help"], capture_output=True, text=True, timeout=PROBE_TIMEOUT_S)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return "--size" in done.stdout + done.stderr
+
+
 def resolve(choice: str, network: bool) -> str:
     """The mode to use for `limits.isolation` = `choice` ("auto" or a mode); raises IsolationUnavailable.
 
@@ -156,6 +166,8 @@ def describe_isolation(limits: Limits, evaluator: Path | None = None) -> str:
                 "evoforge process's environment, API keys included, through /proc (install bubblewrap)",
     }[mode]
     net = "on (limits.network: true)" if limits.network else "off (limits.network: true allows it)"
+    if mode == "bwrap" and not bwrap_sizes_tmpfs():
+        what += f"; /tmp is NOT capped at tmp_mb={limits.tmp_mb} (this bwrap lacks --size; bubblewrap 0.8+ has it)"
 
     def show(value: int | None, unit: str = "") -> str:
         return "unlimited" if value is None else f"{value}{unit}"
@@ -233,7 +245,7 @@ def wrapper_argv(jail: Jail) -> list[str]:
     argv = ["bwrap", "--die-with-parent", "--new-session", "--unshare-pid", "--as-pid-1", "--cap-drop", "ALL",
             *([] if jail.network else ["--unshare-net"]),
             "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
-    size = [] if jail.tmp_mb is None else ["--size", str(jail.tmp_mb * 1024 * 1024)]
+    size = [] if jail.tmp_mb is None or not bwrap_sizes_tmpfs() else ["--size", str(jail.tmp_mb * 1024 * 1024)]
     argv += [*size, "--tmpfs", "/tmp", *size, "--tmpfs", "/dev/shm"]
     for pattern in DEVICE_GLOBS:
         for device in sorted(glob.glob(pattern)):
