@@ -245,7 +245,7 @@ def wrapper_argv(jail: Jail) -> list[str]:
     argv = ["bwrap", "--die-with-parent", "--new-session", "--unshare-pid", "--as-pid-1", "--cap-drop", "ALL",
             *([] if jail.network else ["--unshare-net"]),
             "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
-    size = [] if jail.tmp_mb is None or not bwrap_sizes_tmpfs() else ["--size", str(jail.tmp_mb * 1024 * 1024)]
+    size = [] if jail.tmp_mb is None else ["--size", str(jail.tmp_mb * 1024 * 1024)]
     argv += [*size, "--tmpfs", "/tmp", *size, "--tmpfs", "/dev/shm"]
     for pattern in DEVICE_GLOBS:
         for device in sorted(glob.glob(pattern)):

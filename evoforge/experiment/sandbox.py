@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from evoforge.experiment import disk
-from evoforge.experiment.isolation import jail_for
+from evoforge.experiment.isolation import bwrap_sizes_tmpfs, jail_for
 from evoforge.experiment.isolation import resolve as resolve_isolation
 from evoforge.task.config import Limits
 
@@ -194,11 +194,13 @@ def _supervisor_argv(argv: Sequence[str], limits: Limits, env: Mapping[str, str]
     cmd = [sys.executable, "-I", "-S", str(SUPERVISOR)]
     for flag, value in (("--memory-mb", limits.memory_mb), ("--cpu-s", limits.cpu_s),
                         ("--max-processes", limits.max_processes), ("--max-open-files", limits.max_open_files),
-                        ("--disk-mb", limits.disk_mb), ("--tmp-mb", limits.tmp_mb)):
+                        ("--disk-mb", limits.disk_mb)):
         if value is not None:
             cmd += [flag, str(value)]
     mode = resolve_isolation(limits.isolation, limits.network)
     cmd += ["--isolation", mode]
+    if mode == "bwrap" and bwrap_sizes_tmpfs():  # decided here once per process, not per trial
+        cmd += ["--tmp-mb", str(limits.tmp_mb)]
     if not limits.network:
         cmd += ["--network", "off"]
     if mode != "none":
