@@ -149,7 +149,8 @@ def _drive(task: Task, record: Record, run_dir: Path, settings: RunSettings, obs
     )
     if observer is not None:
         notes = [f"knowledge base: {learning.kb.mode}, {learning.kb.count()} items",
-                 f"analyzer: {learning.analyzer.name}", f"sandbox: {describe_isolation(task.config.limits)}"]
+                 f"analyzer: {learning.analyzer.name}",
+                 f"sandbox: {describe_isolation(task.config.limits, task.evaluator_path)}"]
         done = len(conductor.state.trials)
         observer.run_started(run_dir=run_dir, proposer=describe_proposer(proposer.name), settings=settings,
                              done=done, notes=notes)

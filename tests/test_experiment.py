@@ -182,7 +182,7 @@ DOUBLE_FORK = """
     ],
 )
 def test_double_forked_grandchild_leaves_no_survivor(tmp_path: Path, tail: str, expected: str | None) -> None:
-    task = make_task(tmp_path, timeout_s=1.5, limits={"isolation": "none"})
+    task = make_task(tmp_path, timeout_s=1.5, limits={"isolation": "none", "network": True})
     start = time.monotonic()
     out = run_one(task, DOUBLE_FORK.replace("{tail}", tail), tmp_path / "trial")
     assert out.error_class == expected, out.error_message
@@ -320,7 +320,7 @@ def test_two_evaluations_overlap_in_one_event_loop(tmp_path: Path) -> None:
 
 
 def test_cancelling_an_evaluation_kills_its_processes(tmp_path: Path) -> None:
-    task = make_task(tmp_path, timeout_s=60, limits={"isolation": "none"})
+    task = make_task(tmp_path, timeout_s=60, limits={"isolation": "none", "network": True})
     code = DOUBLE_FORK.replace("{tail}", "time.sleep(60)")
     pid_file = tmp_path / "trial" / "sleeper.pid"
 

@@ -39,7 +39,8 @@ def make_task(tmp_path: Path, mode: str = "auto", **limits: Any) -> Task:
     (root / "program.py").write_text(HONEST)
     (root / "evaluator.py").write_text(RUN_EVALUATOR)
     cfg = TaskConfig(name="t", problem="problem.md", program="program.py", evaluator="evaluator.py",
-                     timeout_s=limits.pop("timeout_s", 20), limits={"isolation": mode, **limits})
+                     timeout_s=limits.pop("timeout_s", 20),
+                     limits={"isolation": mode, "network": mode == "none", **limits})  # none needs the network
     return Task(root=root, config=cfg, problem_text="maximise the score\n", seed_program="")
 
 

@@ -29,7 +29,7 @@ def fake_probe(monkeypatch: pytest.MonkeyPatch, working: set[str]) -> None:
     isolation.reset_warnings()
 
 
-def test_auto_prefers_bwrap_then_unshare_then_none_and_warns_once(monkeypatch: pytest.MonkeyPatch,
+def test_auto_prefers_bwrap_then_unshare_and_warns_once(monkeypatch: pytest.MonkeyPatch,
                                                                   caplog: pytest.LogCaptureFixture) -> None:
     fake_probe(monkeypatch, {"bwrap", "unshare"})
     assert resolve("auto", network=False) == "bwrap"
@@ -39,16 +39,17 @@ def test_auto_prefers_bwrap_then_unshare_then_none_and_warns_once(monkeypatch: p
         assert resolve("auto", network=True) == "unshare"
     assert [r.getMessage() for r in caplog.records] == ["sandbox isolation: unshare (bwrap unavailable: bwrap missing)"]
     fake_probe(monkeypatch, set())
-    assert resolve("auto", network=True) == "none"
+    with pytest.raises(IsolationUnavailable, match="auto found no sandbox"):  # never `none` unless named
+        resolve("auto", network=True)
 
 
 def test_impossible_isolation_is_a_user_error_naming_the_field(monkeypatch: pytest.MonkeyPatch) -> None:
     fake_probe(monkeypatch, set())
     with pytest.raises(IsolationUnavailable, match="limits.isolation: bwrap is unavailable: bwrap missing"):
         resolve("bwrap", network=True)
-    with pytest.raises(EvoforgeError, match="limits.network: false needs a network namespace"):
-        resolve("auto", network=False)
-    with pytest.raises(IsolationUnavailable, match="limits.network: false"):
+    with pytest.raises(EvoforgeError, match="limits.isolation: none cannot cut the network"):
+        resolve("none", network=False)
+    with pytest.raises(IsolationUnavailable, match="limits.network: true"):
         describe_isolation(Limits(isolation="none", network=False))
     with pytest.raises(IsolationUnavailable, match="not one of"):
         resolve("docker", network=True)
@@ -66,8 +67,7 @@ def test_jail_protects_task_trials_and_record_folders(tmp_path: Path) -> None:
     trial.mkdir(parents=True)
     (tmp_path / "task").mkdir()
     env = {"EVOFORGE_TRIAL_DIR": str(trial), "EVOFORGE_TASK_DIR": str(tmp_path / "task")}
-    runtime = {Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve(), Path(sys.executable).resolve().parent,
-               Path(isolation.__file__).resolve().parents[2]}  # interpreter, venv, package: visible under bwrap
+    runtime = set(isolation.runtime_paths())  # interpreter, venv, package, sys.path: visible under bwrap
     mine = set(jail_for("unshare", True, env, trial).readonly) - runtime
     assert mine == {tmp_path / "run" / "trials", tmp_path / "task"}
     (tmp_path / "run" / "record.db").touch()

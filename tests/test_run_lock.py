@@ -45,7 +45,8 @@ def evaluate(program_path):
 
 def test_second_resume_of_a_live_run_is_refused(tmp_path: Path) -> None:
     gate = tmp_path / "gate"
-    task = make_task(tmp_path / "task", extra_yaml="limits: {isolation: none}\n")  # the evaluator sees the gate
+    # isolation none: the evaluator sees the gate file (named, so with the network on)
+    task = make_task(tmp_path / "task", extra_yaml="limits: {isolation: none, network: true}\n")
     (task / "evaluator.py").write_text(GATED_EVALUATOR.format(gate=str(gate)))
     run_dir = tmp_path / "run"
     log = tmp_path / "run.log"

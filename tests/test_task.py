@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import subprocess
@@ -11,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from evoforge.errors import TaskError
-from evoforge.models import Direction
+from evoforge.experiment import Engineer
+from evoforge.models import Direction, TrialStatus
 from evoforge.task.loader import load_task, task_snapshot
 from evoforge.task.template import STARTER_FILES, write_starter_task
 
@@ -137,9 +139,14 @@ def test_evaluator_evaluate_without_parameters(tmp_path: Path) -> None:
     assert "evaluator.py: function 'evaluate' takes no positional parameter" in load_error(folder)
 
 
-def test_evaluator_accepts_async_and_extra_parameters(tmp_path: Path) -> None:
-    source = "async def evaluate(program_path, ctx=None, *, timeout_s=1.0):\n    return {'score': 0.0}\n"
-    assert load_task(make_task(tmp_path / "t", evaluator=source)).config.evaluator == "evaluator.py"
+def test_an_async_evaluator_with_extra_parameters_runs_and_scores(tmp_path: Path) -> None:
+    source = ("import asyncio, runpy\n\nasync def evaluate(program_path, ctx=None, *, timeout_s=1.0):\n"
+              "    await asyncio.sleep(0)\n"
+              "    return {'score': runpy.run_path(program_path)['X'] * 2, 'stage': ctx['stage']}\n")
+    task = load_task(make_task(tmp_path / "t", evaluator=source))
+    outcome = asyncio.run(Engineer(task).evaluate("X = 1.25\n", tmp_path / "trial"))
+    assert (outcome.status, outcome.score, outcome.metrics) == (TrialStatus.SUCCEEDED, 2.5, {"score": 2.5,
+                                                                                          "stage": "main"})
 
 
 def test_evaluator_syntax_error_gives_line(tmp_path: Path) -> None:

@@ -2,23 +2,30 @@
 the sandbox, stage by stage, under the gates, and turns what happened into an `Outcome` (a score and metrics, or
 an error class with a clear reason, or the gate that pruned it).
 
-A Python evaluator runs through the harness with the trial folder as working directory; a command evaluator
-runs through /bin/sh in the task folder and reports via the file named by EVOFORGE_RESULT or its last JSON
-stdout line. Each stage learns its name from EVOFORGE_STAGE (and `{stage}` in a command, ctx["stage"] in Python).
+A Python evaluator runs through the harness with the trial folder as working directory and reports through a
+channel of its own (see broker.py), which also starts its candidate in a separate sandbox on request; a command
+evaluator runs through /bin/sh in the task folder and reports via the file named by EVOFORGE_RESULT or its last
+JSON stdout line. Each stage learns its name from EVOFORGE_STAGE (and `{stage}` in a command, ctx["stage"] in Python).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import functools
 import json
 import shlex
 import signal
+import socket
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from evoforge.experiment.broker import Broker, candidate_env
+from evoforge.experiment.broker import close as close_broker
+from evoforge.experiment.disk import MB, clear_trial
 from evoforge.experiment.gates import check_static, program_fingerprint
 from evoforge.experiment.gates.config import StageConfig
 from evoforge.experiment.harness import ERROR_KEY
@@ -26,6 +33,7 @@ from evoforge.experiment.result import BadResult, last_json_line, metrics_of, re
 from evoforge.experiment.sandbox import SandboxResult, child_env, run_sandboxed
 from evoforge.experiment.stages import Cascade, StageRun
 from evoforge.models import EvaluationHistory, GateDecision, Outcome, StageResult, Trial, TrialStatus
+from evoforge.sandbox import CHANNEL_VAR
 from evoforge.task.loader import Task
 from evoforge.telemetry import ENV_VAR as TELEMETRY_VAR
 
@@ -110,57 +118,95 @@ class Engineer:
         """Run one stage's evaluator process (stopped when `stop` is set) and classify how it ended."""
         files = self._files(trial_dir, stage.name)
         files.result.unlink(missing_ok=True)
-        env = child_env(
-            {
-                "EVOFORGE_RESULT": str(files.result),
-                "EVOFORGE_TRIAL_DIR": str(trial_dir),
-                "EVOFORGE_TASK_DIR": str(self.task.root.resolve()),
-                TELEMETRY_VAR: str(files.telemetry),
-                "EVOFORGE_STAGE": stage.name,
-                "EVOFORGE_STAGE_ARGS": json.dumps(stage.args),
-            },
-            passthrough=self.env_passthrough,
-        )
-        argv, cwd = self._command(program_path, files.result, trial_dir, stage.name)
-        run = await run_sandboxed(
-            argv, cwd=cwd, env=env, timeout_s=stage.timeout_s, limits=self.task.config.limits,
-            stdout_path=files.stdout, stderr_path=files.stderr, stop=stop,
-        )
-        return StageRun(self._classify(run, files.result, stage), _tail(run.stdout_tail), _tail(run.stderr_tail))
+        extra = {
+            "EVOFORGE_TRIAL_DIR": str(trial_dir),
+            "EVOFORGE_TASK_DIR": str(self.task.root.resolve()),
+            TELEMETRY_VAR: str(files.telemetry),
+            "EVOFORGE_STAGE": stage.name,
+            "EVOFORGE_STAGE_ARGS": json.dumps(stage.args),
+        }
+        if self.task.evaluator_path is None:
+            extra["EVOFORGE_RESULT"] = str(files.result)  # a command evaluator reports through a file
+        env = child_env(extra, passthrough=self.env_passthrough)
+        argv, cwd = self._command(program_path, trial_dir, stage.name)
+        limits = self.task.config.limits
+        sandboxed = functools.partial(run_sandboxed, limits=limits, stop=stop)
+        if self.task.evaluator_path is None:
+            run = await sandboxed(argv, cwd=cwd, env=env, timeout_s=stage.timeout_s, stdout_path=files.stdout,
+                                  stderr_path=files.stderr)
+            run = self._contain_disk(run, trial_dir)
+            return StageRun(self._classify(run, self._command_result(run, files.result), stage),
+                            _tail(run.stdout_tail), _tail(run.stderr_tail))
+        ours, theirs = socket.socketpair()
+        start = functools.partial(run_sandboxed, env=candidate_env(env), limits=limits,
+                                  hidden=self.task.private_paths)
+        broker = Broker(trial_dir, start, limits.output_bytes)
+        serving = asyncio.create_task(broker.serve(ours))
+        try:
+            env[CHANNEL_VAR] = str(theirs.fileno())
+            run = await sandboxed(argv, cwd=cwd, env=env, timeout_s=stage.timeout_s, stdout_path=files.stdout,
+                                  stderr_path=files.stderr, pass_fds=(theirs.fileno(),))
+        finally:
+            theirs.close()
+            await close_broker(serving, ours)
+        reported = _Reported(broker.result) if broker.reported else None
+        if run.limit is None and broker.limits_hit:  # the candidate's own jail outgrew the trial's disk
+            limit, _, why = broker.limits_hit[0].partition(": ")
+            run = dataclasses.replace(run, limit=limit, limit_reason=f"the candidate's run: {why}")
+        run = self._contain_disk(run, trial_dir)
+        return StageRun(self._classify(run, reported, stage), _tail(run.stdout_tail), _tail(run.stderr_tail))
 
-    def _command(self, program_path: Path, result_path: Path, trial_dir: Path, stage: str) -> tuple[list[str], Path]:
+    def _contain_disk(self, run: SandboxResult, trial_dir: Path) -> SandboxResult:
+        """After a disk_limit stop: remove what the trial wrote (its program and logs stay) and say so."""
+        if run.limit != "disk_limit":
+            return run
+        freed = clear_trial(trial_dir, {self.task.program_name})
+        return dataclasses.replace(run, limit_reason=f"{run.limit_reason}; the trial was stopped and what it wrote "
+                                   f"removed ({freed // MB} MB freed; its program and logs kept)")
+
+    def _command(self, program_path: Path, trial_dir: Path, stage: str) -> tuple[list[str], Path]:
         evaluator = self.task.evaluator_path
         if evaluator is not None:
             harness = [sys.executable, "-m", "evoforge.experiment.harness"]
-            return [*harness, str(evaluator), str(program_path), str(result_path)], trial_dir
+            return [*harness, str(evaluator), str(program_path)], trial_dir
         command = (self.task.config.command or "").replace("{program}", shlex.quote(str(program_path)))
         command = command.replace("{stage}", shlex.quote(stage))
         return ["/bin/sh", "-c", command], self.task.root.resolve()
 
-    def _classify(self, run: SandboxResult, result_path: Path, stage: StageConfig) -> StageResult:
+    def _command_result(self, run: SandboxResult, result_path: Path) -> _Reported | BadResult | None:
+        """A command evaluator's result: the $EVOFORGE_RESULT file, else its last JSON object line on stdout."""
+        try:
+            raw = read_result_file(result_path)
+            if raw is None:
+                raw = last_json_line(run.stdout_tail.decode("utf-8", errors="replace"))
+        except BadResult as exc:
+            return exc
+        return None if raw is None else _Reported(raw)
+
+    def _classify(self, run: SandboxResult, reported: _Reported | BadResult | None,
+                  stage: StageConfig) -> StageResult:
         """How the stage ended: SUCCEEDED with a score, FAILED with a reason, or PRUNED when it was stopped."""
         done = {"name": stage.name, "seconds": run.seconds}
         if run.stopped:
             return StageResult(status=TrialStatus.PRUNED, **done)
-        outcome = self._outcome(run, result_path, stage.timeout_s)
+        outcome = self._outcome(run, reported, stage.timeout_s)
         return StageResult(status=outcome.status, score=outcome.score, metrics=outcome.metrics,
                            error_class=outcome.error_class, error_message=outcome.error_message, **done)
 
-    def _outcome(self, run: SandboxResult, result_path: Path, timeout_s: float) -> Outcome:
+    def _outcome(self, run: SandboxResult, reported: _Reported | BadResult | None, timeout_s: float) -> Outcome:
         tails = {"seconds": run.seconds, "stdout_tail": _tail(run.stdout_tail),
                  "stderr_tail": _tail(run.stderr_tail)}
+        if run.limit == "disk_limit":
+            return _failed("disk_limit", run.limit_reason, **tails)
         if run.timed_out:
             what = "timeout_s" if self.implicit else "the stage's timeout_s"
             return _failed("timeout", f"evaluation exceeded {what}={timeout_s:g}; its processes were killed",
                            **tails)
-        try:
-            raw = read_result_file(result_path)
-            if raw is None and self.task.evaluator_path is None:
-                raw = last_json_line(run.stdout_tail.decode("utf-8", errors="replace"))
-        except BadResult as exc:
-            return _failed("bad_result", str(exc), **tails)
-        if raw is None:
+        if isinstance(reported, BadResult):
+            return _failed("bad_result", str(reported), **tails)
+        if reported is None:
             return self._no_result(run, **tails)
+        raw = reported.value
         if self.task.evaluator_path is not None and isinstance(raw, dict) and ERROR_KEY in raw:
             return self._harness_error(raw[ERROR_KEY], **tails)
         try:
@@ -179,7 +225,7 @@ class Engineer:
         error_class = str(error.get("error_class") or f"crash:{kind}")
         if error_class == "bad_evaluator":
             return _failed(error_class, message, **tails)
-        lines = str(error.get("traceback", "")).rstrip().splitlines()[-TRACEBACK_LINES:]
+        lines = traceback_tail(str(error.get("traceback", "")))
         headline = f"{kind}: {message}" if message else kind
         if kind == "MemoryError":
             limit = self.task.config.limits.memory_mb
@@ -206,10 +252,29 @@ class Engineer:
         if code != 0:
             return _failed(f"exit:{code}", f"evaluator exited with code {code} and no valid result"
                            + _stderr_hint(run), **tails)
-        where = "no result file"
-        if is_shell:
-            where = "no result file at $EVOFORGE_RESULT and no JSON object line on stdout"
+        if not is_shell:
+            return _failed("early_exit", "the evaluator's process exited (code 0) before evaluate() returned, so "
+                           "nothing was reported (did the candidate, running in that process, exit it?)", **tails)
+        where = "no result file at $EVOFORGE_RESULT and no JSON object line on stdout"
         return _failed("bad_result", f"evaluator finished but reported no result ({where})", **tails)
+
+
+@dataclass(frozen=True)
+class _Reported:
+    """The value an evaluator reported (any JSON value, None included)."""
+
+    value: Any
+
+
+def traceback_tail(text: str, limit: int = TRACEBACK_LINES) -> list[str]:
+    """The last `limit` lines of a traceback, starting at a whole frame ("  File ..."): a cut never begins with a
+    stray source or `^^^^` marker line (fewer lines, then, when a frame would be cut)."""
+    lines = text.rstrip().splitlines()
+    tail = lines[-limit:]
+    if len(lines) > limit:
+        starts = [i for i, line in enumerate(tail) if line.startswith("  File ")]
+        tail = tail[starts[0]:] if starts else tail[-1:]
+    return tail
 
 
 def _failed(error_class: str, message: str, **fields: Any) -> Outcome:

@@ -1,22 +1,30 @@
-"""Child-side runner for Python evaluators: imports the evaluator file by path, calls `evaluate`, writes JSON.
+"""Child-side runner for Python evaluators: imports the evaluator file by path, calls `evaluate`, reports JSON.
 
-Usage: `python -m evoforge.experiment.harness <evaluator_path> <program_path> <result_path>`. The result is
-written with allow_nan=True so the parent can reject NaN with a clear reason; on failure it writes
-{"__error__": {"type", "message", "traceback", "error_class"}} and exits 1. A two-parameter `evaluate(path, ctx)`
-gets ctx = {"trial_dir", "task_dir", "stage", "stage_args"} (the stage from EVOFORGE_STAGE / EVOFORGE_STAGE_ARGS).
+Usage: `python -m evoforge.experiment.harness <evaluator_path> <program_path>`, with $EVOFORGE_CHANNEL_FD naming
+an inherited socket to the evoforge process. The harness takes that variable (and any EVOFORGE_RESULT) out of
+the environment before loading the evaluator, so no candidate finds a result file or variable; the result goes
+back through the socket once evaluate() has returned (a process that exits before that reports nothing, which
+evoforge records as `early_exit`). Evaluators run their candidate through `evoforge.sandbox.run_candidate`, which
+uses the same socket. The result is encoded with allow_nan=True so the parent can reject NaN with a clear reason;
+on failure it reports {"__error__": {"type", "message", "traceback", "error_class"}} and exits 1. A two-parameter
+`evaluate(path, ctx)` gets ctx = {"trial_dir", "task_dir", "stage", "stage_args"} (the stage from EVOFORGE_STAGE /
+EVOFORGE_STAGE_ARGS). An `async def evaluate` is run to completion with asyncio.run.
 """
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import inspect
 import json
 import os
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
+
+from evoforge import sandbox
 
 ERROR_KEY = "__error__"
 
@@ -67,11 +75,8 @@ def _jsonable(value: Any) -> Any:
     raise TypeError(f"value of type {type(value).__name__} is not JSON-serializable")
 
 
-def _write(path: Path, payload: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(payload, fh, allow_nan=True, default=_jsonable)
-    os.replace(tmp, path)
+def _report(payload: Any) -> None:
+    sandbox.report(payload, default=_jsonable)
 
 
 def _error(exc: BaseException, error_class: str, message: str | None = None) -> dict[str, Any]:
@@ -89,39 +94,48 @@ def _stage_args() -> dict[str, Any]:
     return args if isinstance(args, dict) else {}
 
 
-def run(evaluator_path: Path, program_path: Path, result_path: Path) -> int:
-    """Call the evaluator on the program and write its result; returns the process exit code."""
+async def _completed(awaitable: Awaitable[Any]) -> Any:
+    return await awaitable
+
+
+def run(evaluator_path: Path, program_path: Path) -> int:
+    """Call the evaluator on the program and report its result; returns the process exit code."""
     try:
         evaluate = load_evaluate(evaluator_path)
     except BadEvaluator as exc:
-        _write(result_path, _error(exc, "bad_evaluator"))
+        _report(_error(exc, "bad_evaluator"))
         return 1
     ctx = {"trial_dir": os.environ.get("EVOFORGE_TRIAL_DIR", str(Path.cwd())),
            "task_dir": os.environ.get("EVOFORGE_TASK_DIR", str(evaluator_path.parent)),
            "stage": os.environ.get("EVOFORGE_STAGE", "main"), "stage_args": _stage_args()}
     try:
         result = evaluate(str(program_path), ctx) if wants_ctx(evaluate) else evaluate(str(program_path))
+        if inspect.isawaitable(result):  # `async def evaluate`: run it to completion in a fresh event loop
+            result = asyncio.run(_completed(result))
     except BaseException as exc:  # noqa: BLE001 - SystemExit and KeyboardInterrupt are crashes too
-        _write(result_path, _error(exc, f"crash:{type(exc).__name__}"))
+        _report(_error(exc, f"crash:{type(exc).__name__}"))
         return 1
     try:
-        _write(result_path, result)
+        _report(result)
     except (TypeError, ValueError) as exc:
-        _write(result_path, _error(exc, "bad_result", f"evaluate() returned a non-JSON result: {exc}"))
+        _report(_error(exc, "bad_result", f"evaluate() returned a non-JSON result: {exc}"))
         return 1
     return 0
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) != 3:
-        sys.stderr.write("usage: python -m evoforge.experiment.harness EVALUATOR PROGRAM RESULT\n")
+    channel = os.environ.pop(sandbox.CHANNEL_VAR, "")
+    os.environ.pop("EVOFORGE_RESULT", None)  # no result file: the candidate must not find a way to report
+    if len(argv) != 2 or not channel.isdigit():
+        sys.stderr.write("usage: EVOFORGE_CHANNEL_FD=N python -m evoforge.experiment.harness EVALUATOR PROGRAM\n")
         raise SystemExit(2)
-    evaluator_path, program_path, result_path = (Path(a).resolve() for a in argv)
+    sandbox.attach(int(channel))
+    evaluator_path, program_path = (Path(a).resolve() for a in argv)
     sys.stdout.flush()
-    code = run(evaluator_path, program_path, result_path)
+    code = run(evaluator_path, program_path)
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(code)  # the result is written: stray non-daemon threads must not hold the trial to its timeout
+    os._exit(code)  # the result is reported: stray non-daemon threads must not hold the trial to its timeout
 
 
 if __name__ == "__main__":

@@ -6,15 +6,18 @@ What each mode guarantees (the candidate runs as the user evoforge runs as, ofte
 * `bwrap` (Debian's bubblewrap): fresh PID namespace (when the trial ends the namespace dies and the kernel kills
   everything in it), `--ro-bind / /` (the whole filesystem read-only), private `/dev`, `/proc` and `/tmp`, all
   capabilities dropped, `--die-with-parent --new-session`, a fresh network namespace when `limits.network` is false.
-  Only the trial folder is writable (plus the private /tmp and /dev/shm, gone when the trial ends). So the candidate
-  can modify neither the task's evaluator nor the record nor anything else on the host.
+  Only the trial folder is writable (plus the private /tmp and /dev/shm, `tmp_mb` each, gone when the trial ends).
+  So the candidate can modify neither the task's evaluator nor the record nor anything else on the host. The home
+  folders, secrets (/etc/shadow...), other trials and the run folder are emptied (read-only tmpfs), and in the
+  candidate's own jail (run_candidate) also task.yaml, the evaluator and the task's `hidden` paths.
 * `unshare` (util-linux; needs root): fresh PID and mount namespaces (+ network when off). Inside, the supervisor
   bind-mounts the task folder and the run folders (the trial folder's parent, and its parent when it holds
   `record.db`) read-only with the trial folder writable on top, then drops every capability (bounding set emptied,
   no_new_privs) so a root candidate cannot remount them. The rest of the host filesystem stays writable.
 * `none`: rlimits and the process-tree supervisor only; the candidate can write wherever the user can, the task's
   evaluator and the record included. `auto` picks the strongest mode that works here and warns once when that is
-  not bwrap; a no-network task refuses to run under `none`.
+  not bwrap, and refuses when neither works (`none` must be named). Candidates get no network unless
+  `limits.network: true`; `none` cannot cut it, so it needs that setting.
 
 Read-only mounts rather than copies: the evaluator stays the task's own file (the record's task snapshot stays
 true) and copies could themselves be edited by the candidate, whereas a read-only mount cannot be undone without
@@ -47,6 +50,10 @@ MODES = ("bwrap", "unshare", "none")
 PROBE_TIMEOUT_S = 15.0
 DEVICE_GLOBS = ("/dev/nvidia*", "/dev/nvidia-caps", "/dev/dri", "/dev/kfd")  # GPUs stay usable under bwrap
 RECORD_FILE = "record.db"
+HOME_FOLDERS = (Path("/root"), Path("/home"))
+SECRET_PATHS = tuple(Path(p) for p in ("/etc/shadow", "/etc/shadow-", "/etc/gshadow", "/etc/gshadow-",
+                                       "/etc/sudoers", "/etc/sudoers.d", "/etc/ssh", "/var/lib/sss",
+                                       "/etc/security/opasswd", "/run/secrets"))
 MS_RDONLY, MS_REMOUNT, MS_BIND, MS_REC = 0x1, 0x20, 0x1000, 0x4000
 PR_SET_NO_NEW_PRIVS, PR_CAPBSET_DROP = 38, 24
 _warned: set[str] = set()
@@ -65,6 +72,9 @@ class Jail:
     writable: Path
     readonly: tuple[Path, ...]
     cwd: Path
+    masked: tuple[Path, ...] = ()  # bwrap: emptied before `readonly` is bound (home folders, the run folder)
+    hidden: tuple[Path, ...] = ()  # bwrap: emptied after `readonly` is bound (files only the evaluator sees)
+    tmp_mb: int | None = None  # bwrap: size of the private /tmp and /dev/shm (in memory)
 
 
 def _probe_argv(mode: str) -> list[str]:
@@ -90,14 +100,31 @@ def probe(mode: str) -> str | None:
     return None
 
 
+@functools.cache
+def bwrap_sizes_tmpfs() -> bool:
+    """Whether this bwrap can cap a tmpfs (`--size`, bubblewrap 0.8+); older ones leave the jail's /tmp uncapped."""
+    try:
+        done = subprocess.run(["bwrap", "--help"], capture_output=True, text=True, timeout=PROBE_TIMEOUT_S)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return "--size" in done.stdout + done.stderr
+
+
 def resolve(choice: str, network: bool) -> str:
-    """The mode to use for `limits.isolation` = `choice` ("auto" or a mode); raises IsolationUnavailable."""
+    """The mode to use for `limits.isolation` = `choice` ("auto" or a mode); raises IsolationUnavailable.
+
+    `auto` picks bwrap, else unshare (with a warning), and never falls back to `none`: that mode runs candidates
+    without a sandbox and must be asked for by name.
+    """
     if choice == "auto":
         for mode in ("bwrap", "unshare"):
             if probe(mode) is None:
                 break
         else:
-            mode = "none"
+            raise IsolationUnavailable(
+                f"task.yaml limits.isolation: auto found no sandbox (bwrap: {probe('bwrap')}; unshare: "
+                f"{probe('unshare')}); install bubblewrap (Debian: apt-get install bubblewrap) or run as root, or "
+                "set limits.isolation: none (no sandbox; with limits.network: true) to run candidates unjailed")
         if mode != "bwrap" and "auto" not in _warned:
             _warned.add("auto")
             log.warning("sandbox isolation: %s (bwrap unavailable: %s)", mode, probe("bwrap"))
@@ -110,48 +137,102 @@ def resolve(choice: str, network: bool) -> str:
     else:
         raise IsolationUnavailable(f"task.yaml limits.isolation: {choice!r} is not one of auto, {', '.join(MODES)}")
     if mode == "none" and not network:
-        why = "; ".join(f"{m}: {probe(m)}" for m in ("bwrap", "unshare"))
-        raise IsolationUnavailable("task.yaml limits.network: false needs a network namespace, but isolation is "
-                                   f"'none' ({why}); install bubblewrap or run as root, or set limits.network: true")
+        raise IsolationUnavailable("task.yaml limits.isolation: none cannot cut the network (limits.network is "
+                                   "false by default); set limits.network: true as well, or use bwrap/unshare")
     return mode
 
 
-def describe_isolation(limits: Limits) -> str:
-    """One line saying which isolation and limits are in force for this task (print it at run start)."""
+def shares_process(evaluator: Path) -> bool:
+    """True when the evaluator does not run its candidate through `run_candidate` (a static look at its source):
+    the candidate then runs in the evaluator's own process and can reach whatever that process holds."""
+    try:
+        return "run_candidate" not in evaluator.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return True
+
+
+def describe_isolation(limits: Limits, evaluator: Path | None = None) -> str:
+    """One line saying which isolation and limits are in force for this task (print it at run start), and
+    whether candidates share the Python `evaluator`'s process."""
     mode = resolve(limits.isolation, limits.network)
     what = {
         "bwrap": "bubblewrap: read-only root, private /tmp and /proc, PID namespace, no capabilities; "
-                 "only the trial folder is writable",
-        "unshare": "unshare: PID and mount namespaces, task and run folders read-only, no capabilities; "
-                   "the rest of the filesystem is writable (install bubblewrap for a read-only root)",
-        "none": "none: rlimits and process-tree cleanup only; the candidate can write anywhere, the evaluator "
-                "and the record included (install bubblewrap)",
+                 "only the trial folder is writable; the home folders, the run folder and secrets are hidden",
+        "unshare": "unshare (WEAKER than bubblewrap): PID and mount namespaces, task and run folders read-only, "
+                   "no capabilities; the candidate can read every file this user can (home folder, the record, "
+                   "hidden task files) and write outside them, home folder included (install bubblewrap)",
+        "none": "none (NO SANDBOX): rlimits and process-tree cleanup only; the candidate can read and write "
+                "every file this user can (home folder, evaluator, record), reach the network and read the "
+                "evoforge process's environment, API keys included, through /proc (install bubblewrap)",
     }[mode]
-    net = "on" if limits.network else "off"
+    net = "on (limits.network: true)" if limits.network else "off (limits.network: true allows it)"
+    if mode == "bwrap" and not bwrap_sizes_tmpfs():
+        what += f"; /tmp is NOT capped at tmp_mb={limits.tmp_mb} (this bwrap lacks --size; bubblewrap 0.8+ has it)"
 
     def show(value: int | None, unit: str = "") -> str:
         return "unlimited" if value is None else f"{value}{unit}"
 
     return (f"sandbox isolation: {what}; network {net}; limits: memory {show(limits.memory_mb, ' MB')}, "
             f"cpu {show(limits.cpu_s, ' s')}, processes {show(limits.max_processes)}, "
-            f"open files {show(limits.max_open_files)}, output {limits.output_bytes} bytes per stream")
+            f"open files {show(limits.max_open_files)}, output {limits.output_bytes} bytes per stream"
+            + _sharing(evaluator))
 
 
-def jail_for(mode: str, network: bool, env: Mapping[str, str], cwd: Path) -> Jail:
+def _sharing(evaluator: Path | None) -> str:
+    if evaluator is None or not shares_process(evaluator):
+        return ""
+    return ("; candidates share the evaluator's process (it does not call evoforge.sandbox.run_candidate): "
+            "a candidate can read what the evaluator reads and see its memory")
+
+
+def runtime_paths() -> list[Path]:
+    """The folders a jailed Python needs, as this process sees them: the interpreter's folder (as called and as
+    resolved), the virtualenv and base prefixes, the folder holding `evoforge`, and every folder on sys.path.
+
+    Call it in the evoforge process: the supervisor runs as `python -I -S`, where sys.prefix is the base
+    interpreter's and sys.path lacks the virtualenv, so it cannot find these itself.
+    """
+    exe = Path(os.path.abspath(sys.executable))
+    found = [exe.parent, exe.resolve().parent, Path(sys.prefix), Path(sys.base_prefix), Path(__file__).parents[2]]
+    found += [Path(entry) for entry in sys.path if entry]
+    home = Path.home().resolve()
+    out: list[Path] = []
+    for path in found:
+        for variant in (Path(os.path.abspath(path)), path.resolve()):
+            if variant.is_dir() and variant != Path("/") and not home.is_relative_to(variant):
+                out.append(variant)
+    return list(dict.fromkeys(out))
+
+
+def jail_for(mode: str, network: bool, env: Mapping[str, str], cwd: Path,
+             runtime: Sequence[Path] | None = None, hidden: Sequence[Path] = ()) -> Jail:
     """The jail of one evaluation: the trial folder ($EVOFORGE_TRIAL_DIR, else `cwd`) writable; the task folder
-    ($EVOFORGE_TASK_DIR), the trial folder's parent and the run folder holding the record read-only."""
+    ($EVOFORGE_TASK_DIR) and `runtime` (default: `runtime_paths()` of this process) read-only.
+
+    Under bwrap the home folders, secrets, the other trials and the run folder holding the record are masked
+    (emptied), and so are `hidden` paths (a task's evaluator and held-out data, for the candidate's own jail);
+    elsewhere the trial folder's parent and the run folder are protected read-only instead.
+    """
     writable = Path(env.get("EVOFORGE_TRIAL_DIR") or cwd).resolve()
-    # The interpreter, its virtualenv and the evoforge package must stay visible even when they live under /tmp
-    # (which bwrap replaces with a private tmpfs), e.g. a checkout cloned into /tmp.
-    candidates = [Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve(), Path(sys.executable).resolve().parent,
-                  Path(__file__).resolve().parents[2], writable.parent]
+    run_folders = [writable.parent]
     if (writable.parent.parent / RECORD_FILE).exists():
-        candidates.append(writable.parent.parent)
+        run_folders.append(writable.parent.parent)
+    # The interpreter, its virtualenv and the evoforge package must stay visible even when they live under /tmp
+    # (which bwrap replaces with a private tmpfs) or under a masked home folder.
+    candidates = list(runtime_paths() if runtime is None else runtime)
+    if mode != "bwrap":
+        candidates += run_folders
     if env.get("EVOFORGE_TASK_DIR"):
         candidates.append(Path(env["EVOFORGE_TASK_DIR"]).resolve())
     readonly = [p for p in dict.fromkeys(candidates) if p.is_dir() and p != Path("/") and p != writable
                 and not p.is_relative_to(writable)]
-    return Jail(mode, network, writable, tuple(sorted(readonly, key=lambda p: len(p.parts))), cwd.resolve())
+    masked: list[Path] = []
+    if mode == "bwrap":
+        masked = [p for p in dict.fromkeys([*HOME_FOLDERS, Path.home().resolve(), *run_folders, *SECRET_PATHS])
+                  if p.exists() and p != Path("/")]
+    return Jail(mode, network, writable, tuple(sorted(readonly, key=lambda p: len(p.parts))), cwd.resolve(),
+                masked=tuple(sorted(masked, key=lambda p: len(p.parts))),
+                hidden=tuple(p.resolve() for p in hidden if p.exists()))
 
 
 def wrapper_argv(jail: Jail) -> list[str]:
@@ -163,16 +244,36 @@ def wrapper_argv(jail: Jail) -> list[str]:
         return []
     argv = ["bwrap", "--die-with-parent", "--new-session", "--unshare-pid", "--as-pid-1", "--cap-drop", "ALL",
             *([] if jail.network else ["--unshare-net"]),
-            "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
+            "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
+    size = [] if jail.tmp_mb is None else ["--size", str(jail.tmp_mb * 1024 * 1024)]
+    argv += [*size, "--tmpfs", "/tmp", *size, "--tmpfs", "/dev/shm"]
     for pattern in DEVICE_GLOBS:
         for device in sorted(glob.glob(pattern)):
             argv += ["--dev-bind-try", device, device]
-    for folder in jail.readonly:  # after the tmpfs: folders under /tmp must stay visible
-        argv += ["--ro-bind", str(folder), str(folder)]
+    # Outer paths first, so that each deeper one wins: a virtualenv under the masked home folder stays visible,
+    # and a run folder inside a visible checkout stays masked. At the same depth a bind wins over a mask.
+    steps = sorted([(len(p.parts), 0, p) for p in jail.masked] + [(len(p.parts), 1, p) for p in jail.readonly])
+    for _, bind, path in steps:
+        argv += ["--ro-bind", str(path), str(path)] if bind else _masks([path])
+    argv += _masks(jail.hidden)
     argv += ["--bind", str(jail.writable), str(jail.writable), "--setenv", "TMPDIR", "/tmp"]
+    for path in (*jail.masked, *jail.hidden):  # the masks' empty tmpfs read-only (the binds inside stay as they are)
+        if path.is_dir():
+            argv += ["--remount-ro", str(path)]
     if jail.cwd.exists():
         argv += ["--chdir", str(jail.cwd)]
     return [*argv, "--"]
+
+
+def _masks(paths: Sequence[Path]) -> list[str]:
+    """bwrap arguments that empty each path: an empty tmpfs over a folder, /dev/null over a file."""
+    argv: list[str] = []
+    for path in paths:
+        if path.is_dir():
+            argv += ["--tmpfs", str(path)]
+        elif path.exists():
+            argv += ["--ro-bind", "/dev/null", str(path)]
+    return argv
 
 
 def _libc() -> ctypes.CDLL:

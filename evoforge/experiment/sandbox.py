@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from evoforge.experiment import disk
+from evoforge.experiment.isolation import bwrap_sizes_tmpfs, jail_for
 from evoforge.experiment.isolation import resolve as resolve_isolation
 from evoforge.task.config import Limits
 
@@ -46,6 +48,8 @@ class SandboxResult:
     stdout_dropped: int = 0
     stderr_dropped: int = 0
     stopped: bool = False  # ended early because the caller's `stop` event was set (a gate fired)
+    limit: str | None = None  # the class of a limit the sandbox itself enforced and killed for (e.g. disk_limit)
+    limit_reason: str = ""
 
 
 def child_env(
@@ -119,17 +123,18 @@ async def _pump(pipe: BinaryIO, log: _CappedLog) -> None:
         transport.close()
 
 
-async def _spawn(argv: list[str], cwd: Path, env: Mapping[str, str]) -> tuple[asyncio.subprocess.Process,
-                                                                             list[BinaryIO]]:
+async def _spawn(argv: list[str], cwd: Path, env: Mapping[str, str], pass_fds: Sequence[int] = (),
+                 stdin_path: Path | None = None) -> tuple[asyncio.subprocess.Process, list[BinaryIO]]:
     """Start `argv` in a new session writing to pipes of our own; returns the process and the read ends.
 
     With asyncio's own pipes `Process.wait()` would hang until every holder of the pipe exits, strays too.
     """
     (out_r, out_w), (err_r, err_w) = os.pipe(), os.pipe()
+    stdin = open(stdin_path, "rb") if stdin_path is not None else None  # noqa: SIM115 - closed below
     try:
         proc = await asyncio.create_subprocess_exec(
-            *argv, cwd=cwd, env=env, start_new_session=True,
-            stdin=asyncio.subprocess.DEVNULL, stdout=out_w, stderr=err_w,
+            *argv, cwd=cwd, env=env, start_new_session=True, pass_fds=tuple(pass_fds),
+            stdin=stdin if stdin is not None else asyncio.subprocess.DEVNULL, stdout=out_w, stderr=err_w,
         )
     except BaseException:
         os.close(out_r)
@@ -138,6 +143,8 @@ async def _spawn(argv: list[str], cwd: Path, env: Mapping[str, str]) -> tuple[as
     finally:
         os.close(out_w)
         os.close(err_w)
+        if stdin is not None:
+            stdin.close()
     return proc, [open(out_r, "rb", buffering=0), open(err_r, "rb", buffering=0)]  # noqa: SIM115
 
 
@@ -178,16 +185,32 @@ def _killpg(pgid: int, sig: int) -> None:
         os.killpg(pgid, sig)
 
 
-def _supervisor_argv(argv: Sequence[str], limits: Limits) -> list[str]:
-    """The supervisor command line for `limits`; the isolation is resolved here (IsolationUnavailable if it can't)."""
+def _supervisor_argv(argv: Sequence[str], limits: Limits, env: Mapping[str, str], cwd: Path,
+                     pass_fds: Sequence[int] = (), hidden: Sequence[Path] = ()) -> list[str]:
+    """The supervisor command line for `limits`; the isolation is resolved here (IsolationUnavailable if it can't).
+
+    The jail's folders are computed here, in the evoforge process, which knows its interpreter and virtualenv.
+    """
     cmd = [sys.executable, "-I", "-S", str(SUPERVISOR)]
     for flag, value in (("--memory-mb", limits.memory_mb), ("--cpu-s", limits.cpu_s),
-                        ("--max-processes", limits.max_processes), ("--max-open-files", limits.max_open_files)):
+                        ("--max-processes", limits.max_processes), ("--max-open-files", limits.max_open_files),
+                        ("--disk-mb", limits.disk_mb)):
         if value is not None:
             cmd += [flag, str(value)]
-    cmd += ["--isolation", resolve_isolation(limits.isolation, limits.network)]
+    mode = resolve_isolation(limits.isolation, limits.network)
+    cmd += ["--isolation", mode]
+    if mode == "bwrap" and bwrap_sizes_tmpfs():  # decided here once per process, not per trial
+        cmd += ["--tmp-mb", str(limits.tmp_mb)]
     if not limits.network:
         cmd += ["--network", "off"]
+    if mode != "none":
+        jail = jail_for(mode, limits.network, env, cwd, hidden=hidden)
+        cmd += ["--writable", str(jail.writable)]
+        for flag, paths in (("--readonly", jail.readonly), ("--mask", jail.masked), ("--hide", jail.hidden)):
+            for path in paths:
+                cmd += [flag, str(path)]
+    for fd in pass_fds:
+        cmd += ["--pass-fd", str(fd)]
     return [*cmd, "--", *argv]
 
 
@@ -211,24 +234,30 @@ async def run_sandboxed(
     stdout_path: Path,
     stderr_path: Path,
     stop: asyncio.Event | None = None,
+    pass_fds: Sequence[int] = (),
+    stdin_path: Path | None = None,
+    hidden: Sequence[Path] = (),
 ) -> SandboxResult:
     """Run `argv` in the sandbox and wait for it (at most `timeout_s`); nothing it started outlives it.
 
     When `stop` is set while it runs, the process group is stopped as on a timeout and the result says
-    `stopped=True` (not timed_out).
+    `stopped=True` (not timed_out). `pass_fds` stay open in the command (the harness's channel); `stdin_path`
+    is its standard input (else /dev/null); `hidden` paths are emptied in the jail (bwrap).
     """
     token = uuid.uuid4().hex
     start = time.monotonic()
     logs = (_CappedLog(stdout_path, limits.output_bytes), _CappedLog(stderr_path, limits.output_bytes))
     try:
-        proc, pipes = await _spawn(_supervisor_argv(argv, limits), cwd, {**env, TOKEN_VAR: token})
+        proc, pipes = await _spawn(_supervisor_argv(argv, limits, env, cwd, pass_fds, hidden), cwd,
+                                   {**env, TOKEN_VAR: token}, pass_fds, stdin_path)
     except BaseException:
         for log in logs:
             log.finish()
         raise
     pumps = [asyncio.create_task(_pump(pipe, log)) for pipe, log in zip(pipes, logs, strict=True)]
+    folder = Path(env.get("EVOFORGE_TRIAL_DIR") or cwd)
     try:
-        ended = await _wait_exit(proc, timeout_s, stop)
+        ended = await _wait_exit(proc, timeout_s, stop, folder, limits.disk_mb)
         timed_out, stopped = ended == "timeout", ended == "stopped"
         if ended != "exited":
             await _stop(proc)
@@ -247,14 +276,18 @@ async def run_sandboxed(
     finally:
         (out_tail, out_dropped), (err_tail, err_dropped) = logs[0].finish(), logs[1].finish()
     return SandboxResult(proc.returncode, timed_out, seconds, out_tail, err_tail, out_dropped, err_dropped,
-                         stopped=stopped)
+                         stopped=stopped, limit="disk_limit" if ended.startswith("disk_limit") else None,
+                         limit_reason=ended.partition(": ")[2])
 
 
-async def _wait_exit(proc: asyncio.subprocess.Process, timeout_s: float, stop: asyncio.Event | None) -> str:
-    """Wait for the process to exit, the timeout, or `stop`: returns "exited", "timeout" or "stopped"."""
+async def _wait_exit(proc: asyncio.subprocess.Process, timeout_s: float, stop: asyncio.Event | None,
+                     folder: Path, disk_mb: int | None) -> str:
+    """Wait for the process to exit, the timeout, `stop`, or its folder outgrowing `disk_mb`: returns "exited",
+    "timeout", "stopped" or "disk_limit: REASON"."""
     waiter = asyncio.ensure_future(proc.wait())
     stopper = asyncio.ensure_future(stop.wait()) if stop is not None else None
-    waiting = {waiter} if stopper is None else {waiter, stopper}
+    watcher = asyncio.ensure_future(disk.watch(folder, disk_mb)) if disk_mb is not None else None
+    waiting = {t for t in (waiter, stopper, watcher) if t is not None}
     try:
         done, _ = await asyncio.wait(waiting, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
     finally:
@@ -263,6 +296,8 @@ async def _wait_exit(proc: asyncio.subprocess.Process, timeout_s: float, stop: a
         await asyncio.gather(*waiting, return_exceptions=True)
     if waiter in done:
         return "exited"
+    if watcher is not None and watcher in done and not watcher.cancelled() and watcher.exception() is None:
+        return f"disk_limit: {watcher.result()}"
     return "stopped" if stopper is not None and stopper in done else "timeout"
 
 

@@ -1,8 +1,9 @@
 """Stdlib-only supervisor that runs one evaluation command under its limits and isolation and leaves nothing behind.
 
 The sandbox starts it as `python -I -S supervisor.py [--memory-mb N] [--cpu-s N] [--max-open-files N]
-[--max-processes N] [--isolation bwrap|unshare|none] [--network off] -- argv...`. It marks itself a child
-subreaper (prctl), so descendants that double-fork into a new session are re-parented here.
+[--max-processes N] [--disk-mb N] [--tmp-mb N] [--isolation bwrap|unshare|none] [--network off]
+[--writable DIR] [--readonly DIR]... [--mask PATH]... [--hide PATH]... [--pass-fd N]... -- argv...`. It marks
+itself a child subreaper (prctl), so descendants that double-fork into a new session are re-parented here.
 
 With isolation `none` it runs the command itself: rlimits in the child (address space, CPU, open files, and
 RLIMIT_NPROC when not root), a poll that kills the whole tree when it holds more than max_processes tasks (the
@@ -36,8 +37,9 @@ REAP_DEADLINE_S = 5.0
 POLL_S = 0.05
 SCAN_SHARE = 20  # wait this many times as long as a /proc scan took before the next one
 SETUP_FAILED = 125
-INT_OPTIONS = ("memory-mb", "cpu-s", "max-open-files", "max-processes", "nproc-rlimit", "status-fd")
-LIST_OPTIONS = ("readonly",)
+INT_OPTIONS = ("memory-mb", "cpu-s", "max-open-files", "max-processes", "nproc-rlimit", "status-fd", "disk-mb",
+               "tmp-mb")
+LIST_OPTIONS = ("readonly", "pass-fd", "mask", "hide")
 MODES = ("bwrap", "unshare", "none")
 
 
@@ -60,11 +62,16 @@ class Options:
     max_open_files: int | None = None
     max_processes: int | None = None
     nproc_rlimit: int | None = None
+    disk_mb: int | None = None  # RLIMIT_FSIZE: no single file grows past it
+    tmp_mb: int | None = None  # bwrap: size of the private /tmp and /dev/shm
     status_fd: int | None = None
     isolation: str = "none"
     network: bool = True
     writable: str | None = None
     readonly: list[str] = field(default_factory=list)
+    pass_fd: list[str] = field(default_factory=list)  # inherited descriptors the command keeps (the channel)
+    mask: list[str] = field(default_factory=list)  # bwrap: emptied before the read-only folders are bound
+    hide: list[str] = field(default_factory=list)  # bwrap: emptied after them (files only the evaluator sees)
 
 
 def _libc() -> ctypes.CDLL:
@@ -179,6 +186,8 @@ def _limits_setter(opts: Options) -> Callable[[], None]:
             resource.setrlimit(resource.RLIMIT_CPU, (opts.cpu_s, opts.cpu_s + 1))
         if opts.max_open_files is not None:
             _lower(resource.RLIMIT_NOFILE, opts.max_open_files)
+        if opts.disk_mb is not None:
+            _lower(resource.RLIMIT_FSIZE, opts.disk_mb * 1024 * 1024)
         if opts.nproc_rlimit is not None:
             _lower(resource.RLIMIT_NPROC, opts.nproc_rlimit)
         if opts.isolation == "unshare":
@@ -204,7 +213,7 @@ def _parse_args(argv: list[str]) -> tuple[Options, list[str]]:
         if name in INT_OPTIONS:
             setattr(opts, name.replace("-", "_"), int(value))
         elif name in LIST_OPTIONS:
-            getattr(opts, name).append(value)
+            getattr(opts, name.replace("-", "_")).append(value)
         elif name == "isolation" and value in MODES:
             opts.isolation = value
         elif name == "network" and value in ("on", "off"):
@@ -297,7 +306,7 @@ def _run_command(opts: Options, command: list[str]) -> tuple[int, str]:
             sys.stderr.write(f"evoforge supervisor: cannot make the task and run folders read-only: {exc}\n")
             return SETUP_FAILED << 8, ""
     try:
-        child = subprocess.Popen(command, preexec_fn=_limits_setter(opts))
+        child = subprocess.Popen(command, preexec_fn=_limits_setter(opts), pass_fds=_fds(opts))
     except (OSError, subprocess.SubprocessError) as exc:
         sys.stderr.write(f"evoforge supervisor: cannot start {command[0]!r}: {exc}\n")
         return 127 << 8, ""
@@ -311,12 +320,18 @@ def _run_command(opts: Options, command: list[str]) -> tuple[int, str]:
 def _inner_argv(opts: Options, jail: Any, status_fd: int, command: list[str]) -> list[str]:
     argv = [sys.executable, "-I", "-S", str(Path(__file__).resolve()), "--status-fd", str(status_fd),
             "--isolation", opts.isolation, "--writable", str(jail.writable)]
-    for name in ("memory_mb", "cpu_s", "max_open_files", "max_processes", "nproc_rlimit"):
+    for name in ("memory_mb", "cpu_s", "max_open_files", "max_processes", "nproc_rlimit", "disk_mb"):
         if (value := getattr(opts, name)) is not None:
             argv += [f"--{name.replace('_', '-')}", str(value)]
     for folder in jail.readonly:
         argv += ["--readonly", str(folder)]
+    for fd in opts.pass_fd:
+        argv += ["--pass-fd", fd]
     return [*_isolation().wrapper_argv(jail), *argv, "--", *command]
+
+
+def _fds(opts: Options) -> list[int]:
+    return [int(fd) for fd in opts.pass_fd if fd.isdigit()]
 
 
 def _die_with_parent() -> None:
@@ -326,10 +341,17 @@ def _die_with_parent() -> None:
 
 def _run_wrapped(opts: Options, command: list[str]) -> tuple[int, str]:
     """Start the wrapper around the inner supervisor; returns the command's status as the inner one reported it."""
-    jail = _isolation().jail_for(opts.isolation, opts.network, os.environ, Path.cwd())
+    isolation = _isolation()
+    if opts.writable:  # the evoforge process named what must be visible (it knows its virtualenv; we run -I -S)
+        readonly = tuple(sorted((Path(p) for p in opts.readonly), key=lambda p: len(p.parts)))
+        jail = isolation.Jail(opts.isolation, opts.network, Path(opts.writable), readonly, Path.cwd(),
+                              masked=tuple(Path(p) for p in opts.mask), hidden=tuple(Path(p) for p in opts.hide),
+                              tmp_mb=opts.tmp_mb)
+    else:
+        jail = isolation.jail_for(opts.isolation, opts.network, os.environ, Path.cwd())
     read_end, write_end = os.pipe()
     try:  # its own process group: the sandbox's SIGTERM to our group must not kill bwrap before the grace
-        wrapper = subprocess.Popen(_inner_argv(opts, jail, write_end, command), pass_fds=[write_end],
+        wrapper = subprocess.Popen(_inner_argv(opts, jail, write_end, command), pass_fds=[write_end, *_fds(opts)],
                                    process_group=0, preexec_fn=_die_with_parent)
     except (OSError, subprocess.SubprocessError) as exc:
         sys.stderr.write(f"evoforge supervisor: cannot start {opts.isolation}: {exc}\n")

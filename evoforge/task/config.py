@@ -31,10 +31,14 @@ class Limits(Strict):
         default=1024, gt=0, description="processes + threads in the trial's tree (supervisor; RLIMIT_NPROC if not root)"
     )
     max_open_files: int | None = Field(default=4096, gt=0, description="open file descriptors (RLIMIT_NOFILE)")
-    network: bool = Field(default=True, description="false: no network (a fresh network namespace)")
+    disk_mb: int | None = Field(default=1024, gt=0, description="what a trial may write into its folder "
+                                "(RLIMIT_FSIZE per file, a watch on the folder); past it: disk_limit")
+    tmp_mb: int = Field(default=256, gt=0, description="size of the jail's in-memory /tmp and /dev/shm (bwrap)")
+    network: bool = Field(default=False, description="true: candidates may use the network (default: a fresh, "
+                          "empty network namespace)")
     isolation: str = Field(
         default="auto", pattern="^(auto|bwrap|unshare|none)$",
-        description="auto picks bwrap, else unshare, else none; see evoforge/experiment/isolation.py",
+        description="auto picks bwrap, else unshare (never none: name it); see evoforge/experiment/isolation.py",
     )
 
 
@@ -113,6 +117,8 @@ class TaskConfig(Strict):
     target_score: float | None = None
     stages: StageList | None = Field(default=None, description="evaluation cascade, cheapest stage first")
     gates: GatesConfig = GatesConfig()
+    hidden: list[str] = Field(default_factory=list, description="task files and folders only the evaluator's "
+                              "process sees (e.g. evaluator.py, data/test/); the candidate's jail empties them")
 
     @model_validator(mode="after")
     def _one_evaluator(self) -> TaskConfig:

@@ -35,6 +35,12 @@ class Task:
     def evaluator_path(self) -> Path | None:
         return (self.root / self.config.evaluator).resolve() if self.config.evaluator else None
 
+    @property
+    def private_paths(self) -> tuple[Path, ...]:
+        """What only the evaluator's process sees: task.yaml, the evaluator and the task's `hidden` paths."""
+        paths = [self.root / TASK_FILE, *([self.evaluator_path] if self.evaluator_path else [])]
+        return tuple(dict.fromkeys(p.resolve() for p in [*paths, *(self.root / h for h in self.config.hidden)]))
+
 
 def load_task(path: str | Path) -> Task:
     """Read PATH/task.yaml (PATH is the task folder or the yaml file itself) and check what it points at.
@@ -50,6 +56,12 @@ def load_task(path: str | Path) -> Task:
     if config.evaluator is not None:
         evaluator = _existing_file(root, config.evaluator, "evaluator", yaml_path)
         _check_evaluator(evaluator, _read_text(evaluator))
+    for index, hidden in enumerate(config.hidden):
+        target = (root / hidden).resolve()
+        if not target.is_relative_to(root.resolve()) or target == root.resolve():
+            raise TaskError(f"{yaml_path}: field 'hidden.{index}': {hidden!r} is not inside the task folder {root}")
+        if not target.exists():
+            raise TaskError(f"{yaml_path}: field 'hidden.{index}': {hidden!r} not found in {root}")
     if config.prompts is not None and not (root / config.prompts).is_dir():
         raise TaskError(f"{yaml_path}: field 'prompts': folder '{config.prompts}' not found in {root}")
     return Task(

@@ -1,36 +1,24 @@
 """Evaluator of the circle-packing task: runs the candidate's construct_packing() in a subprocess, scores it.
 
 evoforge calls evaluate(program_path) with the trial folder as working directory. The candidate never runs in
-this process: a small runner script imports it by path in a child Python and prints its packing as JSON. A
-broken candidate (crash, hang, invalid packing) scores 0.0 with "valid": 0 and a "reason"; it never raises.
+this process: `evoforge.sandbox.run_candidate` calls its construct_packing() in a jailed process of its own and
+hands back the packing; only this evaluator turns it into a score. A broken candidate (crash, hang, invalid
+packing) scores 0.0 with "valid": 0 and a "reason"; it never raises.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
+
+from evoforge.sandbox import run_candidate
 
 N_CIRCLES = 26
 TOLERANCE = 1e-9
 TIMEOUT_S = 30.0
 TIMEOUT_ENV = "CIRCLE_PACKING_TIMEOUT_S"
-MARKER = "CIRCLE_PACKING_RESULT "
-RUNNER = """
-import importlib.util, json, sys
-spec = importlib.util.spec_from_file_location("candidate", sys.argv[1])
-module = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(module)
-centers, radii = module.construct_packing()
-def plain(a):
-    return a.tolist() if hasattr(a, "tolist") else [plain(x) if hasattr(x, "tolist") else x for x in a]
-print(sys.argv[2] + json.dumps({"centers": plain(centers), "radii": plain(radii)}), flush=True)
-"""
 
 
 class Invalid(Exception):
@@ -53,34 +41,19 @@ def evaluate(program_path: str, *, timeout_s: float | None = None) -> dict[str, 
 
 
 def _run_candidate(path: Path, limit: float) -> Any:
-    """Run construct_packing() of `path` in a child Python; return the decoded JSON it printed."""
-    child = subprocess.Popen(
-        [sys.executable, "-c", RUNNER, str(path), MARKER],
-        cwd=path.parent,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        stdout, stderr = child.communicate(timeout=limit)
-    except subprocess.TimeoutExpired:
-        try:
-            os.killpg(child.pid, signal.SIGKILL)  # the whole session: the candidate and anything it started
-        except ProcessLookupError:
-            pass
-        child.communicate()
-        raise Invalid(f"timeout: construct_packing() did not return within {limit:g} s") from None
-    if child.returncode != 0:
-        last = (stderr.strip().splitlines() or ["no error output"])[-1].strip()
-        raise Invalid(f"crash (exit status {child.returncode}): {last}"[:500])
-    results = [line for line in stdout.splitlines() if line.startswith(MARKER)]
-    if not results:
+    """Run construct_packing() of `path` in its own sandboxed process; return what it returned (JSON-decoded)."""
+    run = run_candidate(path, function="construct_packing", timeout_s=limit)
+    if run.timed_out:
+        raise Invalid(f"timeout: construct_packing() did not return within {limit:g} s")
+    if run.returncode != 0:
+        last = (run.stderr.strip().splitlines() or ["no error output"])[-1].strip()
+        raise Invalid(f"crash (exit status {run.returncode}): {last}"[:500])
+    if not run.has_value:
         raise Invalid("no result: construct_packing() printed nothing the runner could read")
-    try:
-        return json.loads(results[-1].removeprefix(MARKER))
-    except json.JSONDecodeError as exc:
-        raise Invalid(f"bad result: not JSON ({exc.msg})") from None
+    value = run.value
+    if isinstance(value, list) and len(value) == 2:
+        return {"centers": value[0], "radii": value[1]}
+    raise Invalid("bad result: construct_packing() must return (centers, radii) as sequences")
 
 
 def _parse(data: Any) -> tuple[list[tuple[float, float]], list[float]]:
