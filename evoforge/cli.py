@@ -104,7 +104,8 @@ def run(
 @app.command()
 def resume(
     run_dir: RunDirArg,
-    trials: Annotated[int | None, typer.Option(help="new trial limit (default: the run's own)")] = None,
+    trials: Annotated[int | None, typer.Option(help="the run's new total of trials, the seed included (kept)")] = None,
+    more: Annotated[int | None, typer.Option(help="N trials more than the run has (kept as its new total)")] = None,
     target_score: Annotated[float | None, typer.Option(help="new target score")] = None,
     concurrency: Annotated[int | None, typer.Option(help="evaluations in flight at once")] = None,
 ) -> None:
@@ -113,7 +114,7 @@ def resume(
 
     try:
         summary = resume_run(
-            run_dir, trials=trials, target_score=target_score, concurrency=concurrency,
+            run_dir, trials=trials, more=more, target_score=target_score, concurrency=concurrency,
             observer=ProgressObserver(console),
         )
     except (EvoforgeError, ValueError) as exc:

@@ -20,7 +20,7 @@ from evoforge.learning import Learning, open_knowledge_base
 from evoforge.loop import Conductor, Observer
 from evoforge.memory.record import Record, record_file
 from evoforge.memory.sampling import make_sampler
-from evoforge.models import Trial
+from evoforge.models import Trial, TrialStatus
 from evoforge.research import make_proposer
 from evoforge.run_lock import run_lock
 from evoforge.settings import RunSettings
@@ -63,7 +63,7 @@ def run(
         record = Record.for_run_dir(run_path, create=True)
         config = {
             "task_path": str(task.root),
-            "settings": settings.model_dump(mode="json"),
+            "settings": settings.knobs(),  # the stopping rule is kept apart (`stopping`), once
             "task_config": task.config.model_dump(mode="json"),
         }
         record.create_run(
@@ -77,39 +77,71 @@ def resume(
     run_dir: str | Path,
     *,
     trials: int | None = None,
+    more: int | None = None,
     target_score: float | None = None,
     concurrency: int | None = None,
     observer: Observer | None = None,
 ) -> RunSummary:
-    """Continue a run: trials left in flight are evaluated again, then the loop goes on to the run's own stopping rule
-    (or the new one given here, which is saved)."""
+    """Continue a run: trials left in flight are evaluated again, then the loop goes on to the run's stopping rule.
+
+    The rule is the one the record keeps; `trials` (the run's new total, the seed included), `more` (that many
+    trials beyond those recorded) and `target_score` change it, and the change is kept for later resumes.
+    `concurrency` holds for this session only."""
     run_path = Path(run_dir)
     record_file(run_path)  # "no record at …" before the lock file is made there
     with run_lock(run_path):
-        return _resume_locked(run_path, trials, target_score, concurrency, observer)
+        return _resume_locked(run_path, RuleChange(trials, more, target_score), concurrency, observer)
 
 
-def _resume_locked(run_path: Path, trials: int | None, target_score: float | None, concurrency: int | None,
+@dataclass(frozen=True)
+class RuleChange:
+    """What `resume` was asked to change in the stopping rule (None: keep)."""
+
+    trials: int | None = None
+    more: int | None = None
+    target_score: float | None = None
+
+    def apply(self, settings: RunSettings, counts: dict[str, int]) -> RunSettings:
+        """The new rule, or RunError (one line) when it makes no sense for a run with these trial counts."""
+        recorded = sum(counts.values())
+        done = sum(n for status, n in counts.items() if TrialStatus(status).finished)
+        trials = self.trials
+        if trials is not None and self.more is not None:
+            raise RunError("give --trials N (the run's new total) or --more N (N trials more), not both")
+        if self.more is not None:
+            if self.more < 1:
+                raise RunError(f"--more {self.more}: give a number of trials of at least 1")
+            trials = recorded + self.more
+        elif trials is not None and trials <= done:
+            raise RunError(f"--trials {trials} is a total, and this run has done {done} trials already: give a "
+                           f"total above {done}, or --more N for N more trials")
+        changes: dict[str, Any] = {}
+        if trials is not None:
+            changes["trials"] = trials
+        if self.target_score is not None:
+            changes["target_score"] = self.target_score
+        return RunSettings.model_validate({**settings.model_dump(), **changes}) if changes else settings
+
+
+def _resume_locked(run_path: Path, change: RuleChange, concurrency: int | None,
                    observer: Observer | None) -> RunSummary:
     record = Record.for_run_dir(run_path)
-    info = record.run_info()
-    settings = RunSettings.model_validate(info.config["settings"])
-    changes: dict[str, Any] = {}
-    if trials is not None:
-        changes["trials"] = trials
-    if target_score is not None:
-        changes["target_score"] = target_score
-    if concurrency is not None:
-        changes["concurrency"] = concurrency
-    if changes:
-        settings = settings.model_copy(update=changes)
-        RunSettings.model_validate(settings.model_dump())
-        record.update_stopping(settings.stopping())
-    task_path = Path(info.config["task_path"])
-    if not task_path.exists():
+    try:
+        info = record.run_info()
+        settings = RunSettings.from_record(info.config["settings"], info.stopping)
+        changed = change.apply(settings, record.counts())
+        task_path = Path(info.config["task_path"])
+        if not task_path.exists():
+            raise RunError(f"the run's task folder {task_path} is gone; restore it to resume")
+        task = load_task(task_path)
+    except BaseException:
         record.close()
-        raise RunError(f"the run's task folder {task_path} is gone; restore it to resume")
-    return _drive(load_task(task_path), record, run_path, settings, observer)
+        raise
+    if changed.stopping() != info.stopping:
+        record.update_stopping(changed.stopping())
+    if concurrency is not None:
+        changed = RunSettings.model_validate({**changed.model_dump(), "concurrency": concurrency})
+    return _drive(task, record, run_path, changed, observer)
 
 
 def describe_proposer(name: str) -> str:
