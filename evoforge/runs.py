@@ -54,6 +54,8 @@ def run(
     """Start a new run of the task in `run_dir` (which must not hold a record yet) and run it to its stopping rule."""
     task = load_task(task_path)
     settings = settings or RunSettings()
+    if settings.target_score is None and task.config.target_score is not None:  # --target-score overrides it
+        settings = settings.model_copy(update={"target_score": task.config.target_score})
     run_path = Path(run_dir) if run_dir is not None else default_run_dir(task)
     run_path.mkdir(parents=True, exist_ok=True)
     with run_lock(run_path):

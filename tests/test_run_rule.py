@@ -86,3 +86,19 @@ def test_cli_resume_more_and_its_refusal_in_one_line(tmp_path: Path) -> None:
     assert refused.exit_code == 2
     assert "has done 5 trials already" in " ".join(refused.output.split())  # the console may wrap the line
     assert _total(run_dir) == 5 and _rule(run_dir)["trials"] == 5
+
+
+def test_the_tasks_target_score_stops_the_run(tmp_path: Path) -> None:
+    task = make_task(tmp_path / "task", extra_yaml="target_score: -3.9\n")
+    summary = evoforge.run(task, run_dir=tmp_path / "run", settings=RunSettings(trials=40, concurrency=1,
+                                                                                 llm="offline"))
+    assert summary.stop_reason.startswith("reached target score -3.9")
+    assert _total(tmp_path / "run") < 40 and _rule(tmp_path / "run")["target_score"] == -3.9
+
+
+def test_the_command_lines_target_score_overrides_the_tasks(tmp_path: Path) -> None:
+    task = make_task(tmp_path / "task", extra_yaml="target_score: 100\n")  # out of reach: the score is <= 0
+    summary = evoforge.run(task, run_dir=tmp_path / "run", settings=RunSettings(trials=40, concurrency=1,
+                                                                                 llm="offline", target_score=-3.9))
+    assert summary.stop_reason.startswith("reached target score -3.9")
+    assert _rule(tmp_path / "run")["target_score"] == -3.9
