@@ -66,6 +66,8 @@ class Conductor:
         # freed slot finds its next candidate ready and LLM latency hides behind evaluation time.
         prefetch = self.settings.prefetch if self.settings.prefetch is not None else 2 * self.settings.concurrency
         await self._gather(self._worker() for _ in range(self.settings.concurrency + prefetch))
+        if self.state.halted is not None:
+            raise RunError(self.state.halted)
         return self.state.stop_reason or f"reached {self.settings.trials} trials"
 
     async def _worker(self) -> None:
@@ -82,6 +84,8 @@ class Conductor:
         self.state.pending_parents[parent.id] += 1
         try:
             proposal = await self._propose(ctx)  # DESIGN (+ novelty gate)
+            if proposal.error is not None and self._endpoint_down(proposal):
+                return
             trial_id = self._record_proposal(proposal, parent, inspirations, hits)
         finally:
             self.state.pending_parents[parent.id] -= 1
@@ -130,6 +134,24 @@ class Conductor:
             return dataclasses.replace(second, error=f"not novel: too close to trial #{again.id} ('{again.name}') "
                                                      "even after being shown it")
         return second
+
+    def _endpoint_down(self, proposal: Proposal) -> bool:
+        """When the proposer's endpoints are down, a failed proposal is no trial: its calls are recorded, its slot
+        given back, and the run stops (resumable) instead of failing every trial left the same way."""
+        down = self.proposer.unreachable()
+        if down is None:
+            return False
+        self.record.add_llm_calls(None, proposal.llm_calls)
+        self.state.started -= 1
+        self._halt(f"the LLM endpoint is unreachable ({down}); nothing is lost: once it answers again (or "
+                   f"llm.base_url is fixed), continue with `evoforge resume {self.run_dir}`")
+        return True
+
+    def _halt(self, reason: str) -> None:
+        """Start no new trial; once the trials in flight are done the run ends with `reason` as an error."""
+        if self.state.halted is None:
+            self.state.halted = reason
+        self.state.stop_reason = self.state.stop_reason or reason
 
     def _record_proposal(self, proposal: Proposal, parent: Trial, inspirations: list[Trial], hits: list[Hit]) -> int:
         code = proposal.code

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from evoforge.analysis import make_analyzer
-from evoforge.errors import RunError
+from evoforge.errors import EvoforgeError, RunError
 from evoforge.experiment import Engineer
 from evoforge.experiment.isolation import describe_isolation
 from evoforge.learning import Learning, open_knowledge_base
@@ -192,6 +192,9 @@ def _drive(task: Task, record: Record, run_dir: Path, settings: RunSettings, obs
         stop_reason = asyncio.run(_run_and_close(conductor, proposer, learning))
     except KeyboardInterrupt:
         interrupted, stop_reason = True, "interrupted (Ctrl-C): trials in flight will be re-run by `evoforge resume`"
+    except EvoforgeError as exc:  # the run could not go on: say why in `evoforge status` too
+        stop_reason = str(exc)
+        raise
     finally:
         if stop_reason is not None:
             record.save_state("stopped", {"reason": stop_reason})

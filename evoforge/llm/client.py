@@ -22,6 +22,7 @@ from evoforge.llm._base import (
     parse_retry_after,
     render_messages,
     tls_context,
+    unreachable,
 )
 from evoforge.llm.models import ANTHROPIC, KNOWN_ENDPOINTS, LOCAL, OPENAI, ModelSpec
 from evoforge.llm.pricing import price_for
@@ -69,7 +70,8 @@ class LLMClient(ChatClient):
             hint = parse_retry_after(exc.response.headers, self.retry_after_cap_s) if retryable else None
             return Failure(retryable, hint, f"HTTP {exc.status_code}: {exc.message}")
         retryable = isinstance(exc, openai.APIConnectionError)  # includes APITimeoutError
-        return Failure(retryable, None, f"{type(exc).__name__}: {exc}")
+        down = unreachable(exc, openai.APIConnectionError, openai.APITimeoutError)
+        return Failure(retryable, None, f"{type(exc).__name__}: {exc}", unreachable=down)
 
 
 def _endpoint(spec: ModelSpec, settings: LLMSettings) -> str | None:

@@ -25,6 +25,11 @@ class Proposer(ABC):
         """The loop reports a finished trial's reward (improvement over its parent); only learners use it."""
         return None
 
+    def unreachable(self) -> str | None:
+        """Why the proposer's language models are out of reach (several calls in a row could not connect), or None;
+        the loop stops the run on it rather than fail every trial left."""
+        return None
+
     def state_dict(self) -> dict[str, Any] | None:
         """State to keep in the record for resume (None: nothing to keep)."""
         return None

@@ -93,6 +93,9 @@ class LLMProposer(Proposer):
         first = next(iter(self.ensemble.arms.values()))
         return self.ensemble.clients[first.model]
 
+    def unreachable(self) -> str | None:
+        return self.ensemble.down()
+
     async def _ensure_server(self) -> None:
         """Start the local model server once (concurrent proposals wait for it) and give the ensemble its client."""
         if self._server is None or self._server_spec is None or self._server_spec.name in self.ensemble.clients:
