@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Coroutine, Iterable
+import logging
+import traceback
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +33,18 @@ from evoforge.state import LoopState, Observer
 from evoforge.task import Task
 
 __all__ = ["Conductor", "Observer"]
+
+log = logging.getLogger(__name__)
+INTERNAL_ERRORS_TO_STOP = 3  # unexpected exceptions in a row (each failing one trial or analysis) that stop the run
+TRACEBACK_CHARS = 8000  # of an internal error's traceback, kept in the record
+
+
+@dataclass
+class TrialPass:
+    """What one pass has got to, so an internal error can be pinned on its trial: the parent, then the trial."""
+
+    trial_id: int | None = None
+    parent: Trial | None = None
 
 
 class Conductor:
@@ -57,9 +72,9 @@ class Conductor:
         """Run until the stopping rule holds; returns why it stopped."""
         requeued = self.record.requeue_in_flight()
         if not self.state.trials:
-            await self._evaluate_seed()
+            await self._guarded(self._evaluate_seed, TrialPass())
         if requeued:
-            await self._gather(self._evaluate_recorded(trial_id) for trial_id in requeued)
+            await self._gather(self._guarded(self._evaluate_pass, TrialPass(trial_id)) for trial_id in requeued)
         if self.state.best is None:
             raise RunError("no trial has a valid score yet (did the seed program fail? see `evoforge show RUN_DIR 1`)")
         # More workers than evaluation slots: while K trials evaluate, `prefetch` more are being proposed, so a
@@ -73,12 +88,27 @@ class Conductor:
     async def _worker(self) -> None:
         while self._claim_slot():
             try:
-                await self._one_trial()
+                await self._guarded(self._one_trial, TrialPass())
             finally:
                 self.state.in_flight -= 1
 
-    async def _one_trial(self) -> None:
+    async def _guarded(self, work: Callable[[TrialPass], Awaitable[None]], trial_pass: TrialPass) -> None:
+        """Run one trial's pass; an unexpected exception fails that trial (or its analysis) as an internal error,
+        traceback recorded, and the run goes on: it stops only when `INTERNAL_ERRORS_TO_STOP` come in a row."""
+        try:
+            await work(trial_pass)
+        except Exception as exc:  # noqa: BLE001 - a bug met by one trial must not cancel every other one
+            self._internal_error(trial_pass, exc)
+        else:
+            self.state.internal_errors.clear()
+
+    async def _evaluate_pass(self, trial_pass: TrialPass) -> None:
+        assert trial_pass.trial_id is not None
+        await self._evaluate_recorded(trial_pass.trial_id)
+
+    async def _one_trial(self, trial_pass: TrialPass) -> None:
         parent, inspirations = self._sample()  # LEARN
+        trial_pass.parent = parent
         hits = await self.learning.retrieve(parent, list(self.state.failures)[: self.task.config.research.num_failures])
         ctx = self._context(parent, inspirations, hits)
         self.state.pending_parents[parent.id] += 1
@@ -87,6 +117,7 @@ class Conductor:
             if proposal.error is not None and self._endpoint_down(proposal):
                 return
             trial_id = self._record_proposal(proposal, parent, inspirations, hits)
+            trial_pass.trial_id = trial_id
         finally:
             self.state.pending_parents[parent.id] -= 1
         if self.state.trials[trial_id].status is TrialStatus.PROPOSED:
@@ -147,6 +178,36 @@ class Conductor:
                    f"llm.base_url is fixed), continue with `evoforge resume {self.run_dir}`")
         return True
 
+    def _internal_error(self, trial_pass: TrialPass, exc: Exception) -> None:
+        """Record `exc` against the trial it broke: an unfinished trial fails with class `internal_error`, a finished
+        one keeps its outcome and gets a failed analysis; either way with the traceback. A failure before the trial
+        was recorded is recorded as a failed trial of its own."""
+        trace = "".join(traceback.format_exception(exc))[-TRACEBACK_CHARS:]
+        lines = str(exc).strip().splitlines()
+        what = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+        trial_id = trial_pass.trial_id
+        if trial_id is None:
+            parent = trial_pass.parent
+            trial_id = self.record.add_trial(
+                parent_ids=[parent.id] if parent is not None else [], inspiration_ids=[], name="internal error",
+                motivation="", code="", diff="", proposer=self.proposer.name, model=None,
+            )
+        if self.record.trial(trial_id).status.finished:
+            data = {"error": f"internal error: {what}", "source": "internal_error", "traceback": trace}
+            self.record.add_analysis(trial_id, "analysis", f"internal error: {what}", data)
+            where = "its analysis"
+        else:
+            self.record.fail_trial(trial_id, "internal_error", f"{what}\n{trace}")
+            self.state.put(self.record.trial(trial_id))
+            where = "the trial failed"
+        log.error("trial #%d: internal error (%s; %s, traceback in the record): please report it", trial_id, what,
+                  where)
+        self.state.internal_errors.append(f"trial #{trial_id}: {what}")
+        if len(self.state.internal_errors) >= INTERNAL_ERRORS_TO_STOP:
+            self._halt(f"{len(self.state.internal_errors)} internal errors in a row, the last in "
+                       f"{self.state.internal_errors[-1]} (tracebacks: `evoforge show {self.run_dir} {trial_id}`); "
+                       "please report it. Nothing is lost: `evoforge resume` continues the run")
+
     def _halt(self, reason: str) -> None:
         """Start no new trial; once the trials in flight are done the run ends with `reason` as an error."""
         if self.state.halted is None:
@@ -177,9 +238,9 @@ class Conductor:
         return trial_id
 
     # ---- EXPERIMENT -----------------------------------------------------------------------------------------
-    async def _evaluate_seed(self) -> None:
+    async def _evaluate_seed(self, trial_pass: TrialPass) -> None:
         self.state.started += 1
-        trial_id = self.record.add_trial(
+        trial_id = trial_pass.trial_id = self.record.add_trial(
             parent_ids=[], inspiration_ids=[], name="seed", motivation="the task's seed program",
             code=self.task.seed_program, diff="", proposer="seed", model=None,
             fingerprint=program_fingerprint(self.task.seed_program, self.task.program_name),
