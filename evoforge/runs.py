@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -153,18 +152,17 @@ def describe_proposer(name: str) -> str:
 
 
 def _learning(task: Task, record: Record, run_dir: Path, settings: RunSettings) -> Learning:
-    """The cognition base, analyzer and review client of a run."""
-    kb = open_knowledge_base(task, run_dir, settings.kb)
-    client = None
-    model = None if settings.llm in ("offline", "local") else (
-        settings.llm or task.config.llm.model or os.environ.get("EVOFORGE_MODEL")
-        or (task.config.llm.models[0].name if task.config.llm.models else None)
-    )
-    if model:
-        from evoforge.llm.client import client_from_settings
+    """The cognition base, analyzer and review client of a run (the models as `choose_models` picks them)."""
+    from evoforge.llm.choice import choose_models
 
-        client = client_from_settings(task.config.llm, model)
-    analyzer = make_analyzer(task, "offline" if model is None else model)
+    kb = open_knowledge_base(task, run_dir, settings.kb)
+    single = choose_models(task.config.llm, settings.llm).single
+    client = None
+    if single is not None:
+        from evoforge.llm.client import client_for_spec
+
+        client = client_for_spec(single, task.config.llm)
+    analyzer = make_analyzer(task, settings.llm)
     return Learning(task=task, record=record, kb=kb, analyzer=analyzer, client=client, run_label=str(run_dir))
 
 
