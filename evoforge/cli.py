@@ -123,13 +123,14 @@ def resume(
 
 
 def _print_summary(summary: Any) -> None:
+    if summary.interrupted:  # Ctrl-C: one line (it says how to continue), status 130
+        console.print(f"stopped: {summary.stop_reason}", highlight=False, markup=False)
+        raise typer.Exit(130)
     best = summary.best
     score = f"{best.score:.6g} (trial #{best.id})" if best is not None else "none"
     console.print(f"stopped: {summary.stop_reason}")
     console.print(f"best score: {score}   trials: {summary.counts}")
     console.print(f"record: {summary.run_dir / 'record.db'}   next: evoforge best {summary.run_dir} --code")
-    if summary.interrupted:
-        raise typer.Exit(130)
 
 
 @app.command()

@@ -167,6 +167,43 @@ def _learning(task: Task, record: Record, run_dir: Path, settings: RunSettings) 
 
 
 def _drive(task: Task, record: Record, run_dir: Path, settings: RunSettings, observer: Observer | None) -> RunSummary:
+    """Assemble the run's pillars and run the conductor. However the run ends — its rule, an error that stops it, a
+    Ctrl-C at any moment from here on — why is kept in the record (`evoforge status` shows it)."""
+    interrupted, stop_reason, conductor, proposer_name = False, None, None, "none"
+    try:
+        conductor = _assemble(task, record, run_dir, settings, observer)
+        proposer_name = conductor.proposer.name
+        if observer is not None:
+            learning = conductor.learning
+            notes = [f"knowledge base: {learning.kb.mode}, {learning.kb.count()} items",
+                     f"analyzer: {learning.analyzer.name}", f"sandbox: {describe_isolation(task.config.limits)}"]
+            observer.run_started(run_dir=run_dir, proposer=describe_proposer(proposer_name), settings=settings,
+                                 done=len(conductor.state.trials), notes=notes)
+        stop_reason = asyncio.run(_run_and_close(conductor, conductor.proposer, conductor.learning))
+    except KeyboardInterrupt:
+        interrupted = True
+        stop_reason = (f"interrupted (Ctrl-C); nothing is lost: `evoforge resume {run_dir}` continues the run "
+                       "(trials in flight are run again)")
+    except EvoforgeError as exc:  # the run could not go on: say why in `evoforge status` too
+        stop_reason = str(exc)
+        raise
+    finally:
+        if stop_reason is not None:
+            record.save_state("stopped", {"reason": stop_reason})
+        if conductor is not None:
+            best, counts = conductor.state.best, conductor.state.counts()
+        else:
+            best, counts = record.best(task.config.objective.direction), record.counts()
+        record.close()
+        if observer is not None:
+            observer.run_finished()
+    return RunSummary(run_dir=run_dir, stop_reason=stop_reason, best=best, counts=counts, proposer=proposer_name,
+                      interrupted=interrupted)
+
+
+def _assemble(task: Task, record: Record, run_dir: Path, settings: RunSettings,
+              observer: Observer | None) -> Conductor:
+    """The conductor of a run, with its proposer, knowledge, analyzer, sampler and engineer."""
     proposer = make_proposer(task, settings.llm, seed=settings.seed)
     learning = _learning(task, record, run_dir, settings)
     sampler = make_sampler(
@@ -175,33 +212,9 @@ def _drive(task: Task, record: Record, run_dir: Path, settings: RunSettings, obs
         population=task.config.research.population, islands=task.config.research.islands,
         map_elites=task.config.research.map_elites, weighted=task.config.research.weighted,
     )
-    conductor = Conductor(
+    return Conductor(
         task=task, record=record, run_dir=run_dir, settings=settings, proposer=proposer,
         engineer=Engineer(task), sampler=sampler, learning=learning, observer=observer,
-    )
-    if observer is not None:
-        notes = [f"knowledge base: {learning.kb.mode}, {learning.kb.count()} items",
-                 f"analyzer: {learning.analyzer.name}", f"sandbox: {describe_isolation(task.config.limits)}"]
-        done = len(conductor.state.trials)
-        observer.run_started(run_dir=run_dir, proposer=describe_proposer(proposer.name), settings=settings,
-                             done=done, notes=notes)
-    interrupted, stop_reason = False, None
-    try:
-        stop_reason = asyncio.run(_run_and_close(conductor, proposer, learning))
-    except KeyboardInterrupt:
-        interrupted, stop_reason = True, "interrupted (Ctrl-C): trials in flight will be re-run by `evoforge resume`"
-    except EvoforgeError as exc:  # the run could not go on: say why in `evoforge status` too
-        stop_reason = str(exc)
-        raise
-    finally:
-        if stop_reason is not None:
-            record.save_state("stopped", {"reason": stop_reason})
-        record.close()
-        if observer is not None:
-            observer.run_finished()
-    return RunSummary(
-        run_dir=run_dir, stop_reason=stop_reason, best=conductor.state.best,
-        counts=conductor.state.counts(), proposer=proposer.name, interrupted=interrupted,
     )
 
 
