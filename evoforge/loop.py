@@ -76,7 +76,7 @@ class Conductor:
         if requeued:
             await self._gather(self._guarded(self._evaluate_pass, TrialPass(trial_id)) for trial_id in requeued)
         if self.state.best is None:
-            raise RunError("no trial has a valid score yet (did the seed program fail? see `evoforge show RUN_DIR 1`)")
+            raise RunError(self._why_no_score())
         # More workers than evaluation slots: while K trials evaluate, `prefetch` more are being proposed, so a
         # freed slot finds its next candidate ready and LLM latency hides behind evaluation time.
         prefetch = self.settings.prefetch if self.settings.prefetch is not None else 2 * self.settings.concurrency
@@ -263,6 +263,17 @@ class Conductor:
                 history = self.record.history(trial.parent_ids[0] if trial.parent_ids else None)
                 outcome = await self.engineer.evaluate(trial.code, self.run_dir / "trials" / str(trial_id), history)
         await self._analyze_and_commit(trial, outcome)
+
+    def _why_no_score(self) -> str:
+        """One line for a run with no scored trial to build on: the seed's error (its first line) and class."""
+        seed = min(self.state.trials.values(), key=lambda t: t.id, default=None)
+        if seed is None or seed.status is not TrialStatus.FAILED and seed.status is not TrialStatus.PRUNED:
+            return f"no trial has a valid score yet: see `evoforge status {self.run_dir}`"
+        lines = [line.strip() for line in (seed.error_message or "").splitlines()]
+        first = next((line for line in lines if line.strip("^~ ")), "no message")
+        return (f"the seed program failed: {first} ({seed.error_class or seed.status.value}); no trial can build on "
+                f"it: fix the task's program or evaluator and start a new run (details: `evoforge show "
+                f"{self.run_dir} {seed.id}`)")
 
     # ---- ANALYZE --------------------------------------------------------------------------------------------
     async def _analyze_and_commit(self, trial: Trial, outcome: Outcome) -> None:

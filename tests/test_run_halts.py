@@ -89,3 +89,16 @@ def test_model_errors_do_not_stop_the_run(tmp_path: Path, fake_llm: FakeLLM) -> 
                                                                                  llm="fake-model"))
     assert summary.stop_reason == "reached 6 trials"
     assert summary.counts["failed"] == 5  # every proposal failed on the model's answer, each one a trial
+
+
+def test_a_failed_seed_is_named_with_its_error_and_the_run_folder(tmp_path: Path) -> None:
+    task = make_task(tmp_path / "task")
+    (task / "program.py").write_text("x = undefined_name + 1\n# knob\n")
+    run_dir = tmp_path / "run"
+    with pytest.raises(RunError) as failed:
+        evoforge.run(task, run_dir=run_dir, settings=RunSettings(trials=5, llm="offline"))
+    message = str(failed.value)
+    assert message.startswith("the seed program failed: NameError: name 'undefined_name' is not defined "
+                              "(crash:NameError)")
+    assert f"`evoforge show {run_dir} 1`" in message and "RUN_DIR" not in message
+    assert run_overview(run_dir)["stopped_because"] == message  # `evoforge status` says why the run stopped
