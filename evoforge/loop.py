@@ -77,6 +77,7 @@ class Conductor:
             await self._gather(self._guarded(self._evaluate_pass, TrialPass(trial_id)) for trial_id in requeued)
         if self.state.best is None:
             raise RunError(self._why_no_score())
+        self._check_target()  # a run resumed with a target its best trial has reached already starts nothing
         # More workers than evaluation slots: while K trials evaluate, `prefetch` more are being proposed, so a
         # freed slot finds its next candidate ready and LLM latency hides behind evaluation time.
         prefetch = self.settings.prefetch if self.settings.prefetch is not None else 2 * self.settings.concurrency
@@ -328,13 +329,16 @@ class Conductor:
     def _finished(self, trial_id: int) -> Trial:
         trial = self.record.trial(trial_id)
         self.state.put(trial)
+        self._check_target()
+        if self.observer is not None:
+            self.observer.trial_finished(trial, self.state.best, self.state.counts())
+        return trial
+
+    def _check_target(self) -> None:
         best, target = self.state.best, self.settings.target_score
         if target is not None and best is not None and best.score is not None:
             if best.score == target or self.state.direction.better(best.score, target):
                 self.state.stop_reason = f"reached target score {target:g} (trial #{best.id})"
-        if self.observer is not None:
-            self.observer.trial_finished(trial, best, self.state.counts())
-        return trial
 
     def _budget_tracker(self) -> BudgetTracker:
         s = self.settings

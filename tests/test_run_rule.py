@@ -102,3 +102,13 @@ def test_the_command_lines_target_score_overrides_the_tasks(tmp_path: Path) -> N
                                                                                  llm="offline", target_score=-3.9))
     assert summary.stop_reason.startswith("reached target score -3.9")
     assert _rule(tmp_path / "run")["target_score"] == -3.9
+
+
+def test_resuming_with_a_target_already_reached_starts_nothing(tmp_path: Path) -> None:
+    task = make_task(tmp_path / "task")
+    run_dir = tmp_path / "run"
+    first = evoforge.run(task, run_dir=run_dir, settings=RunSettings(trials=4, concurrency=1, llm="offline"))
+    assert first.best is not None
+    summary = evoforge.resume(run_dir, more=10, target_score=first.best.score)
+    assert summary.stop_reason == f"reached target score {first.best.score:g} (trial #{first.best.id})"
+    assert _total(run_dir) == 4
