@@ -69,7 +69,8 @@ class Conductor:
 
     # ---- the loop -------------------------------------------------------------------------------------------
     async def run(self) -> str:
-        """Run until the stopping rule holds; returns why it stopped."""
+        """Run until the stopping rule holds; returns why it stopped. RunError when the run cannot go on: the seed
+        has no score, the LLM endpoint is unreachable, or internal errors came several times in a row."""
         requeued = self.record.requeue_in_flight()
         if not self.state.trials:
             await self._guarded(self._evaluate_seed, TrialPass())
