@@ -116,7 +116,8 @@ class Conductor:
         self.state.pending_parents[parent.id] += 1
         try:
             proposal = await self._propose(ctx)  # DESIGN (+ novelty gate)
-            if proposal.error is not None and self._endpoint_down(proposal):
+            if proposal.unreachable:
+                self._unreachable(proposal)
                 return
             trial_id = self._record_proposal(proposal, parent, inspirations, hits)
             trial_pass.trial_id = trial_id
@@ -168,17 +169,16 @@ class Conductor:
                                                      "even after being shown it")
         return second
 
-    def _endpoint_down(self, proposal: Proposal) -> bool:
-        """When the proposer's endpoints are down, a failed proposal is no trial: its calls are recorded, its slot
-        given back, and the run stops (resumable) instead of failing every trial left the same way."""
-        down = self.proposer.unreachable()
-        if down is None:
-            return False
+    def _unreachable(self, proposal: Proposal) -> None:
+        """A proposal that failed because no model could be reached is no trial: its calls are recorded and its
+        slot given back (the next try waits out the client's backoff); once the proposer's endpoints are down
+        (several such failures in a row), the run stops, resumable, instead of failing every trial left."""
         self.record.add_llm_calls(None, proposal.llm_calls)
         self.state.started -= 1
-        self._halt(f"the LLM endpoint is unreachable ({down}); nothing is lost: once it answers again (or "
-                   f"llm.base_url is fixed), continue with `evoforge resume {self.run_dir}`")
-        return True
+        down = self.proposer.unreachable()
+        if down is not None:
+            self._halt(f"the LLM endpoint is unreachable ({down}); nothing is lost: once it answers again (or "
+                       f"llm.base_url is fixed), continue with `evoforge resume {self.run_dir}`")
 
     def _internal_error(self, trial_pass: TrialPass, exc: Exception) -> None:
         """Record `exc` against the trial it broke: an unfinished trial fails with class `internal_error`, a finished
