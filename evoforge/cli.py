@@ -125,7 +125,8 @@ def run(
 @app.command(cls=Command)
 def resume(
     run_dir: RunDirArg,
-    trials: Annotated[int | None, typer.Option(help="new trial limit (default: the run's own)")] = None,
+    trials: Annotated[int | None, typer.Option(help="the run's new total of trials, the seed included (kept)")] = None,
+    more: Annotated[int | None, typer.Option(help="N trials more than the run has (kept as its new total)")] = None,
     target_score: Annotated[float | None, typer.Option(help="new target score")] = None,
     concurrency: Annotated[int | None, typer.Option(help="evaluations in flight at once")] = None,
 ) -> None:
@@ -139,7 +140,7 @@ def resume(
 
     try:
         summary = resume_run(
-            run_dir, trials=trials, target_score=target_score, concurrency=concurrency,
+            run_dir, trials=trials, more=more, target_score=target_score, concurrency=concurrency,
             observer=ProgressObserver(console),
         )
     except ValidationError as exc:
@@ -152,13 +153,14 @@ def resume(
 
 
 def _print_summary(summary: Any) -> None:
+    if summary.interrupted:  # Ctrl-C: one line (it says how to continue), status 130
+        console.print(f"stopped: {summary.stop_reason}", highlight=False, markup=False)
+        raise typer.Exit(130)
     best = summary.best
     score = f"{best.score:.6g} (trial #{best.id})" if best is not None else "none"
     console.print(f"stopped: {summary.stop_reason}")
     console.print(f"best score: {score}   trials: {summary.counts}")
     console.print(f"record: {summary.run_dir / 'record.db'}   next: evoforge best {summary.run_dir} --code")
-    if summary.interrupted:
-        raise typer.Exit(130)
 
 
 @app.command(cls=Command)

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Coroutine, Iterable
+import logging
+import traceback
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +33,18 @@ from evoforge.state import LoopState, Observer
 from evoforge.task import Task
 
 __all__ = ["Conductor", "Observer"]
+
+log = logging.getLogger(__name__)
+INTERNAL_ERRORS_TO_STOP = 3  # unexpected exceptions in a row (each failing one trial or analysis) that stop the run
+TRACEBACK_CHARS = 8000  # of an internal error's traceback, kept in the record
+
+
+@dataclass
+class TrialPass:
+    """What one pass has got to, so an internal error can be pinned on its trial: the parent, then the trial."""
+
+    trial_id: int | None = None
+    parent: Trial | None = None
 
 
 class Conductor:
@@ -54,35 +69,58 @@ class Conductor:
 
     # ---- the loop -------------------------------------------------------------------------------------------
     async def run(self) -> str:
-        """Run until the stopping rule holds; returns why it stopped."""
+        """Run until the stopping rule holds; returns why it stopped. RunError when the run cannot go on: the seed
+        has no score, the LLM endpoint is unreachable, or internal errors came several times in a row."""
         requeued = self.record.requeue_in_flight()
         if not self.state.trials:
-            await self._evaluate_seed()
+            await self._guarded(self._evaluate_seed, TrialPass())
         if requeued:
-            await self._gather(self._evaluate_recorded(trial_id) for trial_id in requeued)
+            await self._gather(self._guarded(self._evaluate_pass, TrialPass(trial_id)) for trial_id in requeued)
         if self.state.best is None:
-            raise RunError("no trial has a valid score yet (did the seed program fail? see `evoforge show RUN_DIR 1`)")
+            raise RunError(self._why_no_score())
+        self._check_target()  # a run resumed with a target its best trial has reached already starts nothing
         # More workers than evaluation slots: while K trials evaluate, `prefetch` more are being proposed, so a
         # freed slot finds its next candidate ready and LLM latency hides behind evaluation time.
         prefetch = self.settings.prefetch if self.settings.prefetch is not None else 2 * self.settings.concurrency
         await self._gather(self._worker() for _ in range(self.settings.concurrency + prefetch))
+        if self.state.halted is not None:
+            raise RunError(self.state.halted)
         return self.state.stop_reason or f"reached {self.settings.trials} trials"
 
     async def _worker(self) -> None:
         while self._claim_slot():
             try:
-                await self._one_trial()
+                await self._guarded(self._one_trial, TrialPass())
             finally:
                 self.state.in_flight -= 1
 
-    async def _one_trial(self) -> None:
+    async def _guarded(self, work: Callable[[TrialPass], Awaitable[None]], trial_pass: TrialPass) -> None:
+        """Run one trial's pass; an unexpected exception fails that trial (or its analysis) as an internal error,
+        traceback recorded, and the run goes on: it stops only when `INTERNAL_ERRORS_TO_STOP` come in a row."""
+        try:
+            await work(trial_pass)
+        except Exception as exc:  # noqa: BLE001 - a bug met by one trial must not cancel every other one
+            self._internal_error(trial_pass, exc)
+        else:
+            self.state.internal_errors.clear()
+
+    async def _evaluate_pass(self, trial_pass: TrialPass) -> None:
+        assert trial_pass.trial_id is not None
+        await self._evaluate_recorded(trial_pass.trial_id)
+
+    async def _one_trial(self, trial_pass: TrialPass) -> None:
         parent, inspirations = self._sample()  # LEARN
+        trial_pass.parent = parent
         hits = await self.learning.retrieve(parent, list(self.state.failures)[: self.task.config.research.num_failures])
         ctx = self._context(parent, inspirations, hits)
         self.state.pending_parents[parent.id] += 1
         try:
             proposal = await self._propose(ctx)  # DESIGN (+ novelty gate)
+            if proposal.unreachable:
+                self._unreachable(proposal)
+                return
             trial_id = self._record_proposal(proposal, parent, inspirations, hits)
+            trial_pass.trial_id = trial_id
         finally:
             self.state.pending_parents[parent.id] -= 1
         if self.state.trials[trial_id].status is TrialStatus.PROPOSED:
@@ -131,6 +169,53 @@ class Conductor:
                                                      "even after being shown it")
         return second
 
+    def _unreachable(self, proposal: Proposal) -> None:
+        """A proposal that failed because no model could be reached is no trial: its calls are recorded and its
+        slot given back (the next try waits out the client's backoff); once the proposer's endpoints are down
+        (several such failures in a row), the run stops, resumable, instead of failing every trial left."""
+        self.record.add_llm_calls(None, proposal.llm_calls)
+        self.state.started -= 1
+        down = self.proposer.unreachable()
+        if down is not None:
+            self._halt(f"the LLM endpoint is unreachable ({down}); nothing is lost: once it answers again (or "
+                       f"llm.base_url is fixed), continue with `evoforge resume {self.run_dir}`")
+
+    def _internal_error(self, trial_pass: TrialPass, exc: Exception) -> None:
+        """Record `exc` against the trial it broke: an unfinished trial fails with class `internal_error`, a finished
+        one keeps its outcome and gets a failed analysis; either way with the traceback. A failure before the trial
+        was recorded is recorded as a failed trial of its own."""
+        trace = "".join(traceback.format_exception(exc))[-TRACEBACK_CHARS:]
+        lines = str(exc).strip().splitlines()
+        what = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+        trial_id = trial_pass.trial_id
+        if trial_id is None:
+            parent = trial_pass.parent
+            trial_id = self.record.add_trial(
+                parent_ids=[parent.id] if parent is not None else [], inspiration_ids=[], name="internal error",
+                motivation="", code="", diff="", proposer=self.proposer.name, model=None,
+            )
+        if self.record.trial(trial_id).status.finished:
+            data = {"error": f"internal error: {what}", "source": "internal_error", "traceback": trace}
+            self.record.add_analysis(trial_id, "analysis", f"internal error: {what}", data)
+            where = "its analysis"
+        else:
+            self.record.fail_trial(trial_id, "internal_error", f"{what}\n{trace}")
+            self.state.put(self.record.trial(trial_id))
+            where = "the trial failed"
+        log.error("trial #%d: internal error (%s; %s, traceback in the record): please report it", trial_id, what,
+                  where)
+        self.state.internal_errors.append(f"trial #{trial_id}: {what}")
+        if len(self.state.internal_errors) >= INTERNAL_ERRORS_TO_STOP:
+            self._halt(f"{len(self.state.internal_errors)} internal errors in a row, the last in "
+                       f"{self.state.internal_errors[-1]} (tracebacks: `evoforge show {self.run_dir} {trial_id}`); "
+                       "please report it. Nothing is lost: `evoforge resume` continues the run")
+
+    def _halt(self, reason: str) -> None:
+        """Start no new trial; once the trials in flight are done the run ends with `reason` as an error."""
+        if self.state.halted is None:
+            self.state.halted = reason
+        self.state.stop_reason = self.state.stop_reason or reason
+
     def _record_proposal(self, proposal: Proposal, parent: Trial, inspirations: list[Trial], hits: list[Hit]) -> int:
         code = proposal.code
         trial_id = self.record.add_trial(
@@ -155,9 +240,9 @@ class Conductor:
         return trial_id
 
     # ---- EXPERIMENT -----------------------------------------------------------------------------------------
-    async def _evaluate_seed(self) -> None:
+    async def _evaluate_seed(self, trial_pass: TrialPass) -> None:
         self.state.started += 1
-        trial_id = self.record.add_trial(
+        trial_id = trial_pass.trial_id = self.record.add_trial(
             parent_ids=[], inspiration_ids=[], name="seed", motivation="the task's seed program",
             code=self.task.seed_program, diff="", proposer="seed", model=None,
             fingerprint=program_fingerprint(self.task.seed_program, self.task.program_name),
@@ -180,6 +265,17 @@ class Conductor:
                 history = self.record.history(trial.parent_ids[0] if trial.parent_ids else None)
                 outcome = await self.engineer.evaluate(trial.code, self.run_dir / "trials" / str(trial_id), history)
         await self._analyze_and_commit(trial, outcome)
+
+    def _why_no_score(self) -> str:
+        """One line for a run with no scored trial to build on: the seed's error (its first line) and class."""
+        seed = min(self.state.trials.values(), key=lambda t: t.id, default=None)
+        if seed is None or seed.status is not TrialStatus.FAILED and seed.status is not TrialStatus.PRUNED:
+            return f"no trial has a valid score yet: see `evoforge status {self.run_dir}`"
+        lines = [line.strip() for line in (seed.error_message or "").splitlines()]
+        first = next((line for line in lines if line.strip("^~ ")), "no message")
+        return (f"the seed program failed: {first} ({seed.error_class or seed.status.value}); no trial can build on "
+                f"it: fix the task's program or evaluator and start a new run (details: `evoforge show "
+                f"{self.run_dir} {seed.id}`)")
 
     # ---- ANALYZE --------------------------------------------------------------------------------------------
     async def _analyze_and_commit(self, trial: Trial, outcome: Outcome) -> None:
@@ -234,13 +330,16 @@ class Conductor:
     def _finished(self, trial_id: int) -> Trial:
         trial = self.record.trial(trial_id)
         self.state.put(trial)
+        self._check_target()
+        if self.observer is not None:
+            self.observer.trial_finished(trial, self.state.best, self.state.counts())
+        return trial
+
+    def _check_target(self) -> None:
         best, target = self.state.best, self.settings.target_score
         if target is not None and best is not None and best.score is not None:
             if best.score == target or self.state.direction.better(best.score, target):
                 self.state.stop_reason = f"reached target score {target:g} (trial #{best.id})"
-        if self.observer is not None:
-            self.observer.trial_finished(trial, best, self.state.counts())
-        return trial
 
     def _budget_tracker(self) -> BudgetTracker:
         s = self.settings

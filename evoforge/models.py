@@ -73,6 +73,7 @@ class Proposal:
     error: str | None = None
     llm_calls: tuple[LLMCall, ...] = ()
     extra_parent_ids: tuple[int, ...] = ()  # a crossover's second parent(s), besides the sampled one
+    unreachable: bool = False  # failed because no model could be reached: no trial (the loop tries again or stops)
 
 
 @dataclass(frozen=True)

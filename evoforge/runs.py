@@ -6,21 +6,20 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from evoforge.analysis import make_analyzer
-from evoforge.errors import RunError
+from evoforge.errors import EvoforgeError, RunError
 from evoforge.experiment import Engineer
 from evoforge.experiment.isolation import describe_isolation
 from evoforge.learning import Learning, open_knowledge_base
 from evoforge.loop import Conductor, Observer
 from evoforge.memory.record import Record, record_file
 from evoforge.memory.sampling import make_sampler
-from evoforge.models import Trial
+from evoforge.models import Trial, TrialStatus
 from evoforge.research import make_proposer
 from evoforge.run_lock import run_lock
 from evoforge.settings import RunSettings
@@ -54,6 +53,8 @@ def run(
     """Start a new run of the task in `run_dir` (which must not hold a record yet) and run it to its stopping rule."""
     task = load_task(task_path)
     settings = settings or RunSettings()
+    if settings.target_score is None and task.config.target_score is not None:  # --target-score overrides it
+        settings = settings.model_copy(update={"target_score": task.config.target_score})
     run_path = Path(run_dir) if run_dir is not None else default_run_dir(task)
     run_path.mkdir(parents=True, exist_ok=True)
     with run_lock(run_path):
@@ -63,7 +64,7 @@ def run(
         record = Record.for_run_dir(run_path, create=True)
         config = {
             "task_path": str(task.root),
-            "settings": settings.model_dump(mode="json"),
+            "settings": settings.knobs(),  # the stopping rule is kept apart (`stopping`), once
             "task_config": task.config.model_dump(mode="json"),
         }
         record.create_run(
@@ -77,39 +78,71 @@ def resume(
     run_dir: str | Path,
     *,
     trials: int | None = None,
+    more: int | None = None,
     target_score: float | None = None,
     concurrency: int | None = None,
     observer: Observer | None = None,
 ) -> RunSummary:
-    """Continue a run: trials left in flight are evaluated again, then the loop goes on to the run's own stopping rule
-    (or the new one given here, which is saved)."""
+    """Continue a run: trials left in flight are evaluated again, then the loop goes on to the run's stopping rule.
+
+    The rule is the one the record keeps; `trials` (the run's new total, the seed included), `more` (that many
+    trials beyond those recorded) and `target_score` change it, and the change is kept for later resumes.
+    `concurrency` holds for this session only."""
     run_path = Path(run_dir)
     record_file(run_path)  # "no record at …" before the lock file is made there
     with run_lock(run_path):
-        return _resume_locked(run_path, trials, target_score, concurrency, observer)
+        return _resume_locked(run_path, RuleChange(trials, more, target_score), concurrency, observer)
 
 
-def _resume_locked(run_path: Path, trials: int | None, target_score: float | None, concurrency: int | None,
+@dataclass(frozen=True)
+class RuleChange:
+    """What `resume` was asked to change in the stopping rule (None: keep)."""
+
+    trials: int | None = None
+    more: int | None = None
+    target_score: float | None = None
+
+    def apply(self, settings: RunSettings, counts: dict[str, int]) -> RunSettings:
+        """The new rule, or RunError (one line) when it makes no sense for a run with these trial counts."""
+        recorded = sum(counts.values())
+        done = sum(n for status, n in counts.items() if TrialStatus(status).finished)
+        trials = self.trials
+        if trials is not None and self.more is not None:
+            raise RunError("give --trials N (the run's new total) or --more N (N trials more), not both")
+        if self.more is not None:
+            if self.more < 1:
+                raise RunError(f"--more {self.more}: give a number of trials of at least 1")
+            trials = recorded + self.more
+        elif trials is not None and trials <= done:
+            raise RunError(f"--trials {trials} is a total, and this run has done {done} trials already: give a "
+                           f"total above {done}, or --more N for N more trials")
+        changes: dict[str, Any] = {}
+        if trials is not None:
+            changes["trials"] = trials
+        if self.target_score is not None:
+            changes["target_score"] = self.target_score
+        return RunSettings.model_validate({**settings.model_dump(), **changes}) if changes else settings
+
+
+def _resume_locked(run_path: Path, change: RuleChange, concurrency: int | None,
                    observer: Observer | None) -> RunSummary:
     record = Record.for_run_dir(run_path)
-    info = record.run_info()
-    settings = RunSettings.model_validate(info.config["settings"])
-    changes: dict[str, Any] = {}
-    if trials is not None:
-        changes["trials"] = trials
-    if target_score is not None:
-        changes["target_score"] = target_score
-    if concurrency is not None:
-        changes["concurrency"] = concurrency
-    if changes:
-        settings = settings.model_copy(update=changes)
-        RunSettings.model_validate(settings.model_dump())
-        record.update_stopping(settings.stopping())
-    task_path = Path(info.config["task_path"])
-    if not task_path.exists():
+    try:
+        info = record.run_info()
+        settings = RunSettings.from_record(info.config["settings"], info.stopping)
+        changed = change.apply(settings, record.counts())
+        task_path = Path(info.config["task_path"])
+        if not task_path.exists():
+            raise RunError(f"the run's task folder {task_path} is gone; restore it to resume")
+        task = load_task(task_path)
+    except BaseException:
         record.close()
-        raise RunError(f"the run's task folder {task_path} is gone; restore it to resume")
-    return _drive(load_task(task_path), record, run_path, settings, observer)
+        raise
+    if changed.stopping() != info.stopping:
+        record.update_stopping(changed.stopping())
+    if concurrency is not None:
+        changed = RunSettings.model_validate({**changed.model_dump(), "concurrency": concurrency})
+    return _drive(task, record, run_path, changed, observer)
 
 
 def describe_proposer(name: str) -> str:
@@ -119,22 +152,59 @@ def describe_proposer(name: str) -> str:
 
 
 def _learning(task: Task, record: Record, run_dir: Path, settings: RunSettings) -> Learning:
-    """The cognition base, analyzer and review client of a run."""
-    kb = open_knowledge_base(task, run_dir, settings.kb)
-    client = None
-    model = None if settings.llm in ("offline", "local") else (
-        settings.llm or task.config.llm.model or os.environ.get("EVOFORGE_MODEL")
-        or (task.config.llm.models[0].name if task.config.llm.models else None)
-    )
-    if model:
-        from evoforge.llm.client import client_from_settings
+    """The cognition base, analyzer and review client of a run (the models as `choose_models` picks them)."""
+    from evoforge.llm.choice import choose_models
 
-        client = client_from_settings(task.config.llm, model)
-    analyzer = make_analyzer(task, "offline" if model is None else model)
+    kb = open_knowledge_base(task, run_dir, settings.kb)
+    single = choose_models(task.config.llm, settings.llm).single
+    client = None
+    if single is not None:
+        from evoforge.llm.client import client_for_spec
+
+        client = client_for_spec(single, task.config.llm)
+    analyzer = make_analyzer(task, settings.llm)
     return Learning(task=task, record=record, kb=kb, analyzer=analyzer, client=client, run_label=str(run_dir))
 
 
 def _drive(task: Task, record: Record, run_dir: Path, settings: RunSettings, observer: Observer | None) -> RunSummary:
+    """Assemble the run's pillars and run the conductor. However the run ends — its rule, an error that stops it, a
+    Ctrl-C at any moment from here on — why is kept in the record (`evoforge status` shows it)."""
+    interrupted, stop_reason, conductor, proposer_name = False, None, None, "none"
+    try:
+        conductor = _assemble(task, record, run_dir, settings, observer)
+        proposer_name = conductor.proposer.name
+        if observer is not None:
+            learning = conductor.learning
+            notes = [f"knowledge base: {learning.kb.mode}, {learning.kb.count()} items",
+                     f"analyzer: {learning.analyzer.name}",
+                     f"sandbox: {describe_isolation(task.config.limits, task.evaluator_path)}"]
+            observer.run_started(run_dir=run_dir, proposer=describe_proposer(proposer_name), settings=settings,
+                                 done=len(conductor.state.trials), notes=notes)
+        stop_reason = asyncio.run(_run_and_close(conductor, conductor.proposer, conductor.learning))
+    except KeyboardInterrupt:
+        interrupted = True
+        stop_reason = (f"interrupted (Ctrl-C); nothing is lost: `evoforge resume {run_dir}` continues the run "
+                       "(trials in flight are run again)")
+    except EvoforgeError as exc:  # the run could not go on: say why in `evoforge status` too
+        stop_reason = str(exc)
+        raise
+    finally:
+        if stop_reason is not None:
+            record.save_state("stopped", {"reason": stop_reason})
+        if conductor is not None:
+            best, counts = conductor.state.best, conductor.state.counts()
+        else:
+            best, counts = record.best(task.config.objective.direction), record.counts()
+        record.close()
+        if observer is not None:
+            observer.run_finished()
+    return RunSummary(run_dir=run_dir, stop_reason=stop_reason, best=best, counts=counts, proposer=proposer_name,
+                      interrupted=interrupted)
+
+
+def _assemble(task: Task, record: Record, run_dir: Path, settings: RunSettings,
+              observer: Observer | None) -> Conductor:
+    """The conductor of a run, with its proposer, knowledge, analyzer, sampler and engineer."""
     proposer = make_proposer(task, settings.llm, seed=settings.seed)
     learning = _learning(task, record, run_dir, settings)
     sampler = make_sampler(
@@ -143,31 +213,9 @@ def _drive(task: Task, record: Record, run_dir: Path, settings: RunSettings, obs
         population=task.config.research.population, islands=task.config.research.islands,
         map_elites=task.config.research.map_elites, weighted=task.config.research.weighted,
     )
-    conductor = Conductor(
+    return Conductor(
         task=task, record=record, run_dir=run_dir, settings=settings, proposer=proposer,
         engineer=Engineer(task), sampler=sampler, learning=learning, observer=observer,
-    )
-    if observer is not None:
-        notes = [f"knowledge base: {learning.kb.mode}, {learning.kb.count()} items",
-                 f"analyzer: {learning.analyzer.name}",
-                 f"sandbox: {describe_isolation(task.config.limits, task.evaluator_path)}"]
-        done = len(conductor.state.trials)
-        observer.run_started(run_dir=run_dir, proposer=describe_proposer(proposer.name), settings=settings,
-                             done=done, notes=notes)
-    interrupted, stop_reason = False, None
-    try:
-        stop_reason = asyncio.run(_run_and_close(conductor, proposer, learning))
-    except KeyboardInterrupt:
-        interrupted, stop_reason = True, "interrupted (Ctrl-C): trials in flight will be re-run by `evoforge resume`"
-    finally:
-        if stop_reason is not None:
-            record.save_state("stopped", {"reason": stop_reason})
-        record.close()
-        if observer is not None:
-            observer.run_finished()
-    return RunSummary(
-        run_dir=run_dir, stop_reason=stop_reason, best=conductor.state.best,
-        counts=conductor.state.counts(), proposer=proposer.name, interrupted=interrupted,
     )
 
 

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field
+
+# The stopping rule: stored once, in the record's `runs.stopping` column (the rest of the settings go in its config);
+# `resume` reads it back from there and writes it there when told to change it.
+STOPPING_FIELDS = ("trials", "target_score", "budget_usd", "budget_tokens", "budget_wall_s", "budget_eval_s")
 
 
 class RunSettings(BaseModel):
@@ -26,8 +32,16 @@ class RunSettings(BaseModel):
     budget_eval_s: float | None = Field(default=None, gt=0, description="cap on evaluation seconds")
 
     def stopping(self) -> dict[str, float | int | None]:
-        return {
-            "trials": self.trials, "target_score": self.target_score, "budget_usd": self.budget_usd,
-            "budget_tokens": self.budget_tokens, "budget_wall_s": self.budget_wall_s,
-            "budget_eval_s": self.budget_eval_s,
-        }
+        """The stopping rule, as the record keeps it."""
+        return {name: getattr(self, name) for name in STOPPING_FIELDS}
+
+    def knobs(self) -> dict[str, Any]:
+        """Everything but the stopping rule, as the record's run config keeps it."""
+        return self.model_dump(mode="json", exclude=set(STOPPING_FIELDS))
+
+    @classmethod
+    def from_record(cls, knobs: dict[str, Any], stopping: dict[str, Any]) -> RunSettings:
+        """The settings of a recorded run: its knobs, and its stopping rule from the one place it lives (records
+        written before the rule moved there also hold an outdated copy of it among the knobs: the rule wins)."""
+        rule = {name: value for name, value in stopping.items() if name in STOPPING_FIELDS}
+        return cls.model_validate({**knobs, **rule})

@@ -43,6 +43,8 @@ class LoopState:
     in_flight: int = 0
     pending_parents: Counter[int] = field(default_factory=Counter)
     stop_reason: str | None = None
+    internal_errors: list[str] = field(default_factory=list)  # unexpected exceptions in a row, one line each
+    halted: str | None = None  # the run cannot go on (its LLM endpoint is down, repeated internal errors): why
     best: Trial | None = None
     recent: deque[Trial] = field(default_factory=lambda: deque(maxlen=RECENT_WINDOW))
     failures: deque[Trial] = field(default_factory=lambda: deque(maxlen=RECENT_WINDOW))

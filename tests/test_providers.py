@@ -256,3 +256,27 @@ def test_anthropic_model_that_refuses_temperature_is_asked_without(monkeypatch: 
         _, second = run_complete(client)
     assert ["temperature" in body for body in fake.requests] == [True, False, False]
     assert first.temperature is None and second.temperature is None and first.error is None
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_a_refused_connection_is_unreachable_and_an_http_error_is_not(
+    fake_llm: FakeLLM, provider: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
+    name = "anthropic/claude-haiku-4-5" if provider == "anthropic" else "m"
+    settings = LLMSettings(max_retries=0)
+    down = fast(client_for_spec(ModelSpec(name=name, base_url=closed + "/v1"), settings))
+    with pytest.raises(LLMError) as refused:
+        run_complete(down)
+    assert refused.value.unreachable, str(refused.value)
+    if provider == "openai":
+        fake_llm.push(Reply.error(500))
+        up = fast(client_for_spec(ModelSpec(name=name, base_url=fake_llm.base_url), settings))
+        with pytest.raises(LLMError) as answered:
+            run_complete(up)
+        assert "HTTP 500" in str(answered.value) and not answered.value.unreachable

@@ -3,8 +3,6 @@ researcher, and the analyzer classes under one name."""
 
 from __future__ import annotations
 
-import os
-
 from evoforge.analysis._base import Analysis, AnalysisInput, Analyzer
 from evoforge.analysis.llm_analyzer import LLMAnalyzer
 from evoforge.analysis.offline import OfflineAnalyzer
@@ -14,13 +12,13 @@ __all__ = ["Analysis", "AnalysisInput", "Analyzer", "LLMAnalyzer", "OfflineAnaly
 
 
 def make_analyzer(task: Task, llm: str | None) -> Analyzer:
-    """The analyzer for a run: `llm="offline"` → offline; a model name → that model; None → the task's
-    `llm.model` or $EVOFORGE_MODEL when set, else offline (the same choice as `make_proposer`)."""
-    if llm == "offline":
-        return OfflineAnalyzer()
-    model = llm or task.config.llm.model or os.environ.get("EVOFORGE_MODEL")
-    if not model:
-        return OfflineAnalyzer()
-    from evoforge.llm.client import client_from_settings
+    """The analyzer for a run: the LLM analyzer on the single-model roles' model that
+    `evoforge.llm.choice.choose_models` picks for `llm` and the task, else (no such model) the offline one."""
+    from evoforge.llm.choice import choose_models
 
-    return LLMAnalyzer(task, client_from_settings(task.config.llm, model))
+    chosen = choose_models(task.config.llm, llm).single
+    if chosen is None:
+        return OfflineAnalyzer()
+    from evoforge.llm.client import client_for_spec
+
+    return LLMAnalyzer(task, client_for_spec(chosen, task.config.llm))

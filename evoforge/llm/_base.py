@@ -33,9 +33,10 @@ RETRYABLE_STATUS = {408, 409, 429}
 class LLMError(EvoforgeError):
     """A language-model call failed for good; `.call` is the recorded `LLMCall` with `error` set."""
 
-    def __init__(self, message: str, call: LLMCall) -> None:
+    def __init__(self, message: str, call: LLMCall, *, unreachable: bool = False) -> None:
         super().__init__(message)
         self.call = call
+        self.unreachable = unreachable  # the endpoint could not be reached at all (see `Failure.unreachable`)
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,17 @@ class Failure:
     retryable: bool
     wait_hint: float | None
     what: str
+    unreachable: bool = False  # no connection to the endpoint (refused, reset, unknown host, connect timeout)
+
+
+def unreachable(exc: BaseException, connection_error: type[BaseException], timeout_error: type[BaseException]) -> bool:
+    """Whether an SDK exception means the endpoint could not be reached, as opposed to an answer (an HTTP error)
+    or a request that was slow to be answered. `connection_error`/`timeout_error`: the SDK's classes (its timeout
+    class is a kind of connection error: only a timeout while connecting counts, which the SDK's HTTP library
+    raises as its `ConnectTimeout`)."""
+    if isinstance(exc, timeout_error):
+        return type(exc.__cause__).__name__ == "ConnectTimeout"
+    return isinstance(exc, connection_error)
 
 
 @functools.cache
@@ -209,7 +221,7 @@ class ChatClient(ABC):
             role=role, model=self.model, prompt=prompt, response="", latency_s=time.monotonic() - start,
             error=message, temperature=temperature, retries=attempt,
         )
-        return LLMError(message, call)
+        return LLMError(message, call, unreachable=failure.unreachable)
 
     def redact(self, text: str) -> str:
         """`text` with the API key blotted out (server error bodies sometimes echo it)."""

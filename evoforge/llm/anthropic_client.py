@@ -6,7 +6,15 @@ from __future__ import annotations
 from typing import Any
 
 from evoforge.errors import EvoforgeError
-from evoforge.llm._base import RETRYABLE_STATUS, ChatClient, Failure, Reply, parse_retry_after, tls_context
+from evoforge.llm._base import (
+    RETRYABLE_STATUS,
+    ChatClient,
+    Failure,
+    Reply,
+    parse_retry_after,
+    tls_context,
+    unreachable,
+)
 
 ANTHROPIC_TEMPERATURE_MAX = 1.0  # the Messages API accepts temperatures in 0..1
 
@@ -100,4 +108,5 @@ class AnthropicClient(ChatClient):
             hint = parse_retry_after(exc.response.headers, self.retry_after_cap_s) if retryable else None
             return Failure(retryable, hint, f"HTTP {status}: {exc.message}")
         retryable = isinstance(exc, sdk.APIConnectionError)  # includes APITimeoutError
-        return Failure(retryable, None, f"{type(exc).__name__}: {exc}")
+        down = unreachable(exc, sdk.APIConnectionError, sdk.APITimeoutError)
+        return Failure(retryable, None, f"{type(exc).__name__}: {exc}", unreachable=down)

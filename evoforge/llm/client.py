@@ -22,7 +22,9 @@ from evoforge.llm._base import (
     parse_retry_after,
     render_messages,
     tls_context,
+    unreachable,
 )
+from evoforge.llm.choice import choose_models, spec_for
 from evoforge.llm.models import ANTHROPIC, KNOWN_ENDPOINTS, LOCAL, OPENAI, ModelSpec
 from evoforge.llm.pricing import price_for
 
@@ -31,7 +33,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DUMMY_KEY", "LOOPBACK_HOSTS", "ChatClient", "LLMClient", "LLMError", "client_for_spec", "client_from_settings",
-    "is_loopback", "parse_retry_after", "render_messages",
+    "is_loopback", "parse_retry_after", "render_messages", "spec_for",
 ]
 
 
@@ -69,7 +71,8 @@ class LLMClient(ChatClient):
             hint = parse_retry_after(exc.response.headers, self.retry_after_cap_s) if retryable else None
             return Failure(retryable, hint, f"HTTP {exc.status_code}: {exc.message}")
         retryable = isinstance(exc, openai.APIConnectionError)  # includes APITimeoutError
-        return Failure(retryable, None, f"{type(exc).__name__}: {exc}")
+        down = unreachable(exc, openai.APIConnectionError, openai.APITimeoutError)
+        return Failure(retryable, None, f"{type(exc).__name__}: {exc}", unreachable=down)
 
 
 def _endpoint(spec: ModelSpec, settings: LLMSettings) -> str | None:
@@ -117,20 +120,13 @@ def client_for_spec(spec: ModelSpec, settings: LLMSettings, *, base_url: str | N
     return LLMClient(**kwargs)  # type: ignore[arg-type]
 
 
-def spec_for(settings: LLMSettings, name: str) -> ModelSpec:
-    """The `llm.models` entry called `name`, else a plain spec for it."""
-    for spec in settings.models:
-        if spec.name == name:
-            return spec
-    return ModelSpec(name=name)
-
-
 def client_from_settings(settings: LLMSettings, model: str | None = None) -> ChatClient:
-    """A client for `model` (else settings.model, else $EVOFORGE_MODEL), configured from `settings`."""
-    chosen = model or settings.model or os.environ.get("EVOFORGE_MODEL")
-    if not chosen:
+    """The client of the single-model roles for `model` (an `--llm` value) and `settings`, as `choose_models` picks
+    it; EvoforgeError when it picks no model."""
+    chosen = choose_models(settings, model).single
+    if chosen is None:
         raise EvoforgeError(
             "no language model named: pass --llm MODEL, set llm.model in task.yaml or the environment "
             "variable EVOFORGE_MODEL (or use --llm offline)"
         )
-    return client_for_spec(spec_for(settings, chosen), settings)
+    return client_for_spec(chosen, settings)

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from evoforge.task.config import LLMSettings
 
 STATE_VERSION = 1
+UNREACHABLE_AFTER = 3  # calls in a row that could not reach any endpoint: the ensemble is taken to be down
 
 
 class ModelsUnavailable(EvoforgeError):
@@ -92,6 +93,7 @@ class Ensemble:
         self.choices = 0
         self.max_reward = 0.0
         self.pending: dict[str, int] = {key: 0 for key in self.arms}
+        self.unreachable_streak: list[str] = []  # the calls in a row that reached no endpoint, as messages
 
     @classmethod
     def from_settings(
@@ -126,10 +128,22 @@ class Ensemble:
         self.pending[key] += 1
         return self.arms[key]
 
+    def down(self) -> str | None:
+        """Why the ensemble's endpoints are taken to be down (`UNREACHABLE_AFTER` calls in a row could not connect;
+        an answer of any kind, an HTTP error included, resets the count), or None."""
+        if len(self.unreachable_streak) < UNREACHABLE_AFTER:
+            return None
+        streak = self.unreachable_streak
+        return f"{len(streak)} calls in a row could not connect; the last: {streak[-1]}"
+
     async def pick(self) -> Arm:
-        """Like `choose`, but when every model is benched waits for the first to return, up to `wait_cap_s`."""
+        """Like `choose`, but when every model is benched waits for the first to return, up to `wait_cap_s`;
+        fails at once when the endpoints are down (`down()`): waiting for a benched model would be in vain."""
         give_up = time.monotonic() + self.wait_cap_s
         while True:
+            down = self.down()
+            if down is not None:
+                raise ModelsUnavailable(down, 0.0)
             try:
                 return self.choose()
             except ModelsUnavailable as exc:
@@ -146,10 +160,15 @@ class Ensemble:
             raise EvoforgeError(f"model {arm.model!r} has no client (was its server started?)")
         try:
             text, call = await client.complete(messages, role=role, temperature=arm.temperature)
-        except LLMError:
+        except LLMError as exc:
             self.bench.failure(arm.model)
+            if exc.unreachable:
+                self.unreachable_streak.append(str(exc))
+            else:
+                self.unreachable_streak.clear()
             raise
         self.bench.success(arm.model)
+        self.unreachable_streak.clear()
         return text, call
 
     # ---- learning -------------------------------------------------------------------------------------------

@@ -3,7 +3,6 @@ or offline."""
 
 from __future__ import annotations
 
-import os
 from abc import ABC, abstractmethod
 from typing import Any
 
@@ -25,6 +24,11 @@ class Proposer(ABC):
         """The loop reports a finished trial's reward (improvement over its parent); only learners use it."""
         return None
 
+    def unreachable(self) -> str | None:
+        """Why the proposer's language models are out of reach (several calls in a row could not connect), or None;
+        the loop stops the run on it rather than fail every trial left."""
+        return None
+
     def state_dict(self) -> dict[str, Any] | None:
         """State to keep in the record for resume (None: nothing to keep)."""
         return None
@@ -43,35 +47,25 @@ class Proposer(ABC):
 
 
 def make_proposer(task: Task, llm: str | None, *, seed: int | None = None) -> Proposer:
-    """The proposer for a run.
-
-    `llm="offline"` → offline proposer; `"local"` → the small local model (evoforge[local-llm]); a model name
-    ("provider/model" or bare) → an LLM proposer with that one model; None → the ensemble of the task's
-    `llm.models`, else its `llm.model` or $EVOFORGE_MODEL, else the offline proposer. The caller reports which.
-    """
+    """The proposer for a run, with the models `evoforge.llm.choice.choose_models` picks for the researcher:
+    `llm="offline"` (or no model anywhere) → offline proposer; `"local"` → the small local model
+    (evoforge[local-llm]); otherwise an LLM proposer with those models (an ensemble when several). The caller
+    reports which."""
+    from evoforge.llm.choice import choose_models
     from evoforge.research.offline import OfflineProposer
 
-    if llm == "offline":
+    settings = task.config.llm
+    choice = choose_models(settings, llm)
+    if choice.mode == "offline":
         return OfflineProposer(seed=seed)
-    from evoforge.llm.client import spec_for
     from evoforge.llm.ensemble import Ensemble
     from evoforge.research.llm_proposer import LLMProposer
 
-    settings = task.config.llm
-    if llm == "local":
+    if choice.mode == "local":
         from evoforge.llm.local import LocalModelServer, local_spec, smollm2_gguf
 
         spec = local_spec(settings)
         server = LocalModelServer(smollm2_gguf())
         ensemble = Ensemble.from_settings(settings, [spec], seed=seed or 0, clients=False)
         return LLMProposer(task, ensemble=ensemble, server=server, server_spec=spec, seed=seed)
-    if llm:
-        specs = [spec_for(settings, llm)]
-    elif settings.models:
-        specs = list(settings.models)
-    else:
-        name = settings.model or os.environ.get("EVOFORGE_MODEL")
-        if not name:
-            return OfflineProposer(seed=seed)
-        specs = [spec_for(settings, name)]
-    return LLMProposer(task, ensemble=Ensemble.from_settings(settings, specs, seed=seed or 0), seed=seed)
+    return LLMProposer(task, ensemble=Ensemble.from_settings(settings, choice.researcher, seed=seed or 0), seed=seed)

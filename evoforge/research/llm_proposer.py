@@ -4,6 +4,7 @@ full program taken; one repair round with the same model. Rewards reported back 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -93,6 +94,9 @@ class LLMProposer(Proposer):
         first = next(iter(self.ensemble.arms.values()))
         return self.ensemble.clients[first.model]
 
+    def unreachable(self) -> str | None:
+        return self.ensemble.down()
+
     async def _ensure_server(self) -> None:
         """Start the local model server once (concurrent proposals wait for it) and give the ensemble its client."""
         if self._server is None or self._server_spec is None or self._server_spec.name in self.ensemble.clients:
@@ -124,11 +128,13 @@ class LLMProposer(Proposer):
         try:
             arm = await self.ensemble.pick()
         except EvoforgeError as exc:
-            return self._failed(Answer(name="no model available"), str(exc), calls, None)
+            failed = self._failed(Answer(name="no model available"), str(exc), calls, None)
+            return dataclasses.replace(failed, unreachable=self.ensemble.down() is not None)
         try:
             text, call = await self.ensemble.complete(arm, messages, role="researcher")
         except LLMError as exc:
-            return self._failed(Answer(name="llm call failed"), str(exc), calls + [exc.call], arm)
+            failed = self._failed(Answer(name="llm call failed"), str(exc), calls + [exc.call], arm)
+            return dataclasses.replace(failed, unreachable=exc.unreachable)
         calls.append(call)
         partners = (ctx.inspirations[0].id,) if patch == "crossover" and ctx.inspirations else ()
         first = realize(text, ctx.parent.code, filename)
@@ -140,7 +146,8 @@ class LLMProposer(Proposer):
             text, call = await self.ensemble.complete(arm, messages, role="repair")
         except LLMError as exc:
             error = f"{first.error}; the repair call failed: {exc}"
-            return self._failed(first.answer, error, calls + [exc.call], arm)
+            return dataclasses.replace(self._failed(first.answer, error, calls + [exc.call], arm),
+                                       unreachable=exc.unreachable)
         calls.append(call)
         second = realize(text, ctx.parent.code, filename)
         if second.error is not None:
