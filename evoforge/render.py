@@ -29,6 +29,7 @@ def render_status(console: Console, ov: dict[str, Any]) -> None:
     elif lock["state"] == "stale":
         table.add_row("stale lock", f"run.lock names {lock['holder']}, which is gone (killed?); "
                       "`evoforge resume` takes over")
+    table.add_row("run folder", f"{ov['disk_bytes'] / 2**20:.1f} MiB on disk (record, knowledge base, trial folders)")
     table.add_row("evaluation time", f"{ov['evaluation_seconds']:.1f} s")
     table.add_row("time saved by gates", f"{ov['seconds_saved']:.1f} s")
     for gate, seconds in ov["saved_by_gate"].items():

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,6 +26,8 @@ from evoforge.run_lock import run_lock
 from evoforge.settings import RunSettings
 from evoforge.task import Task, load_task
 from evoforge.task.loader import task_snapshot
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -195,11 +198,30 @@ def _drive(task: Task, record: Record, run_dir: Path, settings: RunSettings, obs
             best, counts = conductor.state.best, conductor.state.counts()
         else:
             best, counts = record.best(task.config.objective.direction), record.counts()
+        _retain_large_files(task, record, run_dir)
         record.close()
         if observer is not None:
             observer.run_finished()
     return RunSummary(run_dir=run_dir, stop_reason=stop_reason, best=best, counts=counts, proposer=proposer_name,
                       interrupted=interrupted)
+
+
+def _retain_large_files(task: Task, record: Record, run_dir: Path, keep_best: int = 3) -> None:
+    """The retention rule for large trial files (limits.keep_files_mb), applied when a run session ends: the seed's and
+    the best trials' folders stay whole, programs and failed trials' logs are kept, other files over the size go."""
+    from evoforge.experiment.disk import retain
+
+    try:
+        trials = record.trials()
+        direction = task.config.objective.direction
+        scored = [tr for tr in trials if tr.status is TrialStatus.SUCCEEDED and tr.score is not None]
+        scored.sort(key=lambda tr: (-tr.score if direction.value == "maximize" else tr.score, tr.id))
+        keep = {tr.id for tr in scored[:keep_best]} | {tr.id for tr in trials[:1]}
+        failed = {tr.id for tr in trials if tr.status is not TrialStatus.SUCCEEDED}
+        retain(run_dir / "trials", keep, failed, task.config.limits.keep_files_mb,
+               program_names=(task.program_name,))
+    except Exception as exc:  # noqa: BLE001 - a clean-up must never hide how the run ended
+        log.warning("retention of large trial files skipped: %s: %s", type(exc).__name__, exc)
 
 
 def _assemble(task: Task, record: Record, run_dir: Path, settings: RunSettings,

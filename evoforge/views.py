@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from evoforge.experiment.disk import run_folder_bytes
 from evoforge.memory.record import Record
 from evoforge.models import Direction, Trial, TrialStatus
 from evoforge.run_lock import lock_holder
@@ -148,6 +149,7 @@ def run_overview(run_dir: Path) -> dict[str, Any]:
         models=_model_choices(trials, direction),
         failure_classes=_failure_classes(trials),
         lock=lock_holder(run_dir),
+        disk_bytes=run_folder_bytes(run_dir),
     )
     return overview
 

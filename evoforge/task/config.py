@@ -33,6 +33,8 @@ class Limits(Strict):
     max_open_files: int | None = Field(default=4096, gt=0, description="open file descriptors (RLIMIT_NOFILE)")
     disk_mb: int | None = Field(default=1024, gt=0, description="what a trial may write into its folder "
                                 "(RLIMIT_FSIZE per file, a watch on the folder); past it: disk_limit")
+    keep_files_mb: float = Field(default=10.0, ge=0, description="at run end, trial files larger than this are "
+                                 "deleted except the best trials' and the seed's, programs and failures' logs")
     tmp_mb: int = Field(default=256, gt=0, description="size of the jail's in-memory /tmp and /dev/shm (bwrap)")
     network: bool = Field(default=False, description="true: candidates may use the network (default: a fresh, "
                           "empty network namespace)")
