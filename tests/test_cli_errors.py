@@ -15,7 +15,8 @@ from recordfactory import make_record
 from evoforge import __version__
 
 CLI = [sys.executable, "-m", "evoforge"]
-HEAVY = ("numpy", "openai", "evoforge.loop", "evoforge.experiment.engineer", "evoforge.experiment.sandbox", "evoforge.llm", "evoforge.runs")
+HEAVY = ("numpy", "openai", "evoforge.loop", "evoforge.experiment.engineer", "evoforge.experiment.sandbox",
+         "evoforge.llm", "evoforge.runs")
 
 
 def evoforge(*args: str) -> subprocess.CompletedProcess[str]:
