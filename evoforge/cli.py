@@ -159,7 +159,8 @@ def _print_summary(summary: Any) -> None:
     best = summary.best
     score = f"{best.score:.6g} (trial #{best.id})" if best is not None else "none"
     console.print(f"stopped: {summary.stop_reason}")
-    console.print(f"best score: {score}   trials: {summary.counts}")
+    counts = ", ".join(f"{n} {status}" for status, n in summary.counts.items() if n) or "none"
+    console.print(f"best score: {score}   trials: {counts}")
     console.print(f"record: {summary.run_dir / 'record.db'}   next: evoforge best {summary.run_dir} --code")
 
 
