@@ -1,5 +1,5 @@
 """The Cognition Base: long-term memory of knowledge items (heuristics, papers, pitfalls, lessons, notes) in its own
-database, with hybrid retrieval (BM25 + dense → reciprocal rank fusion → MMR) and lesson merging with support and
+database, with hybrid retrieval (BM25 + dense → convex score fusion → MMR) and lesson merging with support and
 contradiction counts, so lessons accumulate across runs and tasks that share one base."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from evoforge.memory.cognition.embeddings import Encoder, load_encoder
 from evoforge.memory.cognition.importer import read_paths
 from evoforge.memory.cognition.items import Hit, KnowledgeError, KnowledgeItem, jaccard, tokens
 from evoforge.memory.cognition.lexical import FTS_TABLE, Fts5Index, LexicalIndex, PythonBM25
-from evoforge.memory.cognition.retrieval import cosine_matrix, diversify, jaccard_matrix, reciprocal_rank_fusion
+from evoforge.memory.cognition.retrieval import convex_fusion, cosine_matrix, diversify, jaccard_matrix
 from evoforge.memory.cognition.settings import KnowledgeSettings
 from evoforge.memory.schema import create_missing_tables
 
@@ -207,14 +207,11 @@ class CognitionBase:
     # -- reading ---------------------------------------------------------------------------------------------
 
     def search(self, query: str, k: int = 5, *, kinds: Sequence[str] | None = None) -> list[Hit]:
-        """The k most relevant items, diversified: BM25 and dense rankings fused by RRF, then MMR."""
+        """The k most relevant items, diversified: BM25 and dense scores fused (convex_fusion), then MMR."""
         if k <= 0 or not query.strip():
             return []
-        self._dense.sync()
-        n = max(self.settings.candidates, 4 * k)
-        with self._engine.connect() as conn:
-            lexical = self._lexical.search(conn, query, n, kinds)
-        fused = reciprocal_rank_fusion(lexical, self._dense.search(query, n, kinds))
+        lexical, dense = self.rankings(query, max(self.settings.candidates, 4 * k), kinds=kinds)
+        fused = convex_fusion(lexical, dense, self.settings.dense_weight if dense else 0.0)
         if not fused:
             return []
         ids = [r.item_id for r in fused]
@@ -227,6 +224,15 @@ class CognitionBase:
             token_sets = [set(tokens(items[i].index_text())) for i in ids]
             picked = diversify(fused, jaccard_matrix(token_sets), k, self.settings.mmr_lambda)
         return [Hit(items[r.item_id], r.score, r.lexical_rank, r.dense_rank) for r in picked]
+
+    def rankings(self, query: str, n: int, *, kinds: Sequence[str] | None = None
+                 ) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
+        """The two halves of retrieval before fusion: (lexical, dense) lists of (id, score), best first, at most n
+        each (dense is empty when retrieval is lexical)."""
+        self._dense.sync()
+        with self._engine.connect() as conn:
+            lexical = self._lexical.scored(conn, query, n, kinds)
+        return lexical, self._dense.search(query, n, kinds)
 
     def _fetch(self, ids: list[int]) -> dict[int, KnowledgeItem]:
         with self._engine.connect() as conn:
