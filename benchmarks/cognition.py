@@ -10,7 +10,7 @@ Usage: python benchmarks/cognition.py [--sizes 1000,10000] [--retrieval]
 `--retrieval`: the circle-packing example's knowledge folder plus benchmarks/retrieval/knowledge.jsonl in a base
 encoded by the real MiniLM model, and the symptom queries of benchmarks/retrieval/queries.jsonl (each labelled with
 the title of the item that answers it, written with as few shared words as possible); prints mean reciprocal rank
-and recall@1 of the lexical, dense and fused (served) rankings.
+and recall@1 of the lexical, dense and fused (served: fusion, then MMR) rankings, each within its first 10.
 """
 
 from __future__ import annotations

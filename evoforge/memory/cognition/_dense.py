@@ -89,9 +89,9 @@ class DenseState:
             scored = [(i, score) for i, score in scored if self.kinds.get(i) in allowed]
         return scored[:n]
 
-    def nearest(self, vector: np.ndarray) -> tuple[int, float] | None:
-        """The closest stored item to a unit vector and its cosine, or None for an empty index."""
+    def nearest(self, vector: np.ndarray, n: int = 1) -> list[tuple[int, float]]:
+        """The n closest stored items to a unit vector with their cosines, closest first (empty for an empty index)."""
         if self.index is None:
-            return None
-        ids, scores = self.index.search(vector, 1)
-        return (int(ids[0]), float(scores[0])) if len(ids) else None
+            return []
+        ids, scores = self.index.search(vector, n)
+        return [(int(i), float(score)) for i, score in zip(ids.tolist(), scores.tolist(), strict=True)]

@@ -1,5 +1,6 @@
-"""Retrieval quality on a labelled set: for each query with its right item, the reciprocal rank and recall@1 of
-the lexical ranking, the dense ranking and the fused (served) ranking, so the halves and the fusion can be compared."""
+"""Retrieval quality on a labelled set: for each query with its right item, the reciprocal rank (within the first
+DEPTH) and recall@1 of the lexical ranking, the dense ranking and the fused ranking as served (`search`: fusion, then
+MMR's pick of DEPTH items), so the halves and the fusion can be compared."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from evoforge.memory.cognition.items import KnowledgeError
 from evoforge.memory.cognition.store import CognitionBase
 
 RANKINGS = ("lexical", "dense", "fused")
+DEPTH = 10  # MRR@10: an item below the tenth is as good as not found
 
 
 @dataclass(frozen=True)
@@ -50,23 +52,23 @@ def _rank(ids: Sequence[int], right: int) -> int | None:
     return ids.index(right) + 1 if right in ids else None
 
 
-def rank_queries(kb: CognitionBase, queries: Sequence[LabelledQuery]) -> list[QueryRanks]:
-    """Rank the whole base for each query; an answer that names no stored title raises KnowledgeError."""
+def rank_queries(kb: CognitionBase, queries: Sequence[LabelledQuery], depth: int = DEPTH) -> list[QueryRanks]:
+    """Rank each query's right item in the first `depth` of each ranking; an answer that names no stored title
+    raises KnowledgeError."""
     by_title = {item.title: item.id for item in kb.list()}
-    count = len(by_title)
     out = []
     for labelled in queries:
         right = by_title.get(labelled.answer)
         if right is None:
             raise KnowledgeError(f"labelled answer {labelled.answer!r} is not the title of any item in the base")
-        lexical, dense = ([item_id for item_id, _ in ranking] for ranking in kb.rankings(labelled.query, count))
-        fused = [hit.item.id for hit in kb.search(labelled.query, count)]
+        lexical, dense = ([item_id for item_id, _ in ranking] for ranking in kb.rankings(labelled.query, depth))
+        fused = [hit.item.id for hit in kb.search(labelled.query, depth)]
         out.append(QueryRanks(labelled, _rank(lexical, right), _rank(dense, right), _rank(fused, right)))
     return out
 
 
 def summary(ranks: Sequence[QueryRanks]) -> dict[str, float]:
-    """Mean reciprocal rank (`mrr_<ranking>`) and recall@1 (`r1_<ranking>`) of each ranking."""
+    """Mean reciprocal rank (`mrr_<ranking>`, 0 for an item not found) and recall@1 (`r1_<ranking>`) of each."""
     out: dict[str, float] = {}
     for name in RANKINGS:
         found = [getattr(r, name) for r in ranks]

@@ -14,6 +14,8 @@ from evoforge.errors import EvoforgeError
 KINDS: tuple[str, ...] = ("heuristic", "paper", "pitfall", "lesson", "note")
 
 _TOKEN = re.compile(r"\w+", re.UNICODE)
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_CAMEL = re.compile(r"[a-z0-9][A-Z]")
 STOPWORDS = frozenset(
     "a an and are as at be but by for from has have if in into is it its no not of on or so such that the their then "
     "there these they this to was were when where which while will with".split()
@@ -83,6 +85,15 @@ class Hit:
 def tokens(text: str) -> list[str]:
     """Lower-case word tokens without stopwords: the vocabulary of query sanitising, Python BM25 and Jaccard."""
     return [tok for tok in _TOKEN.findall(text.lower()) if tok not in STOPWORDS]
+
+
+def code_names(text: str) -> frozenset[str]:
+    """The code identifiers a text names — `MARGIN_X`, `learning_rate`, `SCALE`, `numIters` — as opposed to plain
+    words: a lesson about one constant is not evidence for a lesson about another, however alike their wording."""
+    return frozenset(
+        word for word in _WORD.findall(text)
+        if "_" in word.strip("_") or (len(word) >= 2 and word.isupper()) or _CAMEL.search(word)
+    )
 
 
 def jaccard(a: set[str], b: set[str]) -> float:

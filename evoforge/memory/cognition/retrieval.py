@@ -86,6 +86,7 @@ def jaccard_matrix(token_sets: Sequence[set[str]]) -> np.ndarray:
 
 
 def diversify(fused: list[Ranked], similarity: np.ndarray, k: int, lam: float) -> list[Ranked]:
-    """The top k of `fused` re-ordered by MMR under `similarity` (a matrix over `fused`, in its order)."""
+    """The k items of `fused` (best first) that MMR picks under `similarity` (a matrix over `fused`, in its order),
+    listed in `fused`'s order: diversity decides which items are shown, the score the order they are shown in."""
     relevance = np.array([r.score for r in fused], dtype=np.float64)
-    return [fused[i] for i in maximal_marginal_relevance(relevance, similarity, k, lam)]
+    return [fused[i] for i in sorted(maximal_marginal_relevance(relevance, similarity, k, lam))]
