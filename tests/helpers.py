@@ -25,6 +25,46 @@ def evaluate(program_path):
 """
 
 
+# The loop-level task: the program sets x, the evaluator scores -(x-3)^2 (the seed, x = 1, scores -4.0).
+KNOB_PROGRAM = textwrap.dedent(
+    """\
+    x = 1.0
+    # knob
+    """
+)
+
+KNOB_EVALUATOR = textwrap.dedent(
+    """\
+    import runpy
+    import time
+
+    SLEEP = {sleep}
+
+    def evaluate(program_path):
+        time.sleep(SLEEP)
+        x = runpy.run_path(program_path)["x"]
+        return {{"score": -(x - 3.0) ** 2, "x": x}}
+    """
+)
+
+
+def task_folder(folder: Path, *, task_yaml: str, files: dict[str, str]) -> Path:
+    """A task folder as a user writes it: task.yaml and `files` (UTF-8); returns the folder."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, body in {"task.yaml": task_yaml, **files}.items():
+        (folder / name).write_text(body, encoding="utf-8")
+    return folder
+
+
+def knob_task(root: Path, *, sleep: float = 0.0, extra_yaml: str = "") -> Path:
+    """The loop-level task folder (KNOB_PROGRAM, KNOB_EVALUATOR sleeping `sleep` s per evaluation)."""
+    task_yaml = ("name: knob\nproblem: problem.md\nprogram: program.py\nevaluator: evaluator.py\n"
+                 "objective: {metric: score, direction: maximize}\ntimeout_s: 30\n" + extra_yaml)
+    files = {"problem.md": "Choose x to maximise -(x-3)^2. The program sets x.\n", "program.py": KNOB_PROGRAM,
+             "evaluator.py": KNOB_EVALUATOR.format(sleep=sleep)}
+    return task_folder(root, task_yaml=task_yaml, files=files)
+
+
 def task_object(root: Path, *, files: dict[str, str] | None = None, problem_text: str = "maximise the score\n",
                 seed_program: str = "", **config: Any) -> Task:
     """A Task over `root` (created) with `files` written there (dedented); the config defaults to name t,

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from fake_anthropic import FakeAnthropic
 from fake_llm import FakeLLM, Reply
-from helpers import SLACK_S
+from helpers import SLACK_S, llm_task
 
 from evoforge.errors import EvoforgeError
 from evoforge.llm import ChatClient, LLMError, ModelSpec, Price, client_for_spec
@@ -20,7 +20,7 @@ from evoforge.llm.client import LLMClient
 from evoforge.llm.pricing import price_for
 from evoforge.models import Direction, Trial, TrialStatus
 from evoforge.research import LLMProposer, ResearchContext, make_proposer
-from evoforge.task.config import LLMSettings, TaskConfig
+from evoforge.task.config import LLMSettings
 from evoforge.task.loader import Task
 
 MESSAGES = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "say hello world"}]
@@ -132,8 +132,7 @@ def test_retry_after_is_honoured_within_the_deadline(fake_llm: FakeLLM) -> None:
 
 
 def make_task(root: Path, settings: LLMSettings) -> Task:
-    config = TaskConfig(name="t", problem="p.md", program="program.py", command="python {program}", llm=settings)
-    return Task(root=root, config=config, problem_text="Make x 3.", seed_program=PARENT)
+    return llm_task(root, "", problem_text="Make x 3.", seed_program=PARENT, problem="p.md", llm=settings)
 
 
 def context() -> ResearchContext:
