@@ -121,7 +121,7 @@ def test_deadline_bounds_slow_answers_and_retries(fake_llm: FakeLLM) -> None:
 
 
 def test_retry_after_is_honoured_within_the_deadline(fake_llm: FakeLLM) -> None:
-    client = warmed(fake_llm, deadline_s=5.0, max_retries=3)
+    client = warmed(fake_llm, deadline_s=60.0, max_retries=3)
     fake_llm.push(Reply.error(429, retry_after="0.5"), Reply.error(503), "ok")
     text, call = run_complete(client)
     assert text == "ok" and len(fake_llm.requests) == 3
