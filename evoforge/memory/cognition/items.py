@@ -96,6 +96,24 @@ def code_names(text: str) -> frozenset[str]:
     )
 
 
+_RAISE = frozenset("raise raising raised increase increasing increased higher larger more".split())
+_LOWER = frozenset("lower lowering lowered decrease decreasing decreased reduce reducing reduced smaller less".split())
+
+
+def subject(title: str) -> frozenset[str]:
+    """What a lesson's title is about, for merging: the code identifiers it names, each marked + or − when the word
+    before it says which way it was changed ("raising MARGIN_X" → "+MARGIN_X"). Raising a constant and lowering it
+    are different findings; neither is support for the other."""
+    words = _WORD.findall(title)
+    names = code_names(title)
+    out = set()
+    for i, word in enumerate(words):
+        if word in names:
+            before = words[i - 1].lower() if i else ""
+            out.add(("+" if before in _RAISE else "-" if before in _LOWER else "") + word)
+    return frozenset(out)
+
+
 def jaccard(a: set[str], b: set[str]) -> float:
     """Token-set similarity in [0, 1]; two empty sets are not similar."""
     if not a or not b:

@@ -19,7 +19,7 @@ from evoforge.memory.cognition._schema import item_from_row, item_row, make_engi
 from evoforge.memory.cognition._schema import items_table as t
 from evoforge.memory.cognition.embeddings import Encoder, load_encoder
 from evoforge.memory.cognition.importer import read_paths
-from evoforge.memory.cognition.items import Hit, KnowledgeError, KnowledgeItem, code_names, jaccard, tokens
+from evoforge.memory.cognition.items import Hit, KnowledgeError, KnowledgeItem, jaccard, subject, tokens
 from evoforge.memory.cognition.lexical import FTS_TABLE, Fts5Index, LexicalIndex, PythonBM25
 from evoforge.memory.cognition.retrieval import convex_fusion, cosine_matrix, diversify, jaccard_matrix
 from evoforge.memory.cognition.settings import KnowledgeSettings
@@ -170,8 +170,9 @@ class CognitionBase:
         return match, self._merge(match, item, sign)
 
     def _nearest(self, item: KnowledgeItem, vectors: np.ndarray | None, threshold: float | None) -> int | None:
-        """The item this lesson repeats: the same fingerprint, or the most similar one above the threshold that names
-        the same code identifiers in its title (`code_names`), so that support counts only matching evidence."""
+        """The item this lesson repeats: the same fingerprint, or the most similar one above the threshold whose title
+        has the same `subject` (code identifiers, and which way each was changed), so that support counts only
+        matching evidence."""
         with self._engine.connect() as conn:
             same = conn.execute(select(t.c.id).where(t.c.fingerprint == item.fingerprint())).scalar()
             if same is not None:
@@ -197,7 +198,7 @@ class CognitionBase:
 
     @staticmethod
     def _same_subject(item: KnowledgeItem, title: str) -> bool:
-        return code_names(item.title) == code_names(title)
+        return subject(item.title) == subject(title)
 
     def _merge(self, item_id: int, item: KnowledgeItem, sign: int) -> str:
         with self._engine.begin() as conn:
