@@ -1,9 +1,16 @@
-"""Cognition base benchmark: index build time and hybrid query latency at 1k, 10k and 100k synthetic items.
+"""Cognition base benchmark: index build time and hybrid query latency at 1k, 10k and 100k synthetic items, and
+(`--retrieval`) ranking quality on a labelled retrieval set.
 
 Dense vectors at scale are deterministic random unit vectors (HashEncoder, 384-d): the MiniLM model needs ~25 ms an
 item on 2 cores, too slow for 100k items here, so its encoding speed is timed separately on a few hundred items.
-Query latency is a full `CognitionBase.search` (FTS5 BM25 + vector search + RRF + MMR + fetching the hits), without
-the query's own encoding (timed separately for MiniLM). Usage: python benchmarks/cognition.py [--sizes 1000,10000]
+Query latency is a full `CognitionBase.search` (FTS5 BM25 + vector search + score fusion + MMR + fetching the
+hits), without the query's own encoding (timed separately for MiniLM).
+Usage: python benchmarks/cognition.py [--sizes 1000,10000] [--retrieval]
+
+`--retrieval`: the circle-packing example's knowledge folder plus benchmarks/retrieval/knowledge.jsonl in a base
+encoded by the real MiniLM model, and the symptom queries of benchmarks/retrieval/queries.jsonl (each labelled with
+the title of the item that answers it, written with as few shared words as possible); prints mean reciprocal rank
+and recall@1 of the lexical, dense and fused (served: fusion, then MMR) rankings, each within its first 10.
 """
 
 from __future__ import annotations
@@ -18,11 +25,16 @@ import numpy as np
 
 from evoforge.memory.cognition import CognitionBase, KnowledgeItem, KnowledgeSettings
 from evoforge.memory.cognition.embeddings import HashEncoder, load_encoder
+from evoforge.memory.cognition.evaluation import RANKINGS, rank_queries, read_queries, summary
 
 VOCABULARY = 20_000
 SYLLABLES = ["ka", "lo", "mi", "ne", "ru", "ta", "vo", "shi", "pe", "da", "gu", "ze", "fi", "bo", "xa", "qu"]
 QUERIES = 200
 KINDS = ("heuristic", "paper", "pitfall", "lesson", "note")
+ROOT = Path(__file__).resolve().parent.parent
+RETRIEVAL_ITEMS = (ROOT / "examples" / "circle_packing" / "knowledge",
+                   ROOT / "benchmarks" / "retrieval" / "knowledge.jsonl")
+RETRIEVAL_QUERIES = ROOT / "benchmarks" / "retrieval" / "queries.jsonl"
 
 
 def vocabulary(rng: np.random.Generator) -> list[str]:
@@ -92,11 +104,35 @@ def bench_encoder(count: int) -> str:
            f"{per_query:.1f} ms per single query"
 
 
+def bench_retrieval(settings: KnowledgeSettings) -> None:
+    """MRR and recall@1 of each ranking on the labelled set, and the queries the fused ranking misses at rank 1."""
+    with tempfile.TemporaryDirectory() as folder, CognitionBase.open(Path(folder) / "kb.db", settings=settings) as kb:
+        if kb.mode != "hybrid":
+            raise SystemExit(f"--retrieval needs the MiniLM model: retrieval is {kb.mode}")
+        kb.import_paths(list(RETRIEVAL_ITEMS))
+        ranks = rank_queries(kb, read_queries(RETRIEVAL_QUERIES))
+        print(f"{len(ranks)} labelled queries over {kb.count()} items; ranks: lexical dense fused")
+        for row in ranks:
+            if row.fused != 1:
+                print(f"  {row.lexical or '-':>3} {row.dense or '-':>3} {row.fused or '-':>3}  {row.query.query!r}")
+    numbers = summary(ranks)
+    for name in RANKINGS:
+        print(f"{name:>8}: MRR {numbers[f'mrr_{name}']:.3f}  recall@1 {numbers[f'r1_{name}']:.3f}")
+    print("RESULT " + " ".join(f"{key}={numbers[key]:.3f}" for key in
+                                [f"mrr_{n}" for n in RANKINGS] + [f"r1_{n}" for n in RANKINGS]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", default="1000,10000,100000")
     parser.add_argument("--encode", type=int, default=300, help="items to encode with the real model (0: skip)")
+    parser.add_argument("--retrieval", action="store_true", help="ranking quality on the labelled set, then stop")
+    parser.add_argument("--dense-weight", type=float, default=KnowledgeSettings().dense_weight,
+                        help="--retrieval: the fusion's dense weight")
     args = parser.parse_args()
+    if args.retrieval:
+        bench_retrieval(KnowledgeSettings(dense_weight=args.dense_weight))
+        return
     sizes = [int(size) for size in args.sizes.split(",")]
     words = vocabulary(np.random.default_rng(0))
     print("dense vectors at scale: random 384-d unit vectors (HashEncoder); query latency excludes query encoding")

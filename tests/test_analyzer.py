@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from fake_llm import FakeLLM, Reply
+from helpers import llm_task
 
 from evoforge.analysis import (
     Analysis,
@@ -27,7 +28,7 @@ from evoforge.analysis._base import ANALYSIS_KEYS
 from evoforge.analysis.lessons import constant_changes
 from evoforge.analysis.schema import SchemaError, parse_analysis
 from evoforge.models import Direction, GateDecision, Outcome, StageResult, Trial, TrialStatus
-from evoforge.task.config import LLMSettings, TaskConfig
+from evoforge.task.config import LLMSettings
 from evoforge.task.loader import Task
 
 PARENT = "MARGIN_X = 0.30\nN = 10\n\n\ndef run():\n    return MARGIN_X * N\n"
@@ -84,11 +85,8 @@ def analyze(analyzer: Analyzer, inp: AnalysisInput) -> Analysis:
 
 
 def make_task(root: Path, fake: FakeLLM, prompts: str | None = None) -> Task:
-    config = TaskConfig(
-        name="demo", problem="problem.md", program="program.py", command="python {program}", prompts=prompts,
-        llm=LLMSettings(model="fake-model", base_url=fake.base_url, max_retries=0),
-    )
-    return Task(root=root, config=config, problem_text="Pack circles.", seed_program=PARENT)
+    return llm_task(root, fake.base_url, problem_text="Pack circles.", seed_program=PARENT, name="demo",
+                    prompts=prompts)
 
 
 def llm_analyzer(tmp_path: Path, fake: FakeLLM, prompts: str | None = None) -> LLMAnalyzer:

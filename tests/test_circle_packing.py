@@ -10,6 +10,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from helpers import SLACK_S
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "circle_packing"
 
@@ -137,7 +138,7 @@ def test_hanging_candidate_times_out(evaluator: ModuleType, tmp_path: Path) -> N
     source = "import time\n\ndef construct_packing():\n    while True:\n        time.sleep(0.05)\n"
     started = time.monotonic()
     result = evaluator.evaluate(write(tmp_path, source), timeout_s=1.0)
-    assert time.monotonic() - started < 10.0
+    assert time.monotonic() - started < 1.0 + SLACK_S  # its timeout stopped it: not a hang
     assert_invalid(result, "timeout: construct_packing() did not return within 1 s")
 
 

@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pytest
 from fake_llm import FakeLLM
+from helpers import llm_task
 
 from evoforge.models import Direction, Proposal, Trial, TrialStatus
 from evoforge.research import Edit, EditError, LLMProposer, ResearchContext, apply_edits, make_proposer
 from evoforge.research.edits import check_blocks, choose_patch_type, find_blocks
 from evoforge.research.prompts import Prompts
-from evoforge.task.config import LLMSettings, PatchWeights, ResearchSettings, TaskConfig
+from evoforge.task.config import PatchWeights
 from evoforge.task.loader import Task
 
 BLOCKED = """import math
@@ -115,11 +116,7 @@ def test_a_near_miss_names_the_closest_region() -> None:
 
 
 def make_task(root: Path, fake: FakeLLM) -> Task:
-    config = TaskConfig(
-        name="demo", problem="problem.md", program="program.py", command="python {program}",
-        llm=LLMSettings(model="fake-model", base_url=fake.base_url, max_retries=0), research=ResearchSettings(),
-    )
-    return Task(root=root, config=config, problem_text="Make step bigger.", seed_program=BLOCKED)
+    return llm_task(root, fake.base_url, problem_text="Make step bigger.", seed_program=BLOCKED, name="demo")
 
 
 def context(code: str = BLOCKED) -> ResearchContext:

@@ -8,6 +8,7 @@ import random
 from pathlib import Path
 
 import pytest
+from helpers import task_object
 from pydantic import ValidationError
 
 from evoforge.experiment.gates import (
@@ -209,9 +210,8 @@ def test_suspicious_value_flags_once_and_checks_final_metrics() -> None:
 # ---- static gate and fingerprint -------------------------------------------------------------------------------
 
 def make_task(tmp_path: Path, program: str = "program.py", **static: object) -> Task:
-    cfg = TaskConfig(name="t", problem="p.md", program=program, evaluator="e.py",
-                     gates=GatesConfig(static=StaticGateConfig(**static)))
-    return Task(root=tmp_path, config=cfg, problem_text="", seed_program="")
+    return task_object(tmp_path, problem_text="", problem="p.md", program=program, evaluator="e.py",
+                       gates=GatesConfig(static=StaticGateConfig(**static)))
 
 
 def test_static_gate_checks_syntax_entry_points_and_size(tmp_path: Path) -> None:

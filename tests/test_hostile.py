@@ -13,19 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import SLACK_S, evaluator_task
 
 from evoforge.experiment import Engineer
 from evoforge.experiment.isolation import probe
 from evoforge.models import Outcome, TrialStatus
-from evoforge.task.config import TaskConfig
 from evoforge.task.loader import Task
 
-RUN_EVALUATOR = """
-import runpy
-
-def evaluate(program_path):
-    return runpy.run_path(program_path)["result"]()
-"""
 HONEST = "def result():\n    return {'score': 2.5}\n"
 MODES = [pytest.param(m, marks=pytest.mark.skipif(probe(m) is not None, reason=f"{m}: {probe(m)}"))
          for m in ("bwrap", "unshare", "none")]
@@ -33,15 +27,9 @@ NAMESPACED = [p for p in MODES if p.values[0] != "none"]
 
 
 def make_task(tmp_path: Path, mode: str = "auto", **limits: Any) -> Task:
-    root = tmp_path / "task"
-    root.mkdir(exist_ok=True)
-    (root / "problem.md").write_text("maximise the score\n")
-    (root / "program.py").write_text(HONEST)
-    (root / "evaluator.py").write_text(RUN_EVALUATOR)
-    cfg = TaskConfig(name="t", problem="problem.md", program="program.py", evaluator="evaluator.py",
-                     timeout_s=limits.pop("timeout_s", 20),
-                     limits={"isolation": mode, "network": mode == "none", **limits})  # none needs the network
-    return Task(root=root, config=cfg, problem_text="maximise the score\n", seed_program="")
+    timeout_s = limits.pop("timeout_s", 20)
+    limits = {"isolation": mode, "network": mode == "none", **limits}  # none cannot cut the network
+    return evaluator_task(tmp_path, program=HONEST, timeout_s=timeout_s, limits=limits)
 
 
 def trial_dir(tmp_path: Path, n: int = 1) -> Path:
@@ -90,7 +78,8 @@ def test_infinite_loop_times_out(tmp_path: Path) -> None:
     task = make_task(tmp_path, timeout_s=1)
     start = time.monotonic()
     out = evaluate(task, "def result():\n    while True:\n        pass\n", trial_dir(tmp_path))
-    assert out.error_class == "timeout" and time.monotonic() - start < 5
+    assert out.error_class == "timeout" and "timeout_s=1" in out.error_message
+    assert out.seconds >= 1.0 and time.monotonic() - start < 1 + SLACK_S  # stopped at its timeout, not by a hang
     assert_honest_run_goes_on(task, tmp_path)
 
 
@@ -98,7 +87,7 @@ FORK_BOMB = """
 import os, time
 
 def result():
-    stop = time.time() + 20  # a safety net for the test machine: the bomb gives up by itself after 20 s
+    stop = time.time() + 600  # a safety net for the test machine: the bomb gives up by itself after 600 s
     while time.time() < stop:
         try:
             os.fork()
@@ -113,7 +102,7 @@ def test_fork_bomb_is_bounded_by_the_process_limit_even_as_root(tmp_path: Path, 
     task = make_task(tmp_path, mode, max_processes=40)
     start = time.monotonic()
     out = evaluate(task, FORK_BOMB, trial_dir(tmp_path))
-    assert time.monotonic() - start < 8, "the bomb ran until its own safety net"
+    assert time.monotonic() - start < 2 * SLACK_S, "the bomb ran until its own safety net"
     assert out.error_class == "killed_by_limit", out.error_message
     assert "max_processes=40" in out.error_message
     assert_honest_run_goes_on(task, tmp_path)
@@ -123,28 +112,35 @@ def test_memory_hog_is_killed_by_the_memory_limit(tmp_path: Path) -> None:
     task = make_task(tmp_path, memory_mb=256)
     out = evaluate(task, "def result():\n    block = bytearray(3 * 1024 ** 3)\n    return {'score': 1}\n",
                    trial_dir(tmp_path))
+    assert out.status is TrialStatus.FAILED and out.score is None
     assert out.error_class == "killed_by_limit" and "memory_mb=256" in out.error_message
 
 
 DOUBLE_FORK = """
-import os, time
+import os, signal, time
 
 def result():
     if os.fork() == 0:
         os.setsid()
         if os.fork() == 0:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
             os.execvp("sleep", ["sleep", "{seconds}"])
         os._exit(0)
     time.sleep(0.3)
-    return {"score": 1.0}
+    {tail}
 """
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_double_forked_sleeper_is_killed_when_the_trial_ends(tmp_path: Path, mode: str) -> None:
+@pytest.mark.parametrize(("tail", "expected"), [("return {'score': 1.0}", None),
+                                                ("signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)",
+                                                 "timeout")], ids=["returns", "times-out-ignoring-sigterm"])
+def test_double_forked_sleeper_is_killed_when_the_trial_ends(tmp_path: Path, mode: str, tail: str,
+                                                             expected: str | None) -> None:
     seconds = f"300.{uuid.uuid4().int % 10**6}"  # a unique command line to find it by
-    out = evaluate(make_task(tmp_path, mode), DOUBLE_FORK.replace("{seconds}", seconds), trial_dir(tmp_path))
-    assert out.status is TrialStatus.SUCCEEDED, out.error_message
+    code = DOUBLE_FORK.replace("{seconds}", seconds).replace("{tail}", tail)
+    out = evaluate(make_task(tmp_path, mode, timeout_s=1.5), code, trial_dir(tmp_path))
+    assert out.error_class == expected, out.error_message
     assert survivors(seconds.encode()) == []
 
 
@@ -254,33 +250,3 @@ def test_a_candidate_that_edits_the_evaluator(tmp_path: Path, mode: str) -> None
     assert out.metrics["edited"] == ""
     assert (task.root / "evaluator.py").read_bytes() == pristine
     assert_honest_run_goes_on(task, tmp_path)
-
-
-@pytest.mark.parametrize(
-    ("value", "message"),
-    [("float('nan')", "score is NaN"), ("float('inf')", "score is +inf"), ("True", "is a bool"),
-     ("'high'", "is a str"), (None, "missing from result")],
-)
-def test_bad_scores_are_rejected_with_a_reason(tmp_path: Path, value: str | None, message: str) -> None:
-    body = "{'other': 1}" if value is None else f"{{'score': {value}}}"
-    out = evaluate(make_task(tmp_path), f"def result():\n    return {body}\n", trial_dir(tmp_path))
-    assert out.error_class == "bad_result" and message in out.error_message
-
-
-def test_a_hundred_megabytes_of_stdout_is_capped(tmp_path: Path) -> None:
-    code = """
-    import sys
-
-    def result():
-        line = b"y" * 1023 + b"\\n"
-        for _ in range(100 * 1024):
-            sys.stdout.buffer.write(line)
-        sys.stdout.flush()
-        return {"score": 1.0}
-    """
-    task = make_task(tmp_path, output_bytes=200_000)
-    where = trial_dir(tmp_path)
-    out = evaluate(task, code, where)
-    assert out.status is TrialStatus.SUCCEEDED, out.error_message
-    log = (where / "stdout.log").read_bytes()
-    assert 150_000 < len(log) <= 200_000 and b"the middle was dropped" in log

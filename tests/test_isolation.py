@@ -14,6 +14,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from helpers import SLACK_S
 
 from evoforge.errors import EvoforgeError
 from evoforge.experiment import isolation, sandbox
@@ -94,7 +95,7 @@ def supervise(mode: str, tmp_path: Path, script: str, *options: str) -> subproce
     env = {"PATH": os.environ["PATH"], "EVOFORGE_TRIAL_DIR": str(trial)}
     cmd = [sys.executable, "-I", "-S", str(sandbox.SUPERVISOR), "--isolation", mode, *options, "--",
            "sh", "-c", script]
-    return subprocess.run(cmd, cwd=trial, env=env, capture_output=True, text=True, timeout=30)
+    return subprocess.run(cmd, cwd=trial, env=env, capture_output=True, text=True, timeout=120)
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -130,23 +131,23 @@ def test_sigterm_passes_on_with_a_grace_then_nothing_survives(tmp_path: Path, mo
     token = uuid.uuid4().hex
     env = {"PATH": os.environ["PATH"], "EVOFORGE_TRIAL_DIR": str(trial), sandbox.TOKEN_VAR: token}
     proc = subprocess.Popen(cmd, cwd=trial, env=env, start_new_session=True)
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60
     while not (trial / "started").exists():
         assert time.monotonic() < deadline and proc.poll() is None
         time.sleep(0.01)
     os.killpg(proc.pid, signal.SIGTERM)
-    assert proc.wait(timeout=10) == 128 + signal.SIGTERM
+    assert proc.wait(timeout=60) == 128 + signal.SIGTERM
     assert (trial / "graceful").read_text() == "bye\n"
     assert sandbox.sweep(token) == []
 
 
 @pytest.mark.parametrize("mode", MODES)
 def test_fork_bomb_in_a_shell_is_stopped_fast(tmp_path: Path, mode: str) -> None:
-    bomb = "end=$(($(date +%s) + 15)); b() { [ $(date +%s) -lt $end ] && { b & b & wait; }; }; b"
+    bomb = "end=$(($(date +%s) + 100)); b() { [ $(date +%s) -lt $end ] && { b & b & wait; }; }; b"
     start = time.monotonic()
     done = supervise(mode, tmp_path, bomb, "--max-processes", "30")
     assert done.returncode == -signal.SIGKILL and "max_processes=30" in done.stderr
-    assert time.monotonic() - start < 8
+    assert time.monotonic() - start < 2 * SLACK_S  # the limit stopped it, not the bomb's own 100 s end
 
 
 def test_a_non_root_user_also_gets_the_kernels_process_limit(tmp_path: Path) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +32,17 @@ BAD_EDIT = (
 
 
 class ScriptedResearcher:
-    """Answers by the request: a repair prompt gets a good edit; otherwise a fixed rotation of answer kinds."""
+    """Answers by the request: a repair prompt gets a good edit; otherwise a fixed rotation of answer kinds.
+    Until two requests have been in flight at once, a request waits (at most `overlap_wait_s`) for another to
+    arrive: proposals that can overlap then do, however busy the machine; ones that cannot leave max_in_flight at 1.
+    (The run's first proposal and its repair come alone: they wait in full, once.)"""
 
-    def __init__(self, delay_s: float = 0.2) -> None:
+    def __init__(self, overlap_wait_s: float = 5.0) -> None:
         self.n = 0
         self.in_flight = 0
         self.max_in_flight = 0
-        self.delay_s = delay_s
+        self.overlap_wait_s = overlap_wait_s
+        self.overlapped = threading.Event()
         self.lock = threading.Lock()
 
     def __call__(self, body: dict[str, Any]) -> str | Reply:
@@ -48,8 +51,10 @@ class ScriptedResearcher:
             n = self.n
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            if self.in_flight >= 2:
+                self.overlapped.set()
         try:
-            time.sleep(self.delay_s)  # the server thread, not the test: makes overlap observable
+            self.overlapped.wait(self.overlap_wait_s)  # the server thread, not the test
             text = " ".join(m["content"] for m in body["messages"])
             if re.search(r"did not apply|not found|no match|could not", text, re.I) and n % 7 != 0:
                 return _edit(0.25)

@@ -4,20 +4,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from helpers import llm_task
+
 from evoforge.models import Direction, Trial, TrialStatus
 from evoforge.research.budget import estimate_tokens, fit_items, plan_prompt, truncate_to_tokens
 from evoforge.research.context import KnowledgeNote, ResearchContext
 from evoforge.research.prompts import Prompts, template_values
-from evoforge.task.config import LLMSettings, PromptBudget, ResearchSettings, TaskConfig
+from evoforge.task.config import LLMSettings, PromptBudget, ResearchSettings
 from evoforge.task.loader import Task
 
 PARENT = "def f(x):\n    return x * 2\n"
 
 
 def task(budget: PromptBudget, max_tokens: int = 1000) -> Task:
-    config = TaskConfig(name="b", problem="p.md", program="program.py", command="python {program}",
-                        llm=LLMSettings(max_tokens=max_tokens), research=ResearchSettings(prompt_budget=budget))
-    return Task(root=Path("."), config=config, problem_text="Double better.", seed_program=PARENT)
+    return llm_task(Path("."), "", problem_text="Double better.", seed_program=PARENT, name="b", problem="p.md",
+                    llm=LLMSettings(max_tokens=max_tokens), research=ResearchSettings(prompt_budget=budget))
 
 
 def ctx(parent_code: str = PARENT, n: int = 6, size: int = 2000) -> ResearchContext:

@@ -307,7 +307,7 @@ def test_sigkill_loses_no_finished_trial(tmp_path: Path) -> None:
     proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(run_dir)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
-        finished = _read_finished(proc, wanted=20, deadline_s=20.0)
+        finished = _read_finished(proc, wanted=20, deadline_s=90.0)
     finally:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from fake_llm import FakeLLM, Reply
+from helpers import llm_task
 
 from evoforge.errors import TaskError
 from evoforge.models import Direction, Proposal, Trial, TrialStatus
@@ -21,7 +22,7 @@ from evoforge.research import (
     unified_diff,
 )
 from evoforge.research.parse import parse_answer
-from evoforge.task.config import LLMSettings, ResearchSettings, TaskConfig
+from evoforge.task.config import LLMSettings, ResearchSettings
 from evoforge.task.loader import Task
 
 PARENT = '''"""Seed."""
@@ -52,16 +53,8 @@ MISSING = GOOD.replace("total += x * 0.5\n=", "total += x * 0.55\n=")
 
 
 def make_task(root: Path, fake: FakeLLM, *, edit_format: str = "diff", prompts: str | None = None) -> Task:
-    config = TaskConfig(
-        name="demo",
-        problem="problem.md",
-        program="program.py",
-        command="python {program}",
-        llm=LLMSettings(model="fake-model", base_url=fake.base_url, max_retries=0),
-        research=ResearchSettings(edit_format=edit_format),
-        prompts=prompts,
-    )
-    return Task(root=root, config=config, problem_text="Maximise the total.", seed_program=PARENT)
+    return llm_task(root, fake.base_url, problem_text="Maximise the total.", seed_program=PARENT, name="demo",
+                    research=ResearchSettings(edit_format=edit_format), prompts=prompts)
 
 
 def context() -> ResearchContext:

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import task_folder
 
 from evoforge.errors import TaskError
 from evoforge.experiment import Engineer
@@ -23,13 +24,8 @@ GOOD_EVALUATOR = "def evaluate(program_path):\n    return {'score': 1.0}\n"
 
 
 def make_task(folder: Path, yaml_text: str = GOOD_YAML, evaluator: str | None = GOOD_EVALUATOR) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "task.yaml").write_text(yaml_text, encoding="utf-8")
-    (folder / "problem.md").write_text("Maximize the score.\n", encoding="utf-8")
-    (folder / "initial_program.py").write_text("X = 1.0\n", encoding="utf-8")
-    if evaluator is not None:
-        (folder / "evaluator.py").write_text(evaluator, encoding="utf-8")
-    return folder
+    files = {"problem.md": "Maximize the score.\n", "initial_program.py": "X = 1.0\n"}
+    return task_folder(folder, task_yaml=yaml_text, files=files | ({"evaluator.py": evaluator} if evaluator else {}))
 
 
 def load_error(path: Path) -> str:

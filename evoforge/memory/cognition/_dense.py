@@ -77,20 +77,21 @@ class DenseState:
             ids = old.ids()
             self.index.add(ids, old.vectors(ids.tolist()))
 
-    def search(self, query: str, n: int, kinds: Sequence[str] | None) -> list[int]:
+    def search(self, query: str, n: int, kinds: Sequence[str] | None) -> list[tuple[int, float]]:
+        """(id, cosine) of the n items nearest to the query, best first, of the given kinds."""
         if self.encoder is None or self.index is None or not len(self.index):
             return []
         vector = self.encoder.encode([query])[0]
-        found, _ = self.index.search(vector, n * 4 if kinds else n)
-        ids: list[int] = found.tolist()
+        found, scores = self.index.search(vector, n * 4 if kinds else n)
+        scored = list(zip(found.tolist(), scores.tolist(), strict=True))
         if kinds:
             allowed = set(kinds)
-            ids = [i for i in ids if self.kinds.get(i) in allowed]
-        return ids[:n]
+            scored = [(i, score) for i, score in scored if self.kinds.get(i) in allowed]
+        return scored[:n]
 
-    def nearest(self, vector: np.ndarray) -> tuple[int, float] | None:
-        """The closest stored item to a unit vector and its cosine, or None for an empty index."""
+    def nearest(self, vector: np.ndarray, n: int = 1) -> list[tuple[int, float]]:
+        """The n closest stored items to a unit vector with their cosines, closest first (empty for an empty index)."""
         if self.index is None:
-            return None
-        ids, scores = self.index.search(vector, 1)
-        return (int(ids[0]), float(scores[0])) if len(ids) else None
+            return []
+        ids, scores = self.index.search(vector, n)
+        return [(int(i), float(score)) for i, score in zip(ids.tolist(), scores.tolist(), strict=True)]

@@ -14,6 +14,8 @@ from evoforge.errors import EvoforgeError
 KINDS: tuple[str, ...] = ("heuristic", "paper", "pitfall", "lesson", "note")
 
 _TOKEN = re.compile(r"\w+", re.UNICODE)
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_CAMEL = re.compile(r"[a-z0-9][A-Z]")
 STOPWORDS = frozenset(
     "a an and are as at be but by for from has have if in into is it its no not of on or so such that the their then "
     "there these they this to was were when where which while will with".split()
@@ -83,6 +85,33 @@ class Hit:
 def tokens(text: str) -> list[str]:
     """Lower-case word tokens without stopwords: the vocabulary of query sanitising, Python BM25 and Jaccard."""
     return [tok for tok in _TOKEN.findall(text.lower()) if tok not in STOPWORDS]
+
+
+def code_names(text: str) -> frozenset[str]:
+    """The code identifiers a text names — `MARGIN_X`, `learning_rate`, `SCALE`, `numIters` — as opposed to plain
+    words: a lesson about one constant is not evidence for a lesson about another, however alike their wording."""
+    return frozenset(
+        word for word in _WORD.findall(text)
+        if "_" in word.strip("_") or (len(word) >= 2 and word.isupper()) or _CAMEL.search(word)
+    )
+
+
+_RAISE = frozenset("raise raising raised increase increasing increased higher larger more".split())
+_LOWER = frozenset("lower lowering lowered decrease decreasing decreased reduce reducing reduced smaller less".split())
+
+
+def subject(title: str) -> frozenset[str]:
+    """What a lesson's title is about, for merging: the code identifiers it names, each marked + or − when the word
+    before it says which way it was changed ("raising MARGIN_X" → "+MARGIN_X"). Raising a constant and lowering it
+    are different findings; neither is support for the other."""
+    words = _WORD.findall(title)
+    names = code_names(title)
+    out = set()
+    for i, word in enumerate(words):
+        if word in names:
+            before = words[i - 1].lower() if i else ""
+            out.add(("+" if before in _RAISE else "-" if before in _LOWER else "") + word)
+    return frozenset(out)
 
 
 def jaccard(a: set[str], b: set[str]) -> float:

@@ -47,8 +47,12 @@ class LexicalIndex(ABC):
         return None
 
     @abstractmethod
+    def scored(self, conn: Connection, query: str, n: int, kinds: Sequence[str] | None) -> list[tuple[int, float]]:
+        """(item id, BM25 score, higher better) best first, at most `n`, of the given kinds."""
+
     def search(self, conn: Connection, query: str, n: int, kinds: Sequence[str] | None) -> list[int]:
         """Item ids best first, at most `n`, of the given kinds."""
+        return [item_id for item_id, _ in self.scored(conn, query, n, kinds)]
 
 
 class Fts5Index(LexicalIndex):
@@ -84,21 +88,21 @@ class Fts5Index(LexicalIndex):
                 [{"id": item_id, "text": body} for item_id, body in rows],
             )
 
-    def search(self, conn: Connection, query: str, n: int, kinds: Sequence[str] | None) -> list[int]:
+    def scored(self, conn: Connection, query: str, n: int, kinds: Sequence[str] | None) -> list[tuple[int, float]]:
         match = self._match(conn, query)
         if not match:
             return []
         if kinds:
             stmt = text(
-                f"SELECT f.rowid FROM {FTS_TABLE} f JOIN knowledge_items i ON i.id = f.rowid "
+                f"SELECT f.rowid, bm25({FTS_TABLE}) FROM {FTS_TABLE} f JOIN knowledge_items i ON i.id = f.rowid "
                 f"WHERE {FTS_TABLE} MATCH :match AND i.kind IN :kinds ORDER BY bm25({FTS_TABLE}) LIMIT :n"
             ).bindparams(bindparam("kinds", expanding=True))
             params = {"match": match, "kinds": list(kinds), "n": n}
         else:
-            stmt = text(f"SELECT rowid FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH :match ORDER BY bm25({FTS_TABLE}) "
-                        "LIMIT :n")
+            stmt = text(f"SELECT rowid, bm25({FTS_TABLE}) FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH :match "
+                        f"ORDER BY bm25({FTS_TABLE}) LIMIT :n")
             params = {"match": match, "n": n}
-        return [row[0] for row in conn.execute(stmt, params)]
+        return [(row[0], -float(row[1])) for row in conn.execute(stmt, params)]  # FTS5's bm25() is negated
 
 
 class PythonBM25(LexicalIndex):
@@ -123,7 +127,7 @@ class PythonBM25(LexicalIndex):
             for word, count in Counter(words).items():
                 self._postings[word].append((item_id, count))
 
-    def search(self, conn: Connection, query: str, n: int, kinds: Sequence[str] | None) -> list[int]:
+    def scored(self, conn: Connection, query: str, n: int, kinds: Sequence[str] | None) -> list[tuple[int, float]]:
         docs = len(self._lengths)
         if not docs:
             return []
@@ -141,4 +145,4 @@ class PythonBM25(LexicalIndex):
         ranked = sorted(scores, key=lambda i: (-scores[i], i))
         if allowed is not None:
             ranked = [i for i in ranked if self.kinds.get(i) in allowed]
-        return ranked[:n]
+        return [(i, scores[i]) for i in ranked[:n]]

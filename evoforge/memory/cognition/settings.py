@@ -14,6 +14,9 @@ class KnowledgeSettings(BaseModel):
     folder: str = Field(default="knowledge", description="task sub-folder imported into the base when a run starts")
     top_k: int = Field(default=5, ge=0, description="knowledge items shown to the researcher per trial")
     mmr_lambda: float = Field(default=0.7, ge=0.0, le=1.0, description="MMR: 1 = relevance only, 0 = diversity only")
+    dense_weight: float = Field(
+        default=0.8, ge=0.0, le=1.0,
+        description="fusion: weight of the cosine against BM25 / best BM25 (benchmarks/cognition.py --retrieval)")
     candidates: int = Field(default=50, ge=1, description="items taken from each ranked list before fusion")
     dedup_threshold: float = Field(default=0.92, gt=0.0, le=1.0, description="cosine above which a lesson merges")
     lexical_dedup_threshold: float = Field(

@@ -1,5 +1,5 @@
 """The Cognition Base: long-term memory of knowledge items (heuristics, papers, pitfalls, lessons, notes) in its own
-database, with hybrid retrieval (BM25 + dense → reciprocal rank fusion → MMR) and lesson merging with support and
+database, with hybrid retrieval (BM25 + dense → convex score fusion → MMR) and lesson merging with support and
 contradiction counts, so lessons accumulate across runs and tasks that share one base."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy import Connection, Engine, func, insert, select, update
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from evoforge.memory.cognition._dense import DenseState
@@ -19,16 +19,16 @@ from evoforge.memory.cognition._schema import item_from_row, item_row, make_engi
 from evoforge.memory.cognition._schema import items_table as t
 from evoforge.memory.cognition.embeddings import Encoder, load_encoder
 from evoforge.memory.cognition.importer import read_paths
-from evoforge.memory.cognition.items import Hit, KnowledgeError, KnowledgeItem, jaccard, tokens
+from evoforge.memory.cognition.items import Hit, KnowledgeError, KnowledgeItem, jaccard, subject, tokens
 from evoforge.memory.cognition.lexical import FTS_TABLE, Fts5Index, LexicalIndex, PythonBM25
-from evoforge.memory.cognition.retrieval import cosine_matrix, diversify, jaccard_matrix, reciprocal_rank_fusion
+from evoforge.memory.cognition.retrieval import convex_fusion, cosine_matrix, diversify, jaccard_matrix
 from evoforge.memory.cognition.settings import KnowledgeSettings
 from evoforge.memory.schema import create_missing_tables
 
 log = logging.getLogger(__name__)
 
 _MAX_EVIDENCE = 50
-_LEXICAL_DEDUP_CANDIDATES = 10
+_MERGE_CANDIDATES = 10  # nearest items a new lesson is compared with before it is added as new
 _CHUNK = 500
 
 
@@ -170,22 +170,35 @@ class CognitionBase:
         return match, self._merge(match, item, sign)
 
     def _nearest(self, item: KnowledgeItem, vectors: np.ndarray | None, threshold: float | None) -> int | None:
+        """The item this lesson repeats: the same fingerprint, or the most similar one above the threshold whose title
+        has the same `subject` (code identifiers, and which way each was changed), so that support counts only
+        matching evidence."""
         with self._engine.connect() as conn:
             same = conn.execute(select(t.c.id).where(t.c.fingerprint == item.fingerprint())).scalar()
             if same is not None:
                 return same
             if vectors is not None:
-                nearest = self._dense.nearest(vectors[0])
                 limit = self.settings.dedup_threshold if threshold is None else threshold
-                return nearest[0] if nearest is not None and nearest[1] >= limit else None
-            candidates = self._lexical.search(conn, item.index_text(), _LEXICAL_DEDUP_CANDIDATES, None)
-            texts = dict(conn.execute(select(t.c.id, t.c.index_text).where(t.c.id.in_(candidates))).all()) \
-                if candidates else {}
+                near = [i for i, cosine in self._dense.nearest(vectors[0], _MERGE_CANDIDATES) if cosine >= limit]
+                titles = self._titles(conn, near)
+                return next((i for i in near if i in titles and self._same_subject(item, titles[i])), None)
+            candidates = self._lexical.search(conn, item.index_text(), _MERGE_CANDIDATES, None)
+            rows = conn.execute(select(t.c.id, t.c.index_text, t.c.title).where(t.c.id.in_(candidates))).all() \
+                if candidates else []
+        texts = {row.id: row.index_text for row in rows if self._same_subject(item, row.title)}
         mine = set(tokens(item.index_text()))
         scored = [(jaccard(mine, set(tokens(texts[i]))), i) for i in candidates if i in texts]
         limit = self.settings.lexical_dedup_threshold if threshold is None else threshold
         best = max(scored, default=(0.0, None), key=lambda s: (s[0], -(s[1] or 0)))
         return best[1] if best[0] >= limit else None
+
+    @staticmethod
+    def _titles(conn: Connection, ids: list[int]) -> dict[int, str]:
+        return dict(conn.execute(select(t.c.id, t.c.title).where(t.c.id.in_(ids))).all()) if ids else {}
+
+    @staticmethod
+    def _same_subject(item: KnowledgeItem, title: str) -> bool:
+        return subject(item.title) == subject(title)
 
     def _merge(self, item_id: int, item: KnowledgeItem, sign: int) -> str:
         with self._engine.begin() as conn:
@@ -207,14 +220,12 @@ class CognitionBase:
     # -- reading ---------------------------------------------------------------------------------------------
 
     def search(self, query: str, k: int = 5, *, kinds: Sequence[str] | None = None) -> list[Hit]:
-        """The k most relevant items, diversified: BM25 and dense rankings fused by RRF, then MMR."""
+        """The k most relevant items, diversified, best first: BM25 and dense scores fused (convex_fusion), then the k
+        picked by MMR so that near-duplicates do not crowd the list, listed in score order."""
         if k <= 0 or not query.strip():
             return []
-        self._dense.sync()
-        n = max(self.settings.candidates, 4 * k)
-        with self._engine.connect() as conn:
-            lexical = self._lexical.search(conn, query, n, kinds)
-        fused = reciprocal_rank_fusion(lexical, self._dense.search(query, n, kinds))
+        lexical, dense = self.rankings(query, max(self.settings.candidates, 4 * k), kinds=kinds)
+        fused = convex_fusion(lexical, dense, self.settings.dense_weight if dense else 0.0)
         if not fused:
             return []
         ids = [r.item_id for r in fused]
@@ -227,6 +238,15 @@ class CognitionBase:
             token_sets = [set(tokens(items[i].index_text())) for i in ids]
             picked = diversify(fused, jaccard_matrix(token_sets), k, self.settings.mmr_lambda)
         return [Hit(items[r.item_id], r.score, r.lexical_rank, r.dense_rank) for r in picked]
+
+    def rankings(self, query: str, n: int, *, kinds: Sequence[str] | None = None
+                 ) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
+        """The two halves of retrieval before fusion: (lexical, dense) lists of (id, score), best first, at most n
+        each (dense is empty when retrieval is lexical)."""
+        self._dense.sync()
+        with self._engine.connect() as conn:
+            lexical = self._lexical.scored(conn, query, n, kinds)
+        return lexical, self._dense.search(query, n, kinds)
 
     def _fetch(self, ids: list[int]) -> dict[int, KnowledgeItem]:
         with self._engine.connect() as conn:
