@@ -69,8 +69,20 @@ def trial_dir(tmp_path: Path, n: int = 1) -> Path:
     return run / "trials" / str(n)
 
 
+CONNECT = """
+import socket
+
+def result():
+    try:
+        socket.create_connection(("127.0.0.1", {port}), timeout=3).close()
+        return {"score": 1.0, "error": ""}
+    except OSError as exc:
+        return {"score": 0.0, "error": str(exc)}
+"""
+
+
 def survivors(marker: bytes) -> list[int]:
-    """Pids of live processes whose environment contains `marker`."""
+    """Pids of live processes whose environment or command line contains `marker`."""
     found = []
     for name in os.listdir("/proc"):
         if not name.isdigit() or int(name) == os.getpid():
@@ -81,9 +93,11 @@ def survivors(marker: bytes) -> list[int]:
                     continue
             with open(f"/proc/{name}/environ", "rb") as fh:
                 env = fh.read()
+            with open(f"/proc/{name}/cmdline", "rb") as fh:
+                cmd = fh.read()
         except (OSError, IndexError):
             continue
-        if marker in env:
+        if marker in env or marker in cmd:
             found.append(int(name))
     return found
 

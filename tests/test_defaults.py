@@ -8,24 +8,13 @@ import socket
 from pathlib import Path
 
 import pytest
-from containment import IN_PROCESS, NAMESPACED, THROUGH_HELPER, evaluate, make_task, trial_dir
+from containment import CONNECT, IN_PROCESS, NAMESPACED, THROUGH_HELPER, evaluate, make_task, trial_dir
 
 from evoforge.experiment import isolation
 from evoforge.experiment.engineer import traceback_tail
 from evoforge.experiment.isolation import IsolationUnavailable, describe_isolation, resolve
 from evoforge.models import TrialStatus
 from evoforge.task.config import Limits
-
-CONNECT = """
-import socket
-
-def result():
-    try:
-        socket.create_connection(("127.0.0.1", {port}), timeout=3).close()
-        return {"score": 1.0, "error": ""}
-    except OSError as exc:
-        return {"score": 0.0, "error": str(exc)}
-"""
 
 
 @pytest.mark.parametrize("evaluator", [IN_PROCESS, THROUGH_HELPER], ids=["in-process", "helper"])

@@ -3,75 +3,34 @@ classified, leaves no process behind, and the next (honest) trial still runs."""
 
 from __future__ import annotations
 
-import asyncio
-import os
 import socket
-import textwrap
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
+from containment import (
+    CONNECT,
+    HONEST,
+    MODES,
+    NAMESPACED,
+    assert_honest_run_goes_on,
+    evaluate,
+    survivors,
+    trial_dir,
+)
 from helpers import SLACK_S, evaluator_task
 
-from evoforge.experiment import Engineer
 from evoforge.experiment.isolation import probe
-from evoforge.models import Outcome, TrialStatus
+from evoforge.models import TrialStatus
 from evoforge.task.loader import Task
-
-HONEST = "def result():\n    return {'score': 2.5}\n"
-MODES = [pytest.param(m, marks=pytest.mark.skipif(probe(m) is not None, reason=f"{m}: {probe(m)}"))
-         for m in ("bwrap", "unshare", "none")]
-NAMESPACED = [p for p in MODES if p.values[0] != "none"]
 
 
 def make_task(tmp_path: Path, mode: str = "auto", **limits: Any) -> Task:
     timeout_s = limits.pop("timeout_s", 20)
     limits = {"isolation": mode, "network": mode == "none", **limits}  # none cannot cut the network
     return evaluator_task(tmp_path, program=HONEST, timeout_s=timeout_s, limits=limits)
-
-
-def trial_dir(tmp_path: Path, n: int = 1) -> Path:
-    """A trial folder laid out like a run's: run/trials/N, with the record in run/."""
-    run = tmp_path / "run"
-    (run / "trials").mkdir(parents=True, exist_ok=True)
-    if not (run / "record.db").exists():
-        (run / "record.db").write_bytes(b"SQLite format 3\x00record")
-    return run / "trials" / str(n)
-
-
-def survivors(marker: bytes) -> list[int]:
-    """Pids of live processes whose environment or command line contains `marker`."""
-    found = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit() or int(name) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as fh:
-                if fh.read().rsplit(b")", 1)[1].split()[0] in (b"Z", b"X"):
-                    continue
-            with open(f"/proc/{name}/environ", "rb") as fh:
-                env = fh.read()
-            with open(f"/proc/{name}/cmdline", "rb") as fh:
-                cmd = fh.read()
-        except (OSError, IndexError):
-            continue
-        if marker in env or marker in cmd:
-            found.append(int(name))
-    return found
-
-
-def evaluate(task: Task, code: str, where: Path) -> Outcome:
-    """Evaluate, then check that nothing started for that trial survives it."""
-    outcome = asyncio.run(Engineer(task).evaluate(textwrap.dedent(code), where))
-    assert survivors(f"EVOFORGE_TRIAL_DIR={where.resolve()}\0".encode()) == []
-    return outcome
-
-
-def assert_honest_run_goes_on(task: Task, tmp_path: Path) -> None:
-    out = evaluate(task, HONEST, trial_dir(tmp_path, 99))
-    assert out.status is TrialStatus.SUCCEEDED and out.score == 2.5, out.error_message
 
 
 def test_infinite_loop_times_out(tmp_path: Path) -> None:
@@ -143,17 +102,6 @@ def test_double_forked_sleeper_is_killed_when_the_trial_ends(tmp_path: Path, mod
     assert out.error_class == expected, out.error_message
     assert survivors(seconds.encode()) == []
 
-
-CONNECT = """
-import socket
-
-def result():
-    try:
-        socket.create_connection(("127.0.0.1", {port}), timeout=3).close()
-        return {"score": 1.0, "error": ""}
-    except OSError as exc:
-        return {"score": 0.0, "error": str(exc)}
-"""
 
 
 @pytest.mark.parametrize(("mode", "network"), [*[(p.values[0], False) for p in NAMESPACED], ("auto", True)])
