@@ -103,8 +103,8 @@ class ResearchSettings(Strict):
 
 
 class TaskConfig(Strict):
-    name: str
-    problem: str = Field(description="path of the problem text, relative to the task folder")
+    name: str = Field(description="defaults to the task folder's name")
+    problem: str = Field(description="path of the problem text, relative to the task folder, or the text itself")
     program: str = Field(description="path of the seed program, relative to the task folder")
     evaluator: str | None = Field(default=None, description="Python file defining evaluate(program_path)")
     command: str | None = Field(default=None, description="shell command; {program} is the candidate path")
@@ -121,6 +121,8 @@ class TaskConfig(Strict):
     gates: GatesConfig = GatesConfig()
     hidden: list[str] = Field(default_factory=list, description="task files and folders only the evaluator's "
                               "process sees (e.g. evaluator.py, data/test/); the candidate's jail empties them")
+    layout: str = Field(default="evoforge", pattern="^(evoforge|openevolve|asi-evolve)$",
+                        description="whose conventions the evaluator follows (see evoforge/task/foreign.py)")
 
     @model_validator(mode="after")
     def _one_evaluator(self) -> TaskConfig:
