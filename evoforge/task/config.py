@@ -100,6 +100,8 @@ class ResearchSettings(Strict):
     weighted: WeightedSettings = WeightedSettings()
     patch_types: PatchWeights | None = Field(default=None, description="null: always edit_format")
     prompt_budget: PromptBudget = PromptBudget()
+    seed_repairs: int = Field(default=2, ge=0, description="a failing seed: how many times an LLM researcher is "
+                              "asked to repair it from its error (each a trial) before the run stops")
 
 
 class TaskConfig(Strict):
