@@ -129,3 +129,25 @@ def test_init_from_writes_the_inferred_task_yaml(tmp_path: Path, fixture: Path) 
     assert load_task(root).config == inferred  # the written file says what the folder implied
     again = subprocess.run(cli, capture_output=True, text=True, timeout=120)
     assert again.returncode != 0 and "already exists" in again.stdout + again.stderr
+
+
+def test_asi_evolve_knowledge_list_seeds_the_run_knowledge_base(tmp_path: Path) -> None:
+    import evoforge
+    from evoforge.memory.cognition import CognitionBase
+    from evoforge.memory.cognition.settings import KnowledgeSettings
+    from evoforge.settings import RunSettings
+
+    summary = evoforge.run(ASI, run_dir=tmp_path / "run", settings=RunSettings(trials=2, llm="offline"))
+    assert summary.counts.get("succeeded") == 2
+    base = CognitionBase.open(tmp_path / "run" / "knowledge.db", settings=KnowledgeSettings(embeddings=False))
+    try:
+        heuristics = base.list(kind="heuristic")
+    finally:
+        base.close()
+    assert sorted(item.content for item in heuristics) == [
+        "A program that prints nothing or crashes scores zero.",
+        "The score peaks when the printed guess equals the hidden target; move GUESS in small steps."]
+    assert {item.source for item in heuristics} == {"Task notes"}
+    assert {item.title for item in heuristics} == {
+        "A program that prints nothing or crashes scores zero",
+        "The score peaks when the printed guess equals the hidden target; move GUESS i..."}

@@ -15,6 +15,8 @@ OPENEVOLVE_STAGES = ("stage1", "stage2", "stage3")
 OPENEVOLVE_THRESHOLDS = (0.5, 0.75, 0.9)  # OpenEvolve's defaults for evaluator.cascade_thresholds
 OPENEVOLVE_TIMEOUT_S = 300.0  # OpenEvolve's default evaluator.timeout
 ASI_COMMAND = 'bash "$EVOFORGE_TASK_DIR/eval.sh"'
+ASI_KNOWLEDGE = "init_cognition.py"
+TITLE_CHARS = 80
 LOOKED_FOR = ("task.yaml (evoforge)", "initial_program.py + evaluator.py (OpenEvolve)",
               "input.md + initial_program + eval.sh (ASI-Evolve)")
 
@@ -119,6 +121,19 @@ def _asi_evolve(root: Path, program: str) -> dict[str, Any]:
         "name": root.resolve().name, "problem": "input.md", "program": program, "command": ASI_COMMAND,
         "objective": {"metric": "eval_score", "direction": "maximize"}, "layout": "asi-evolve",
     }
+
+
+def asi_knowledge(root: Path) -> list[Any]:
+    """The ASI-Evolve folder's `init_cognition.py` knowledge list as cognition-base items (heuristics titled by
+    their first sentence, their `source` kept), to seed a run's knowledge base; [] when there is none."""
+    from evoforge.memory.cognition import KnowledgeItem
+
+    items = []
+    for content, source in knowledge_items(root / ASI_KNOWLEDGE):
+        first = content.split(". ")[0].rstrip(".")
+        title = first if len(first) <= TITLE_CHARS else first[: TITLE_CHARS - 3].rstrip() + "..."
+        items.append(KnowledgeItem(kind="heuristic", title=title, content=content, source=source or ASI_KNOWLEDGE))
+    return items
 
 
 def knowledge_items(path: Path) -> list[tuple[str, str]]:
