@@ -73,8 +73,8 @@ def init(
 ) -> None:
     """Write a working example task to start from, or (--from) the task.yaml of a foreign task folder."""
     if (directory is None) == (from_ is None):
-        _fail(EvoforgeError("give a folder to create (evoforge init DIR) or a foreign task (evoforge init --from "
-                            "DIR), not both"))
+        _fail(EvoforgeError("give one of: a folder to create (evoforge init DIR) or a task folder in another "
+                            "framework's layout (evoforge init --from DIR)"))
     try:
         if from_ is not None:
             from evoforge.task.foreign import write_inferred

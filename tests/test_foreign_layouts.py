@@ -151,3 +151,11 @@ def test_asi_evolve_knowledge_list_seeds_the_run_knowledge_base(tmp_path: Path) 
     assert {item.title for item in heuristics} == {
         "A program that prints nothing or crashes scores zero",
         "The score peaks when the printed guess equals the hidden target; move GUESS i..."}
+
+
+def test_init_from_a_missing_folder_or_with_nothing_says_so(tmp_path: Path) -> None:
+    cli = [sys.executable, "-m", "evoforge.cli", "init"]
+    missing = subprocess.run([*cli, "--from", str(tmp_path / "nope")], capture_output=True, text=True, timeout=120)
+    assert missing.returncode != 0 and f"{tmp_path / 'nope'}: no such folder" in missing.stdout + missing.stderr
+    neither = subprocess.run(cli, capture_output=True, text=True, timeout=120)
+    assert neither.returncode != 0 and "give one of: a folder to create" in neither.stdout + neither.stderr

@@ -24,7 +24,9 @@ LOOKED_FOR = ("task.yaml (evoforge)", "initial_program.py + evaluator.py (OpenEv
 def infer_config(root: Path) -> dict[str, Any]:
     """The task.yaml fields a foreign layout in `root` implies; TaskError (one line, naming what was looked for
     and what was missing) when the folder is in no layout evoforge knows."""
-    files = {p.name for p in root.iterdir()} if root.is_dir() else set()
+    if not root.is_dir():
+        raise TaskError(f"{root}: {'not a folder' if root.exists() else 'no such folder'} (give a task folder)")
+    files = {p.name for p in root.iterdir()}
     asi_program = _initial_program(root, files)
     if "eval.sh" in files and "input.md" in files and asi_program is not None:
         return _asi_evolve(root, asi_program)
