@@ -31,6 +31,9 @@ def test_name_defaults_to_the_folder_and_problem_may_be_inline(tmp_path: Path) -
     one_line = task_folder(tmp_path / "one", task_yaml="problem: Maximise the score of X.\nprogram: program.py\n"
                            "evaluator: evaluator.py\n", files={"program.py": "X = 1\n", "evaluator.py": EVALUATOR})
     assert load_task(one_line).problem_text == "Maximise the score of X."
+    bare = task_folder(tmp_path / "bare", task_yaml="problem: PROBLEM\nprogram: program.py\nevaluator: evaluator.py\n",
+                       files={"PROBLEM": "From the file.\n", "program.py": "X = 1\n", "evaluator.py": EVALUATOR})
+    assert load_task(bare).problem_text == "From the file.\n"  # one word naming a file of the folder: that file
 
 
 def test_a_problem_naming_a_missing_file_is_still_an_error(tmp_path: Path) -> None:

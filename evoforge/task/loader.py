@@ -85,18 +85,20 @@ def _checked(root: Path, config: TaskConfig, yaml_path: Path | None) -> Task:
     )
 
 
-def problem_is_file(problem: str) -> bool:
-    """True when task.yaml's `problem` names a file (one line, no spaces, with a suffix or a '/'), False when it
-    is the problem's text itself."""
+def problem_is_file(root: Path, problem: str) -> bool:
+    """True when task.yaml's `problem` names a file (one word that is a file of the task folder, or has a suffix
+    or a '/'), False when it is the problem's text itself."""
     value = problem.strip()
-    return bool(value) and not any(c.isspace() for c in value) and (bool(Path(value).suffix) or "/" in value)
+    if not value or any(c.isspace() for c in value):
+        return False
+    return bool(Path(value).suffix) or "/" in value or (root / value).is_file()
 
 
 def _problem_text(root: Path, problem: str, where: Path) -> str:
     """`problem` as a file of the task folder when it names one, else as the problem's text."""
     if not problem.strip():
         raise TaskError(f"{where}: field 'problem': empty; give a file (problem.md) or the problem's text")
-    if problem_is_file(problem):
+    if problem_is_file(root, problem):
         return _read_text(_existing_file(root, problem.strip(), "problem", where))
     return problem
 
@@ -108,7 +110,7 @@ def task_snapshot(task: Task) -> dict[str, str]:
         snapshot[TASK_FILE] = _read_text(yaml_path)
     else:
         snapshot[TASK_FILE] = yaml.safe_dump(task.config.model_dump(mode="json"), sort_keys=False)
-    if problem_is_file(task.config.problem):
+    if problem_is_file(task.root, task.config.problem):
         snapshot[_relative(task.root, task.config.problem.strip())] = task.problem_text
     snapshot[_relative(task.root, task.config.program)] = task.seed_program
     if task.config.evaluator is not None:
