@@ -69,7 +69,7 @@ def write_task(root: Path, gating: bool) -> Task:
     (root / "train.py").write_text(TRAIN)
     (root / "task.yaml").write_text(
         f"name: gating-bench\nproblem: problem.md\nprogram: program.py\n"
-        f"command: {sys.executable} train.py {{program}}\n"
+        f"command: {sys.executable} {{task}}/train.py {{program}}\n"
         "objective: {metric: val_loss, direction: minimize}\ntimeout_s: 30\n" + (GATES_ON if gating else GATES_OFF)
     )
     return load_task(root)

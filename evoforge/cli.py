@@ -66,11 +66,25 @@ def _fail_os(exc: OSError) -> NoReturn:
 
 
 @app.command(cls=Command)
-def init(directory: Annotated[Path, typer.Argument(help="folder to create")]) -> None:
-    """Write a working example task to start from."""
-    from evoforge.task.template import write_starter_task
-
+def init(
+    directory: Annotated[Path | None, typer.Argument(help="folder to create (not with --from)")] = None,
+    from_: Annotated[Path | None, typer.Option("--from", help=(
+        "a task folder in OpenEvolve's or ASI-Evolve's layout: write the task.yaml evoforge infers for it"))] = None,
+) -> None:
+    """Write a working example task to start from, or (--from) the task.yaml of a foreign task folder."""
+    if (directory is None) == (from_ is None):
+        _fail(EvoforgeError("give one of: a folder to create (evoforge init DIR) or a task folder in another "
+                            "framework's layout (evoforge init --from DIR)"))
     try:
+        if from_ is not None:
+            from evoforge.task.foreign import write_inferred
+
+            written = write_inferred(from_)
+            console.print(f"wrote {written}; adjust it, then: evoforge run {from_}")
+            return
+        from evoforge.task.template import write_starter_task
+
+        assert directory is not None
         path = write_starter_task(directory)
     except EvoforgeError as exc:
         _fail(exc)
@@ -79,7 +93,7 @@ def init(directory: Annotated[Path, typer.Argument(help="folder to create")]) ->
 
 @app.command(cls=Command)
 def run(
-    task: Annotated[Path, typer.Argument(help="task folder (holds task.yaml)")],
+    task: Annotated[Path, typer.Argument(help="task folder (task.yaml, or an OpenEvolve / ASI-Evolve layout)")],
     run_dir: Annotated[Path | None, typer.Option(help="where the record and trial folders go")] = None,
     trials: Annotated[int, typer.Option(help="stop after N trials, the seed included")] = 40,
     concurrency: Annotated[int, typer.Option(help="evaluations in flight at once")] = 2,

@@ -47,6 +47,10 @@ def open_knowledge_base(task: Task, run_dir: Path, kb: str | None) -> CognitionB
     folder = task.root / settings.folder
     if folder.is_dir():
         base.import_paths([folder])
+    if task.config.layout == "asi-evolve":  # its init_cognition.py knowledge list, read (never run)
+        from evoforge.task.foreign import asi_knowledge
+
+        base.add(asi_knowledge(task.root))
     return base
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 import traceback
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
@@ -74,6 +75,8 @@ class Conductor:
         requeued = self.record.requeue_in_flight()
         if not self.state.trials:
             await self._guarded(self._evaluate_seed, TrialPass())
+            if self.state.best is None:
+                await self._repair_seed()
         if requeued:
             await self._gather(self._guarded(self._evaluate_pass, TrialPass(trial_id)) for trial_id in requeued)
         if self.state.best is None:
@@ -266,6 +269,37 @@ class Conductor:
                 outcome = await self.engineer.evaluate(trial.code, self.run_dir / "trials" / str(trial_id), history)
         await self._analyze_and_commit(trial, outcome)
 
+    async def _repair_seed(self) -> None:
+        """A failing seed, with an LLM researcher: ask it to repair the program from its error, up to
+        `research.seed_repairs` times (each attempt a trial, counted in the run's trials; the next attempt repairs
+        the last one that ran), until one scores. The offline proposer only tunes constants: it is never asked."""
+        attempts = self.task.config.research.seed_repairs
+        broken = min(self.state.trials.values(), key=lambda t: t.id)
+        if self.proposer.name == "offline" or attempts == 0 or not broken.status.finished:
+            return
+        for _ in range(attempts):
+            if self.state.best is not None or self.state.halted is not None or not self._claim_slot():
+                return
+            try:
+                await self._guarded(functools.partial(self._repair_once, broken), TrialPass())
+            finally:
+                self.state.in_flight -= 1
+            last = max(self.state.trials.values(), key=lambda t: t.id)
+            if last.id != broken.id and last.code and last.status is TrialStatus.FAILED:
+                broken = last
+
+    async def _repair_once(self, broken: Trial, trial_pass: TrialPass) -> None:
+        trial_pass.parent = broken
+        error = f"{broken.error_class or broken.status.value}: {broken.error_message or 'no message'}"
+        ctx = dataclasses.replace(self._context(broken, [], []), fix_error=error)
+        proposal = await self.proposer.propose(ctx)
+        if proposal.unreachable:
+            self._unreachable(proposal)
+            return
+        trial_id = trial_pass.trial_id = self._record_proposal(proposal, broken, [], [])
+        if self.state.trials[trial_id].status is TrialStatus.PROPOSED:
+            await self._evaluate_recorded(trial_id)
+
     def _why_no_score(self) -> str:
         """One line for a run with no scored trial to build on: the seed's error (its first line) and class."""
         seed = min(self.state.trials.values(), key=lambda t: t.id, default=None)
@@ -273,8 +307,10 @@ class Conductor:
             return f"no trial has a valid score yet: see `evoforge status {self.run_dir}`"
         lines = [line.strip() for line in (seed.error_message or "").splitlines()]
         first = next((line for line in lines if line.strip("^~ ")), "no message")
-        return (f"the seed program failed: {first} ({seed.error_class or seed.status.value}); no trial can build on "
-                f"it: fix the task's program or evaluator and start a new run (details: `evoforge show "
+        repairs = len(self.state.trials) - 1
+        tried = f" ({repairs} repair attempt{'s' if repairs != 1 else ''} by the researcher failed too)" * (repairs > 0)
+        return (f"the seed program failed: {first} ({seed.error_class or seed.status.value}){tried}; no trial can "
+                f"build on it: fix the task's program or evaluator and start a new run (details: `evoforge show "
                 f"{self.run_dir} {seed.id}`)")
 
     # ---- ANALYZE --------------------------------------------------------------------------------------------

@@ -119,7 +119,7 @@ def test_a_two_stage_cascade_prunes_at_stage_one(tmp_path: Path) -> None:
 def test_a_command_evaluator_gets_the_stage(tmp_path: Path) -> None:
     script = 'echo "{\\"score\\": 1, \\"arg\\": \\"$1\\", \\"env\\": \\"$EVOFORGE_STAGE\\"}"\n'
     task = task_object(tmp_path / "task", files={"eval.sh": script}, program="program.sh",
-                       command="sh eval.sh {stage} {program}",
+                       command="sh {task}/eval.sh {stage} {program}",
                        stages=[{"name": "quick", "timeout_s": 60}, {"name": "full", "timeout_s": 60}])
     out = asyncio.run(Engineer(task).evaluate("true\n", tmp_path / "trial"))
     assert out.status is TrialStatus.SUCCEEDED, out.error_message

@@ -166,7 +166,7 @@ def test_command_result_from_last_json_stdout_line(tmp_path: Path) -> None:
         echo '{"score": 7, "steps": 3}'
         echo 'done'
     """
-    task = make_task(tmp_path, command="bash eval.sh {program}", script=script)
+    task = make_task(tmp_path, command="bash {task}/eval.sh {program}", script=script)
     trial = tmp_path / "trial with space"
     out = run_one(task, "print(1)\n", trial)
     assert out.status is TrialStatus.SUCCEEDED, out.error_message
@@ -177,11 +177,11 @@ def test_command_result_from_last_json_stdout_line(tmp_path: Path) -> None:
 def test_command_result_from_evoforge_result_file_wins(tmp_path: Path) -> None:
     script = """
         test -f "$1" || exit 9
-        test "$(pwd)" = "$EVOFORGE_TASK_DIR" || exit 8
+        test "$(pwd)" = "$EVOFORGE_TRIAL_DIR" || exit 8
         echo '{"score": 1}'
         printf '{"score": 42.5, "source": "file"}' > "$EVOFORGE_RESULT"
     """
-    task = make_task(tmp_path, command="sh eval.sh {program}", script=script)
+    task = make_task(tmp_path, command="sh {task}/eval.sh {program}", script=script)
     out = run_one(task, "", tmp_path / "trial")
     assert out.status is TrialStatus.SUCCEEDED, out.error_message
     assert out.score == 42.5 and out.metrics["source"] == "file"

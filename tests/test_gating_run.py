@@ -64,7 +64,7 @@ TASK_YAML = """\
 name: gated-toy
 problem: problem.md
 program: program.py
-command: "{python} train.py {{program}} {{stage}}"
+command: "{python} {{task}}/train.py {{program}} {{stage}}"
 objective: {{metric: val_loss, direction: minimize}}
 timeout_s: 30
 research: {{sampler: ucb1, num_inspirations: 1}}

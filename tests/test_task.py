@@ -52,7 +52,8 @@ def test_loads_a_good_task_from_folder_or_yaml(tmp_path: Path) -> None:
 def test_missing_task_yaml_names_the_file(tmp_path: Path) -> None:
     (tmp_path / "x").mkdir()
     message = load_error(tmp_path / "x")
-    assert message == f"{tmp_path / 'x' / 'task.yaml'}: no such file (a task folder needs task.yaml)"
+    assert message.startswith(f"{tmp_path / 'x'}: no task.yaml, and not a task layout evoforge knows: looked for "
+                              "task.yaml (evoforge)")
     assert "task.yaml: no such file" in load_error(tmp_path / "absent")
 
 
@@ -83,9 +84,9 @@ def test_unknown_nested_field_lists_that_level(tmp_path: Path) -> None:
 
 
 def test_missing_required_field(tmp_path: Path) -> None:
-    yaml_text = "problem: problem.md\nprogram: initial_program.py\nevaluator: evaluator.py\n"
+    yaml_text = "problem: problem.md\nevaluator: evaluator.py\n"
     message = load_error(make_task(tmp_path / "t", yaml_text))
-    assert "task.yaml: field 'name': required, but missing" in message
+    assert "task.yaml: field 'program': required, but missing" in message
 
 
 def test_exactly_one_of_evaluator_or_command(tmp_path: Path) -> None:

@@ -4,8 +4,9 @@ an error class with a clear reason, or the gate that pruned it).
 
 A Python evaluator runs through the harness with the trial folder as working directory and reports through a
 channel of its own (see broker.py), which also starts its candidate in a separate sandbox on request; a command
-evaluator runs through /bin/sh in the task folder and reports via the file named by EVOFORGE_RESULT or its last
-JSON stdout line. Each stage learns its name from EVOFORGE_STAGE (and `{stage}` in a command, ctx["stage"] in Python).
+evaluator runs through /bin/sh in the trial folder too and reports via the file named by EVOFORGE_RESULT or its
+last JSON stdout line (in the ASI-Evolve layout: results.json in the trial folder, with eval_score and success).
+Each stage learns its name from EVOFORGE_STAGE (and `{stage}` in a command, ctx["stage"] in Python).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from evoforge.task.loader import Task
 from evoforge.telemetry import ENV_VAR as TELEMETRY_VAR
 
 RESULT_FILE = "result.json"
+ASI_RESULT_FILE = "results.json"  # what an ASI-Evolve eval.sh writes in its working folder
 TELEMETRY_FILE = "telemetry.jsonl"
 IMPLICIT_STAGE = "main"
 TAIL_CHARS = 2048
@@ -70,6 +72,7 @@ class Engineer:
         self.env_passthrough = tuple(env_passthrough)
         self.implicit = task.config.stages is None
         self.stages = task.config.stages or [StageConfig(name=IMPLICIT_STAGE, timeout_s=task.config.timeout_s)]
+        self.asi = task.config.layout == "asi-evolve"
 
     async def evaluate(self, code: str, trial_dir: Path, history: EvaluationHistory | None = None) -> Outcome:
         """Write `code` as trial_dir / task.program_name, gate it, run its stages, and return the outcome.
@@ -118,12 +121,15 @@ class Engineer:
         """Run one stage's evaluator process (stopped when `stop` is set) and classify how it ended."""
         files = self._files(trial_dir, stage.name)
         files.result.unlink(missing_ok=True)
+        if self.asi:
+            (trial_dir / ASI_RESULT_FILE).unlink(missing_ok=True)
         extra = {
             "EVOFORGE_TRIAL_DIR": str(trial_dir),
             "EVOFORGE_TASK_DIR": str(self.task.root.resolve()),
             TELEMETRY_VAR: str(files.telemetry),
             "EVOFORGE_STAGE": stage.name,
             "EVOFORGE_STAGE_ARGS": json.dumps(stage.args),
+            "EVOFORGE_LAYOUT": self.task.config.layout,
         }
         if self.task.evaluator_path is None:
             extra["EVOFORGE_RESULT"] = str(files.result)  # a command evaluator reports through a file
@@ -135,7 +141,8 @@ class Engineer:
             run = await sandboxed(argv, cwd=cwd, env=env, timeout_s=stage.timeout_s, stdout_path=files.stdout,
                                   stderr_path=files.stderr)
             run = self._contain_disk(run, trial_dir)
-            return StageRun(self._classify(run, self._command_result(run, files.result), stage),
+            result_path = trial_dir / ASI_RESULT_FILE if self.asi else files.result
+            return StageRun(self._classify(run, self._command_result(run, result_path), stage),
                             _tail(run.stdout_tail), _tail(run.stderr_tail))
         ours, theirs = socket.socketpair()
         start = functools.partial(run_sandboxed, env=candidate_env(env), limits=limits,
@@ -171,7 +178,8 @@ class Engineer:
             return [*harness, str(evaluator), str(program_path)], trial_dir
         command = (self.task.config.command or "").replace("{program}", shlex.quote(str(program_path)))
         command = command.replace("{stage}", shlex.quote(stage))
-        return ["/bin/sh", "-c", command], self.task.root.resolve()
+        command = command.replace("{task}", shlex.quote(str(self.task.root.resolve())))
+        return ["/bin/sh", "-c", command], trial_dir
 
     def _command_result(self, run: SandboxResult, result_path: Path) -> _Reported | BadResult | None:
         """A command evaluator's result: the $EVOFORGE_RESULT file, else its last JSON object line on stdout."""
@@ -209,6 +217,8 @@ class Engineer:
         raw = reported.value
         if self.task.evaluator_path is not None and isinstance(raw, dict) and ERROR_KEY in raw:
             return self._harness_error(raw[ERROR_KEY], **tails)
+        if self.asi and isinstance(raw, dict) and raw.get("success") is not True:
+            return _failed("reported_failure", _asi_failure(raw), metrics=metrics_of(raw), **tails)
         try:
             score, metrics = validate(raw, self.task.config.objective.metric)
         except BadResult as exc:
@@ -275,6 +285,14 @@ def traceback_tail(text: str, limit: int = TRACEBACK_LINES) -> list[str]:
         starts = [i for i, line in enumerate(tail) if line.startswith("  File ")]
         tail = tail[starts[0]:] if starts else tail[-1:]
     return tail
+
+
+def _asi_failure(raw: dict[str, Any]) -> str:
+    """Why an ASI-Evolve eval.sh said success is not true: its `error` (or `temp.error`), else that alone."""
+    temp = raw.get("temp") if isinstance(raw.get("temp"), dict) else {}
+    error = raw.get("error") or temp.get("error")
+    said = f"success={json.dumps(raw.get('success'))}" if "success" in raw else "no 'success' entry"
+    return f"eval.sh reported {said} in {ASI_RESULT_FILE}" + (f": {error}" if error else "")
 
 
 def _failed(error_class: str, message: str, **fields: Any) -> Outcome:

@@ -8,7 +8,8 @@ evoforge records as `early_exit`). Evaluators run their candidate through `evofo
 uses the same socket. The result is encoded with allow_nan=True so the parent can reject NaN with a clear reason;
 on failure it reports {"__error__": {"type", "message", "traceback", "error_class"}} and exits 1. A two-parameter
 `evaluate(path, ctx)` gets ctx = {"trial_dir", "task_dir", "stage", "stage_args"} (the stage from EVOFORGE_STAGE /
-EVOFORGE_STAGE_ARGS). An `async def evaluate` is run to completion with asyncio.run.
+EVOFORGE_STAGE_ARGS); a stage S calls `evaluate_S` instead when the evaluator defines it. An `async def evaluate`
+is run to completion with asyncio.run.
 """
 
 from __future__ import annotations
@@ -33,8 +34,9 @@ class BadEvaluator(Exception):
     """The evaluator file cannot be loaded or defines no callable `evaluate`."""
 
 
-def load_evaluate(path: Path) -> Callable[..., Any]:
-    """Import the file at `path` as a module and return its `evaluate` function."""
+def load_evaluate(path: Path, stage: str | None = None) -> Callable[..., Any]:
+    """Import the file at `path` as a module and return its `evaluate_<stage>` function when it defines one (as
+    OpenEvolve's `evaluate_stage1` serves a stage named stage1), else its `evaluate` function."""
     if not path.is_file():
         raise BadEvaluator(f"evaluator file {path} does not exist")
     sys.path.insert(0, str(path.parent))  # lets the evaluator import its sibling modules
@@ -47,6 +49,9 @@ def load_evaluate(path: Path) -> Callable[..., Any]:
         spec.loader.exec_module(module)
     except Exception as exc:
         raise BadEvaluator(f"importing evaluator file {path} failed: {type(exc).__name__}: {exc}") from exc
+    staged = getattr(module, f"evaluate_{stage}", None) if stage else None
+    if callable(staged):
+        return staged
     evaluate = getattr(module, "evaluate", None)
     if not callable(evaluate):
         raise BadEvaluator(f"evaluator file {path} defines no callable evaluate(program_path)")
@@ -75,6 +80,20 @@ def _jsonable(value: Any) -> Any:
     raise TypeError(f"value of type {type(value).__name__} is not JSON-serializable")
 
 
+def reported_value(result: Any, layout: str) -> Any:
+    """What evaluate() returned, as reported: an object with a `metrics` dict (OpenEvolve's EvaluationResult) gives
+    that dict; in the OpenEvolve layout a dict without `combined_score` gets one, OpenEvolve's fitness: the mean of
+    its numeric entries."""
+    metrics = getattr(result, "metrics", None)
+    if not isinstance(result, dict) and isinstance(metrics, dict):
+        result = metrics
+    if layout == "openevolve" and isinstance(result, dict) and "combined_score" not in result:
+        numbers = [v for v in result.values() if isinstance(v, int | float) and not isinstance(v, bool)]
+        if numbers:
+            result = {**result, "combined_score": sum(numbers) / len(numbers)}
+    return result
+
+
 def _report(payload: Any) -> None:
     sandbox.report(payload, default=_jsonable)
 
@@ -100,14 +119,15 @@ async def _completed(awaitable: Awaitable[Any]) -> Any:
 
 def run(evaluator_path: Path, program_path: Path) -> int:
     """Call the evaluator on the program and report its result; returns the process exit code."""
+    stage = os.environ.get("EVOFORGE_STAGE", "main")
     try:
-        evaluate = load_evaluate(evaluator_path)
+        evaluate = load_evaluate(evaluator_path, stage)
     except BadEvaluator as exc:
         _report(_error(exc, "bad_evaluator"))
         return 1
     ctx = {"trial_dir": os.environ.get("EVOFORGE_TRIAL_DIR", str(Path.cwd())),
            "task_dir": os.environ.get("EVOFORGE_TASK_DIR", str(evaluator_path.parent)),
-           "stage": os.environ.get("EVOFORGE_STAGE", "main"), "stage_args": _stage_args()}
+           "stage": stage, "stage_args": _stage_args()}
     try:
         result = evaluate(str(program_path), ctx) if wants_ctx(evaluate) else evaluate(str(program_path))
         if inspect.isawaitable(result):  # `async def evaluate`: run it to completion in a fresh event loop
@@ -116,7 +136,7 @@ def run(evaluator_path: Path, program_path: Path) -> int:
         _report(_error(exc, f"crash:{type(exc).__name__}"))
         return 1
     try:
-        _report(result)
+        _report(reported_value(result, os.environ.get("EVOFORGE_LAYOUT", "evoforge")))
     except (TypeError, ValueError) as exc:
         _report(_error(exc, "bad_result", f"evaluate() returned a non-JSON result: {exc}"))
         return 1

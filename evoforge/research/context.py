@@ -41,3 +41,4 @@ class ResearchContext:
     knowledge: Sequence[KnowledgeNote] = ()  # cognition-base items retrieved for this round
     agenda: str = ""  # the latest research agenda (directions, dead ends)
     near_duplicate: Trial | None = None  # set when a first proposal was too close to this evaluated trial
+    fix_error: str = ""  # set when the parent fails (the seed, before anything scored): its error, to repair

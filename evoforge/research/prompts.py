@@ -86,6 +86,7 @@ def template_values(task: Task, ctx: ResearchContext, *, patch_type: str | None 
         "parent_analysis": ctx.parent_analysis.strip(),
         "agenda": ctx.agenda.strip(),
         "near_duplicate": ctx.near_duplicate,
+        "fix_error": ctx.fix_error.strip(),
         "patch_type": patch,
         "edit_format": "diff" if patch == "diff" else "full",
         "partner": partner,

@@ -100,11 +100,13 @@ class ResearchSettings(Strict):
     weighted: WeightedSettings = WeightedSettings()
     patch_types: PatchWeights | None = Field(default=None, description="null: always edit_format")
     prompt_budget: PromptBudget = PromptBudget()
+    seed_repairs: int = Field(default=2, ge=0, description="a failing seed: how many times an LLM researcher is "
+                              "asked to repair it from its error (each a trial) before the run stops")
 
 
 class TaskConfig(Strict):
-    name: str
-    problem: str = Field(description="path of the problem text, relative to the task folder")
+    name: str = Field(description="defaults to the task folder's name")
+    problem: str = Field(description="path of the problem text, relative to the task folder, or the text itself")
     program: str = Field(description="path of the seed program, relative to the task folder")
     evaluator: str | None = Field(default=None, description="Python file defining evaluate(program_path)")
     command: str | None = Field(default=None, description="shell command; {program} is the candidate path")
@@ -121,6 +123,8 @@ class TaskConfig(Strict):
     gates: GatesConfig = GatesConfig()
     hidden: list[str] = Field(default_factory=list, description="task files and folders only the evaluator's "
                               "process sees (e.g. evaluator.py, data/test/); the candidate's jail empties them")
+    layout: str = Field(default="evoforge", pattern="^(evoforge|openevolve|asi-evolve)$",
+                        description="whose conventions the evaluator follows (see evoforge/task/foreign.py)")
 
     @model_validator(mode="after")
     def _one_evaluator(self) -> TaskConfig:

@@ -13,8 +13,10 @@ from pydantic import BaseModel, ValidationError
 
 from evoforge.errors import TaskError
 from evoforge.task.config import TaskConfig
+from evoforge.task.foreign import infer_config
 
 TASK_FILE = "task.yaml"
+ASI_PROGRAM = "code"
 
 
 @dataclass(frozen=True)
@@ -28,8 +30,9 @@ class Task:
 
     @property
     def program_name(self) -> str:
-        """File name the candidate is written under in each trial folder (e.g. `initial_program.py`)."""
-        return Path(self.config.program).name
+        """File name the candidate is written under in each trial folder (e.g. `initial_program.py`; `code` in
+        the ASI-Evolve layout, whose eval.sh reads it there)."""
+        return ASI_PROGRAM if self.config.layout == "asi-evolve" else Path(self.config.program).name
 
     @property
     def evaluator_path(self) -> Path | None:
@@ -39,38 +42,65 @@ class Task:
     def private_paths(self) -> tuple[Path, ...]:
         """What only the evaluator's process sees: task.yaml, the evaluator and the task's `hidden` paths."""
         paths = [self.root / TASK_FILE, *([self.evaluator_path] if self.evaluator_path else [])]
-        return tuple(dict.fromkeys(p.resolve() for p in [*paths, *(self.root / h for h in self.config.hidden)]))
+        every = (p.resolve() for p in [*paths, *(self.root / h for h in self.config.hidden)])
+        return tuple(dict.fromkeys(p for p in every if p.exists()))  # a foreign layout has no task.yaml
 
 
 def load_task(path: str | Path) -> Task:
-    """Read PATH/task.yaml (PATH is the task folder or the yaml file itself) and check what it points at.
+    """Read PATH/task.yaml (PATH is the task folder or the yaml file itself) and check what it points at; a folder
+    without task.yaml in a foreign layout (OpenEvolve's, ASI-Evolve's: see foreign.py) is read as it is.
 
     Raises TaskError with a one-line message naming the file and the field at the first mistake found.
     The evaluator is checked statically (parsed, never imported): it must define `evaluate(program_path)`.
     """
-    yaml_path = _find_task_file(Path(path))
-    root = yaml_path.parent
-    config = _parse_config(yaml_path)
-    problem = _existing_file(root, config.problem, "problem", yaml_path)
-    program = _existing_file(root, config.program, "program", yaml_path)
+    path = Path(path)
+    if path.is_dir() and not (path / TASK_FILE).is_file():
+        data = infer_config(path)
+        return _checked(path, _validated(data, Path(f"{path} ({data['layout']} layout)")), None)
+    yaml_path = _find_task_file(path)
+    return _checked(yaml_path.parent, _parse_config(yaml_path), yaml_path)
+
+
+def _checked(root: Path, config: TaskConfig, yaml_path: Path | None) -> Task:
+    """The task in `root` once every file `config` names is there (`yaml_path` None: an inferred config)."""
+    where = yaml_path or Path(f"{root} ({config.layout} layout)")
+    problem = _problem_text(root, config.problem, where)
+    program = _existing_file(root, config.program, "program", where)
     if config.evaluator is not None:
-        evaluator = _existing_file(root, config.evaluator, "evaluator", yaml_path)
+        evaluator = _existing_file(root, config.evaluator, "evaluator", where)
         _check_evaluator(evaluator, _read_text(evaluator))
     for index, hidden in enumerate(config.hidden):
         target = (root / hidden).resolve()
         if not target.is_relative_to(root.resolve()) or target == root.resolve():
-            raise TaskError(f"{yaml_path}: field 'hidden.{index}': {hidden!r} is not inside the task folder {root}")
+            raise TaskError(f"{where}: field 'hidden.{index}': {hidden!r} is not inside the task folder {root}")
         if not target.exists():
-            raise TaskError(f"{yaml_path}: field 'hidden.{index}': {hidden!r} not found in {root}")
+            raise TaskError(f"{where}: field 'hidden.{index}': {hidden!r} not found in {root}")
     if config.prompts is not None and not (root / config.prompts).is_dir():
-        raise TaskError(f"{yaml_path}: field 'prompts': folder '{config.prompts}' not found in {root}")
+        raise TaskError(f"{where}: field 'prompts': folder '{config.prompts}' not found in {root}")
     return Task(
         root=root.resolve(),
         config=config,
-        problem_text=_read_text(problem),
+        problem_text=problem,
         seed_program=_read_text(program),
     )
 
+
+def problem_is_file(root: Path, problem: str) -> bool:
+    """True when task.yaml's `problem` names a file (one word that is a file of the task folder, or has a suffix
+    or a '/'), False when it is the problem's text itself."""
+    value = problem.strip()
+    if not value or any(c.isspace() for c in value):
+        return False
+    return bool(Path(value).suffix) or "/" in value or (root / value).is_file()
+
+
+def _problem_text(root: Path, problem: str, where: Path) -> str:
+    """`problem` as a file of the task folder when it names one, else as the problem's text."""
+    if not problem.strip():
+        raise TaskError(f"{where}: field 'problem': empty; give a file (problem.md) or the problem's text")
+    if problem_is_file(root, problem):
+        return _read_text(_existing_file(root, problem.strip(), "problem", where))
+    return problem
 
 def task_snapshot(task: Task) -> dict[str, str]:
     """The texts defining the task (task.yaml, problem, program, evaluator, prompts), by relative path."""
@@ -80,7 +110,8 @@ def task_snapshot(task: Task) -> dict[str, str]:
         snapshot[TASK_FILE] = _read_text(yaml_path)
     else:
         snapshot[TASK_FILE] = yaml.safe_dump(task.config.model_dump(mode="json"), sort_keys=False)
-    snapshot[_relative(task.root, task.config.problem)] = task.problem_text
+    if problem_is_file(task.root, task.config.problem):
+        snapshot[_relative(task.root, task.config.problem.strip())] = task.problem_text
     snapshot[_relative(task.root, task.config.program)] = task.seed_program
     if task.config.evaluator is not None:
         snapshot[_relative(task.root, task.config.evaluator)] = _read_text(task.root / task.config.evaluator)
@@ -118,10 +149,15 @@ def _parse_config(yaml_path: Path) -> TaskConfig:
         raise TaskError(
             f"{yaml_path}: expected a mapping of fields (name: ..., problem: ...), got {type(data).__name__}"
         )
+    data.setdefault("name", yaml_path.parent.resolve().name)
+    return _validated(data, yaml_path)
+
+
+def _validated(data: dict[str, Any], where: Path) -> TaskConfig:
     try:
         return TaskConfig.model_validate(data)
     except ValidationError as exc:
-        raise TaskError(_validation_error(yaml_path, exc)) from None
+        raise TaskError(_validation_error(where, exc)) from None
 
 
 def _yaml_error(yaml_path: Path, exc: yaml.YAMLError) -> str:
