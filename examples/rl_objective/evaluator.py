@@ -3,13 +3,15 @@ train policies with the candidate's loss in the candidate's jail, and scores the
 prompts that only this process holds.
 
 The stage's args (task.yaml) set `updates` and `seeds`; the `smoke` stage also checks the loss on a tiny batch.
-A loss that cannot train (crash, non-scalar, no gradient, NaN) fails the stage with the driver's one-line reason.
+A loss that cannot train (crash, non-scalar, no gradient, NaN) fails the stage with the driver's one-line reason;
+one that imports anything but torch and math, or reaches files or other modules, is refused before it runs.
 The score is the held-out success rate (greedy answer correct) averaged over the seeds; `success_se` is its
 standard error. Standard library only: the evaluator's process never imports torch.
 """
 
 from __future__ import annotations
 
+import ast
 import json
 import math
 import random
@@ -25,6 +27,11 @@ FEATURES, TEACHER_HIDDEN, ACTIONS, POLICY_HIDDEN = 8, 16, 8, 32
 TRAIN_PROMPTS, HELDOUT_PROMPTS = 4096, 1000
 DRIVER = Path(__file__).resolve().parent / "driver.py"
 DRIVER_TIMEOUT_S = 900.0  # the stage's own timeout_s ends it sooner
+ALLOWED_IMPORTS = ("torch", "math")
+FORBIDDEN_NAMES = frozenset({"open", "exec", "eval", "compile", "__import__", "globals", "locals", "vars", "getattr",
+                             "setattr", "delattr", "breakpoint", "input", "memoryview"})
+FORBIDDEN_ATTRS = frozenset({"os", "sys", "modules", "load", "save", "from_file", "hub", "serialization",
+                             "subprocess", "builtins", "utils", "ops", "library", "jit", "compiler"})
 
 
 class Rejected(Exception):
@@ -56,6 +63,30 @@ def answer(net: dict[str, Any], x: list[float]) -> int:
     return max(range(len(values)), key=values.__getitem__)
 
 
+def check_loss_source(source: str) -> None:
+    """A loss is a loss: it may import torch and math only and reach no file, module table or dunder attribute.
+
+    The driver runs in the candidate's process, so a candidate that could reach the driver or the training file
+    could skip the training it is judged on; this check closes the plain ways to do so (it is no proof).
+    """
+    try:
+        tree = ast.parse(source)
+    except SyntaxError as exc:
+        raise Rejected(f"the candidate does not parse: {exc.msg} (line {exc.lineno})") from exc
+    for node in ast.walk(tree):
+        line = getattr(node, "lineno", "?")
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            modules = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or "."]
+            for module in modules:
+                if module.split(".")[0] not in ALLOWED_IMPORTS:
+                    raise Rejected(f"line {line} imports {module}: a loss may import only "
+                                   f"{', '.join(ALLOWED_IMPORTS)}")
+        elif isinstance(node, ast.Name) and node.id in FORBIDDEN_NAMES:
+            raise Rejected(f"line {line} uses {node.id}(): a loss reads no files and no other module")
+        elif isinstance(node, ast.Attribute) and (node.attr in FORBIDDEN_ATTRS or node.attr.startswith("__")):
+            raise Rejected(f"line {line} reaches .{node.attr}: a loss reads no files and no other module")
+
+
 def check_params(params: Any) -> dict[str, Any]:
     """The policy's parameters must have the policy's shapes and be finite numbers."""
     shapes = {"w1": (POLICY_HIDDEN, FEATURES), "b1": (POLICY_HIDDEN,), "w2": (ACTIONS, POLICY_HIDDEN),
@@ -78,11 +109,16 @@ def success(params: dict[str, Any], prompts: list[list[float]], answers: list[in
 
 def evaluate(program_path: str, ctx: dict[str, Any]) -> dict[str, Any]:
     args = ctx.get("stage_args") or {}
-    smoke = ctx.get("stage") == "smoke"
+    stage = str(ctx.get("stage", "main"))
+    smoke = stage == "smoke"
     updates, seeds = int(args.get("updates", 150)), int(args.get("seeds", 3))
+    try:
+        check_loss_source(Path(program_path).read_text(encoding="utf-8"))
+    except Rejected as exc:
+        raise Rejected(f"{stage}: {exc}") from None
     _, train_x, train_y, held_x, held_y = make_task()
     trial_dir = Path(ctx["trial_dir"])
-    data_path, out_path = trial_dir / "train.json", trial_dir / f"policies.{ctx.get('stage', 'main')}.json"
+    data_path, out_path = trial_dir / "train.json", trial_dir / f"policies.{stage}.json"
     shape = {"features": FEATURES, "hidden": POLICY_HIDDEN, "actions": ACTIONS}
     data_path.write_text(json.dumps({"shape": shape, "prompts": train_x, "answers": train_y}), encoding="utf-8")
     out_path.unlink(missing_ok=True)
@@ -90,14 +126,14 @@ def evaluate(program_path: str, ctx: dict[str, Any]) -> dict[str, Any]:
             str(updates), str(seeds)]
     run = run_candidate(DRIVER, argv, timeout_s=DRIVER_TIMEOUT_S)
     if not run.ok:
-        raise Rejected(f"the training driver failed: {run.reason()}")
+        raise Rejected(f"{stage}: the training driver failed: {run.reason()}")
     try:
         result = json.loads(out_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise Rejected(f"the training driver wrote no readable result ({type(exc).__name__})") from exc
     if not isinstance(result, dict) or result.get("ok") is not True:
         reason = result.get("reason") if isinstance(result, dict) else None
-        raise Rejected(f"{ctx.get('stage', 'main')}: {reason or 'the driver reported no parameters'}")
+        raise Rejected(f"{stage}: {reason or 'the driver reported no parameters'}")
     policies = result.get("params")
     if not isinstance(policies, list) or len(policies) != seeds:
         raise Rejected(f"bad result: expected the parameters of {seeds} policies")
