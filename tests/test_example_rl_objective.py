@@ -73,7 +73,7 @@ BROKEN = {
             "    return logp.mean() * math.nan\n", "returned nan"),
     "raises": ("def policy_loss(logp, old_logp, ref_logp, rewards, group_ids):\n    raise ValueError('no idea')\n",
                "policy_loss raised ValueError: no idea (smoke batch)"),
-    "missing": ("LOSS = 1\n", "defines no function policy_loss"),
+    "missing": ("from __future__ import annotations\n\nLOSS = 1\n", "defines no function policy_loss"),
 }
 
 

@@ -78,7 +78,7 @@ def check_loss_source(source: str) -> None:
         if isinstance(node, ast.Import | ast.ImportFrom):
             modules = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or "."]
             for module in modules:
-                if module.split(".")[0] not in ALLOWED_IMPORTS:
+                if module.split(".")[0] not in (*ALLOWED_IMPORTS, "__future__"):
                     raise Rejected(f"line {line} imports {module}: a loss may import only "
                                    f"{', '.join(ALLOWED_IMPORTS)}")
         elif isinstance(node, ast.Name) and node.id in FORBIDDEN_NAMES:
