@@ -11,7 +11,7 @@ import torch
 
 BASELINE_WEIGHT = 1.0   # share of the leave-one-out mean reward subtracted from each reward
 ADVANTAGE_SCALE = 1.0
-KL_COEF = 0.1           # weight of the KL penalty to the reference policy
+KL_COEF = 0.5           # weight of the KL penalty to the reference policy (conservative: GRPO uses 0.04)
 ENTROPY_BONUS = 0.0     # weight of a bonus for low log-probabilities of the sampled answers
 
 
