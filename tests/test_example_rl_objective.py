@@ -124,3 +124,22 @@ def test_three_trial_offline_run_completes_with_reward_telemetry(tmp_path: Path)
     rewards = [p for p in points if p.name == "reward"]
     assert [p.step for p in rewards if p.stage == "full"] == [0, 1, 2, 3]  # streamed from the candidate's jail
     assert all(0.0 <= p.value <= 1.0 for p in rewards)
+
+
+BREAKS_IN_TRAINING = {
+    "inf loss": ("loss * torch.inf", r"policy_loss returned inf \(update 0, seed 0\)"),
+    "nan gradient": ("loss + (logp - logp.detach()).abs().sqrt().sum()",
+                     r"policy_loss gave a non-finite gradient \(update 0, seed 0\)"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BREAKS_IN_TRAINING))
+def test_loss_that_breaks_during_training_fails_with_update_and_seed(evaluator: ModuleType, tmp_path: Path,
+                                                                     kind: str) -> None:
+    broken, reason = BREAKS_IN_TRAINING[kind]
+    program = tmp_path / "candidate.py"
+    program.write_text("import torch\n\ndef policy_loss(logp, old_logp, ref_logp, rewards, group_ids):\n"
+                       "    loss = -(rewards * logp).mean()\n"
+                       f"    return {broken} if rewards.numel() > 8 else loss\n")  # fine on the smoke batch
+    with pytest.raises(evaluator.Rejected, match="^short: " + reason):
+        evaluator.evaluate(str(program), ctx(tmp_path, "short", 3, 2))

@@ -137,9 +137,9 @@ class Run:
             value = checked(loss, (logp, old_logp, ref_logp, rewards, group_ids), where)
             self.optimizer.zero_grad()
             value.backward()
+            if not all(p.grad is None or torch.isfinite(p.grad).all() for p in self.policy.parameters()):
+                raise BadLoss(f"{LOSS_NAME} gave a non-finite gradient ({where})")
             nn.utils.clip_grad_norm_(self.policy.parameters(), MAX_GRAD_NORM)
-            if not all(torch.isfinite(p).all() for p in self.policy.parameters()):
-                raise BadLoss(f"the policy's parameters became non-finite ({where})")
             self.optimizer.step()
         return float(rewards.mean())
 
