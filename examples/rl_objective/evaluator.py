@@ -133,7 +133,7 @@ def evaluate(program_path: str, ctx: dict[str, Any]) -> dict[str, Any]:
         raise Rejected(f"the training driver wrote no readable result ({type(exc).__name__})") from exc
     if not isinstance(result, dict) or result.get("ok") is not True:
         reason = result.get("reason") if isinstance(result, dict) else None
-        raise Rejected(f"{stage}: {reason or 'the driver reported no parameters'}")
+        raise Rejected(f"{stage}: {str(reason or 'the driver reported no parameters')[:500]}")
     policies = result.get("params")
     if not isinstance(policies, list) or len(policies) != seeds:
         raise Rejected(f"bad result: expected the parameters of {seeds} policies")
