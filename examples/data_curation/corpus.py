@@ -11,11 +11,10 @@ from __future__ import annotations
 import base64
 import inspect
 import json
+import pydoc_data.topics
 import random
 import re
 from dataclasses import dataclass, field
-
-import pydoc_data.topics
 
 DOC_MIN_CHARS = 500
 DOC_MAX_CHARS = 1500
@@ -137,7 +136,8 @@ def _spam(rng: random.Random, train: list[str]) -> str:
     lines = []
     for _ in range(rng.randint(6, 20)):
         words = [rng.choice(SPAM) for _ in range(rng.randint(3, 8))]
-        url = f"http://www.{rng.choice(('best', 'cheap', 'top', 'free'))}-{rng.randint(1, 999)}.biz/?ref={rng.randint(10**5, 10**6)}"
+        host = f"{rng.choice(('best', 'cheap', 'top', 'free'))}-{rng.randint(1, 999)}"
+        url = f"http://www.{host}.biz/?ref={rng.randint(10**5, 10**6)}"
         lines.append(" ".join(words) + rng.choice(("!!!", "!!", "!", " >>>")) + " " + url)
     return "\n".join(lines)
 
