@@ -64,8 +64,11 @@ def evaluate(program_path: str, ctx: dict[str, Any] | None = None) -> dict[str, 
 def run_curate(program_path: str, docs: list[str], budget: int, corpus_path: Path, timeout_s: float) -> Any:
     """The candidate's selections, from curate(docs, budget) run in its own jail; Rejected when it fails."""
     corpus_path.write_text(json.dumps(docs), encoding="utf-8")
-    run = run_candidate(HERE / "driver.py", [str(Path(program_path).resolve()), str(corpus_path), str(budget)],
-                        timeout_s=timeout_s, json_value=True)
+    try:
+        run = run_candidate(HERE / "driver.py", [str(Path(program_path).resolve()), str(corpus_path), str(budget)],
+                            timeout_s=timeout_s, json_value=True)
+    finally:
+        corpus_path.unlink(missing_ok=True)  # ~1 MB per stage: the trial folder keeps only what tells the story
     if run.timed_out:
         raise Rejected(f"curate() did not return within {timeout_s:g} s")
     if not run.ok:
