@@ -56,7 +56,7 @@ def evaluator() -> ModuleType:
 @pytest.fixture()
 def small_task(tmp_path: Path) -> Path:
     task = tmp_path / "task"
-    shutil.copytree(EXAMPLE, task, ignore=shutil.ignore_patterns("__pycache__", "README.md"))
+    shutil.copytree(EXAMPLE, task, ignore=shutil.ignore_patterns("__pycache__"))
     (task / "task.yaml").write_text(SMALL_TASK)
     return task
 
