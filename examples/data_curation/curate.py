@@ -9,6 +9,7 @@ spans' UTF-8 bytes must add up to at most `budget`; a weight (0 < w <= 10) is ho
 from __future__ import annotations
 
 import re
+import zlib
 
 MIN_CHARS = 150
 MIN_ALPHA_FRACTION = 0.55  # letters among the characters
@@ -27,7 +28,7 @@ STOPWORDS = frozenset("the of and to a in is it that for as with be on are this 
 MARKERS = ("cookie", "subscribe", "newsletter", "rights reserved", "privacy", "terms of service", "login",
            "sign up", "share this", "click", "|")
 WORD = re.compile(r"[A-Za-z']+")
-PRIME, MASK = (1 << 61) - 1, (1 << 61) - 1
+PRIME = (1 << 61) - 1
 PERMUTATIONS = [(1 + 2 * i * 0x9E3779B1 % PRIME, 7 * i + 3) for i in range(1, NUM_HASHES + 1)]
 
 
@@ -88,7 +89,7 @@ def _quality(text: str) -> float | None:
 def _minhash(text: str) -> list[int]:
     words = text.lower().split()
     shingles = {" ".join(words[i:i + SHINGLE]) for i in range(max(1, len(words) - SHINGLE + 1))}
-    bases = [hash(s) & MASK for s in shingles]
+    bases = [zlib.crc32(s.encode()) for s in shingles]  # not hash(): salted per process
     return [min((a * x + b) % PRIME for x in bases) for a, b in PERMUTATIONS]
 
 
