@@ -120,3 +120,13 @@ def test_three_trial_offline_run_completes(small_task: Path, tmp_path: Path) -> 
                                        timeout=120, check=True).stdout)
     assert status["succeeded"] + status["failed"] + status["pruned"] == 3 and status["succeeded"] >= 1
     assert 0 < status["best_score"] < 8.0
+
+
+def test_seed_selection_is_the_same_in_every_process() -> None:
+    """The seed's de-duplication must not depend on Python's per-process string hash salt (it did: hash())."""
+    script = ("import json, sys; sys.path.insert(0, sys.argv[1]); import corpus, curate; "
+              "c = corpus.build(5, n_clean=150); print(json.dumps(curate.curate(c.docs, 60000)))")
+    outputs = {subprocess.run([sys.executable, "-c", script, str(EXAMPLE)], capture_output=True, text=True,
+                              timeout=120, check=True, env={"PYTHONHASHSEED": salt}).stdout
+               for salt in ("1", "2", "3")}
+    assert len(outputs) == 1 and json.loads(outputs.pop())
