@@ -21,7 +21,9 @@ SHINGLE = 5  # words per shingle for near-duplicate detection
 NUM_HASHES = 16
 DUP_THRESHOLD = 0.8  # estimated Jaccard similarity above which a document is a duplicate of a kept one
 BOILERPLATE_MARKERS = 3  # a paragraph with this many marker words is page furniture, trimmed off
-UPWEIGHT = 1.0  # sampling weight of the documents that pass every filter with room to spare
+ALPHA_WEIGHT = 0.1  # ranking: quality = stop-word share + ALPHA_WEIGHT x letter share (the best fill the budget)
+UPWEIGHT = 2.0  # sampling weight of the documents whose quality is above UPWEIGHT_ABOVE
+UPWEIGHT_ABOVE = 0.5
 
 STOPWORDS = frozenset("the of and to a in is it that for as with be on are this by an or not from at which "
                       "can if its has have was but these their when all will may one only".split())
@@ -51,7 +53,7 @@ def curate(docs: list[str], budget: int) -> list[list[float]]:
         if any(_similar(signature, other) for other in seen):
             continue
         seen.append(signature)
-        weight = UPWEIGHT if quality > 2 * MIN_STOPWORD_FRACTION else 1.0
+        weight = UPWEIGHT if quality > UPWEIGHT_ABOVE else 1.0
         kept.append([index, weight, start, end])
         used += size
     return kept
@@ -67,10 +69,11 @@ def _trim(doc: str) -> tuple[int, int]:
 
 
 def _quality(text: str) -> float | None:
-    """None when the text fails a filter, else its share of stop words (higher reads more like prose)."""
+    """None when the text fails a filter, else its quality: mostly its share of stop words (prose scores high)."""
     if len(text) < MIN_CHARS:
         return None
-    if sum(c.isalpha() for c in text) / len(text) < MIN_ALPHA_FRACTION:
+    alpha = sum(c.isalpha() for c in text) / len(text)
+    if alpha < MIN_ALPHA_FRACTION:
         return None
     if sum(not c.isascii() for c in text) / len(text) > MAX_NON_ASCII_FRACTION:
         return None
@@ -83,7 +86,7 @@ def _quality(text: str) -> float | None:
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     if lines and 1 - len(set(lines)) / len(lines) > MAX_DUP_LINE_FRACTION:
         return None
-    return stop
+    return stop + ALPHA_WEIGHT * alpha
 
 
 def _minhash(text: str) -> list[int]:
