@@ -40,10 +40,22 @@ def evaluate(program_path: str, ctx: dict[str, Any]) -> dict[str, Any]:
     args = dict(ctx.get("stage_args") or {})
     trial_dir = Path(ctx.get("trial_dir") or ".")
     stage = str(ctx.get("stage") or "full")
-    metrics: dict[str, Any] = {}
-    if args.get("check", stage == "smoke"):
-        metrics.update(check(program_path, args))
-    metrics.update(train_and_score(program_path, args, trial_dir, stage))
+    checking = bool(args.get("check", stage == "smoke"))
+    probe = probe_request(args) if checking else None
+    steps = int(args.get("steps", settings.FULL_STEPS))
+    cfg = mqar.MQARConfig(**{**settings.MQAR, **args.get("mqar", {})})
+    tokens, targets = mqar.make_batch(cfg, int(args.get("held_out", settings.HELD_OUT)), HELD_OUT_SEED)
+    inputs_path = trial_dir / f"heldout.{stage}.npy"  # steps 0: the untrained model's predictions
+    np.save(inputs_path, tokens)
+    train = {"mqar": cfg.__dict__, "steps": steps, "batch": int(args.get("batch", settings.BATCH)),
+             "d_model": int(args.get("d_model", settings.D_MODEL)), "seed": settings.TRAIN_SEED,
+             "report_every": int(args.get("report_every", 25)), "inputs_path": str(inputs_path.resolve())}
+    answer = _ask(program_path, {"probe": probe and probe[0], "train": train},
+                  float(args.get("train_timeout_s", 3600)))
+    metrics: dict[str, Any] = {"steps": steps}
+    if probe is not None:
+        metrics.update(check(answer.get("probe"), probe, args))
+    metrics.update(score(answer.get("train"), targets))
     return metrics
 
 
@@ -51,15 +63,17 @@ def _ask(program_path: str, request: dict[str, Any], timeout_s: float) -> dict[s
     """Run train.py on the program in the candidate's jail; its JSON answer, or Rejected with the reason."""
     run = run_candidate(HERE / "train.py", [str(Path(program_path).resolve()), json.dumps(request)],
                         timeout_s=timeout_s, json_value=True)
+    what = "smoke" if request.get("probe") else "training"
     if not run.ok:
-        raise Rejected(f"{request['op']} failed: {run.reason()}")
+        raise Rejected(f"{what} run failed: {run.reason()}")
     if not isinstance(run.value, dict):
-        raise Rejected(f"{request['op']} failed: the driver printed no answer")
+        raise Rejected(f"{what} run failed: the driver printed no answer")
     return run.value
 
 
-def check(program_path: str, args: dict[str, Any]) -> dict[str, Any]:
-    """Shapes, causality and cost growth of the Mixer; raises Rejected on the first failure."""
+def probe_request(args: dict[str, Any]) -> tuple[dict[str, Any], np.ndarray, np.ndarray, list[int]]:
+    """The probe the driver answers: random inputs with copies changed after cut positions, in shuffled order,
+    and the two lengths at which to time the layer. Returns (request, inputs, order, cuts)."""
     d = int(args.get("d_model", settings.D_MODEL))
     rng = np.random.default_rng(int(args.get("probe_seed", 0)))
     base = rng.standard_normal((PROBE_BATCH, PROBE_LEN, d)).astype(np.float32)
@@ -73,9 +87,18 @@ def check(program_path: str, args: dict[str, Any]) -> dict[str, Any]:
     order = rng.permutation(len(inputs))  # the perturbed copies are not where the candidate could expect them
     x = np.stack([inputs[j] for j in order])
     lengths = [int(v) for v in args.get("lengths", [128, 1024])]
-    request = {"op": "probe", "d_model": d, "inputs": x.tolist(), "lengths": lengths,
+    request = {"d_model": d, "inputs": x.tolist(), "lengths": lengths,
                "tokens": int(args.get("cost_tokens", 8192)), "repeats": int(args.get("cost_repeats", 3))}
-    answer = _ask(program_path, request, float(args.get("probe_timeout_s", 120)))
+    return request, x, order, cuts
+
+
+def check(answer: Any, probe: tuple[dict[str, Any], np.ndarray, np.ndarray, list[int]],
+          args: dict[str, Any]) -> dict[str, Any]:
+    """Shapes, causality and cost growth of the Mixer from the driver's answer; raises Rejected on a failure."""
+    request, x, order, cuts = probe
+    lengths = request["lengths"]
+    if not isinstance(answer, dict):
+        raise Rejected("smoke run failed: the driver returned no probe")
     try:
         y = np.asarray(answer.get("outputs"), dtype=np.float64)
     except (TypeError, ValueError) as exc:
@@ -107,17 +130,10 @@ def check(program_path: str, args: dict[str, Any]) -> dict[str, Any]:
     return {"cost_growth": growth, "causal_error": worst}
 
 
-def train_and_score(program_path: str, args: dict[str, Any], trial_dir: Path, stage: str) -> dict[str, Any]:
-    """Train in the candidate's jail, then score its predictions of the held-out sequences here."""
-    cfg = mqar.MQARConfig(**{**settings.MQAR, **args.get("mqar", {})})
-    tokens, targets = mqar.make_batch(cfg, int(args.get("held_out", settings.HELD_OUT)), HELD_OUT_SEED)
-    inputs_path = trial_dir / f"heldout.{stage}.npy"
-    np.save(inputs_path, tokens)
-    steps = int(args.get("steps", settings.FULL_STEPS))
-    request = {"op": "train", "mqar": cfg.__dict__, "steps": steps, "batch": int(args.get("batch", settings.BATCH)),
-               "d_model": int(args.get("d_model", settings.D_MODEL)), "seed": settings.TRAIN_SEED,
-               "report_every": int(args.get("report_every", 25)), "inputs_path": str(inputs_path.resolve())}
-    answer = _ask(program_path, request, float(args.get("train_timeout_s", 3600)))
+def score(answer: Any, targets: np.ndarray) -> dict[str, Any]:
+    """Accuracy of the candidate's predictions of the held-out sequences, against the targets held here."""
+    if not isinstance(answer, dict):
+        raise Rejected("training run failed: the driver returned no predictions")
     try:
         predictions = np.asarray(answer.get("predictions"), dtype=np.int64)
     except (TypeError, ValueError) as exc:
@@ -125,6 +141,6 @@ def train_and_score(program_path: str, args: dict[str, Any], trial_dir: Path, st
     if predictions.shape != targets.shape:
         raise Rejected(f"predictions: expected shape {list(targets.shape)}, got {list(predictions.shape)}")
     loss = answer.get("final_loss")
-    return {"accuracy": mqar.accuracy(predictions, targets), "steps": steps,
+    return {"accuracy": mqar.accuracy(predictions, targets),
             "train_loss": float(loss) if isinstance(loss, int | float) and math.isfinite(loss) else None,
             "train_seconds": float(answer.get("train_seconds") or 0.0)}

@@ -1,10 +1,10 @@
 """Trusted driver that runs INSIDE the candidate's jail: `python train.py PROGRAM REQUEST_JSON`.
 
-It imports the candidate's `Mixer`, builds the tiny 2-layer model around it and answers one request from the
-evaluator, printing one JSON line: `probe` (the mixer's outputs on inputs the evaluator chose, for its causality
-check; and seconds per token of a forward pass at two lengths, for the cost check) or `train` (train on MQAR
-batches from a public seed, streaming loss/accuracy telemetry, then predict the tokens of the held-out inputs the
-evaluator wrote; the evaluator alone holds their targets and scores them).
+It imports the candidate's `Mixer`, builds the tiny 2-layer model around it and prints one JSON line with the
+parts of the evaluator's request, in this order: `probe` (the mixer's outputs on inputs the evaluator chose, for
+its causality check; gradients through the model; seconds per token of a forward pass at two lengths, for the
+cost check) and `train` (train on MQAR batches from a public seed, streaming loss/accuracy telemetry, then predict
+the tokens of the held-out inputs the evaluator wrote; the evaluator alone holds their targets and scores them).
 """
 
 from __future__ import annotations
@@ -88,7 +88,11 @@ def main() -> None:
     torch.set_num_threads(1)
     program, request = sys.argv[1], json.loads(sys.argv[2])
     module = load(program)
-    answer = probe(module, request) if request["op"] == "probe" else train(module, request)
+    answer: dict[str, Any] = {}
+    if request.get("probe"):
+        answer["probe"] = probe(module, request["probe"])
+    if request.get("train") is not None:
+        answer["train"] = train(module, request["train"])
     sys.stdout.flush()
     print("\n" + json.dumps(answer, allow_nan=True), flush=True)
 
