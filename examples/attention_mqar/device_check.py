@@ -19,6 +19,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import mqar  # noqa: E402
 import settings  # noqa: E402
+import tinylm  # noqa: E402
 
 
 def main() -> None:
@@ -34,19 +35,19 @@ def main() -> None:
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    make = (lambda d: mqar.SoftmaxAttention(d)) if args.mixer == "softmax" else module.Mixer
+    make = (lambda d: tinylm.SoftmaxAttention(d)) if args.mixer == "softmax" else module.Mixer
     cfg = mqar.MQARConfig(**settings.MQAR)
-    tc = mqar.TrainConfig(steps=args.steps, batch=settings.BATCH, d_model=settings.D_MODEL,
+    tc = tinylm.TrainConfig(steps=args.steps, batch=settings.BATCH, d_model=settings.D_MODEL,
                           lr=float(getattr(module, "LEARNING_RATE", 1e-3)),
                           weight_decay=float(getattr(module, "WEIGHT_DECAY", 0.1)),
                           warmup=int(getattr(module, "WARMUP_STEPS", 100)), seed=settings.TRAIN_SEED,
                           report_every=max(args.steps // 10, 1))
     torch.manual_seed(tc.seed)
     start = time.perf_counter()
-    model = mqar.TinyLM(cfg.vocab, cfg.seq_len, tc.d_model, make).to(args.device)
-    curve = mqar.train(model, cfg, tc, device=args.device)
+    model = tinylm.TinyLM(cfg.vocab, cfg.seq_len, tc.d_model, make).to(args.device)
+    curve = tinylm.train(model, cfg, tc, device=args.device)
     tokens, targets = mqar.make_batch(cfg, settings.HELD_OUT, seed=987_654)
-    acc = mqar.accuracy(mqar.predict(model, tokens, device=args.device), targets)
+    acc = mqar.accuracy(tinylm.predict(model, tokens, device=args.device), targets)
     if args.device == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start

@@ -22,6 +22,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import mqar  # noqa: E402
+import tinylm  # noqa: E402
 
 from evoforge.telemetry import report  # noqa: E402
 
@@ -47,7 +48,7 @@ def probe(module: ModuleType, req: dict[str, Any]) -> dict[str, Any]:
         y = mixer(x)
     if not isinstance(y, torch.Tensor):
         raise TypeError(f"Mixer.forward returned {type(y).__name__}, not a tensor")
-    model = mqar.TinyLM(64, max(req["lengths"]), d, module.Mixer)
+    model = tinylm.TinyLM(64, max(req["lengths"]), d, module.Mixer)
     batch = model(torch.zeros(2, 8, dtype=torch.long)).sum()
     batch.backward()  # gradients must flow through the layer
     costs = []
@@ -68,17 +69,17 @@ def probe(module: ModuleType, req: dict[str, Any]) -> dict[str, Any]:
 def train(module: ModuleType, req: dict[str, Any]) -> dict[str, Any]:
     """Train on MQAR, stream telemetry, and predict the held-out inputs read from req["inputs_path"]."""
     cfg = mqar.MQARConfig(**req["mqar"])
-    tc = mqar.TrainConfig(steps=int(req["steps"]), batch=int(req["batch"]), d_model=int(req["d_model"]),
+    tc = tinylm.TrainConfig(steps=int(req["steps"]), batch=int(req["batch"]), d_model=int(req["d_model"]),
                           lr=float(getattr(module, "LEARNING_RATE", 1e-3)),
                           weight_decay=float(getattr(module, "WEIGHT_DECAY", 0.1)),
                           warmup=int(getattr(module, "WARMUP_STEPS", 100)), seed=int(req["seed"]),
                           report_every=int(req["report_every"]))
     torch.manual_seed(tc.seed)
-    model = mqar.TinyLM(cfg.vocab, cfg.seq_len, tc.d_model, module.Mixer)
+    model = tinylm.TinyLM(cfg.vocab, cfg.seq_len, tc.d_model, module.Mixer)
     start = time.perf_counter()
-    curve = mqar.train(model, cfg, tc, report=report)
+    curve = tinylm.train(model, cfg, tc, report=report)
     tokens = np.load(req["inputs_path"])
-    predictions = mqar.predict(model, tokens)
+    predictions = tinylm.predict(model, tokens)
     final_loss = curve[-1][1] if curve else float("nan")
     return {"predictions": predictions.tolist(), "train_seconds": time.perf_counter() - start,
             "final_loss": final_loss}
