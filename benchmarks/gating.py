@@ -253,7 +253,7 @@ def main() -> None:
     parser.add_argument("--task", choices=["synthetic", "real", "both"], default="both")
     parser.add_argument("--trials", type=int, default=30)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--real-steps", type=int, default=150, help="training steps of the real task's short stage")
+    parser.add_argument("--real-steps", type=int, default=100, help="training steps of the real task's short stage")
     args = parser.parse_args()
     if args.task in ("synthetic", "both"):
         compare(candidates(args.seed, args.trials), write_task, "main", False, "")

@@ -50,8 +50,9 @@ def evaluate(program_path: str, ctx: dict[str, Any]) -> dict[str, Any]:
     train = {"mqar": cfg.__dict__, "steps": steps, "batch": int(args.get("batch", settings.BATCH)),
              "d_model": int(args.get("d_model", settings.D_MODEL)), "seed": settings.TRAIN_SEED,
              "report_every": int(args.get("report_every", 25)), "inputs_path": str(inputs_path.resolve())}
-    answer = _ask(program_path, {"probe": probe and probe[0], "train": train},
-                  float(args.get("train_timeout_s", 3600)))
+    request_path = trial_dir / f"request.{stage}.json"  # a file: the probe is too large for a command line
+    request_path.write_text(json.dumps({"probe": probe and probe[0], "train": train}))
+    answer = _ask(program_path, request_path, bool(probe), float(args.get("train_timeout_s", 3600)))
     metrics: dict[str, Any] = {"steps": steps}
     if probe is not None:
         metrics.update(check(answer.get("probe"), probe, args))
@@ -59,11 +60,11 @@ def evaluate(program_path: str, ctx: dict[str, Any]) -> dict[str, Any]:
     return metrics
 
 
-def _ask(program_path: str, request: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+def _ask(program_path: str, request_path: Path, smoke: bool, timeout_s: float) -> dict[str, Any]:
     """Run train.py on the program in the candidate's jail; its JSON answer, or Rejected with the reason."""
-    run = run_candidate(HERE / "train.py", [str(Path(program_path).resolve()), json.dumps(request)],
+    run = run_candidate(HERE / "train.py", [str(Path(program_path).resolve()), str(request_path.resolve())],
                         timeout_s=timeout_s, json_value=True)
-    what = "smoke" if request.get("probe") else "training"
+    what = "smoke" if smoke else "training"
     if not run.ok:
         raise Rejected(f"{what} run failed: {run.reason()}")
     if not isinstance(run.value, dict):

@@ -1,4 +1,4 @@
-"""Trusted driver that runs INSIDE the candidate's jail: `python train.py PROGRAM REQUEST_JSON`.
+"""Trusted driver that runs INSIDE the candidate's jail: `python train.py PROGRAM REQUEST_FILE`.
 
 It imports the candidate's `Mixer`, builds the tiny 2-layer model around it and prints one JSON line with the
 parts of the evaluator's request, in this order: `probe` (the mixer's outputs on inputs the evaluator chose, for
@@ -87,7 +87,7 @@ def train(module: ModuleType, req: dict[str, Any]) -> dict[str, Any]:
 
 def main() -> None:
     torch.set_num_threads(1)
-    program, request = sys.argv[1], json.loads(sys.argv[2])
+    program, request = sys.argv[1], json.loads(Path(sys.argv[2]).read_text())
     module = load(program)
     answer: dict[str, Any] = {}
     if request.get("probe"):
