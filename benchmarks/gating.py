@@ -156,8 +156,8 @@ REAL_ARGS = ("{steps: %d, report_every: 10, held_out: 200, batch: 16, d_model: 3
              "mqar: {vocab: 64, seq_len: 32, pairs: 4}}")
 REAL_GATES_ON = """\
 gates:
-  median: {metric: loss, direction: minimize, warmup_steps: 40, min_trials: 3, stages: [short]}
-  parent_relative: {metric: loss, direction: minimize, warmup_steps: 40, margin: 0.15, stages: [short]}
+  median: {metric: loss, direction: minimize, warmup_steps: 60, min_trials: 3, stages: [short]}
+  parent_relative: {metric: loss, direction: minimize, warmup_steps: 60, margin: 0.15, stages: [short]}
 """
 SOFTMAX_LAYER = """\
 import torch
