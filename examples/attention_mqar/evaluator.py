@@ -37,6 +37,7 @@ class Rejected(Exception):
 
 
 def evaluate(program_path: str, ctx: dict[str, Any]) -> dict[str, Any]:
+    """One stage: a single jailed driver run (probe when checking, then training and predictions); the metrics."""
     args = dict(ctx.get("stage_args") or {})
     trial_dir = Path(ctx.get("trial_dir") or ".")
     stage = str(ctx.get("stage") or "full")
