@@ -11,7 +11,8 @@ curves: varied token-mixing layers (linear attention, softmax attention, a runni
 each trained on MQAR in its own jail while its loss streams to the gates; the objective is held-out accuracy.
 It ends with `RESULT saved_real=<fraction> same_best_real=<bool> best_off_real=<x> best_on_real=<y>`.
 
-Run: `.venv/bin/python benchmarks/gating.py [--task synthetic|real|both] [--trials 30] [--seed 0]`.
+Run: `.venv/bin/python benchmarks/gating.py [--task synthetic|real|both] [--trials 30] [--seed 0] [--real-steps 300]
+[--real-warmup 60]`.
 """
 
 from __future__ import annotations
@@ -156,8 +157,8 @@ REAL_ARGS = ("{steps: %d, report_every: 10, held_out: 200, batch: 16, d_model: 3
              "mqar: {vocab: 64, seq_len: 32, pairs: 4}}")
 REAL_GATES_ON = """\
 gates:
-  median: {metric: loss, direction: minimize, warmup_steps: 60, min_trials: 3, stages: [short]}
-  parent_relative: {metric: loss, direction: minimize, warmup_steps: 60, margin: 0.15, stages: [short]}
+  median: {metric: loss, direction: minimize, warmup_steps: %(warmup)d, min_trials: 3, stages: [short]}
+  parent_relative: {metric: loss, direction: minimize, warmup_steps: %(warmup)d, margin: 0.15, stages: [short]}
 """
 SOFTMAX_LAYER = """\
 import torch
@@ -197,13 +198,13 @@ class Mixer(nn.Module):
 """
 
 
-def write_real_task(root: Path, gating: bool, steps: int) -> Task:
+def write_real_task(root: Path, gating: bool, steps: int, warmup: int) -> Task:
     """The attention_mqar example with one short stage at small settings; gates on or off."""
     shutil.copytree(EXAMPLE, root, ignore=shutil.ignore_patterns("__pycache__"))
     text = (root / "task.yaml").read_text()
     text = text[:text.index("stages:")] + (
         f"stages:\n  - {{name: short, timeout_s: 600, args: {REAL_ARGS % steps}}}\n"
-        + (REAL_GATES_ON if gating else GATES_OFF) + "knowledge: {embeddings: false}\n")
+        + (REAL_GATES_ON % {"warmup": warmup} if gating else GATES_OFF) + "knowledge: {embeddings: false}\n")
     (root / "task.yaml").write_text(text)
     return load_task(root)
 
@@ -253,13 +254,15 @@ def main() -> None:
     parser.add_argument("--task", choices=["synthetic", "real", "both"], default="both")
     parser.add_argument("--trials", type=int, default=30)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--real-steps", type=int, default=100, help="training steps of the real task's short stage")
+    parser.add_argument("--real-steps", type=int, default=300, help="training steps of the real task's short stage")
+    parser.add_argument("--real-warmup", type=int, default=60, help="steps before the real task's gates judge")
     args = parser.parse_args()
     if args.task in ("synthetic", "both"):
         compare(candidates(args.seed, args.trials), write_task, "main", False, "")
     if args.task in ("real", "both"):
         compare(real_candidates(args.seed, args.trials),
-                lambda root, gating: write_real_task(root, gating, args.real_steps), "short", True, "_real")
+                lambda root, gating: write_real_task(root, gating, args.real_steps, args.real_warmup),
+                "short", True, "_real")
 
 
 if __name__ == "__main__":
