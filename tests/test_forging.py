@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 from containment import (
+    HONEST as HONEST_PROGRAM,
+)
+from containment import (
     IN_PROCESS,
     MODES,
     THROUGH_HELPER,
@@ -106,3 +109,22 @@ def test_the_run_start_says_when_candidates_share_the_evaluators_process(tmp_pat
     line = describe_isolation(inside.config.limits, inside.evaluator_path)
     assert "candidates share the evaluator's process" in line
     assert "share" not in describe_isolation(apart.config.limits, apart.evaluator_path)
+
+
+# The evaluator asks for a run that cannot start (an argument list past the kernel's limit).
+UNSTARTABLE = """
+from evoforge.sandbox import CandidateError, run_candidate
+
+def evaluate(program_path):
+    try:
+        run_candidate(program_path, ["x" * 100_000] * 64, timeout_s=5)
+    except CandidateError as exc:
+        return {"score": 0.0, "refused": "cannot start the candidate" in str(exc)}
+    return {"score": 1.0, "refused": False}
+"""
+
+
+def test_a_candidate_that_cannot_start_is_refused_to_the_evaluator_not_left_hanging(tmp_path: Path) -> None:
+    out = evaluate(make_task(tmp_path, UNSTARTABLE, timeout=10), HONEST_PROGRAM, trial_dir(tmp_path))
+    assert (out.status, out.score, out.metrics.get("refused")) == (TrialStatus.SUCCEEDED, 0.0, True), (
+        out.error_class, out.error_message)

@@ -116,7 +116,10 @@ class Broker:
                 or not (text is None or isinstance(text, str))):
             reply["error"] = "malformed run request: argv must be a list of strings and timeout_s a number > 0"
         else:
-            reply.update(await self._start(argv, float(timeout_s), text))
+            try:
+                reply.update(await self._start(argv, float(timeout_s), text))
+            except OSError as exc:  # e.g. an argument list too long: the evaluator hears why, the trial goes on
+                reply["error"] = f"cannot start the candidate: {type(exc).__name__}: {exc}"
         writer.write(json.dumps(reply).encode() + b"\n")
         await writer.drain()
 
