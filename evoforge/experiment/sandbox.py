@@ -191,7 +191,7 @@ def _supervisor_argv(argv: Sequence[str], limits: Limits, env: Mapping[str, str]
 
     The jail's folders are computed here, in the evoforge process, which knows its interpreter and virtualenv.
     """
-    cmd = [sys.executable, "-I", "-S", str(SUPERVISOR)]
+    cmd = [sys.executable, "-I", "-S", str(SUPERVISOR), "--parent-pid", str(os.getpid())]
     for flag, value in (("--memory-mb", limits.memory_mb), ("--cpu-s", limits.cpu_s),
                         ("--max-processes", limits.max_processes), ("--max-open-files", limits.max_open_files),
                         ("--disk-mb", limits.disk_mb)):

@@ -37,8 +37,8 @@ REAP_DEADLINE_S = 5.0
 POLL_S = 0.05
 SCAN_SHARE = 20  # wait this many times as long as a /proc scan took before the next one
 SETUP_FAILED = 125
-INT_OPTIONS = ("memory-mb", "cpu-s", "max-open-files", "max-processes", "nproc-rlimit", "status-fd", "disk-mb",
-               "tmp-mb")
+INT_OPTIONS = ("parent-pid", "memory-mb", "cpu-s", "max-open-files", "max-processes", "nproc-rlimit", "status-fd",
+               "disk-mb", "tmp-mb")
 LIST_OPTIONS = ("readonly", "pass-fd", "mask", "hide")
 MODES = ("bwrap", "unshare", "none")
 
@@ -57,6 +57,7 @@ def _isolation() -> ModuleType:
 class Options:
     """Parsed command line; `status_fd` set means this is the inner supervisor inside the wrapper."""
 
+    parent_pid: int | None = None  # the evoforge process: when it dies, this supervisor gets SIGTERM
     memory_mb: int | None = None
     cpu_s: int | None = None
     max_open_files: int | None = None
@@ -376,6 +377,10 @@ def _run_wrapped(opts: Options, command: list[str]) -> tuple[int, str]:
 def main(argv: list[str]) -> None:
     opts, command = _parse_args(argv)
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGCHLD})
+    if opts.parent_pid is not None:  # evoforge killed (kill -9 included): stop the trial as on a timeout
+        _libc().prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != opts.parent_pid:
+            os._exit(128 + signal.SIGTERM)
     _set_subreaper()
     _boost()
     if opts.status_fd is None and opts.max_processes is not None and os.getuid() != 0:
