@@ -80,7 +80,7 @@ class Conductor:
         if requeued:
             await self._gather(self._guarded(self._evaluate_pass, TrialPass(trial_id)) for trial_id in requeued)
         if self.state.best is None:
-            raise RunError(self._why_no_score())
+            raise RunError(self.state.why_no_score(self.run_dir))
         self._check_target()  # a run resumed with a target its best trial has reached already starts nothing
         # More workers than evaluation slots: while K trials evaluate, `prefetch` more are being proposed, so a
         # freed slot finds its next candidate ready and LLM latency hides behind evaluation time.
@@ -299,19 +299,6 @@ class Conductor:
         trial_id = trial_pass.trial_id = self._record_proposal(proposal, broken, [], [])
         if self.state.trials[trial_id].status is TrialStatus.PROPOSED:
             await self._evaluate_recorded(trial_id)
-
-    def _why_no_score(self) -> str:
-        """One line for a run with no scored trial to build on: the seed's error (its first line) and class."""
-        seed = min(self.state.trials.values(), key=lambda t: t.id, default=None)
-        if seed is None or seed.status is not TrialStatus.FAILED and seed.status is not TrialStatus.PRUNED:
-            return f"no trial has a valid score yet: see `evoforge status {self.run_dir}`"
-        lines = [line.strip() for line in (seed.error_message or "").splitlines()]
-        first = next((line for line in lines if line.strip("^~ ")), "no message")
-        repairs = len(self.state.trials) - 1
-        tried = f" ({repairs} repair attempt{'s' if repairs != 1 else ''} by the researcher failed too)" * (repairs > 0)
-        return (f"the seed program failed: {first} ({seed.error_class or seed.status.value}){tried}; no trial can "
-                f"build on it: fix the task's program or evaluator and start a new run (details: `evoforge show "
-                f"{self.run_dir} {seed.id}`)")
 
     # ---- ANALYZE --------------------------------------------------------------------------------------------
     async def _analyze_and_commit(self, trial: Trial, outcome: Outcome) -> None:

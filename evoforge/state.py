@@ -109,3 +109,16 @@ class LoopState:
     def mean_eval_seconds(self) -> float:
         spent = [t.seconds for t in self.recent if t.seconds > 0]
         return sum(spent) / len(spent) if spent else 0.0
+
+    def why_no_score(self, run_dir: Path) -> str:
+        """One line for a run with no scored trial to build on: the seed's error (its first line) and class."""
+        seed = min(self.trials.values(), key=lambda t: t.id, default=None)
+        if seed is None or seed.status is not TrialStatus.FAILED and seed.status is not TrialStatus.PRUNED:
+            return f"no trial has a valid score yet: see `evoforge status {run_dir}`"
+        lines = [line.strip() for line in (seed.error_message or "").splitlines()]
+        first = next((line for line in lines if line.strip("^~ ")), "no message")
+        repairs = len(self.trials) - 1
+        tried = f" ({repairs} repair attempt{'s' if repairs != 1 else ''} by the researcher failed too)" * (repairs > 0)
+        return (f"the seed program failed: {first} ({seed.error_class or seed.status.value}){tried}; no trial can "
+                f"build on it: fix the task's program or evaluator and start a new run (details: `evoforge show "
+                f"{run_dir} {seed.id}`)")

@@ -3,10 +3,12 @@ waits for an event, and the only wall-clock bounds are hang guards wide enough f
 
 from __future__ import annotations
 
+import importlib.util
 import textwrap
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from evoforge.task.config import LLMSettings, TaskConfig
@@ -99,3 +101,12 @@ def wait_until(condition: Callable[[], bool], timeout_s: float = 60.0, interval_
             return True
         time.sleep(interval_s)
     return condition()
+
+
+def load_module(path: Path, name: str) -> ModuleType:
+    """Import the file at `path` as module `name` (an example's evaluator or program, called directly)."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

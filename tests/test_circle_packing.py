@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
 import time
@@ -10,17 +9,9 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-from helpers import SLACK_S
+from helpers import SLACK_S, load_module
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "circle_packing"
-
-
-def load_module(path: Path, name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")

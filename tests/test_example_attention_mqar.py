@@ -4,7 +4,6 @@ the candidate's telemetry recorded."""
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import shutil
 from pathlib import Path
@@ -12,6 +11,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from helpers import load_module
 from typer.testing import CliRunner
 
 from evoforge.cli import app
@@ -74,14 +74,6 @@ class Mixer(nn.Module):
 """
 SHRINKING = QUADRATIC.replace('return scores.masked_fill(~mask, float("-inf")).softmax(-1) @ v',
                               "return v[:, :1]")
-
-
-def load_module(path: Path, name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ offline run completes. Small settings throughout (the README gives the real ones
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import math
 import shutil
@@ -15,6 +14,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from helpers import load_module
 
 from evoforge.experiment.engineer import Engineer
 from evoforge.models import TrialStatus
@@ -41,11 +41,7 @@ NO_FILTER = "def curate(docs, budget):\n    kept, used = [], 0\n    for i, d in 
 
 
 def load(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"test_data_curation_{name}", EXAMPLE / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module(EXAMPLE / f"{name}.py", f"test_data_curation_{name}")
 
 
 @pytest.fixture(scope="module")
