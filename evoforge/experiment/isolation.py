@@ -235,8 +235,11 @@ def jail_for(mode: str, network: bool, env: Mapping[str, str], cwd: Path,
                 hidden=tuple(p.resolve() for p in hidden if p.exists()))
 
 
-def wrapper_argv(jail: Jail) -> list[str]:
-    """The command prefix that starts a process inside the jail (empty for mode none); the command follows."""
+def wrapper_argv(jail: Jail, info_fd: int | None = None) -> list[str]:
+    """The command prefix that starts a process inside the jail (empty for mode none); the command follows.
+
+    Under bwrap, `info_fd` is a descriptor bwrap writes {"child-pid": N} to: the jail's PID 1 as seen from outside.
+    """
     if jail.mode == "unshare":
         return ["unshare", "--pid", "--fork", "--kill-child", "--mount-proc", *([] if jail.network else ["--net"]),
                 "--"]
@@ -262,6 +265,8 @@ def wrapper_argv(jail: Jail) -> list[str]:
             argv += ["--remount-ro", str(path)]
     if jail.cwd.exists():
         argv += ["--chdir", str(jail.cwd)]
+    if info_fd is not None:
+        argv += ["--info-fd", str(info_fd)]
     return [*argv, "--"]
 
 

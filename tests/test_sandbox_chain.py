@@ -1,0 +1,139 @@
+"""The sandbox's process chain under bwrap: evoforge → bwrap → one supervisor (the jail's PID 1) → the command, with
+the exact exit status, a SIGTERM grace on timeout, and lean starts (what the supervisor and the harness import)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+from containment import BWRAP
+from helpers import SLACK_S
+
+from evoforge.experiment import launch
+from evoforge.experiment.sandbox import SandboxResult, child_env, run_sandboxed
+from evoforge.task.config import Limits
+
+# What neither start may import: each costs milliseconds at every evaluation (subprocess, dataclasses and
+# inspect the most); the harness loads them only for an evaluator that needs them.
+HEAVY = {"subprocess", "dataclasses", "inspect", "asyncio", "socket", "threading", "ctypes", "typing", "enum",
+         "signal", "pathlib", "traceback", "selectors"}
+
+
+def sandboxed(tmp_path: Path, script: str, timeout_s: float = SLACK_S, **limits: object) -> SandboxResult:
+    trial = tmp_path / "run" / "trials" / "1"
+    trial.mkdir(parents=True, exist_ok=True)
+    env = child_env({"EVOFORGE_TRIAL_DIR": str(trial)})
+    return asyncio.run(run_sandboxed(["sh", "-c", script], cwd=trial, env=env, timeout_s=timeout_s,
+                                     limits=Limits(isolation="bwrap", **limits), stdout_path=tmp_path / "out",
+                                     stderr_path=tmp_path / "err"))
+
+
+def _stat(pid: int) -> tuple[int, str]:
+    with open(f"/proc/{pid}/stat") as fh:
+        text = fh.read()
+    return int(text.rsplit(")", 1)[1].split()[1]), text[text.index("(") + 1 : text.rindex(")")]
+
+
+def _ancestry(cmdline: bytes) -> list[str]:
+    """The command names from the process whose command line is `cmdline` up to (not including) this one."""
+    for name in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{name}/cmdline", "rb") as fh:
+                found = fh.read() == cmdline
+        except OSError:
+            continue
+        if found and name.isdigit():
+            chain, pid = [], int(name)
+            while pid not in (os.getpid(), 0, 1):
+                ppid, comm = _stat(pid)
+                chain.append(comm)
+                pid = ppid
+            return chain
+    return []
+
+
+@BWRAP
+def test_one_supervisor_between_bwrap_and_the_command(tmp_path: Path) -> None:
+    seconds = f"30.{uuid.uuid4().int % 10**9}"  # tells this sleep from any other
+    trial = tmp_path / "run" / "trials" / "1"
+    trial.mkdir(parents=True)
+
+    async def watch() -> list[str]:
+        task = asyncio.ensure_future(run_sandboxed(
+            ["sh", "-c", f"echo go > seen; exec sleep {seconds}"], cwd=trial,
+            env=child_env({"EVOFORGE_TRIAL_DIR": str(trial)}), timeout_s=60, limits=Limits(isolation="bwrap"),
+            stdout_path=tmp_path / "out", stderr_path=tmp_path / "err"))
+        found: list[str] = []
+        for _ in range(int(SLACK_S / 0.02)):  # until the command runs (bounded)
+            if (trial / "seen").exists() and (found := _ancestry(f"sleep\0{seconds}\0".encode())):
+                break
+            await asyncio.sleep(0.02)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return found
+
+    chain = asyncio.run(watch())
+    assert chain[0] == "sleep" and chain[-1] == "bwrap", chain
+    assert chain[1:-1] == [Path(sys.executable).name[:15]], chain  # the supervisor, once: no outer copy
+
+
+@BWRAP
+def test_exit_codes_and_fatal_signals_come_through_bwrap_exactly(tmp_path: Path) -> None:
+    assert sandboxed(tmp_path, "exit 7").returncode == 7
+    assert sandboxed(tmp_path, "exit 139").returncode == 139  # bwrap alone would not tell this from SIGSEGV
+    assert sandboxed(tmp_path, "kill -SEGV $$").returncode == -11
+
+
+@BWRAP
+def test_a_timeout_gives_the_jail_a_grace_on_sigterm_then_nothing_survives(tmp_path: Path) -> None:
+    script = "trap 'echo bye > graceful; exit 3' TERM; sleep 300 & wait"
+    done = sandboxed(tmp_path, script, timeout_s=1.0)
+    assert done.timed_out
+    assert (tmp_path / "run" / "trials" / "1" / "graceful").read_text() == "bye\n"
+    assert done.returncode == launch.TERMINATED
+
+
+@BWRAP
+def test_the_jailed_command_gets_its_rlimits_and_a_fork_bomb_is_stopped(tmp_path: Path) -> None:
+    done = sandboxed(tmp_path, "ulimit -n; ulimit -v; grep CapEff /proc/self/status", max_open_files=77,
+                     memory_mb=512)
+    assert done.stdout_tail.split()[:2] == [b"77", str(512 * 1024).encode()]
+    assert done.stdout_tail.split()[-1] == b"0000000000000000"
+    bomb = "end=$(($(date +%s) + 100)); b() { [ $(date +%s) -lt $end ] && { b & b & wait; }; }; b"
+    done = sandboxed(tmp_path, bomb, timeout_s=4 * SLACK_S, max_processes=30)
+    assert done.returncode == -9 and b"max_processes=30" in done.stderr_tail and not done.timed_out
+
+
+def imported(args: list[str], cwd: Path) -> set[str]:
+    """The modules a Python start with `args` imports (-X importtime), less those a bare start imports."""
+
+    def names(extra: list[str]) -> set[str]:
+        done = subprocess.run([sys.executable, "-X", "importtime", *extra], capture_output=True, text=True,
+                              cwd=cwd, timeout=60)
+        return {line.rsplit("|", 1)[1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
+
+    return names(args) - names(["-I", "-S", "-c", "pass"] if "-S" in args else ["-c", "pass"])
+
+
+def test_the_supervisor_starts_on_builtins_only(tmp_path: Path) -> None:
+    boot = ["-I", "-S", "-c", launch.BOOT, str(launch.SUPERVISOR.parent), "--status-fd", "2", "--", "true"]
+    heavy = imported(boot, tmp_path) & HEAVY
+    assert not heavy - {"ctypes"}, heavy  # ctypes only outside a jail (the subreaper); never the rest
+    assert "subprocess" not in imported(["-I", "-S", str(launch.SUPERVISOR), "--", "true"], tmp_path)
+
+
+def test_the_harness_imports_nothing_heavy_before_the_evaluator(tmp_path: Path) -> None:
+    heavy = imported(["-c", "import evoforge.experiment.harness"], tmp_path) & HEAVY
+    assert not heavy, heavy
+
+
+@BWRAP
+def test_under_bwrap_the_sandbox_starts_bwrap_around_the_supervisor(tmp_path: Path) -> None:
+    argv = launch.launch_argv(["true"], Limits(isolation="bwrap"), {}, tmp_path, status_fd=5, info_fd=6)
+    assert argv[0] == "bwrap" and argv.count(sys.executable) == 1
+    assert argv.index("--info-fd") < argv.index(sys.executable) < argv.index("--status-fd")
+    assert argv[argv.index("--status-fd") + 1] == "5" and argv[-2:] == ["--", "true"]
