@@ -1,5 +1,6 @@
-"""The sandbox's process chain under bwrap: evoforge → bwrap → one supervisor (the jail's PID 1) → the command, with
-the exact exit status, a SIGTERM grace on timeout, and lean starts (what the supervisor and the harness import)."""
+"""The sandbox's process chain under bwrap: evoforge → bwrap → one supervisor (the jail's PID 1) → the command, or
+for a Python evaluator bwrap → the harness as that supervisor → its evaluation in a forked child; with the exact
+exit status, a SIGTERM grace on timeout, and lean starts (what the supervisor and the harness import)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,12 @@ import sys
 import uuid
 from pathlib import Path
 
-from containment import BWRAP
+from containment import BWRAP, evaluate, make_task, trial_dir
 from helpers import SLACK_S
 
 from evoforge.experiment import launch
 from evoforge.experiment.sandbox import SandboxResult, child_env, run_sandboxed
+from evoforge.models import TrialStatus
 from evoforge.task.config import Limits
 
 # What neither start may import: each costs milliseconds at every evaluation (subprocess, dataclasses and
@@ -137,3 +139,27 @@ def test_under_bwrap_the_sandbox_starts_bwrap_around_the_supervisor(tmp_path: Pa
     assert argv[0] == "bwrap" and argv.count(sys.executable) == 1
     assert argv.index("--info-fd") < argv.index(sys.executable) < argv.index("--status-fd")
     assert argv[argv.index("--status-fd") + 1] == "5" and argv[-2:] == ["--", "true"]
+
+
+# Reports where the evaluation runs: its parent (the jail's PID 1) and what that is, its scheduling and limits.
+WHERE = """
+import os, resource
+
+def evaluate(program_path):
+    with open("/proc/1/cmdline", "rb") as fh:
+        pid1 = fh.read().split(b"\\0")
+    return {"score": 1.0, "ppid": os.getppid(), "pid1_harness": float(b"evoforge.experiment.harness" in pid1),
+            "pid1_supervised": float(b"--supervised" in pid1), "policy": os.sched_getscheduler(0),
+            "as_mb": resource.getrlimit(resource.RLIMIT_AS)[0] / 2**20,
+            "nofile": resource.getrlimit(resource.RLIMIT_NOFILE)[0]}
+"""
+
+
+@BWRAP
+def test_under_bwrap_the_harness_is_the_jails_supervisor_and_evaluates_in_a_limited_child(tmp_path: Path) -> None:
+    task = make_task(tmp_path, WHERE, memory_mb=700, max_open_files=99)
+    out = evaluate(task, "x = 1\n", trial_dir(tmp_path))
+    assert out.status is TrialStatus.SUCCEEDED, (out.error_class, out.error_message)
+    assert out.metrics["ppid"] == 1 and out.metrics["pid1_harness"] == 1 and out.metrics["pid1_supervised"] == 1
+    assert out.metrics["policy"] == os.SCHED_OTHER  # the supervisor's real-time priority is not the evaluation's
+    assert out.metrics["as_mb"] == 700 and out.metrics["nofile"] == 99

@@ -11,6 +11,10 @@ on failure it reports {"__error__": {"type", "message", "traceback", "error_clas
 EVOFORGE_STAGE_ARGS); a stage S calls `evaluate_S` instead when the evaluator defines it. An `async def evaluate`
 is run to completion with asyncio.run. It imports little at start (asyncio, inspect and traceback only when an
 evaluator needs them): its start is most of a trivial evaluation's time.
+
+Under bwrap it is also the jail's supervisor: `python -m evoforge.experiment.harness --supervised OPTIONS --
+EVALUATOR PROGRAM` (OPTIONS as supervisor.py's) makes this process the jail's PID 1, which runs the evaluation in a
+forked child under the limits and supervises it as supervisor.py would, so one interpreter starts, not two.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 ERROR_KEY = "__error__"
+SUPERVISED = "--supervised"  # the harness supervises itself (bwrap): supervisor options, then `--`
 VARARGS = 0x04  # inspect.CO_VARARGS: the function takes *args
 
 
@@ -164,6 +169,17 @@ def run(evaluator_path: str, program_path: str) -> int:
 
 
 def main(argv: list[str]) -> None:
+    if argv[:1] == [SUPERVISED]:
+        from evoforge.experiment import supervisor
+
+        split = argv.index("--") if "--" in argv else len(argv)
+        opts, args = supervisor.parse_args([*argv[1:split], "--", *argv[split + 1 :]])
+        sys.argv = [sys.argv[0], *args]  # what the evaluator would see without the supervisor's options
+        supervisor.serve(opts, lambda: _evaluate(args), "the harness")
+    _evaluate(argv)
+
+
+def _evaluate(argv: list[str]) -> None:
     channel = os.environ.pop(sandbox.CHANNEL_VAR, "")
     os.environ.pop("EVOFORGE_RESULT", None)  # no result file: the candidate must not find a way to report
     if len(argv) != 2 or not channel.isdigit():

@@ -3,9 +3,10 @@
 Under bwrap the chain is evoforge → bwrap → supervisor (the jail's PID 1) → command: bwrap's own options do what
 an outer supervisor did (`--die-with-parent`: the jail dies with evoforge; `--new-session`, the namespaces, the
 capability drop), and `JailWatch` does the rest from here — it reads the jail's PID 1 from bwrap's `--info-fd` to
-boost it to real-time priority (a fork bomb cannot starve it) and to give it SIGTERM on a timeout (it passes it on
-with a grace), and reads the command's exact wait status from the supervisor's `--status-fd` pipe. Under unshare
-and none the supervisor is started as before (outer.py wraps unshare around an inner copy of it).
+give it SIGTERM on a timeout (it passes it on with a grace), and the command's exact wait status from the
+supervisor's `--status-fd` pipe, where the supervisor first says `ready` once it has started: then it is boosted
+to real-time priority (a fork bomb cannot starve it; its own start ran at normal priority, as any process's).
+Under unshare and none the supervisor is started as before (outer.py wraps unshare around an inner copy of it).
 """
 
 from __future__ import annotations
@@ -28,7 +29,10 @@ from evoforge.task.config import Limits
 SUPERVISOR = Path(__file__).with_name("supervisor.py")
 # Starts the supervisor from its cached bytecode (a script given by path is compiled again at every start).
 BOOT = "import sys; sys.path[:0] = [sys.argv.pop(1)]; import supervisor; supervisor.main(sys.argv[1:])"
+HARNESS = "evoforge.experiment.harness"  # `python -m` it: the harness, which can supervise itself
+SUPERVISED = "--supervised"  # the harness's flag for that (harness.SUPERVISED)
 TERMINATED = 128 + signal.SIGTERM  # how a supervisor that stopped its command on SIGTERM exits
+READY = b"ready\n"  # what the supervisor writes on its status fd once it has started (supervisor.READY)
 
 
 def _limit_options(limits: Limits) -> list[str]:
@@ -51,11 +55,12 @@ def nproc_rlimit(limits: Limits) -> int | None:
 
 def launch_argv(argv: Sequence[str], limits: Limits, env: Mapping[str, str], cwd: Path,
                 pass_fds: Sequence[int] = (), hidden: Sequence[Path] = (), *, status_fd: int = -1,
-                info_fd: int | None = None, nproc: int | None = None) -> list[str]:
+                info_fd: int | None = None, nproc: int | None = None, harness: bool = False) -> list[str]:
     """The command line that runs `argv` in the sandbox; the isolation is resolved here (IsolationUnavailable).
 
     bwrap: bwrap around the supervisor as the jail's PID 1, which reports on `status_fd` (bwrap writes the jail's
-    pid to `info_fd`). unshare / none: the outer supervisor, which dies with this process (`--parent-pid`).
+    pid to `info_fd`); with `harness` (argv runs `python -m evoforge.experiment.harness`) the harness itself is
+    that supervisor. unshare / none: the outer supervisor, which dies with this process (`--parent-pid`).
     The jail's folders are computed here, in the evoforge process, which knows its interpreter and virtualenv.
     """
     mode = resolve_isolation(limits.isolation, limits.network)
@@ -65,10 +70,13 @@ def launch_argv(argv: Sequence[str], limits: Limits, env: Mapping[str, str], cwd
         jail = jail_for(mode, limits.network, env, cwd, hidden=hidden)
         if bwrap_sizes_tmpfs():  # decided once per process, not per trial
             jail = dataclasses.replace(jail, tmp_mb=limits.tmp_mb)
-        inner = [*supervisor, "--status-fd", str(status_fd), "--isolation", mode, *_limit_options(limits)]
+        inner = ["--status-fd", str(status_fd), "--isolation", mode, *_limit_options(limits), *fds]
         if nproc is not None:
             inner += ["--nproc-rlimit", str(nproc)]
-        return [*wrapper_argv(jail, info_fd), *inner, *fds, "--", *argv]
+        if harness and HARNESS in argv:
+            at = argv.index(HARNESS) + 1
+            return [*wrapper_argv(jail, info_fd), *argv[:at], SUPERVISED, *inner, "--", *argv[at:]]
+        return [*wrapper_argv(jail, info_fd), *supervisor, *inner, "--", *argv]
     cmd = [*supervisor, "--parent-pid", str(os.getpid()), *_limit_options(limits), "--isolation", mode]
     if not limits.network:
         cmd += ["--network", "off"]
@@ -82,7 +90,8 @@ def launch_argv(argv: Sequence[str], limits: Limits, env: Mapping[str, str], cwd
 
 
 def _boost(pid: int) -> None:
-    """Real-time priority for the jail's supervisor where allowed (root); its command is forked back to normal."""
+    """Real-time priority for the jail's supervisor where allowed (CAP_SYS_NICE); its command is forked back to
+    normal. Under bwrap it has no capability to do this itself."""
     with contextlib.suppress(OSError, AttributeError):
         os.sched_setscheduler(pid, os.SCHED_FIFO | os.SCHED_RESET_ON_FORK, os.sched_param(1))
 
@@ -94,6 +103,7 @@ class JailWatch:
         self.status_r, self.status_w = os.pipe()
         self.info_r, self.info_w = os.pipe()
         self.info = b""
+        self.reported = b""
         self.pid1: int | None = None
         self.pidfd: int | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -103,12 +113,29 @@ class JailWatch:
         for fd in (self.status_w, self.info_w):
             os.close(fd)
         self.status_w = self.info_w = -1
-        os.set_blocking(self.info_r, False)
+        for fd in (self.info_r, self.status_r):
+            os.set_blocking(fd, False)
         self._loop = asyncio.get_running_loop()
         self._loop.add_reader(self.info_r, self.read_info)
+        self._loop.add_reader(self.status_r, self._read_status)
+
+    def _read_status(self) -> None:
+        """Collect what the supervisor writes; boost it when it says `ready` (its start is done)."""
+        try:
+            chunk = os.read(self.status_r, 256)
+        except BlockingIOError:
+            return
+        if not chunk:
+            self._stop_watching(self.status_r)
+            return
+        before, self.reported = self.reported, self.reported + chunk
+        if READY not in before and READY in self.reported:
+            self.read_info()
+            if self.pid1 is not None:
+                _boost(self.pid1)
 
     def read_info(self) -> None:
-        """Read bwrap's {"child-pid": N}; once whole, boost that process and hold a pidfd to signal it."""
+        """Read bwrap's {"child-pid": N}; once whole, hold a pidfd to signal that process (the jail's PID 1)."""
         if self.pid1 is not None or self.info_r < 0:
             return
         try:
@@ -118,13 +145,12 @@ class JailWatch:
         self.info += chunk
         if chunk and b"}" not in self.info:
             return
-        self._stop_reading()
+        self._stop_watching(self.info_r)
         with contextlib.suppress(ValueError, TypeError, KeyError):
             self.pid1 = int(json.loads(self.info)["child-pid"])
         if self.pid1 is not None:
             with contextlib.suppress(OSError, AttributeError):
                 self.pidfd = os.pidfd_open(self.pid1)
-            _boost(self.pid1)
 
     def terminate(self) -> bool:
         """SIGTERM the jail's supervisor, which passes it on with a grace; False when it cannot be reached."""
@@ -140,11 +166,16 @@ class JailWatch:
     def status(self) -> int | None:
         """The command's return code as the supervisor reported it (negative: killed by that signal; 143: stopped on
         SIGTERM), or None when it reported nothing (bwrap failed, or the supervisor was killed)."""
-        try:
-            os.set_blocking(self.status_r, False)
-            words = os.read(self.status_r, 64).split()
-        except OSError:  # BlockingIOError included: nothing was written
-            return None
+        while self.status_r >= 0:
+            try:
+                chunk = os.read(self.status_r, 256)
+            except OSError:  # BlockingIOError included: nothing more was written
+                break
+            self.reported += chunk
+            if not chunk:
+                break
+        lines = [line for line in self.reported.splitlines() if line and line != READY.strip()]
+        words = lines[-1].split() if lines else []
         if len(words) != 2 or not words[0].isdigit():
             return None
         if words[1] == b"terminated":
@@ -154,13 +185,14 @@ class JailWatch:
         except ValueError:
             return None
 
-    def _stop_reading(self) -> None:
-        if self._loop is not None and self.info_r >= 0:
-            self._loop.remove_reader(self.info_r)
-            self._loop = None
+    def _stop_watching(self, fd: int) -> None:
+        if self._loop is not None and fd >= 0:
+            self._loop.remove_reader(fd)
 
     def close(self) -> None:
-        self._stop_reading()
+        for fd in (self.info_r, self.status_r):
+            self._stop_watching(fd)
+        self._loop = None
         for fd in (self.status_r, self.status_w, self.info_r, self.info_w, self.pidfd):
             if fd is not None and fd >= 0:
                 with contextlib.suppress(OSError):

@@ -92,10 +92,11 @@ def run_wrapped(opts: Options, command: list[str], core: ModuleType) -> tuple[in
     core.clean_up()
     os.set_blocking(read_end, False)
     try:
-        reported = os.read(read_end, 64).split()
+        lines = [line for line in os.read(read_end, 256).splitlines() if line and line != core.READY.strip()]
     except BlockingIOError:
-        reported = []
+        lines = []
     os.close(read_end)
+    reported = lines[-1].split() if lines else []
     if ended != "terminated" and len(reported) == 2 and reported[0].isdigit():
         return int(reported[0]), reported[1].decode()
     return status, ended

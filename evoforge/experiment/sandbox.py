@@ -208,12 +208,14 @@ async def run_sandboxed(
     pass_fds: Sequence[int] = (),
     stdin_path: Path | None = None,
     hidden: Sequence[Path] = (),
+    harness: bool = False,
 ) -> SandboxResult:
     """Run `argv` in the sandbox and wait for it (at most `timeout_s`); nothing it started outlives it.
 
     When `stop` is set while it runs, the process group is stopped as on a timeout and the result says
     `stopped=True` (not timed_out). `pass_fds` stay open in the command (the harness's channel); `stdin_path`
-    is its standard input (else /dev/null); `hidden` paths are emptied in the jail (bwrap).
+    is its standard input (else /dev/null); `hidden` paths are emptied in the jail (bwrap). `harness`: argv runs
+    the harness, which under bwrap supervises itself (one interpreter start, not two).
     """
     token = uuid.uuid4().hex
     start = time.monotonic()
@@ -224,7 +226,7 @@ async def run_sandboxed(
             jail = JailWatch()
             nproc = await asyncio.to_thread(nproc_rlimit, limits) if os.getuid() != 0 else None
             cmd = launch_argv(argv, limits, env, cwd, pass_fds, hidden, status_fd=jail.status_w,
-                              info_fd=jail.info_w, nproc=nproc)
+                              info_fd=jail.info_w, nproc=nproc, harness=harness)
             fds = (*pass_fds, jail.status_w, jail.info_w)
         else:
             cmd, fds = launch_argv(argv, limits, env, cwd, pass_fds, hidden), tuple(pass_fds)

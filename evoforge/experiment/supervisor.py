@@ -26,7 +26,7 @@ import time
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Collection
+    from collections.abc import Callable, Collection
     from types import ModuleType
 
 PR_SET_PDEATHSIG = 1
@@ -40,6 +40,7 @@ INT_OPTIONS = ("parent-pid", "memory-mb", "cpu-s", "max-open-files", "max-proces
                "disk-mb", "tmp-mb")
 LIST_OPTIONS = ("readonly", "pass-fd", "mask", "hide")
 MODES = ("bwrap", "unshare", "none")
+READY = b"ready\n"  # written on the status fd once started (before the fork): the sandbox boosts us then
 RESTORED_SIGNALS = ("SIGPIPE", "SIGXFSZ")  # the interpreter ignores them; the command gets the default back
 
 
@@ -76,7 +77,8 @@ def _prctl(option: int, value: int) -> int:
 
 
 def _boost(pid: int = 0) -> None:
-    """Run `pid` at real-time priority where allowed (not inherited by its children): a fork bomb cannot starve it."""
+    """Run `pid` at real-time priority where allowed (not inherited by its children): a fork bomb cannot starve it.
+    Under bwrap it holds no capability to: the sandbox boosts it once it says `ready` on its status fd."""
     try:
         os.sched_setscheduler(pid, os.SCHED_FIFO | os.SCHED_RESET_ON_FORK, os.sched_param(1))
     except (OSError, AttributeError):
@@ -154,7 +156,8 @@ def clean_up() -> None:
 
 
 def _apply_limits(opts: Options) -> None:
-    """In the forked child, before exec: rlimits, default signal handling, and in `unshare` mode no capabilities."""
+    """In the forked child: rlimits, no blocked signals, in `unshare` mode no capabilities, and only stdin, stdout,
+    stderr and the passed descriptors open."""
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     if opts.memory_mb is not None:
         size = opts.memory_mb * 1024 * 1024
@@ -169,9 +172,12 @@ def _apply_limits(opts: Options) -> None:
         _lower(resource.RLIMIT_NPROC, opts.nproc_rlimit)
     if opts.isolation == "unshare":
         _isolation().drop_capabilities()
-    for name in RESTORED_SIGNALS:
-        signal.signal(getattr(signal, name), signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_SETMASK, set())
+    low = 3
+    for fd in [*fds(opts), 1 << 30]:
+        if fd >= low:
+            os.closerange(low, fd)
+            low = fd + 1
 
 
 def _lower(which: int, value: int) -> None:
@@ -296,24 +302,15 @@ def fds(opts: Options) -> list[int]:
 
 
 def _exec_child(opts: Options, command: list[str]) -> None:
-    """In the forked child: limits, then only stdin/out/err and the passed descriptors open, then exec."""
-    try:
-        _apply_limits(opts)
-        low = 3
-        for fd in [*fds(opts), 1 << 30]:
-            if fd >= low:
-                os.closerange(low, fd)
-                low = fd + 1
-        os.execvp(command[0], command)
-    except BaseException as exc:  # noqa: BLE001 - whatever failed, this child must not run on as a supervisor
-        try:
-            os.write(2, f"evoforge supervisor: cannot start {command[0]!r}: {exc}\n".encode())
-        finally:
-            os._exit(127)
+    """The child's part for a command: the signals the interpreter ignores back to their defaults, then exec."""
+    for name in RESTORED_SIGNALS:
+        signal.signal(getattr(signal, name), signal.SIG_DFL)
+    os.execvp(command[0], command)
 
 
-def run_command(opts: Options, command: list[str]) -> tuple[int, str]:
-    """Run the command as our child under the limits, wait for it, then kill every descendant."""
+def run_child(opts: Options, start: Callable[[], object], name: str) -> tuple[int, str]:
+    """Fork; the child applies the limits and calls `start` (which execs or exits); wait for it, then kill every
+    descendant. Returns (raw wait status, how it ended)."""
     if opts.isolation == "unshare" and opts.status_fd is not None and opts.writable:
         try:
             from pathlib import Path
@@ -327,18 +324,26 @@ def run_command(opts: Options, command: list[str]) -> tuple[int, str]:
     try:
         pid = os.fork()
     except OSError as exc:
-        sys.stderr.write(f"evoforge supervisor: cannot start {command[0]!r}: {exc}\n")
+        sys.stderr.write(f"evoforge supervisor: cannot start {name!r}: {exc}\n")
         return 127 << 8, ""
-    if pid == 0:
-        _exec_child(opts, command)
+    if pid == 0:  # the child: whatever happens here, it must never return into the supervisor's code
+        try:
+            _apply_limits(opts)
+            start()
+        except BaseException as exc:  # noqa: BLE001
+            try:
+                os.write(2, f"evoforge supervisor: cannot start {name!r}: {type(exc).__name__}: {exc}\n".encode())
+            finally:
+                os._exit(127)
+        os._exit(0)
     status, ended = wait_child(pid, max_tasks=opts.max_processes)
     if ended != "too_many" or opts.status_fd is None:  # inside a PID namespace our exit kills the rest at once
         clean_up()
     return status, ended
 
 
-def main(argv: list[str]) -> None:
-    opts, command = parse_args(argv)
+def _prologue(opts: Options) -> None:
+    """Block SIGTERM and SIGCHLD (waited for), die with evoforge, reap orphans, run at real-time priority."""
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGCHLD})
     if opts.parent_pid is not None:  # evoforge killed (kill -9 included): stop the trial as on a timeout
         _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
@@ -349,18 +354,35 @@ def main(argv: list[str]) -> None:
     _boost()
     if opts.status_fd is None and opts.max_processes is not None and os.getuid() != 0 and opts.nproc_rlimit is None:
         opts.nproc_rlimit = uid_tasks() + opts.max_processes
-    if opts.isolation == "none" or opts.status_fd is not None:
-        status, ended = run_command(opts, command)
-        if opts.status_fd is not None:
-            os.write(opts.status_fd, f"{status} {ended or 'exited'}\n".encode())
-    else:
-        _package_on_path()
-        from evoforge.experiment import outer  # the wrapper around an inner copy of this script
 
-        status, ended = outer.run_wrapped(opts, command, sys.modules[__name__])
+
+def _finish(status: int, ended: str) -> None:
     if ended == "terminated":
         os._exit(128 + signal.SIGTERM)
     exit_like(status)
+
+
+def serve(opts: Options, start: Callable[[], object], name: str) -> None:
+    """Supervise `start()`, called in a forked child under the limits (the harness runs its evaluation so, as the
+    jail's PID 1, saving a second interpreter); report on the status fd and exit like the child. Never returns."""
+    _prologue(opts)
+    if opts.status_fd is not None:
+        os.write(opts.status_fd, READY)
+    status, ended = run_child(opts, start, name)
+    if opts.status_fd is not None:
+        os.write(opts.status_fd, f"{status} {ended or 'exited'}\n".encode())
+    _finish(status, ended)
+
+
+def main(argv: list[str]) -> None:
+    opts, command = parse_args(argv)
+    if opts.isolation == "none" or opts.status_fd is not None:
+        serve(opts, lambda: _exec_child(opts, command), command[0])
+    _prologue(opts)
+    _package_on_path()
+    from evoforge.experiment import outer  # the wrapper around an inner copy of this script
+
+    _finish(*outer.run_wrapped(opts, command, sys.modules[__name__]))
 
 
 if __name__ == "__main__":
