@@ -3,7 +3,9 @@
 The command runs below `supervisor.py` (a child subreaper that applies the rlimits and reaps every
 descendant), in a new session and process group, with a scrubbed environment. Output is read from pipes into
 capped log files; on timeout the whole group gets SIGTERM, a short grace, then SIGKILL; afterwards any process
-still carrying the trial's token in its environment is killed too, so nothing outlives the trial.
+still carrying the trial's token in its environment is killed too, so nothing outlives the trial. Under bwrap
+(launch.py) the chain is bwrap around the supervisor as the jail's PID 1, and a jail that ended by itself needs no
+such sweep: the kernel killed everything in it before its PID 1's exit was done.
 """
 
 from __future__ import annotations
@@ -248,7 +250,8 @@ async def run_sandboxed(
             await _stop(proc, jail)
         seconds = time.monotonic() - start
         _killpg(proc.pid, signal.SIGKILL)  # strays left in the group after a normal exit
-        await asyncio.to_thread(sweep, token)
+        if jail is None or ended != "exited":  # bwrap that exited by itself had reaped the jail's PID 1, whose
+            await asyncio.to_thread(sweep, token)  # exit the kernel completes only once all the jail is dead
         await _finish_pumps(pumps, pipes, grace=DRAIN_GRACE_S)
     except BaseException:  # cancelled: stop it as on a timeout, then let the cancellation through
         try:
