@@ -11,10 +11,11 @@ import sys
 import uuid
 from pathlib import Path
 
+import pytest
 from containment import BWRAP, evaluate, make_task, trial_dir
 from helpers import SLACK_S
 
-from evoforge.experiment import launch
+from evoforge.experiment import isolation, launch
 from evoforge.experiment.sandbox import SandboxResult, child_env, run_sandboxed
 from evoforge.models import TrialStatus
 from evoforge.task.config import Limits
@@ -163,3 +164,10 @@ def test_under_bwrap_the_harness_is_the_jails_supervisor_and_evaluates_in_a_limi
     assert out.metrics["ppid"] == 1 and out.metrics["pid1_harness"] == 1 and out.metrics["pid1_supervised"] == 1
     assert out.metrics["policy"] == os.SCHED_OTHER  # the supervisor's real-time priority is not the evaluation's
     assert out.metrics["as_mb"] == 700 and out.metrics["nofile"] == 99
+
+
+def test_the_jails_runtime_folders_follow_sys_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    first = isolation.runtime_paths()  # computed once per state of sys.path and the interpreter, not per trial
+    assert isolation.runtime_paths() == first
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert tmp_path.resolve() in isolation.runtime_paths()
