@@ -8,6 +8,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -171,3 +172,27 @@ def test_the_jails_runtime_folders_follow_sys_path(tmp_path: Path, monkeypatch: 
     assert isolation.runtime_paths() == first
     monkeypatch.syspath_prepend(str(tmp_path))
     assert tmp_path.resolve() in isolation.runtime_paths()
+
+
+def test_the_supervisor_stops_its_tree_when_evoforge_lets_go_of_the_lifeline(tmp_path: Path) -> None:
+    """bwrap's --die-with-parent misses an evoforge that died while bwrap started: the lifeline covers that."""
+    life_r, life_w = os.pipe()
+    script = "trap 'echo bye > graceful; exit 3' TERM; sleep 300 & echo go > started; wait"
+    boot = [sys.executable, "-I", "-S", "-c", launch.BOOT, str(launch.SUPERVISOR.parent), "--lifeline-fd",
+            str(life_r), "--status-fd", "1", "--", "sh", "-c", script]
+    proc = subprocess.Popen(boot, cwd=tmp_path, pass_fds=[life_r], stdout=subprocess.PIPE, start_new_session=True)
+    os.close(life_r)
+    try:
+        for _ in range(int(SLACK_S / 0.01)):  # until the command runs (bounded)
+            if (tmp_path / "started").exists() or proc.poll() is not None:
+                break
+            time.sleep(0.01)
+        assert proc.poll() is None, "the supervisor ended before its lifeline was cut"
+        os.close(life_w)  # what evoforge's death does
+        assert proc.wait(timeout=SLACK_S) == launch.TERMINATED
+        assert (tmp_path / "graceful").read_text() == "bye\n"
+        assert proc.stdout is not None and proc.stdout.read().split()[-1] == b"terminated"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -55,12 +55,14 @@ def nproc_rlimit(limits: Limits) -> int | None:
 
 def launch_argv(argv: Sequence[str], limits: Limits, env: Mapping[str, str], cwd: Path,
                 pass_fds: Sequence[int] = (), hidden: Sequence[Path] = (), *, status_fd: int = -1,
-                info_fd: int | None = None, nproc: int | None = None, harness: bool = False) -> list[str]:
+                info_fd: int | None = None, lifeline_fd: int | None = None, nproc: int | None = None,
+                harness: bool = False) -> list[str]:
     """The command line that runs `argv` in the sandbox; the isolation is resolved here (IsolationUnavailable).
 
     bwrap: bwrap around the supervisor as the jail's PID 1, which reports on `status_fd` (bwrap writes the jail's
-    pid to `info_fd`); with `harness` (argv runs `python -m evoforge.experiment.harness`) the harness itself is
-    that supervisor. unshare / none: the outer supervisor, which dies with this process (`--parent-pid`).
+    pid to `info_fd`) and stops when `lifeline_fd`'s write end (ours) closes; with `harness` (argv runs
+    `python -m evoforge.experiment.harness`) the harness itself is that supervisor. unshare / none: the outer
+    supervisor, which dies with this process (`--parent-pid`).
     The jail's folders are computed here, in the evoforge process, which knows its interpreter and virtualenv.
     """
     mode = resolve_isolation(limits.isolation, limits.network)
@@ -73,6 +75,8 @@ def launch_argv(argv: Sequence[str], limits: Limits, env: Mapping[str, str], cwd
         inner = ["--status-fd", str(status_fd), "--isolation", mode, *_limit_options(limits), *fds]
         if nproc is not None:
             inner += ["--nproc-rlimit", str(nproc)]
+        if lifeline_fd is not None:
+            inner += ["--lifeline-fd", str(lifeline_fd)]
         if harness and HARNESS in argv:
             at = argv.index(HARNESS) + 1
             return [*wrapper_argv(jail, info_fd), *argv[:at], SUPERVISED, *inner, "--", *argv[at:]]
@@ -97,11 +101,13 @@ def _boost(pid: int) -> None:
 
 
 class JailWatch:
-    """The evoforge side of one bwrap jail: the pipes bwrap and the supervisor write to, and the jail's PID 1."""
+    """The evoforge side of one bwrap jail: the pipes bwrap and the supervisor write to, the jail's lifeline (a
+    pipe it reads and only we hold open for writing), and the jail's PID 1."""
 
     def __init__(self) -> None:
         self.status_r, self.status_w = os.pipe()
         self.info_r, self.info_w = os.pipe()
+        self.life_r, self.life_w = os.pipe()  # the jail's lifeline: only this process ever holds the write end
         self.info = b""
         self.reported = b""
         self.pid1: int | None = None
@@ -110,9 +116,9 @@ class JailWatch:
 
     def started(self) -> None:
         """The jail is starting: close our copies of the write ends and watch for bwrap's info."""
-        for fd in (self.status_w, self.info_w):
+        for fd in (self.status_w, self.info_w, self.life_r):
             os.close(fd)
-        self.status_w = self.info_w = -1
+        self.status_w = self.info_w = self.life_r = -1
         for fd in (self.info_r, self.status_r):
             os.set_blocking(fd, False)
         self._loop = asyncio.get_running_loop()
@@ -143,11 +149,12 @@ class JailWatch:
         except BlockingIOError:
             return
         self.info += chunk
-        if chunk and b"}" not in self.info:
-            return
-        self._stop_watching(self.info_r)
-        with contextlib.suppress(ValueError, TypeError, KeyError):
+        try:
             self.pid1 = int(json.loads(self.info)["child-pid"])
+        except (ValueError, TypeError, KeyError):
+            if chunk:  # not whole yet
+                return
+        self._stop_watching(self.info_r)
         if self.pid1 is not None:
             with contextlib.suppress(OSError, AttributeError):
                 self.pidfd = os.pidfd_open(self.pid1)
@@ -193,9 +200,9 @@ class JailWatch:
         for fd in (self.info_r, self.status_r):
             self._stop_watching(fd)
         self._loop = None
-        for fd in (self.status_r, self.status_w, self.info_r, self.info_w, self.pidfd):
+        for fd in (self.status_r, self.status_w, self.info_r, self.info_w, self.life_r, self.life_w, self.pidfd):
             if fd is not None and fd >= 0:
                 with contextlib.suppress(OSError):
                     os.close(fd)
-        self.status_r = self.status_w = self.info_r = self.info_w = -1
+        self.status_r = self.status_w = self.info_r = self.info_w = self.life_r = self.life_w = -1
         self.pidfd = None

@@ -228,8 +228,8 @@ async def run_sandboxed(
             jail = JailWatch()
             nproc = await asyncio.to_thread(nproc_rlimit, limits) if os.getuid() != 0 else None
             cmd = launch_argv(argv, limits, env, cwd, pass_fds, hidden, status_fd=jail.status_w,
-                              info_fd=jail.info_w, nproc=nproc, harness=harness)
-            fds = (*pass_fds, jail.status_w, jail.info_w)
+                              info_fd=jail.info_w, lifeline_fd=jail.life_r, nproc=nproc, harness=harness)
+            fds = (*pass_fds, jail.status_w, jail.info_w, jail.life_r)
         else:
             cmd, fds = launch_argv(argv, limits, env, cwd, pass_fds, hidden), tuple(pass_fds)
         proc, pipes = await _spawn(cmd, cwd, {**env, TOKEN_VAR: token}, fds, stdin_path)

@@ -1,19 +1,18 @@
 """Stdlib-only supervisor that runs one evaluation command under its limits and leaves nothing behind.
 
 Usage: `python -I -S supervisor.py [--memory-mb N] [--cpu-s N] [--max-open-files N] [--max-processes N]
-[--nproc-rlimit N] [--disk-mb N] [--isolation bwrap|unshare|none] [--network off] [--status-fd N]
+[--nproc-rlimit N] [--disk-mb N] [--isolation bwrap|unshare|none] [--network off] [--status-fd N] [--lifeline-fd N]
 [--parent-pid N] [--writable DIR] [--readonly DIR]... [--mask PATH]... [--hide PATH]... [--tmp-mb N]
-[--pass-fd N]... -- argv...`.
-
-It forks the command with the rlimits set in the child (address space, CPU, open files, largest file, no core
-dumps, RLIMIT_NPROC when not root), polls the tree and kills it all when it holds more than max_processes tasks
-(the kernel ignores RLIMIT_NPROC for root), then kills and reaps every remaining descendant and exits with the
-child's status (re-raising the child's fatal signal on itself). On SIGTERM it passes SIGTERM on to all
-descendants, gives them a short grace, then SIGKILLs them. With `--status-fd` it is the inner supervisor, PID 1
-of a jail: the sandbox starts `bwrap ... -- supervisor.py --status-fd N ...` itself, and the command's exact wait
-status goes back through that pipe (bwrap would turn a fatal signal into an exit code 128+N). With `unshare`
-and no status fd it is the outer one: see outer.py. Its imports are the interpreter's builtins only (no
-subprocess, ctypes, enum or dataclasses): it starts in about the time of a bare `python -I -S`.
+[--pass-fd N]... -- argv...`. It forks the command with the rlimits set in the child (address space, CPU, open
+files, largest file, no core dumps, RLIMIT_NPROC when not root), polls the tree and kills it all past
+max_processes tasks (the kernel ignores RLIMIT_NPROC for root), then kills and reaps every remaining descendant
+and exits like the child (re-raising its fatal signal). On SIGTERM it passes SIGTERM on to all descendants, gives
+them a short grace, then SIGKILLs them. With `--status-fd` it is PID 1 of a bwrap jail the sandbox started: it
+writes `ready` there once started and at the end the command's exact wait status (bwrap would turn a fatal signal
+into 128+N); at EOF on `--lifeline-fd` (a pipe only evoforge holds open) it stops as on SIGTERM, which covers an
+evoforge that died before bwrap's --die-with-parent took hold. The harness supervises its own evaluation the same
+way (`serve`). With `unshare` and no status fd it is the outer one (outer.py). It imports builtins only (no
+subprocess, ctypes, enum or dataclasses), so it starts in about the time of a bare `python -I -S`.
 """
 
 from __future__ import annotations
@@ -34,10 +33,11 @@ PR_SET_CHILD_SUBREAPER = 36
 GRACE_S = 0.5
 REAP_DEADLINE_S = 5.0
 POLL_S = 0.05
+LIFELINE_S = 0.25  # at most this long between looks at the lifeline
 SCAN_SHARE = 20  # wait this many times as long as a /proc scan took before the next one
 SETUP_FAILED = 125
 INT_OPTIONS = ("parent-pid", "memory-mb", "cpu-s", "max-open-files", "max-processes", "nproc-rlimit", "status-fd",
-               "disk-mb", "tmp-mb")
+               "disk-mb", "tmp-mb", "lifeline-fd")
 LIST_OPTIONS = ("readonly", "pass-fd", "mask", "hide")
 MODES = ("bwrap", "unshare", "none")
 READY = b"ready\n"  # written on the status fd once started (before the fork): the sandbox boosts us then
@@ -57,6 +57,7 @@ class Options:
         self.disk_mb: int | None = None  # RLIMIT_FSIZE: no single file grows past it
         self.tmp_mb: int | None = None  # bwrap: size of the private /tmp and /dev/shm
         self.status_fd: int | None = None
+        self.lifeline_fd: int | None = None  # a pipe whose write end only evoforge holds: at EOF, stop as on SIGTERM
         self.isolation = "none"
         self.network = True
         self.writable: str | None = None
@@ -189,8 +190,7 @@ def _lower(which: int, value: int) -> None:
 
 def _package_on_path() -> None:
     """Put the folder holding `evoforge` on sys.path (-I leaves it off) for the modules only some modes need."""
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
-    if root not in sys.path:
+    if (root := os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__))))) not in sys.path:
         sys.path.insert(0, root)
 
 
@@ -228,19 +228,22 @@ def parse_args(argv: list[str]) -> tuple[Options, list[str]]:
 
 
 def wait_child(pid: int, *, max_tasks: int | None = None, skip: Collection[int] = (),
-               grace_s: float = GRACE_S) -> tuple[int, str]:
+               grace_s: float = GRACE_S, lifeline: int | None = None) -> tuple[int, str]:
     """Wait for the child with SIGTERM and SIGCHLD blocked; returns (raw status, "" / "terminated" / "too_many").
 
     Orphans re-parented to us are reaped as they die. With `max_tasks` the tree is polled and the wait ends
-    when it holds more tasks. On SIGTERM every descendant except those in `skip` gets SIGTERM and the child a
-    grace of `grace_s`; the caller then SIGKILLs whatever is left.
+    when it holds more tasks. On SIGTERM, or once the `lifeline` pipe's far end (evoforge) is gone, every
+    descendant except those in `skip` gets SIGTERM and the child a grace of `grace_s`; the caller then SIGKILLs
+    whatever is left.
     """
     watched = {signal.SIGTERM, signal.SIGCHLD}
-    pause = 1.0
+    pause = 1.0 if lifeline is None else LIFELINE_S
     while True:
         done, status = os.waitpid(pid, os.WNOHANG)
         if done:
             return status, ""
+        if lifeline is not None and lifeline_cut(lifeline):
+            break
         _reap_orphans(pid)
         if max_tasks is not None:
             scan_start = time.monotonic()
@@ -249,6 +252,7 @@ def wait_child(pid: int, *, max_tasks: int | None = None, skip: Collection[int] 
                                  f"max_processes={max_tasks}); killed the whole process tree\n")
                 return signal.SIGKILL, "too_many"
             pause = max(POLL_S, SCAN_SHARE * (time.monotonic() - scan_start))  # at most ~5% of a core
+            pause = pause if lifeline is None else min(pause, LIFELINE_S)
         info = signal.sigtimedwait(watched, pause)
         if info is not None and info.si_signo == signal.SIGTERM:
             break
@@ -260,6 +264,16 @@ def wait_child(pid: int, *, max_tasks: int | None = None, skip: Collection[int] 
             return status, "terminated"
         signal.sigtimedwait({signal.SIGCHLD}, 0.02)
     return signal.SIGKILL, "terminated"
+
+
+def lifeline_cut(fd: int) -> bool:
+    """True once no one holds the write end of the pipe `fd` reads (evoforge died); nothing is ever written to it."""
+    try:
+        return os.read(fd, 1) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
 
 
 def _reap_orphans(keep: int) -> None:
@@ -336,7 +350,7 @@ def run_child(opts: Options, start: Callable[[], object], name: str) -> tuple[in
             finally:
                 os._exit(127)
         os._exit(0)
-    status, ended = wait_child(pid, max_tasks=opts.max_processes)
+    status, ended = wait_child(pid, max_tasks=opts.max_processes, lifeline=opts.lifeline_fd)
     if ended != "too_many" or opts.status_fd is None:  # inside a PID namespace our exit kills the rest at once
         clean_up()
     return status, ended
@@ -352,6 +366,10 @@ def _prologue(opts: Options) -> None:
     if os.getpid() != 1 and (errno := _prctl(PR_SET_CHILD_SUBREAPER, 1)):  # PID 1 of a jail reaps all anyway
         sys.stderr.write(f"evoforge supervisor: prctl(PR_SET_CHILD_SUBREAPER) failed: errno {errno}\n")
     _boost()
+    if opts.lifeline_fd is not None:  # under bwrap: evoforge may have died before bwrap asked for its parent's death
+        os.set_blocking(opts.lifeline_fd, False)
+        if lifeline_cut(opts.lifeline_fd):
+            os._exit(128 + signal.SIGTERM)
     if opts.status_fd is None and opts.max_processes is not None and os.getuid() != 0 and opts.nproc_rlimit is None:
         opts.nproc_rlimit = uid_tasks() + opts.max_processes
 
