@@ -196,3 +196,12 @@ def test_the_supervisor_stops_its_tree_when_evoforge_lets_go_of_the_lifeline(tmp
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_the_chains_modules_are_byte_compiled_for_the_jail_which_cannot(tmp_path: Path) -> None:
+    from importlib.util import cache_from_source
+
+    cached = Path(cache_from_source(str(launch.SUPERVISOR)))
+    cached.unlink(missing_ok=True)  # as a fresh checkout, or PYTHONDONTWRITEBYTECODE, leaves it
+    launch.compile_chain.__wrapped__()
+    assert cached.exists() and cached.stat().st_mtime >= launch.SUPERVISOR.stat().st_mtime

@@ -14,8 +14,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
+import importlib.util
 import json
 import os
+import py_compile
 import signal
 import sys
 from collections.abc import Mapping, Sequence
@@ -53,6 +56,20 @@ def nproc_rlimit(limits: Limits) -> int | None:
     return uid_tasks() + limits.max_processes
 
 
+@functools.cache
+def compile_chain() -> None:
+    """Byte-compile the modules every jailed start loads, once per process, where their cache is missing or stale:
+    the jail cannot write bytecode, and PYTHONDONTWRITEBYTECODE (or a fresh checkout) would leave each evaluation
+    compiling them again (milliseconds each). A read-only install is left as it is."""
+    package = Path(__file__).resolve().parents[1]
+    for source in (SUPERVISOR, Path(__file__).with_name("harness.py"), package / "sandbox.py",
+                   package / "__init__.py", package / "experiment" / "__init__.py"):
+        cached = Path(importlib.util.cache_from_source(str(source)))
+        with contextlib.suppress(OSError):
+            if not cached.exists() or cached.stat().st_mtime < source.stat().st_mtime:
+                py_compile.compile(str(source), cfile=str(cached), doraise=False, quiet=2)
+
+
 def launch_argv(argv: Sequence[str], limits: Limits, env: Mapping[str, str], cwd: Path,
                 pass_fds: Sequence[int] = (), hidden: Sequence[Path] = (), *, status_fd: int = -1,
                 info_fd: int | None = None, lifeline_fd: int | None = None, nproc: int | None = None,
@@ -66,6 +83,7 @@ def launch_argv(argv: Sequence[str], limits: Limits, env: Mapping[str, str], cwd
     The jail's folders are computed here, in the evoforge process, which knows its interpreter and virtualenv.
     """
     mode = resolve_isolation(limits.isolation, limits.network)
+    compile_chain()
     supervisor = [sys.executable, "-I", "-S", "-c", BOOT, str(SUPERVISOR.parent)]
     fds = [arg for fd in pass_fds for arg in ("--pass-fd", str(fd))]
     if mode == "bwrap":
