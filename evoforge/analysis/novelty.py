@@ -12,6 +12,8 @@ from evoforge.models import LLMCall
 
 SHINGLE = 3  # tokens per shingle
 CODE_WEIGHT = 0.6  # share of the code in a proposal's similarity (the motivation has the rest)
+# the most a motivation similarity can be: 1 for shingles, and a cosine of float32 unit vectors may pass 1 by rounding
+MOTIVATION_MAX = 1.0 + 1e-4
 JUDGE_CODE_CHARS = 6000
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 _VERDICT_LINE = re.compile(r"verdict\s*[:=\-]\s*\**\s*(not\s+novel|novel|duplicate)", re.IGNORECASE)
@@ -37,6 +39,12 @@ def proposal_similarity(motivation_a: str, code_a: str, motivation_b: str, code_
     """How alike two proposals are: the code's similarity weighted CODE_WEIGHT, the motivation's the rest."""
     code = text_similarity(code_a, code_b)
     return CODE_WEIGHT * code + (1 - CODE_WEIGHT) * text_similarity(motivation_a, motivation_b)
+
+
+def could_reach(code_similarity: float, threshold: float) -> bool:
+    """Whether a proposal with this code similarity could reach the threshold with the most similar motivation
+    possible; when not, its motivation need not be compared (nor encoded)."""
+    return CODE_WEIGHT * code_similarity + (1 - CODE_WEIGHT) * MOTIVATION_MAX >= threshold
 
 
 def most_similar(text: str, corpus: Sequence[str]) -> tuple[int, float] | None:
