@@ -9,9 +9,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-_lock = threading.Lock()
-_depth = 0  # encoder calls inside the limit right now (threads of one process share BLAS's setting)
-_limit: Any = None  # threadpoolctl's limiter while _depth > 0
+# BLAS's thread count is process-wide, and threadpoolctl lets only the thread that set it restore it: limited blocks
+# run one at a time, so that none restores a setting another one made (the encoder is CPU-bound anyway)
+_lock = threading.RLock()
 _controller: Any = None
 
 
@@ -30,19 +30,10 @@ def _blas_controller() -> Any:
 
 @contextmanager
 def one_blas_thread() -> Iterator[None]:
-    """BLAS limited to one thread inside the block, its previous setting restored when the last concurrent caller
-    leaves (the setting is process-wide, so overlapping callers share one limit instead of restoring each other's)."""
-    global _depth, _limit
-    with _lock:
-        if _depth == 0:
-            controller = _blas_controller()
-            _limit = None if controller is None else controller.limit(limits=1, user_api="blas")
-        _depth += 1
-    try:
+    """BLAS limited to one thread inside the block, its previous setting restored on leaving it."""
+    controller = _blas_controller()
+    if controller is None:
         yield
-    finally:
-        with _lock:
-            _depth -= 1
-            if _depth == 0 and _limit is not None:
-                _limit.restore_original_limits()
-                _limit = None
+        return
+    with _lock, controller.limit(limits=1, user_api="blas"):
+        yield
