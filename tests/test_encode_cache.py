@@ -73,6 +73,22 @@ def test_the_cache_survives_reopening_and_is_kept_per_encoder(tmp_path: Path) ->
         assert renamed.texts == ["a motivation"]  # another encoder's vectors are never reused
 
 
+def test_a_base_that_cannot_keep_vectors_still_encodes(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    counting = Counting()
+    with CognitionBase.open(tmp_path / "kb.db", encoder=counting) as kb:
+        assert kb.encoder is not None
+        kb.encoder.encode(["kept"])
+        kb.encoder._store({"0" * 64: np.ones(64, dtype=np.float32)})  # type: ignore[attr-defined]
+        kb.encoder._store({"0" * 64: np.ones(64, dtype=np.float32)})  # type: ignore[attr-defined]
+        assert not caplog.records  # another writer was first: no news
+        with kb._engine.begin() as conn:
+            conn.exec_driver_sql("DROP TABLE encoded_texts")
+        vectors = kb.encoder.encode(["one", "two"])
+        assert vectors.shape == (2, 64) and counting.texts == ["kept", "one", "two"]
+        kb.encoder.encode(["three"])
+        assert len([r for r in caplog.records if "encoded texts" in r.getMessage()]) == 1  # said once
+
+
 def test_the_same_lesson_again_merges_without_encoding(tmp_path: Path) -> None:
     counting = Counting()
     lesson = KnowledgeItem(kind="lesson", title="Smaller steps", content="Halve the step when the score stalls.")

@@ -74,19 +74,22 @@ class CachedEncoder:
     def _load(self, keys: list[str]) -> dict[str, np.ndarray]:
         """The stored vectors of these keys (a row of another dimension is ignored: encoded again)."""
         found: dict[str, np.ndarray] = {}
-        with self._engine.connect() as conn:
-            for start in range(0, len(keys), _CHUNK):
-                stmt = select(e.c.text_hash, e.c.vector).where(e.c.encoder == self.name,
-                                                               e.c.text_hash.in_(keys[start : start + _CHUNK]))
-                for key, blob in conn.execute(stmt):
-                    vector = np.frombuffer(blob, dtype=np.float32)
-                    if vector.shape == (self.dim,):
-                        found[key] = vector
+        try:
+            with self._engine.connect() as conn:
+                for start in range(0, len(keys), _CHUNK):
+                    stmt = select(e.c.text_hash, e.c.vector).where(e.c.encoder == self.name,
+                                                                   e.c.text_hash.in_(keys[start : start + _CHUNK]))
+                    for key, blob in conn.execute(stmt):
+                        vector = np.frombuffer(blob, dtype=np.float32)
+                        if vector.shape == (self.dim,):
+                            found[key] = vector
+        except SQLAlchemyError as exc:
+            self._warn("read", exc)
         return found
 
     def _store(self, vectors: dict[str, np.ndarray]) -> None:
         """Write new vectors. A failed write loses only the saving, never the result: another process that wrote
-        one of them first is no news; any other failure (a read-only base) is logged once."""
+        one of them first is no news; any other failure (a read-only base, no table) is logged once."""
         rows = [{"encoder": self.name, "text_hash": key, "vector": np.asarray(vec, dtype=np.float32).tobytes()}
                 for key, vec in vectors.items()]
         try:
@@ -95,7 +98,10 @@ class CachedEncoder:
         except IntegrityError:
             log.debug("cognition base: encoded texts already saved by another process")
         except SQLAlchemyError as exc:
-            if not self._warned:
-                self._warned = True
-                log.warning("cognition base: could not save encoded texts (they are encoded again when needed): %s",
-                            str(exc).splitlines()[0])
+            self._warn("save", exc)
+
+    def _warn(self, what: str, exc: SQLAlchemyError) -> None:
+        if not self._warned:
+            self._warned = True
+            log.warning("cognition base: could not %s encoded texts (they are encoded again when needed): %s",
+                        what, str(exc).splitlines()[0])

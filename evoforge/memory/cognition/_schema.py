@@ -53,9 +53,11 @@ items_table = Table(
     Column("embedding_model", String(64), nullable=True),
 )
 
+cache_metadata = MetaData()  # created apart: a base that cannot get this table still serves, without the cache
+
 encoded_table = Table(
     "encoded_texts",
-    metadata,
+    cache_metadata,
     Column("encoder", String(64), primary_key=True),
     Column("text_hash", String(64), primary_key=True),  # sha256 of the UTF-8 text, hex
     Column("vector", LargeBinary, nullable=False),  # float32 bytes

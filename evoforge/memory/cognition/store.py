@@ -16,7 +16,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from evoforge.memory.cognition._cache import CachedEncoder
 from evoforge.memory.cognition._dense import DenseState
-from evoforge.memory.cognition._schema import item_from_row, item_row, make_engine, metadata
+from evoforge.memory.cognition._schema import cache_metadata, item_from_row, item_row, make_engine, metadata
 from evoforge.memory.cognition._schema import items_table as t
 from evoforge.memory.cognition.embeddings import Encoder, load_encoder
 from evoforge.memory.cognition.importer import read_paths
@@ -84,6 +84,11 @@ class CognitionBase:
         except SQLAlchemyError as exc:
             engine.dispose()
             raise KnowledgeError(f"cannot create the knowledge tables in {path_or_url}: {exc}") from exc
+        try:
+            create_missing_tables(cache_metadata, engine)
+        except SQLAlchemyError as exc:  # e.g. a read-only base from before the cache: encoded texts stay in memory
+            log.warning("cognition base: no table for encoded texts in %s (%s); they are kept in memory only",
+                        path_or_url, str(exc).splitlines()[0])
         if not use_dense:
             encoder, mode = None, "lexical (embeddings disabled)"
         else:
