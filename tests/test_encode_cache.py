@@ -187,6 +187,45 @@ def test_no_motivation_is_encoded_when_no_code_could_reach_the_threshold(tmp_pat
         learning.kb.close()
 
 
+def _reference_similarity(a: str, b: str) -> float:
+    """text_similarity as it was: shingles as tuples, every text tokenized on every call."""
+    import re
+
+    token = re.compile(r"\w+|[^\w\s]")
+    ta, tb = token.findall(a.lower()), token.findall(b.lower())
+    if not ta or not tb:
+        return 1.0 if not ta and not tb else 0.0
+    k = 3 if min(len(ta), len(tb)) >= 3 else 1
+    sa = {tuple(ta[i : i + k]) for i in range(len(ta) - k + 1)}
+    sb = {tuple(tb[i : i + k]) for i in range(len(tb) - k + 1)}
+    return len(sa & sb) / len(sa | sb)
+
+
+def test_code_similarity_is_unchanged_and_tokenizes_each_text_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from evoforge.analysis import novelty
+
+    rng = random.Random(11)
+    texts = ["", "x", "a b", "x = 1", *(_text(rng, [*WORDS, "(", ")", "=", "+", "1", "X"], rng.randint(1, 40))
+                                      for _ in range(60))]
+    for a in texts:
+        for b in rng.sample(texts, 10):
+            assert novelty.text_similarity(a, b) == _reference_similarity(a, b), (a, b)
+    calls: list[str] = []
+
+    class Counting:
+        @staticmethod
+        def findall(text: str) -> list[str]:
+            calls.append(text)
+            return novelty.re.findall(r"\w+|[^\w\s]", text)
+
+    monkeypatch.setattr(novelty, "_TOKEN", Counting)
+    pool = [f"x = {i}\ny = 2 * x + {i}  # a new text" for i in range(50)]
+    for proposal in ("x = 3\ny = 2 * x + 1  # proposal one", "x = 4\ny = 2 * x + 1  # proposal two"):
+        for code in pool:
+            novelty.text_similarity(proposal, code)
+    assert len(calls) == len(pool) + 2  # each pool text once, for both proposals
+
+
 # ---- the MiniLM encoder: bounded input, one BLAS thread for small batches -------------------------------------------
 
 
