@@ -282,3 +282,28 @@ def test_blas_is_one_thread_inside_small_encoder_calls_only() -> None:
         assert seen == [before] and blas_threads() == before
     finally:
         del encoder._forward  # type: ignore[attr-defined]
+
+
+def test_the_judge_compiles_its_built_in_templates_once(fake_llm, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    import asyncio
+
+    from evoforge.analysis import judge_novelty
+    from evoforge.analysis.prompts import AnalysisPrompts
+    from evoforge.llm.client import LLMClient
+    from evoforge.task.config import LLMSettings
+
+    built: list[object] = []
+    original = AnalysisPrompts.__init__
+
+    def counted(self: AnalysisPrompts, *args: object, **kwargs: object) -> None:
+        built.append(self)
+        original(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(AnalysisPrompts, "__init__", counted)
+    client = LLMClient(model="fake", base_url=fake_llm.base_url, api_key=None, settings=LLMSettings(max_retries=0))
+    for _ in range(3):
+        fake_llm.push("VERDICT: NOVEL")
+        novel, _call = asyncio.run(judge_novelty(client, candidate_motivation="a", candidate_code="x = 1\n",
+                                                 near_motivation="b", near_code="x = 2\n"))
+        assert novel is True
+    assert len(built) <= 1
