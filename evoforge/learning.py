@@ -196,9 +196,8 @@ class Learning:
         encoder = self.kb.encoder
         if encoder is None or not mine:
             return [None] * (1 + len(theirs))
-        texts = [mine, *(text for text in theirs if text)]
-        found = iter(encoder.encode(list(dict.fromkeys(texts))))
-        vectors = dict(zip(dict.fromkeys(texts), found, strict=True))
+        distinct = list(dict.fromkeys(text for text in (mine, *theirs) if text))
+        vectors = dict(zip(distinct, encoder.encode(distinct), strict=True))
         return [vectors[mine], *(vectors[text] if text else None for text in theirs)]
 
     @staticmethod
