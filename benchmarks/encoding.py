@@ -116,7 +116,8 @@ def count_encodes(counts: Counter[str], spent: list[float]) -> Callable[[], None
 
 def time_progress(spent: list[float]) -> Callable[[], None]:
     """Add the CPU time of every progress redraw and update (on its own thread) to spent[0]; returns the undo."""
-    originals = {(Live, "refresh"): Live.refresh, (Progress, "update"): Progress.update}
+    originals = {(Live, "refresh"): Live.refresh, (Progress, "update"): Progress.update,
+                 (ProgressObserver, "trial_finished"): ProgressObserver.trial_finished}
     local = threading.local()  # an update may redraw: count the outer call only, per thread
 
     def timed(fn: Callable[..., Any]) -> Callable[..., Any]:
