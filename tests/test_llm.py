@@ -6,6 +6,7 @@ import asyncio
 import email.utils
 from datetime import UTC, datetime, timedelta
 
+import openai
 import pytest
 from fake_llm import FakeLLM, Reply
 
@@ -166,6 +167,31 @@ def test_one_client_serves_several_event_loops_and_concurrent_calls(fake_llm: Fa
     assert asyncio.run(many(6)) == [f"echo {i}" for i in range(6)]  # a fresh loop: no "Event loop is closed"
     complete(client)
     assert len(fake_llm.requests) == 8
+
+
+def test_one_sdk_client_per_event_loop(fake_llm: FakeLLM, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Building the SDK's client costs more than a request to a local server: one per loop, not one per request;
+    each request still asks for its connection to be closed, so none outlives its loop."""
+    built: list[object] = []
+    real = openai.AsyncOpenAI
+
+    def counting(*args: object, **kwargs: object) -> openai.AsyncOpenAI:
+        built.append(kwargs)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(openai, "AsyncOpenAI", counting)
+    client = fast_client(fake_llm)
+
+    async def three() -> None:
+        for i in range(3):
+            await client.complete([{"role": "user", "content": str(i)}], role="r")
+        await client.aclose()
+
+    asyncio.run(three())
+    assert len(built) == 1 and len(fake_llm.requests) == 3
+    asyncio.run(three())  # a new loop gets its own client
+    assert len(built) == 2
+    assert all(headers.get("connection") == "close" for headers in fake_llm.headers)
 
 
 def test_parse_retry_after() -> None:

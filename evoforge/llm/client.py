@@ -3,6 +3,7 @@ task settings: `client_for_spec` (one `ModelSpec`) and `client_from_settings` (a
 
 from __future__ import annotations
 
+import asyncio
 import os
 from typing import TYPE_CHECKING
 
@@ -40,23 +41,32 @@ __all__ = [
 class LLMClient(ChatClient):
     """Chat completions against one model behind an OpenAI-compatible endpoint (OpenAI, vLLM, llama.cpp, ...)."""
 
-    async def _request(self, messages: list[dict[str, str]], temperature: float | None, timeout_s: float) -> Reply:
-        """One request through a fresh SDK client, closed after it.
+    _sdk: tuple[asyncio.AbstractEventLoop, openai.AsyncOpenAI] | None = None
 
-        No connection outlives its event loop, so one LLMClient serves any number of `asyncio.run` calls;
-        the TLS context (the costly part of a client, ~20 ms) is built once per process and shared.
-        """
-        client = openai.AsyncOpenAI(api_key=self._secret, base_url=self.base_url, timeout=timeout_s, max_retries=0,
-                                    http_client=openai.DefaultAsyncHttpxClient(verify=tls_context()))
-        try:
-            response: ChatCompletion = await client.chat.completions.create(
-                model=self.api_model,
-                messages=messages,  # type: ignore[arg-type]
-                temperature=temperature,
-                max_tokens=self.max_tokens,
-            )
-        finally:
-            await client.close()
+    def _client(self) -> openai.AsyncOpenAI:
+        """The SDK client of the running event loop, made on its first request and kept for the next ones.
+
+        Building one costs more than a request to a local server. A client belongs to its event loop: a request from
+        another loop (a later `asyncio.run`) gets a new one, so one LLMClient serves any number of loops, and each
+        request asks the server to close its connection after the answer ("Connection: close"), so no connection
+        outlives its loop even when nobody calls `aclose`. The TLS context is built once per process and shared."""
+        loop = asyncio.get_running_loop()
+        if self._sdk is None or self._sdk[0] is not loop:
+            client = openai.AsyncOpenAI(api_key=self._secret, base_url=self.base_url, max_retries=0,
+                                        default_headers={"Connection": "close"},
+                                        http_client=openai.DefaultAsyncHttpxClient(verify=tls_context()))
+            self._sdk = (loop, client)
+        return self._sdk[1]
+
+    async def _request(self, messages: list[dict[str, str]], temperature: float | None, timeout_s: float) -> Reply:
+        """One request through the loop's SDK client (see `_client`), with its own timeout."""
+        response: ChatCompletion = await self._client().chat.completions.create(
+            model=self.api_model,
+            messages=messages,  # type: ignore[arg-type]
+            temperature=temperature,
+            max_tokens=self.max_tokens,
+            timeout=timeout_s,
+        )
         text = (response.choices[0].message.content or "") if response.choices else ""
         usage = response.usage
         return Reply(
@@ -64,6 +74,12 @@ class LLMClient(ChatClient):
             tokens_in=int(getattr(usage, "prompt_tokens", 0) or 0),
             tokens_out=int(getattr(usage, "completion_tokens", 0) or 0),
         )
+
+    async def aclose(self) -> None:
+        """Close the SDK client when it belongs to the running loop; one of a loop that has ended is dropped."""
+        sdk, self._sdk = self._sdk, None
+        if sdk is not None and sdk[0] is asyncio.get_running_loop():
+            await sdk[1].close()
 
     def _classify(self, exc: BaseException) -> Failure:
         if isinstance(exc, openai.APIStatusError):
