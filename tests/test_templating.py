@@ -14,26 +14,26 @@ from evoforge.errors import TaskError
 
 
 @pytest.fixture
-def parses(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The template names jinja2 parses from source from now on."""
+def loads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The template files jinja2 reads (to compile them) from now on."""
     seen: list[str] = []
-    parse = jinja2.Environment._parse
+    get_source = jinja2.FileSystemLoader.get_source
 
-    def counting(self: jinja2.Environment, source: str, name: str | None, filename: str | None) -> object:
-        seen.append(str(name))
-        return parse(self, source, name, filename)
+    def counting(self: jinja2.FileSystemLoader, environment: jinja2.Environment, template: str) -> object:
+        seen.append(template)
+        return get_source(self, environment, template)
 
-    monkeypatch.setattr(jinja2.Environment, "_parse", counting)
+    monkeypatch.setattr(jinja2.FileSystemLoader, "get_source", counting)
     return seen
 
 
-def test_a_second_set_parses_nothing(parses: list[str]) -> None:
-    AnalysisPrompts()  # may parse (once per process)
-    parses.clear()
+def test_a_second_set_reads_no_template_again(loads: list[str]) -> None:
+    AnalysisPrompts()  # may read them (once per process)
+    loads.clear()
     values = {"candidate_motivation": "m", "candidate_code": "x = 1", "near_motivation": "n", "near_code": "x = 2"}
     first = AnalysisPrompts().render("novelty.j2", values)
     assert AnalysisPrompts().render("novelty.j2", values) == first
-    assert parses == []
+    assert loads == []
 
 
 def test_an_edited_override_is_read_again(tmp_path: Path) -> None:
