@@ -4,7 +4,11 @@
 `evoforge.run` and `evoforge.resume` are loaded on first use.
 """
 
-from typing import Any
+from __future__ import annotations
+
+TYPE_CHECKING = False  # typing itself costs every jailed start 2 ms
+if TYPE_CHECKING:
+    from typing import Any
 
 __version__ = "0.1.0"
 __all__ = ["run", "resume"]

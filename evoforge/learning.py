@@ -26,6 +26,7 @@ from evoforge.analysis import (
     text_similarity,
     write_agenda,
 )
+from evoforge.analysis.novelty import could_reach
 from evoforge.llm.client import LLMClient
 from evoforge.memory.cognition import CognitionBase, Hit, KnowledgeItem
 from evoforge.memory.record import Record
@@ -64,7 +65,6 @@ class Learning:
         agendas = record.agendas()
         self.agenda = agendas[-1]["text"] if agendas else ""
         self._finished_since_review = 0
-        self._motivation_vectors: dict[int, np.ndarray] = {}
         self._kb_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cognition")
 
     # ---- LEARN ------------------------------------------------------------------------------------------
@@ -170,32 +170,44 @@ class Learning:
         return (None if novel else near), [call]
 
     def _nearest(self, proposal: Proposal, evaluated: Sequence[Trial]) -> Trial | None:
-        """The most similar evaluated trial at or over the novelty threshold (runs on the base's thread)."""
+        """The most similar evaluated trial at or over the novelty threshold (runs on the base's thread).
+
+        Code similarity first: a trial whose code is too far for even a perfect motivation match to reach the
+        threshold is out, and only the motivations of the trials left are encoded (the encoder's cache answers
+        for texts seen before), in one batch with the proposal's."""
         threshold = self.task.config.analysis.novelty_threshold
+        pool = [t for t in evaluated  # a rejected trial was never evaluated, and a reuse repeats its original
+                if t.code and t.reused_from is None and t.status is not TrialStatus.REJECTED]
+        codes = [text_similarity(proposal.code, trial.code) for trial in pool]
+        near = [(trial, code) for trial, code in zip(pool, codes, strict=True) if could_reach(code, threshold)]
+        if not near:
+            return None
+        vectors = self._motivation_vectors(proposal.motivation, [trial.motivation for trial, _ in near])
         best: tuple[float, Trial] | None = None
-        mine = self._motivation_vector(proposal.motivation)
-        for trial in evaluated:
-            if not trial.code or trial.reused_from is not None or trial.status is TrialStatus.REJECTED:
-                continue  # a rejected trial was never evaluated, and a reuse repeats its original
-            similarity = self._similarity(proposal, mine, trial)
+        for (trial, code), theirs in zip(near, vectors[1:], strict=True):
+            similarity = self._similarity(proposal, trial, code, vectors[0], theirs)
             if similarity >= threshold and (best is None or similarity > best[0]):
                 best = (similarity, trial)
         return None if best is None else best[1]
 
-    def _motivation_vector(self, motivation: str) -> np.ndarray | None:
+    def _motivation_vectors(self, mine: str, theirs: list[str]) -> list[np.ndarray | None]:
+        """Embeddings of the proposal's motivation and the others' (None for an empty one, or all None without an
+        encoder or when the proposal has no motivation: the shingles decide then), encoded in one call."""
         encoder = self.kb.encoder
-        return encoder.encode([motivation])[0] if encoder is not None and motivation else None
+        if encoder is None or not mine:
+            return [None] * (1 + len(theirs))
+        distinct = list(dict.fromkeys(text for text in (mine, *theirs) if text))
+        vectors = dict(zip(distinct, encoder.encode(distinct), strict=True))
+        return [vectors[mine], *(vectors[text] if text else None for text in theirs)]
 
-    def _similarity(self, proposal: Proposal, mine: np.ndarray | None, trial: Trial) -> float:
+    @staticmethod
+    def _similarity(proposal: Proposal, trial: Trial, code: float, mine: np.ndarray | None,
+                    theirs: np.ndarray | None) -> float:
         """Motivation (cosine of embeddings, else shingles) and code (shingles) similarity, weighted 0.4 / 0.6."""
-        theirs = None if mine is None else self._motivation_vectors.get(trial.id)
-        if mine is not None and theirs is None:
-            theirs = self._motivation_vector(trial.motivation)
         if mine is None or theirs is None:
             return proposal_similarity(proposal.motivation, proposal.code, trial.motivation, trial.code)
-        self._motivation_vectors[trial.id] = theirs
         cosine = float(np.dot(mine, theirs))
-        return 0.4 * cosine + 0.6 * text_similarity(proposal.code, trial.code)
+        return 0.4 * cosine + 0.6 * code
 
     async def aclose(self) -> None:
         await self.analyzer.aclose()

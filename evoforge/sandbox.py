@@ -5,22 +5,21 @@ Under evoforge the request goes through the channel the harness inherited to the
 the candidate in a separate sandbox (the task's limits and isolation, the hidden files masked, no result channel)
 and answers with its return code, output and, on request, the JSON value it printed or its function returned.
 Outside evoforge (an evaluator called from a script or a test) the program runs as a plain subprocess, unjailed.
+It imports little (no subprocess, socket or dataclasses unless run outside evoforge): every evaluation loads it.
 """
 
 from __future__ import annotations
 
+import _thread
 import json
 import os
-import signal
-import socket
-import subprocess
 import sys
-import threading
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any
 
 CHANNEL_VAR = "EVOFORGE_CHANNEL_FD"
 MARKER = "EVOFORGE_CANDIDATE_VALUE "
@@ -51,21 +50,48 @@ class CandidateError(RuntimeError):
     """The candidate could not be run at all (the channel broke, or evoforge refused the request)."""
 
 
-@dataclass(frozen=True)
 class CandidateRun:
     """How the candidate's own process ended. `error_class` is None when it exited 0, else e.g. "timeout",
     "killed_by_limit", "disk_limit", "exit:1", "crash:SIGSEGV"; `value` is what `function` returned (or the last
-    JSON line printed when `json_value=True`), None when there is none."""
+    JSON line printed when `json_value=True`), None when there is none. Frozen, compared field by field (a frozen
+    dataclass written out: `dataclasses` costs an evaluation 10 ms of imports)."""
 
+    __slots__ = ("returncode", "stdout", "stderr", "seconds", "timed_out", "error_class", "value", "has_value",
+                 "notes")
     returncode: int | None
     stdout: str
     stderr: str
     seconds: float
-    timed_out: bool = False
-    error_class: str | None = None
-    value: Any = None
-    has_value: bool = False
-    notes: dict[str, Any] = field(default_factory=dict)
+    timed_out: bool
+    error_class: str | None
+    value: Any
+    has_value: bool
+    notes: dict[str, Any]
+
+    def __init__(self, returncode: int | None, stdout: str, stderr: str, seconds: float, timed_out: bool = False,
+                 error_class: str | None = None, value: Any = None, has_value: bool = False,
+                 notes: dict[str, Any] | None = None) -> None:
+        fields = (returncode, stdout, stderr, seconds, timed_out, error_class, value, has_value, notes or {})
+        for name, field_value in zip(self.__slots__, fields, strict=True):
+            object.__setattr__(self, name, field_value)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"cannot assign to field {name!r} (CandidateRun is frozen)")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"cannot delete field {name!r} (CandidateRun is frozen)")
+
+    def _fields(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __eq__(self, other: object) -> bool:
+        return self._fields() == other._fields() if type(other) is CandidateRun else NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # its notes are a dict
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
+        return f"CandidateRun({inner})"
 
     @property
     def ok(self) -> bool:
@@ -80,15 +106,16 @@ class CandidateRun:
 
 
 class _Channel:
-    """The harness's line-oriented JSON channel to the evoforge process (one request at a time)."""
+    """The harness's line-oriented JSON channel to the evoforge process (one request at a time), read and written
+    on its socket's descriptor directly."""
 
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock, self.lock, self.buffer, self.next_id = sock, threading.Lock(), b"", 0
+    def __init__(self, fd: int) -> None:
+        self.fd, self.lock, self.buffer, self.next_id = fd, _thread.allocate_lock(), b"", 0
         self.token = str(self._line().get("token", ""))  # evoforge's first line: results must carry it
 
     def _line(self) -> dict[str, Any]:
         while b"\n" not in self.buffer:
-            chunk = self.sock.recv(1 << 20)
+            chunk = os.read(self.fd, 1 << 20)
             if not chunk:
                 raise CandidateError("the channel to evoforge closed before it answered")
             self.buffer += chunk
@@ -96,8 +123,10 @@ class _Channel:
         value = json.loads(line)
         return value if isinstance(value, dict) else {"error": value}
 
-    def send(self, message: dict[str, Any]) -> None:
-        self.sock.sendall(json.dumps(message, allow_nan=True).encode() + b"\n")
+    def send(self, message: dict[str, Any], default: Any = None) -> None:
+        data = memoryview(json.dumps(message, allow_nan=True, default=default).encode() + b"\n")
+        while data:
+            data = data[os.write(self.fd, data):]
 
     def request(self, message: dict[str, Any]) -> dict[str, Any]:
         with self.lock:
@@ -115,7 +144,7 @@ _channel: _Channel | None = None
 def attach(fd: int) -> None:
     """Use the inherited socket `fd` as the channel (the harness calls it before loading the evaluator)."""
     global _channel
-    _channel = _Channel(socket.socket(fileno=fd))
+    _channel = _Channel(fd)
 
 
 def report(value: Any, default: Any = None) -> None:
@@ -123,8 +152,7 @@ def report(value: Any, default: Any = None) -> None:
     if _channel is None:
         raise CandidateError("no channel to evoforge")
     with _channel.lock:
-        message = {"op": "result", "token": _channel.token, "value": value}
-        _channel.sock.sendall(json.dumps(message, allow_nan=True, default=default).encode() + b"\n")
+        _channel.send({"op": "result", "token": _channel.token, "value": value}, default=default)
 
 
 def run_candidate(program_path: str | os.PathLike[str], args: Sequence[str] = (), *, input: str | None = None,
@@ -137,7 +165,7 @@ def run_candidate(program_path: str | os.PathLike[str], args: Sequence[str] = ()
     `timeout_s` bounds this run (the stage's own timeout still bounds the whole evaluation). It never raises
     for a broken candidate: look at `.ok`, `.error_class` and `.reason()`.
     """
-    program = str(Path(program_path).resolve())
+    program = os.path.realpath(program_path)
     if function is not None:
         argv = ["-c", RUNNER, program, function, MARKER, json.dumps(list(function_args))]
     else:
@@ -186,6 +214,9 @@ def _value_of(stdout: str, json_lines: bool) -> tuple[Any, bool]:
 
 def _run_here(argv: list[str], input: str | None, timeout_s: float, want_value: str | None) -> CandidateRun:
     """Outside evoforge: run the program as a plain subprocess in its own session (killed as a group on timeout)."""
+    import signal
+    import subprocess
+
     start = time.monotonic()
     child = subprocess.Popen([sys.executable, *argv], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True, start_new_session=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from containment import BWRAP, IN_PROCESS, THROUGH_HELPER, assert_honest_run_goes_on, evaluate, make_task, trial_dir
 
-from evoforge.experiment import isolation, sandbox
+from evoforge.experiment import isolation, launch
 from evoforge.experiment.disk import MB, folder_usage, retain, run_folder_bytes
 from evoforge.models import TrialStatus
 from evoforge.task.config import Limits
@@ -82,9 +82,9 @@ def test_retention_keeps_the_best_and_the_failures_logs(tmp_path: Path) -> None:
 
 def test_an_older_bwrap_without_size_still_runs_and_the_run_start_says_tmp_is_uncapped(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    argv = sandbox._supervisor_argv(["true"], Limits(isolation="bwrap"), {}, tmp_path)
-    assert ("--tmp-mb" in argv) == isolation.bwrap_sizes_tmpfs()
-    monkeypatch.setattr(sandbox, "bwrap_sizes_tmpfs", lambda: False)
+    argv = launch.launch_argv(["true"], Limits(isolation="bwrap"), {}, tmp_path)
+    assert ("--size" in argv) == isolation.bwrap_sizes_tmpfs()
+    monkeypatch.setattr(launch, "bwrap_sizes_tmpfs", lambda: False)
     monkeypatch.setattr(isolation, "bwrap_sizes_tmpfs", lambda: False)
-    assert "--tmp-mb" not in sandbox._supervisor_argv(["true"], Limits(isolation="bwrap"), {}, tmp_path)
+    assert "--size" not in launch.launch_argv(["true"], Limits(isolation="bwrap"), {}, tmp_path)
     assert "/tmp is NOT capped at tmp_mb=256" in isolation.describe_isolation(Limits(isolation="bwrap"))

@@ -1,5 +1,6 @@
 """When the evoforge process dies without cleaning up (kill -9, or a SIGTERM it does not handle), every trial it was
-evaluating stops with it: the supervisor gets SIGTERM from the kernel (parent-death signal) and ends its tree."""
+evaluating stops with it: under bwrap the kernel kills the jail with its parent (--die-with-parent), elsewhere the
+supervisor gets SIGTERM from the kernel (parent-death signal) and ends its tree."""
 
 from __future__ import annotations
 

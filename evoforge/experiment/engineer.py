@@ -30,6 +30,7 @@ from evoforge.experiment.disk import MB, clear_trial
 from evoforge.experiment.gates import check_static, program_fingerprint
 from evoforge.experiment.gates.config import StageConfig
 from evoforge.experiment.harness import ERROR_KEY
+from evoforge.experiment.launch import HARNESS
 from evoforge.experiment.result import BadResult, last_json_line, metrics_of, read_result_file, validate
 from evoforge.experiment.sandbox import SandboxResult, child_env, run_sandboxed
 from evoforge.experiment.stages import Cascade, StageRun
@@ -152,7 +153,7 @@ class Engineer:
         try:
             env[CHANNEL_VAR] = str(theirs.fileno())
             run = await sandboxed(argv, cwd=cwd, env=env, timeout_s=stage.timeout_s, stdout_path=files.stdout,
-                                  stderr_path=files.stderr, pass_fds=(theirs.fileno(),))
+                                  stderr_path=files.stderr, pass_fds=(theirs.fileno(),), harness=True)
         finally:
             theirs.close()
             await close_broker(serving, ours)
@@ -174,7 +175,7 @@ class Engineer:
     def _command(self, program_path: Path, trial_dir: Path, stage: str) -> tuple[list[str], Path]:
         evaluator = self.task.evaluator_path
         if evaluator is not None:
-            harness = [sys.executable, "-m", "evoforge.experiment.harness"]
+            harness = [sys.executable, "-m", HARNESS]
             return [*harness, str(evaluator), str(program_path)], trial_dir
         command = (self.task.config.command or "").replace("{program}", shlex.quote(str(program_path)))
         command = command.replace("{stage}", shlex.quote(stage))

@@ -9,37 +9,43 @@ uses the same socket. The result is encoded with allow_nan=True so the parent ca
 on failure it reports {"__error__": {"type", "message", "traceback", "error_class"}} and exits 1. A two-parameter
 `evaluate(path, ctx)` gets ctx = {"trial_dir", "task_dir", "stage", "stage_args"} (the stage from EVOFORGE_STAGE /
 EVOFORGE_STAGE_ARGS); a stage S calls `evaluate_S` instead when the evaluator defines it. An `async def evaluate`
-is run to completion with asyncio.run.
+is run to completion with asyncio.run. It imports little at start (asyncio, inspect and traceback only when an
+evaluator needs them): its start is most of a trivial evaluation's time.
+
+Under bwrap it is also the jail's supervisor: `python -m evoforge.experiment.harness --supervised OPTIONS --
+EVALUATOR PROGRAM` (OPTIONS as supervisor.py's) makes this process the jail's PID 1, which runs the evaluation in a
+forked child under the limits and supervises it as supervisor.py would, so one interpreter starts, not two.
 """
 
 from __future__ import annotations
 
-import asyncio
 import importlib.util
-import inspect
 import json
 import os
 import sys
-import traceback
-from collections.abc import Awaitable, Callable
-from pathlib import Path
-from typing import Any
 
 from evoforge import sandbox
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+    from typing import Any
+
 ERROR_KEY = "__error__"
+SUPERVISED = "--supervised"  # the harness supervises itself (bwrap): supervisor options, then `--`
+VARARGS = 0x04  # inspect.CO_VARARGS: the function takes *args
 
 
 class BadEvaluator(Exception):
     """The evaluator file cannot be loaded or defines no callable `evaluate`."""
 
 
-def load_evaluate(path: Path, stage: str | None = None) -> Callable[..., Any]:
+def load_evaluate(path: str, stage: str | None = None) -> Callable[..., Any]:
     """Import the file at `path` as a module and return its `evaluate_<stage>` function when it defines one (as
     OpenEvolve's `evaluate_stage1` serves a stage named stage1), else its `evaluate` function."""
-    if not path.is_file():
+    if not os.path.isfile(path):
         raise BadEvaluator(f"evaluator file {path} does not exist")
-    sys.path.insert(0, str(path.parent))  # lets the evaluator import its sibling modules
+    sys.path.insert(0, os.path.dirname(path))  # lets the evaluator import its sibling modules
     spec = importlib.util.spec_from_file_location("evoforge_evaluator", path)
     if spec is None or spec.loader is None:
         raise BadEvaluator(f"evaluator file {path} cannot be imported as a Python module")
@@ -60,6 +66,12 @@ def load_evaluate(path: Path, stage: str | None = None) -> Callable[..., Any]:
 
 def wants_ctx(evaluate: Callable[..., Any]) -> bool:
     """True when `evaluate` takes a second positional parameter (the ctx dict)."""
+    code = getattr(evaluate, "__code__", None)
+    if type(evaluate).__name__ == "function" and code is not None and not hasattr(evaluate, "__wrapped__") \
+            and not hasattr(evaluate, "__signature__"):  # a plain function: its code says it (inspect costs 6 ms)
+        return code.co_argcount >= 2 or bool(code.co_flags & VARARGS)
+    import inspect
+
     try:
         params = inspect.signature(evaluate).parameters.values()
     except (TypeError, ValueError):
@@ -99,6 +111,8 @@ def _report(payload: Any) -> None:
 
 
 def _error(exc: BaseException, error_class: str, message: str | None = None) -> dict[str, Any]:
+    import traceback
+
     tb = "".join(traceback.format_exception(exc))
     return {ERROR_KEY: {"type": type(exc).__name__, "message": message or str(exc), "traceback": tb,
                         "error_class": error_class}}
@@ -117,7 +131,16 @@ async def _completed(awaitable: Awaitable[Any]) -> Any:
     return await awaitable
 
 
-def run(evaluator_path: Path, program_path: Path) -> int:
+def _awaitable(value: Any) -> bool:
+    """inspect.isawaitable without importing inspect unless the value may be one."""
+    if not hasattr(value, "__await__") and type(value).__name__ != "generator":
+        return False
+    import inspect
+
+    return inspect.isawaitable(value)
+
+
+def run(evaluator_path: str, program_path: str) -> int:
     """Call the evaluator on the program and report its result; returns the process exit code."""
     stage = os.environ.get("EVOFORGE_STAGE", "main")
     try:
@@ -125,12 +148,14 @@ def run(evaluator_path: Path, program_path: Path) -> int:
     except BadEvaluator as exc:
         _report(_error(exc, "bad_evaluator"))
         return 1
-    ctx = {"trial_dir": os.environ.get("EVOFORGE_TRIAL_DIR", str(Path.cwd())),
-           "task_dir": os.environ.get("EVOFORGE_TASK_DIR", str(evaluator_path.parent)),
+    ctx = {"trial_dir": os.environ.get("EVOFORGE_TRIAL_DIR", os.getcwd()),
+           "task_dir": os.environ.get("EVOFORGE_TASK_DIR", os.path.dirname(evaluator_path)),
            "stage": stage, "stage_args": _stage_args()}
     try:
-        result = evaluate(str(program_path), ctx) if wants_ctx(evaluate) else evaluate(str(program_path))
-        if inspect.isawaitable(result):  # `async def evaluate`: run it to completion in a fresh event loop
+        result = evaluate(program_path, ctx) if wants_ctx(evaluate) else evaluate(program_path)
+        if _awaitable(result):  # `async def evaluate`: run it to completion in a fresh event loop
+            import asyncio
+
             result = asyncio.run(_completed(result))
     except BaseException as exc:  # noqa: BLE001 - SystemExit and KeyboardInterrupt are crashes too
         _report(_error(exc, f"crash:{type(exc).__name__}"))
@@ -144,13 +169,24 @@ def run(evaluator_path: Path, program_path: Path) -> int:
 
 
 def main(argv: list[str]) -> None:
+    if argv[:1] == [SUPERVISED]:
+        from evoforge.experiment import supervisor
+
+        split = argv.index("--") if "--" in argv else len(argv)
+        opts, args = supervisor.parse_args([*argv[1:split], "--", *argv[split + 1 :]])
+        sys.argv = [sys.argv[0], *args]  # what the evaluator would see without the supervisor's options
+        supervisor.serve(opts, lambda: _evaluate(args), "the harness")
+    _evaluate(argv)
+
+
+def _evaluate(argv: list[str]) -> None:
     channel = os.environ.pop(sandbox.CHANNEL_VAR, "")
     os.environ.pop("EVOFORGE_RESULT", None)  # no result file: the candidate must not find a way to report
     if len(argv) != 2 or not channel.isdigit():
         sys.stderr.write("usage: EVOFORGE_CHANNEL_FD=N python -m evoforge.experiment.harness EVALUATOR PROGRAM\n")
         raise SystemExit(2)
     sandbox.attach(int(channel))
-    evaluator_path, program_path = (Path(a).resolve() for a in argv)
+    evaluator_path, program_path = (os.path.realpath(a) for a in argv)
     sys.stdout.flush()
     code = run(evaluator_path, program_path)
     sys.stdout.flush()

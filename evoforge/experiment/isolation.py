@@ -190,18 +190,26 @@ def runtime_paths() -> list[Path]:
     resolved), the virtualenv and base prefixes, the folder holding `evoforge`, and every folder on sys.path.
 
     Call it in the evoforge process: the supervisor runs as `python -I -S`, where sys.prefix is the base
-    interpreter's and sys.path lacks the virtualenv, so it cannot find these itself.
+    interpreter's and sys.path lacks the virtualenv, so it cannot find these itself. Computed once for each
+    state of what it depends on (every trial asks; resolving them all took milliseconds).
     """
-    exe = Path(os.path.abspath(sys.executable))
-    found = [exe.parent, exe.resolve().parent, Path(sys.prefix), Path(sys.base_prefix), Path(__file__).parents[2]]
-    found += [Path(entry) for entry in sys.path if entry]
+    return list(_runtime_paths(sys.executable, sys.prefix, sys.base_prefix, tuple(sys.path),
+                               os.environ.get("HOME"), os.getcwd()))
+
+
+@functools.lru_cache(maxsize=8)
+def _runtime_paths(executable: str, prefix: str, base_prefix: str, path: tuple[str, ...], _home: str | None,
+                   _cwd: str) -> tuple[Path, ...]:
+    exe = Path(os.path.abspath(executable))
+    found = [exe.parent, exe.resolve().parent, Path(prefix), Path(base_prefix), Path(__file__).parents[2]]
+    found += [Path(entry) for entry in path if entry]
     home = Path.home().resolve()
     out: list[Path] = []
     for path in found:
         for variant in (Path(os.path.abspath(path)), path.resolve()):
             if variant.is_dir() and variant != Path("/") and not home.is_relative_to(variant):
                 out.append(variant)
-    return list(dict.fromkeys(out))
+    return tuple(dict.fromkeys(out))
 
 
 def jail_for(mode: str, network: bool, env: Mapping[str, str], cwd: Path,
@@ -235,8 +243,11 @@ def jail_for(mode: str, network: bool, env: Mapping[str, str], cwd: Path,
                 hidden=tuple(p.resolve() for p in hidden if p.exists()))
 
 
-def wrapper_argv(jail: Jail) -> list[str]:
-    """The command prefix that starts a process inside the jail (empty for mode none); the command follows."""
+def wrapper_argv(jail: Jail, info_fd: int | None = None) -> list[str]:
+    """The command prefix that starts a process inside the jail (empty for mode none); the command follows.
+
+    Under bwrap, `info_fd` is a descriptor bwrap writes {"child-pid": N} to: the jail's PID 1 as seen from outside.
+    """
     if jail.mode == "unshare":
         return ["unshare", "--pid", "--fork", "--kill-child", "--mount-proc", *([] if jail.network else ["--net"]),
                 "--"]
@@ -247,9 +258,8 @@ def wrapper_argv(jail: Jail) -> list[str]:
             "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
     size = [] if jail.tmp_mb is None else ["--size", str(jail.tmp_mb * 1024 * 1024)]
     argv += [*size, "--tmpfs", "/tmp", *size, "--tmpfs", "/dev/shm"]
-    for pattern in DEVICE_GLOBS:
-        for device in sorted(glob.glob(pattern)):
-            argv += ["--dev-bind-try", device, device]
+    for device in _devices():
+        argv += ["--dev-bind-try", device, device]
     # Outer paths first, so that each deeper one wins: a virtualenv under the masked home folder stays visible,
     # and a run folder inside a visible checkout stays masked. At the same depth a bind wins over a mask.
     steps = sorted([(len(p.parts), 0, p) for p in jail.masked] + [(len(p.parts), 1, p) for p in jail.readonly])
@@ -262,7 +272,15 @@ def wrapper_argv(jail: Jail) -> list[str]:
             argv += ["--remount-ro", str(path)]
     if jail.cwd.exists():
         argv += ["--chdir", str(jail.cwd)]
+    if info_fd is not None:
+        argv += ["--info-fd", str(info_fd)]
     return [*argv, "--"]
+
+
+@functools.lru_cache(maxsize=1)
+def _devices() -> tuple[str, ...]:
+    """The GPU devices present (looked for once per process)."""
+    return tuple(device for pattern in DEVICE_GLOBS for device in sorted(glob.glob(pattern)))
 
 
 def _masks(paths: Sequence[Path]) -> list[str]:

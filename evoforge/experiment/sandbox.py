@@ -3,7 +3,9 @@
 The command runs below `supervisor.py` (a child subreaper that applies the rlimits and reaps every
 descendant), in a new session and process group, with a scrubbed environment. Output is read from pipes into
 capped log files; on timeout the whole group gets SIGTERM, a short grace, then SIGKILL; afterwards any process
-still carrying the trial's token in its environment is killed too, so nothing outlives the trial.
+still carrying the trial's token in its environment is killed too, so nothing outlives the trial. Under bwrap
+(launch.py) the chain is bwrap around the supervisor as the jail's PID 1, and a jail that ended by itself needs no
+such sweep: the kernel killed everything in it before its PID 1's exit was done.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import sys
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -21,11 +22,11 @@ from pathlib import Path
 from typing import BinaryIO
 
 from evoforge.experiment import disk
-from evoforge.experiment.isolation import bwrap_sizes_tmpfs, jail_for
 from evoforge.experiment.isolation import resolve as resolve_isolation
+from evoforge.experiment.launch import SUPERVISOR, JailWatch, launch_argv, nproc_rlimit
 from evoforge.task.config import Limits
 
-SUPERVISOR = Path(__file__).with_name("supervisor.py")
+__all__ = ["SUPERVISOR", "SandboxResult", "child_env", "run_sandboxed", "sweep"]
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder that holds the `evoforge` package
 TOKEN_VAR = "EVOFORGE_TRIAL_TOKEN"
 SECRET_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD")
@@ -185,38 +186,10 @@ def _killpg(pgid: int, sig: int) -> None:
         os.killpg(pgid, sig)
 
 
-def _supervisor_argv(argv: Sequence[str], limits: Limits, env: Mapping[str, str], cwd: Path,
-                     pass_fds: Sequence[int] = (), hidden: Sequence[Path] = ()) -> list[str]:
-    """The supervisor command line for `limits`; the isolation is resolved here (IsolationUnavailable if it can't).
-
-    The jail's folders are computed here, in the evoforge process, which knows its interpreter and virtualenv.
-    """
-    cmd = [sys.executable, "-I", "-S", str(SUPERVISOR), "--parent-pid", str(os.getpid())]
-    for flag, value in (("--memory-mb", limits.memory_mb), ("--cpu-s", limits.cpu_s),
-                        ("--max-processes", limits.max_processes), ("--max-open-files", limits.max_open_files),
-                        ("--disk-mb", limits.disk_mb)):
-        if value is not None:
-            cmd += [flag, str(value)]
-    mode = resolve_isolation(limits.isolation, limits.network)
-    cmd += ["--isolation", mode]
-    if mode == "bwrap" and bwrap_sizes_tmpfs():  # decided here once per process, not per trial
-        cmd += ["--tmp-mb", str(limits.tmp_mb)]
-    if not limits.network:
-        cmd += ["--network", "off"]
-    if mode != "none":
-        jail = jail_for(mode, limits.network, env, cwd, hidden=hidden)
-        cmd += ["--writable", str(jail.writable)]
-        for flag, paths in (("--readonly", jail.readonly), ("--mask", jail.masked), ("--hide", jail.hidden)):
-            for path in paths:
-                cmd += [flag, str(path)]
-    for fd in pass_fds:
-        cmd += ["--pass-fd", str(fd)]
-    return [*cmd, "--", *argv]
-
-
-async def _stop(proc: asyncio.subprocess.Process) -> None:
-    """SIGTERM the whole process group, wait a short grace, then SIGKILL it."""
-    _killpg(proc.pid, signal.SIGTERM)
+async def _stop(proc: asyncio.subprocess.Process, jail: JailWatch | None) -> None:
+    """SIGTERM the jail's supervisor (bwrap) or the whole process group, wait a short grace, then SIGKILL it."""
+    if jail is None or not jail.terminate():
+        _killpg(proc.pid, signal.SIGTERM)  # bwrap itself dies of it, and the jail at once with it
     try:
         await asyncio.wait_for(proc.wait(), TERM_GRACE_S)
     except TimeoutError:
@@ -237,37 +210,52 @@ async def run_sandboxed(
     pass_fds: Sequence[int] = (),
     stdin_path: Path | None = None,
     hidden: Sequence[Path] = (),
+    harness: bool = False,
 ) -> SandboxResult:
     """Run `argv` in the sandbox and wait for it (at most `timeout_s`); nothing it started outlives it.
 
     When `stop` is set while it runs, the process group is stopped as on a timeout and the result says
     `stopped=True` (not timed_out). `pass_fds` stay open in the command (the harness's channel); `stdin_path`
-    is its standard input (else /dev/null); `hidden` paths are emptied in the jail (bwrap).
+    is its standard input (else /dev/null); `hidden` paths are emptied in the jail (bwrap). `harness`: argv runs
+    the harness, which under bwrap supervises itself (one interpreter start, not two).
     """
     token = uuid.uuid4().hex
     start = time.monotonic()
     logs = (_CappedLog(stdout_path, limits.output_bytes), _CappedLog(stderr_path, limits.output_bytes))
+    jail: JailWatch | None = None
     try:
-        proc, pipes = await _spawn(_supervisor_argv(argv, limits, env, cwd, pass_fds, hidden), cwd,
-                                   {**env, TOKEN_VAR: token}, pass_fds, stdin_path)
+        if resolve_isolation(limits.isolation, limits.network) == "bwrap":
+            jail = JailWatch()
+            nproc = await asyncio.to_thread(nproc_rlimit, limits) if os.getuid() != 0 else None
+            cmd = launch_argv(argv, limits, env, cwd, pass_fds, hidden, status_fd=jail.status_w,
+                              info_fd=jail.info_w, lifeline_fd=jail.life_r, nproc=nproc, harness=harness)
+            fds = (*pass_fds, jail.status_w, jail.info_w, jail.life_r)
+        else:
+            cmd, fds = launch_argv(argv, limits, env, cwd, pass_fds, hidden), tuple(pass_fds)
+        proc, pipes = await _spawn(cmd, cwd, {**env, TOKEN_VAR: token}, fds, stdin_path)
     except BaseException:
         for log in logs:
             log.finish()
+        if jail is not None:
+            jail.close()
         raise
+    if jail is not None:
+        jail.started()
     pumps = [asyncio.create_task(_pump(pipe, log)) for pipe, log in zip(pipes, logs, strict=True)]
     folder = Path(env.get("EVOFORGE_TRIAL_DIR") or cwd)
     try:
         ended = await _wait_exit(proc, timeout_s, stop, folder, limits.disk_mb)
         timed_out, stopped = ended == "timeout", ended == "stopped"
         if ended != "exited":
-            await _stop(proc)
+            await _stop(proc, jail)
         seconds = time.monotonic() - start
         _killpg(proc.pid, signal.SIGKILL)  # strays left in the group after a normal exit
-        await asyncio.to_thread(sweep, token)
+        if jail is None or ended != "exited":  # bwrap that exited by itself had reaped the jail's PID 1, whose
+            await asyncio.to_thread(sweep, token)  # exit the kernel completes only once all the jail is dead
         await _finish_pumps(pumps, pipes, grace=DRAIN_GRACE_S)
     except BaseException:  # cancelled: stop it as on a timeout, then let the cancellation through
         try:
-            await _stop(proc)
+            await _stop(proc, jail)
         finally:
             _killpg(proc.pid, signal.SIGKILL)
             sweep(token)
@@ -275,7 +263,11 @@ async def run_sandboxed(
         raise
     finally:
         (out_tail, out_dropped), (err_tail, err_dropped) = logs[0].finish(), logs[1].finish()
-    return SandboxResult(proc.returncode, timed_out, seconds, out_tail, err_tail, out_dropped, err_dropped,
+        reported = jail.status() if jail is not None else None
+        if jail is not None:
+            jail.close()
+    returncode = proc.returncode if reported is None else reported
+    return SandboxResult(returncode, timed_out, seconds, out_tail, err_tail, out_dropped, err_dropped,
                          stopped=stopped, limit="disk_limit" if ended.startswith("disk_limit") else None,
                          limit_reason=ended.partition(": ")[2])
 

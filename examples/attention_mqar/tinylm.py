@@ -14,17 +14,29 @@ from mqar import IGNORE, MQARConfig, make_batch
 from torch import nn
 
 
+class ShortConv(nn.Module):
+    """Causal depthwise convolution over the last `width` positions, added to its input (as in H3, Based and
+    Mamba): it lets a token see its neighbours before the mixer, so the mixer can bind a value to its key."""
+
+    def __init__(self, d_model: int, width: int = 3) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(d_model, d_model, width, groups=d_model, padding=width - 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv(x.transpose(1, 2))[..., : x.shape[1]].transpose(1, 2)
+
+
 class Block(nn.Module):
-    """Pre-norm residual block: the candidate's token mixer, then a position-wise MLP."""
+    """Pre-norm residual block: a short convolution and the candidate's token mixer, then a position-wise MLP."""
 
     def __init__(self, d_model: int, mixer: nn.Module) -> None:
         super().__init__()
         self.norm1, self.norm2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
-        self.mixer = mixer
+        self.shortconv, self.mixer = ShortConv(d_model), mixer
         self.mlp = nn.Sequential(nn.Linear(d_model, 2 * d_model), nn.GELU(), nn.Linear(2 * d_model, d_model))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.mixer(self.norm1(x))
+        x = x + self.mixer(self.shortconv(self.norm1(x)))
         return x + self.mlp(self.norm2(x))
 
 

@@ -20,11 +20,13 @@ log = logging.getLogger(__name__)
 
 class DenseState:
     """Vector index + id→kind map, synced from the table; rows embedded by another model (or none) are
-    re-embedded once with this encoder and written back."""
+    re-embedded once with this encoder and written back. Queries are encoded by `queries` (the base's cache)."""
 
-    def __init__(self, engine: Engine, encoder: Encoder | None, lexical: LexicalIndex, ann_threshold: int) -> None:
+    def __init__(self, engine: Engine, encoder: Encoder | None, lexical: LexicalIndex, ann_threshold: int,
+                 queries: Encoder | None = None) -> None:
         self._engine = engine
         self.encoder = encoder
+        self.queries = queries or encoder
         self._lexical = lexical
         self._ann_threshold = ann_threshold
         self.index: VectorIndex | None = None
@@ -79,9 +81,9 @@ class DenseState:
 
     def search(self, query: str, n: int, kinds: Sequence[str] | None) -> list[tuple[int, float]]:
         """(id, cosine) of the n items nearest to the query, best first, of the given kinds."""
-        if self.encoder is None or self.index is None or not len(self.index):
+        if self.queries is None or self.index is None or not len(self.index):
             return []
-        vector = self.encoder.encode([query])[0]
+        vector = self.queries.encode([query])[0]
         found, scores = self.index.search(vector, n * 4 if kinds else n)
         scored = list(zip(found.tolist(), scores.tolist(), strict=True))
         if kinds:

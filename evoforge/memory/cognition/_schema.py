@@ -1,5 +1,6 @@
-"""The cognition base's table and engine: one `knowledge_items` table in its own database (SQLite file or any
-SQLAlchemy URL), vectors stored as float32 bytes beside the text so each item is embedded once."""
+"""The cognition base's tables and engine: `knowledge_items` in its own database (SQLite file or any SQLAlchemy URL),
+vectors stored as float32 bytes beside the text so each item is embedded once, and `encoded_texts`, the vectors of
+other texts (queries, motivations, lessons) keyed by encoder and text hash, so each is encoded once."""
 
 from __future__ import annotations
 
@@ -50,6 +51,16 @@ items_table = Table(
     Column("index_text", Text, nullable=False),
     Column("embedding", LargeBinary, nullable=True),
     Column("embedding_model", String(64), nullable=True),
+)
+
+cache_metadata = MetaData()  # created apart: a base that cannot get this table still serves, without the cache
+
+encoded_table = Table(
+    "encoded_texts",
+    cache_metadata,
+    Column("encoder", String(64), primary_key=True),
+    Column("text_hash", String(64), primary_key=True),  # sha256 of the UTF-8 text, hex
+    Column("vector", LargeBinary, nullable=False),  # float32 bytes
 )
 
 

@@ -14,8 +14,9 @@ import numpy as np
 from sqlalchemy import Connection, Engine, func, insert, select, update
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
+from evoforge.memory.cognition._cache import CachedEncoder
 from evoforge.memory.cognition._dense import DenseState
-from evoforge.memory.cognition._schema import item_from_row, item_row, make_engine, metadata
+from evoforge.memory.cognition._schema import cache_metadata, item_from_row, item_row, make_engine, metadata
 from evoforge.memory.cognition._schema import items_table as t
 from evoforge.memory.cognition.embeddings import Encoder, load_encoder
 from evoforge.memory.cognition.importer import read_paths
@@ -65,7 +66,8 @@ class CognitionBase:
         self._engine = engine
         self.settings = settings
         self._lexical = lexical
-        self._dense = DenseState(engine, encoder, lexical, settings.ann_threshold)
+        self._cache = None if encoder is None else CachedEncoder(encoder, engine)
+        self._dense = DenseState(engine, encoder, lexical, settings.ann_threshold, queries=self._cache)
         self._mode = mode
 
     @classmethod
@@ -82,6 +84,11 @@ class CognitionBase:
         except SQLAlchemyError as exc:
             engine.dispose()
             raise KnowledgeError(f"cannot create the knowledge tables in {path_or_url}: {exc}") from exc
+        try:
+            create_missing_tables(cache_metadata, engine)
+        except SQLAlchemyError as exc:  # e.g. a read-only base from before the cache: encoded texts stay in memory
+            log.warning("cognition base: no table for encoded texts in %s (%s); they are kept in memory only",
+                        path_or_url, str(exc).splitlines()[0])
         if not use_dense:
             encoder, mode = None, "lexical (embeddings disabled)"
         else:
@@ -96,8 +103,9 @@ class CognitionBase:
 
     @property
     def encoder(self) -> Encoder | None:
-        """The sentence encoder in use (None when retrieval is lexical), for similarity checks elsewhere."""
-        return self._dense.encoder
+        """The sentence encoder in use, behind the base's cache of encoded texts (None when retrieval is lexical),
+        for similarity checks elsewhere: a text already encoded with this encoder is not encoded again."""
+        return self._cache
 
     @property
     def backends(self) -> dict[str, str]:
@@ -163,20 +171,21 @@ class CognitionBase:
             raise KnowledgeError(f"effect_sign must be -1, 0 or 1, not {sign!r}")
         item = replace(item, effect_sign=sign)
         self._dense.sync()
-        vectors = self._encode([item.index_text()])
+        with self._engine.connect() as conn:
+            same = conn.execute(select(t.c.id).where(t.c.fingerprint == item.fingerprint())).scalar()
+        if same is not None:  # the very same lesson again: no vector needed
+            return same, self._merge(same, item, sign)
+        vectors = None if self._cache is None else self._cache.encode([item.index_text()])
         match = self._nearest(item, vectors, threshold)
         if match is None:
             return self._insert([item], vectors)[item.fingerprint()], "added"
         return match, self._merge(match, item, sign)
 
     def _nearest(self, item: KnowledgeItem, vectors: np.ndarray | None, threshold: float | None) -> int | None:
-        """The item this lesson repeats: the same fingerprint, or the most similar one above the threshold whose title
-        has the same `subject` (code identifiers, and which way each was changed), so that support counts only
-        matching evidence."""
+        """The item this new lesson repeats: the most similar one above the threshold whose title has the same
+        `subject` (code identifiers, and which way each was changed), so that support counts only matching
+        evidence."""
         with self._engine.connect() as conn:
-            same = conn.execute(select(t.c.id).where(t.c.fingerprint == item.fingerprint())).scalar()
-            if same is not None:
-                return same
             if vectors is not None:
                 limit = self.settings.dedup_threshold if threshold is None else threshold
                 near = [i for i, cosine in self._dense.nearest(vectors[0], _MERGE_CANDIDATES) if cosine >= limit]
