@@ -61,6 +61,7 @@ class Conductor:
         self.state.started = len(self.state.trials)
         self.budget = self._budget_tracker()
         self.eval_slots = asyncio.Semaphore(settings.concurrency)
+        self._fingerprints: dict[int, str] = {}  # of the trials recorded and not yet evaluated in this session
         bandit_state = record.load_state("bandit")
         if bandit_state:
             proposer.load_state(bandit_state)
@@ -221,13 +222,13 @@ class Conductor:
 
     def _record_proposal(self, proposal: Proposal, parent: Trial, inspirations: list[Trial], hits: list[Hit]) -> int:
         code = proposal.code
+        fingerprint = program_fingerprint(code, self.task.program_name) if code else None
         trial_id = self.record.add_trial(
             parent_ids=[parent.id, *proposal.extra_parent_ids], inspiration_ids=[t.id for t in inspirations],
             name=proposal.name,
             motivation=proposal.motivation, code=code,
             diff=unified_diff(parent.code, code, self.task.program_name) if code else "",
-            proposer=proposal.proposer, model=proposal.model,
-            fingerprint=program_fingerprint(code, self.task.program_name) if code else None,
+            proposer=proposal.proposer, model=proposal.model, fingerprint=fingerprint,
         )
         self.record.add_llm_calls(trial_id, proposal.llm_calls)
         self.learning.record_shown(trial_id, hits)
@@ -240,16 +241,19 @@ class Conductor:
             self._finished(trial_id)
         else:
             self.state.put(self.record.trial(trial_id))
+            if fingerprint is not None:  # evaluated next: `_evaluate_recorded` takes it from here
+                self._fingerprints[trial_id] = fingerprint
         return trial_id
 
     # ---- EXPERIMENT -----------------------------------------------------------------------------------------
     async def _evaluate_seed(self, trial_pass: TrialPass) -> None:
         self.state.started += 1
+        fingerprint = program_fingerprint(self.task.seed_program, self.task.program_name)
         trial_id = trial_pass.trial_id = self.record.add_trial(
             parent_ids=[], inspiration_ids=[], name="seed", motivation="the task's seed program",
-            code=self.task.seed_program, diff="", proposer="seed", model=None,
-            fingerprint=program_fingerprint(self.task.seed_program, self.task.program_name),
+            code=self.task.seed_program, diff="", proposer="seed", model=None, fingerprint=fingerprint,
         )
+        self._fingerprints[trial_id] = fingerprint
         await self._evaluate_recorded(trial_id)
 
     async def _evaluate_recorded(self, trial_id: int) -> None:
@@ -257,9 +261,10 @@ class Conductor:
 
         A program already evaluated (same fingerprint: comments and whitespace aside) is not run again:
         the trial reuses the recorded outcome and says so."""
-        trial = self.record.trial(trial_id)
+        trial = self.state.trials.get(trial_id) or self.record.trial(trial_id)  # its code and parents: as recorded
+        fingerprint = self._fingerprints.pop(trial_id, None) or program_fingerprint(trial.code, self.task.program_name)
         async with self.eval_slots:  # look for the original once a slot is ours: it may have finished meanwhile
-            original = self.record.find_fingerprint(program_fingerprint(trial.code, self.task.program_name))
+            original = self.record.find_fingerprint(fingerprint)
             if original is not None and original.id != trial_id:
                 outcome = self.engineer.reuse(original)
             else:

@@ -1,8 +1,10 @@
 """Prompt templates shared by the researcher and the analyzer: jinja2 files shipped with evoforge, any of which a
-task's `prompts` folder overrides by file name; syntax errors surface when the set is built, not mid-run."""
+task's `prompts` folder overrides by file name; syntax errors surface when the set is built, not mid-run.
+Compiled templates are shared by every set of the same files in the process, so building a set is cheap."""
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Self
@@ -29,6 +31,23 @@ def clip(text: object, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+@functools.lru_cache(maxsize=32)
+def _environment(builtin: Path, override: Path | None) -> jinja2.Environment:
+    """The jinja2 environment of one pair of folders, built once per process: it keeps the compiled templates (an
+    override file edited meanwhile is read again, as jinja2 checks its time stamp), so a set built per prompt, as the
+    novelty judge and the review do, does not parse its template again."""
+    loaders: list[jinja2.BaseLoader] = [jinja2.FileSystemLoader(str(builtin))]
+    if override is not None:
+        loaders.insert(0, jinja2.FileSystemLoader(str(override)))
+    env = jinja2.Environment(
+        loader=jinja2.ChoiceLoader(loaders), undefined=jinja2.StrictUndefined, trim_blocks=True,
+        lstrip_blocks=True, keep_trailing_newline=False, autoescape=False,
+    )
+    env.filters["score"] = score_text
+    env.filters["clip"] = clip
+    return env
+
+
 class TemplateSet:
     """A named set of templates (`NAMES`) from `BUILTIN`, each overridable by a file of the same name."""
 
@@ -36,16 +55,8 @@ class TemplateSet:
     NAMES: ClassVar[tuple[str, ...]]
 
     def __init__(self, override: Path | None = None) -> None:
-        loaders: list[jinja2.BaseLoader] = [jinja2.FileSystemLoader(str(self.BUILTIN))]
-        if override is not None:
-            loaders.insert(0, jinja2.FileSystemLoader(str(override)))
         self.override = override
-        self.env = jinja2.Environment(
-            loader=jinja2.ChoiceLoader(loaders), undefined=jinja2.StrictUndefined, trim_blocks=True,
-            lstrip_blocks=True, keep_trailing_newline=False, autoescape=False,
-        )
-        self.env.filters["score"] = score_text
-        self.env.filters["clip"] = clip
+        self.env = _environment(self.BUILTIN, override)
         for name in self.NAMES:  # template syntax errors surface now, not mid-run
             try:
                 self.env.get_template(name)

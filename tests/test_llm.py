@@ -6,12 +6,13 @@ import asyncio
 import email.utils
 from datetime import UTC, datetime, timedelta
 
+import openai
 import pytest
 from fake_llm import FakeLLM, Reply
 
 from evoforge.errors import EvoforgeError
 from evoforge.llm import LLMClient, LLMError, client_from_settings
-from evoforge.llm.client import parse_retry_after
+from evoforge.llm.client import parse_completion, parse_retry_after
 from evoforge.models import LLMCall
 from evoforge.task.config import LLMSettings
 
@@ -166,6 +167,51 @@ def test_one_client_serves_several_event_loops_and_concurrent_calls(fake_llm: Fa
     assert asyncio.run(many(6)) == [f"echo {i}" for i in range(6)]  # a fresh loop: no "Event loop is closed"
     complete(client)
     assert len(fake_llm.requests) == 8
+
+
+def test_one_sdk_client_per_event_loop(fake_llm: FakeLLM, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Building the SDK's client costs more than a request to a local server: one per loop, not one per request;
+    each request still asks for its connection to be closed, so none outlives its loop."""
+    built: list[object] = []
+    real = openai.AsyncOpenAI
+
+    def counting(*args: object, **kwargs: object) -> openai.AsyncOpenAI:
+        built.append(kwargs)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(openai, "AsyncOpenAI", counting)
+    client = fast_client(fake_llm)
+
+    async def three() -> None:
+        for i in range(3):
+            await client.complete([{"role": "user", "content": str(i)}], role="r")
+        await client.aclose()
+
+    asyncio.run(three())
+    assert len(built) == 1 and len(fake_llm.requests) == 3
+    asyncio.run(three())  # a new loop gets its own client
+    assert len(built) == 2
+    assert all(headers.get("connection") == "close" for headers in fake_llm.headers)
+
+
+def test_answers_that_are_no_chat_completion(fake_llm: FakeLLM) -> None:
+    fake_llm.push(Reply(status=200, body='{"id": "x", "choices": [{"message": {"content": "NA'),
+                  Reply(status=200, body='{"error": "overloaded"}'),
+                  Reply(status=200, body='{"choices": [{"message": {"content": null}}]}'))
+    assert "not JSON" in str(fail(fast_client(fake_llm)))  # a truncated answer: one clear line, not retried
+    assert "no 'choices'" in str(fail(fast_client(fake_llm)))
+    text, call = complete(fast_client(fake_llm))
+    assert text == "" and call.tokens_in == 0 and call.tokens_out == 0 and call.error is None
+    assert len(fake_llm.requests) == 3
+
+
+def test_parse_completion() -> None:
+    reply = parse_completion('{"choices": [{"message": {"content": "hi"}}], "usage": {"prompt_tokens": 7, '
+                             '"completion_tokens": 2}}')
+    assert (reply.text, reply.tokens_in, reply.tokens_out) == ("hi", 7, 2)
+    assert parse_completion('{"choices": [], "usage": null}').text == ""
+    with pytest.raises(ValueError, match="not a chat completion"):
+        parse_completion("[1, 2]")
 
 
 def test_parse_retry_after() -> None:

@@ -210,11 +210,13 @@ class Record(ResearchLog):
             seconds=float(outcome.seconds), seconds_saved=float(outcome.seconds_saved), finished_at=utcnow(),
             suspect=bool(outcome.suspect), reused_from=outcome.reused_from,
         )
+        if digest is not None:
+            values["digest"] = digest.text  # the digest's data: below, as the trial's analysis of kind "digest"
         with self._engine.begin() as conn:
             self._update_trial(trial_id, conn=conn, **values)
             ev.write_evaluation(conn, trial_id, outcome)
             if digest is not None:
-                self._write_digest(conn, trial_id, digest)
+                self._write_digest_data(conn, trial_id, digest)
 
     def fail_trial(self, trial_id: int, error_class: str, error_message: str, seconds: float = 0.0) -> None:
         self._update_trial(
@@ -236,6 +238,10 @@ class Record(ResearchLog):
 
     def _write_digest(self, conn: Connection, trial_id: int, digest: Digest) -> None:
         self._update_trial(trial_id, conn=conn, digest=digest.text)
+        self._write_digest_data(conn, trial_id, digest)
+
+    @staticmethod
+    def _write_digest_data(conn: Connection, trial_id: int, digest: Digest) -> None:
         conn.execute(
             t.analyses.delete().where(t.analyses.c.trial_id == trial_id, t.analyses.c.kind == DIGEST_KIND)
         )
