@@ -162,3 +162,22 @@ def test_a_non_root_user_also_gets_the_kernels_process_limit(tmp_path: Path) -> 
     if "can't open file" in done.stderr or "Permission denied" in done.stderr:
         pytest.skip(f"nobody cannot read the checkout: {done.stderr[:200]}")
     assert "Cannot fork" in done.stderr, done.stderr[-300:]  # RLIMIT_NPROC held the tree at 20 tasks
+
+
+@pytest.mark.skipif(probe("bwrap") is not None, reason=f"bwrap: {probe('bwrap')}")
+def test_a_runtime_folder_reached_through_a_symlink_is_visible_in_the_jail(tmp_path: Path) -> None:
+    # a checkout under /tmp whose .venv links to a virtualenv elsewhere under /tmp: binding the link onto itself made
+    # bwrap follow it inside the new root and refuse every evaluation ("Can't bind mount ... No such file")
+    real, checkout, trial = tmp_path / "venvs" / "real", tmp_path / "checkout", tmp_path / "trial"
+    (real / "bin").mkdir(parents=True)
+    (real / "bin" / "marker").write_text("inside\n")
+    checkout.mkdir()
+    trial.mkdir()
+    (checkout / ".venv").symlink_to(real)
+    (tmp_path / "alias").symlink_to(real)  # a link whose folder is the jail's fresh /tmp: made again there
+    readonly = (checkout, checkout / ".venv", real, checkout / ".venv" / "bin", tmp_path / "alias" / "bin")
+    jail = Jail("bwrap", network=False, writable=trial, readonly=readonly, cwd=trial)
+    for path in (checkout / ".venv" / "bin" / "marker", tmp_path / "alias" / "bin" / "marker"):
+        done = subprocess.run([*isolation.wrapper_argv(jail), "cat", str(path)], capture_output=True, text=True,
+                              timeout=60)
+        assert (done.returncode, done.stdout) == (0, "inside\n"), done.stderr

@@ -262,11 +262,18 @@ def wrapper_argv(jail: Jail, info_fd: int | None = None) -> list[str]:
         argv += ["--dev-bind-try", device, device]
     # Outer paths first, so that each deeper one wins: a virtualenv under the masked home folder stays visible,
     # and a run folder inside a visible checkout stays masked. At the same depth a bind wins over a mask.
-    steps = sorted([(len(p.parts), 0, p) for p in jail.masked] + [(len(p.parts), 1, p) for p in jail.readonly])
+    # A folder reached through a symlink (a virtualenv linked from elsewhere) is not bound onto itself: bwrap would
+    # follow the link inside the new root and fail. Its real folder is bound; the link is made again where the jail
+    # has a fresh tmpfs over it (elsewhere the read-only root already shows it).
+    linked = [p for p in jail.readonly if os.path.realpath(p) != str(p)]
+    bound = [p for p in jail.readonly if p not in linked]
+    steps = sorted([(len(p.parts), 0, p) for p in jail.masked] + [(len(p.parts), 1, p) for p in bound])
     for _, bind, path in steps:
         argv += ["--ro-bind", str(path), str(path)] if bind else _masks([path])
     argv += _masks(jail.hidden)
     argv += ["--bind", str(jail.writable), str(jail.writable), "--setenv", "TMPDIR", "/tmp"]
+    argv += _links(linked, tmpfs=[Path("/tmp"), Path("/dev/shm"), *jail.masked, *jail.hidden],
+                   binds=[Path("/"), *bound, jail.writable])
     for path in (*jail.masked, *jail.hidden):  # the masks' empty tmpfs read-only (the binds inside stay as they are)
         if path.is_dir():
             argv += ["--remount-ro", str(path)]
@@ -281,6 +288,23 @@ def wrapper_argv(jail: Jail, info_fd: int | None = None) -> list[str]:
 def _devices() -> tuple[str, ...]:
     """The GPU devices present (looked for once per process)."""
     return tuple(device for pattern in DEVICE_GLOBS for device in sorted(glob.glob(pattern)))
+
+
+def _links(paths: Sequence[Path], tmpfs: Sequence[Path], binds: Sequence[Path]) -> list[str]:
+    """bwrap arguments that make again, inside the jail, the first symlink on the way to each of `paths`, where
+    the deepest mount over its folder is a tmpfs (else the bound host folder already holds the link)."""
+    argv: list[str] = []
+    made: set[Path] = set()
+    for path in paths:
+        link = next((p for p in (*reversed(path.parents), path) if p.is_symlink()), None)
+        if link is None or link in made:
+            continue
+        made.add(link)
+        over = [(len(m.parts), 0, m) for m in tmpfs if link.parent.is_relative_to(m)]
+        over += [(len(m.parts), 1, m) for m in binds if link.parent.is_relative_to(m)]
+        if over and max(over)[1] == 0:
+            argv += ["--symlink", os.readlink(link), str(link)]
+    return argv
 
 
 def _masks(paths: Sequence[Path]) -> list[str]:
