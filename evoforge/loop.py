@@ -24,6 +24,7 @@ from evoforge.experiment import Engineer
 from evoforge.experiment.gates.static import program_fingerprint
 from evoforge.learning import Learning
 from evoforge.memory.cognition import Hit
+from evoforge.memory.population import Population
 from evoforge.memory.record import Record
 from evoforge.memory.sampling import Sampler
 from evoforge.models import Digest, Outcome, Proposal, Trial, TrialStatus
@@ -56,25 +57,24 @@ class Conductor:
         self.task, self.record, self.run_dir, self.settings = task, record, run_dir, settings
         self.proposer, self.engineer, self.sampler, self.learning = proposer, engineer, sampler, learning
         self.observer = observer
-        self.state = LoopState(direction=task.config.objective.direction)
-        self.state.load(record.trials())
-        self.state.started = len(self.state.trials)
+        # The record owns the trials; the population mirrors its writes, and the sampler and the bandit are
+        # rebuilt from the facts on its trials (nothing else is kept between sessions).
+        self.population = Population(task.config.objective.direction, record.trials())
+        record.subscribe(self.population.put)
+        sampler.rebuild(self.population, self.population.direction)
+        proposer.rebuild((trial, self.population.reward(trial)) for trial in self.population)
+        self.population.follow(self._learn_from)
+        self.state = LoopState(self.population, started=len(self.population))
         self.budget = self._budget_tracker()
         self.eval_slots = asyncio.Semaphore(settings.concurrency)
         self._fingerprints: dict[int, str] = {}  # of the trials recorded and not yet evaluated in this session
-        bandit_state = record.load_state("bandit")
-        if bandit_state:
-            proposer.load_state(bandit_state)
-        sampler_state = record.load_state("sampler")
-        if sampler_state and hasattr(self.sampler, "load_state_dict"):
-            self.sampler.load_state_dict(sampler_state)
 
     # ---- the loop -------------------------------------------------------------------------------------------
     async def run(self) -> str:
         """Run until the stopping rule holds; returns why it stopped. RunError when the run cannot go on: the seed
         has no score, the LLM endpoint is unreachable, or internal errors came several times in a row."""
         requeued = self.record.requeue_in_flight()
-        if not self.state.trials:
+        if not len(self.population):
             await self._guarded(self._evaluate_seed, TrialPass())
             if self.state.best is None:
                 await self._repair_seed()
@@ -113,40 +113,37 @@ class Conductor:
         await self._evaluate_recorded(trial_pass.trial_id)
 
     async def _one_trial(self, trial_pass: TrialPass) -> None:
-        parent, inspirations = self._sample()  # LEARN
-        trial_pass.parent = parent
-        hits = await self.learning.retrieve(parent, list(self.state.failures)[: self.task.config.research.num_failures])
-        ctx = self._context(parent, inspirations, hits)
-        self.state.pending_parents[parent.id] += 1
+        research = self.task.config.research
+        pick = self.sampler.pick(self.population, self.population.direction, self.state.pending_parents,
+                                 research.num_inspirations)  # LEARN
+        parent = trial_pass.parent = pick.parent
+        self.state.pending_parents[parent.id] += 1  # at once: the next pick's turn counts this one
         try:
-            proposal = await self._propose(ctx)  # DESIGN (+ novelty gate)
+            hits = await self.learning.retrieve(parent, list(self.population.failures)[: research.num_failures])
+            proposal = await self._propose(self._context(parent, pick.inspirations, hits))  # DESIGN (+ novelty)
             if proposal.unreachable:
                 self._unreachable(proposal)
                 return
-            trial_id = self._record_proposal(proposal, parent, inspirations, hits)
-            trial_pass.trial_id = trial_id
+            trial = self._record_proposal(proposal, parent, pick.inspirations, hits, pick.facts)
+            trial_pass.trial_id = trial.id
         finally:
             self.state.pending_parents[parent.id] -= 1
-        if self.state.trials[trial_id].status is TrialStatus.PROPOSED:
-            await self._evaluate_recorded(trial_id)  # EXPERIMENT + ANALYZE
+        if trial.status is TrialStatus.PROPOSED:
+            await self._evaluate_recorded(trial.id)  # EXPERIMENT + ANALYZE
 
     # ---- LEARN ----------------------------------------------------------------------------------------------
-    def _sample(self) -> tuple[Trial, list[Trial]]:
-        trials = self.state.pool  # kept up to date trial by trial: sampling does not rescan the run
-        direction, research = self.task.config.objective.direction, self.task.config.research
-        parent = self.sampler.sample_parent(trials, direction, self.state.pending_parents)
-        inspirations = self.sampler.sample_inspirations(trials, parent, research.num_inspirations, direction)
-        sampler_state = self.sampler.state_dict() if hasattr(self.sampler, "state_dict") else None
-        if sampler_state:
-            self.record.save_state("sampler", sampler_state)
-        return parent, inspirations
+    def _learn_from(self, trial: Trial, old: Trial | None) -> None:
+        """Each trial the record writes teaches the sampler and the bandit (the facts its pick left on it)."""
+        self.sampler.observe(trial, old)
+        self.proposer.observe(trial, old, self.population.reward(trial) if trial.status.finished else 0.0)
 
     def _context(self, parent: Trial, inspirations: list[Trial], hits: list[Hit]) -> ResearchContext:
         cfg = self.task.config
         return ResearchContext(
             problem=self.task.problem_text, program_name=self.task.program_name, metric=cfg.objective.metric,
             direction=cfg.objective.direction, parent=parent, inspirations=tuple(inspirations),
-            failures=tuple(list(self.state.failures)[: cfg.research.num_failures]), recent=tuple(self.state.recent),
+            failures=tuple(list(self.population.failures)[: cfg.research.num_failures]),
+            recent=tuple(self.population.recent),
             parent_digest=parent.digest, parent_analysis=self.learning.parent_analysis(parent),
             knowledge=self.learning.notes(hits), agenda=self.learning.agenda,
         )
@@ -158,7 +155,7 @@ class Conductor:
         proposal = await self.proposer.propose(ctx)
         if proposal.error is not None or proposal.proposer == "offline":
             return proposal
-        evaluated = self.state.novelty_pool(ctx.parent)
+        evaluated = self.population.novelty_pool(ctx.parent)
         near, calls = await self.learning.near_duplicate(proposal, evaluated)
         if near is None:
             return dataclasses.replace(proposal, llm_calls=proposal.llm_calls + tuple(calls))
@@ -197,14 +194,13 @@ class Conductor:
             trial_id = self.record.add_trial(
                 parent_ids=[parent.id] if parent is not None else [], inspiration_ids=[], name="internal error",
                 motivation="", code="", diff="", proposer=self.proposer.name, model=None,
-            )
-        if self.record.trial(trial_id).status.finished:
+            ).id
+        if (self.population.get(trial_id) or self.record.trial(trial_id)).status.finished:
             data = {"error": f"internal error: {what}", "source": "internal_error", "traceback": trace}
             self.record.add_analysis(trial_id, "analysis", f"internal error: {what}", data)
             where = "its analysis"
         else:
             self.record.fail_trial(trial_id, "internal_error", f"{what}\n{trace}")
-            self.state.put(self.record.trial(trial_id))
             where = "the trial failed"
         log.error("trial #%d: internal error (%s; %s, traceback in the record): please report it", trial_id, what,
                   where)
@@ -220,30 +216,28 @@ class Conductor:
             self.state.halted = reason
         self.state.stop_reason = self.state.stop_reason or reason
 
-    def _record_proposal(self, proposal: Proposal, parent: Trial, inspirations: list[Trial], hits: list[Hit]) -> int:
+    def _record_proposal(self, proposal: Proposal, parent: Trial, inspirations: list[Trial], hits: list[Hit],
+                         facts: dict[str, Any]) -> Trial:
         code = proposal.code
         fingerprint = program_fingerprint(code, self.task.program_name) if code else None
-        trial_id = self.record.add_trial(
+        trial = self.record.add_trial(
             parent_ids=[parent.id, *proposal.extra_parent_ids], inspiration_ids=[t.id for t in inspirations],
             name=proposal.name,
             motivation=proposal.motivation, code=code,
             diff=unified_diff(parent.code, code, self.task.program_name) if code else "",
             proposer=proposal.proposer, model=proposal.model, fingerprint=fingerprint,
+            facts={**facts, **proposal.facts},
         )
-        self.record.add_llm_calls(trial_id, proposal.llm_calls)
-        self.learning.record_shown(trial_id, hits)
+        self.record.add_llm_calls(trial.id, proposal.llm_calls)
+        self.learning.record_shown(trial.id, hits)
         self.budget.add_calls(proposal.llm_calls, proposal=True)
         if proposal.error is not None and proposal.error.startswith("not novel"):
-            self.record.reject_trial(trial_id, "rejected:not_novel", proposal.error)
-            self._finished(trial_id)
+            trial = self._finished(self.record.reject_trial(trial.id, "rejected:not_novel", proposal.error))
         elif proposal.error is not None:
-            self.record.fail_trial(trial_id, "proposal_error", proposal.error)
-            self._finished(trial_id)
-        else:
-            self.state.put(self.record.trial(trial_id))
-            if fingerprint is not None:  # evaluated next: `_evaluate_recorded` takes it from here
-                self._fingerprints[trial_id] = fingerprint
-        return trial_id
+            trial = self._finished(self.record.fail_trial(trial.id, "proposal_error", proposal.error))
+        elif fingerprint is not None:  # evaluated next: `_evaluate_recorded` takes it from here
+            self._fingerprints[trial.id] = fingerprint
+        return trial
 
     # ---- EXPERIMENT -----------------------------------------------------------------------------------------
     async def _evaluate_seed(self, trial_pass: TrialPass) -> None:
@@ -252,7 +246,7 @@ class Conductor:
         trial_id = trial_pass.trial_id = self.record.add_trial(
             parent_ids=[], inspiration_ids=[], name="seed", motivation="the task's seed program",
             code=self.task.seed_program, diff="", proposer="seed", model=None, fingerprint=fingerprint,
-        )
+        ).id
         self._fingerprints[trial_id] = fingerprint
         await self._evaluate_recorded(trial_id)
 
@@ -261,15 +255,14 @@ class Conductor:
 
         A program already evaluated (same fingerprint: comments and whitespace aside) is not run again:
         the trial reuses the recorded outcome and says so."""
-        trial = self.state.trials.get(trial_id) or self.record.trial(trial_id)  # its code and parents: as recorded
+        trial = self.population.get(trial_id) or self.record.trial(trial_id)  # its code and parents: as recorded
         fingerprint = self._fingerprints.pop(trial_id, None) or program_fingerprint(trial.code, self.task.program_name)
         async with self.eval_slots:  # look for the original once a slot is ours: it may have finished meanwhile
             original = self.record.find_fingerprint(fingerprint)
             if original is not None and original.id != trial_id:
                 outcome = self.engineer.reuse(original)
             else:
-                self.record.mark_running(trial_id)
-                self.state.put(dataclasses.replace(trial, status=TrialStatus.RUNNING))
+                trial = self.record.mark_running(trial_id)
                 history = self.record.history(trial.parent_ids[0] if trial.parent_ids else None)
                 outcome = await self.engineer.evaluate(trial.code, self.run_dir / "trials" / str(trial_id), history)
         await self._analyze_and_commit(trial, outcome)
@@ -279,7 +272,7 @@ class Conductor:
         `research.seed_repairs` times (each attempt a trial, counted in the run's trials; the next attempt repairs
         the last one that ran), until one scores. The offline proposer only tunes constants: it is never asked."""
         attempts = self.task.config.research.seed_repairs
-        broken = min(self.state.trials.values(), key=lambda t: t.id)
+        broken = self.population[0]
         if self.proposer.name == "offline" or attempts == 0 or not broken.status.finished:
             return
         for _ in range(attempts):
@@ -289,7 +282,7 @@ class Conductor:
                 await self._guarded(functools.partial(self._repair_once, broken), TrialPass())
             finally:
                 self.state.in_flight -= 1
-            last = max(self.state.trials.values(), key=lambda t: t.id)
+            last = self.population[-1]
             if last.id != broken.id and last.code and last.status is TrialStatus.FAILED:
                 broken = last
 
@@ -301,53 +294,41 @@ class Conductor:
         if proposal.unreachable:
             self._unreachable(proposal)
             return
-        trial_id = trial_pass.trial_id = self._record_proposal(proposal, broken, [], [])
-        if self.state.trials[trial_id].status is TrialStatus.PROPOSED:
-            await self._evaluate_recorded(trial_id)
+        trial = self._record_proposal(proposal, broken, [], [], {})
+        trial_pass.trial_id = trial.id
+        if trial.status is TrialStatus.PROPOSED:
+            await self._evaluate_recorded(trial.id)
 
     # ---- ANALYZE --------------------------------------------------------------------------------------------
     async def _analyze_and_commit(self, trial: Trial, outcome: Outcome) -> None:
         cfg = self.task.config
-        parent = self.state.trials.get(trial.parent_ids[0]) if trial.parent_ids else None
+        parent = self.population.get(trial.parent_ids[0]) if trial.parent_ids else None
         digest = digest_outcome(outcome, parent=parent, best=self.state.best,
                                 direction=cfg.objective.direction, metric=cfg.objective.metric)
-        self.record.finish_trial(trial.id, outcome, digest)  # the trial is complete from here on
+        finished = self.record.finish_trial(trial.id, outcome, digest)  # the trial is complete from here on
         self.budget.add_evaluation(outcome.seconds)
         self.record.save_state("wall", {"seconds": self.budget.wall_s()})
-        finished = self._finished(trial.id)
-        self._observe_bandit(finished, parent)
+        self._finished(finished)
         if outcome.reused_from is None:  # other workers keep proposing while this one analyses
             await self._analyze(finished, outcome, digest, parent)
 
     async def _analyze(self, trial: Trial, outcome: Outcome, digest: Digest, parent: Trial | None) -> None:
         analysis = await self.learning.analyze(trial, outcome, digest, parent, self._siblings(trial))
         self.budget.add_calls(analysis.llm_calls, proposal=False)
-        await self.learning.maybe_review(self.state.pool, trial.id)
+        await self.learning.maybe_review(self.population, trial.id)
 
     def _siblings(self, trial: Trial) -> list[Trial]:
         if not trial.parent_ids:
             return []
-        siblings = [t for t in self.state.recent if t.scored and t.id != trial.id and t.parent_ids == trial.parent_ids]
+        siblings = [t for t in self.population.recent
+                    if t.scored and t.id != trial.id and t.parent_ids == trial.parent_ids]
         return sorted(siblings, key=lambda t: self.state.direction.sign() * float(t.score or 0.0), reverse=True)[:3]
-
-    def _observe_bandit(self, trial: Trial, parent: Trial | None) -> None:
-        """Tell an ensemble proposer how its model did: reward 1 when the child beat its parent, else 0."""
-        if trial.model is None or parent is None or parent.score is None:
-            return
-        improved = trial.scored and self.state.direction.better(float(trial.score or 0.0), parent.score)
-        calls = self.record.llm_calls(trial.id)
-        proposing = [c for c in calls if c.role in ("researcher", "repair")]
-        temperature = proposing[0].temperature if proposing else None
-        self.proposer.observe(trial.model, temperature, 1.0 if improved else 0.0, sum(c.cost_usd for c in proposing))
-        state = self.proposer.state_dict()
-        if state:
-            self.record.save_state("bandit", state)
 
     # ---- bookkeeping ----------------------------------------------------------------------------------------
     def _claim_slot(self) -> bool:
         if self.state.stop_reason is not None or self.state.started >= self.settings.trials:
             return False
-        reason = self.budget.stop_reason(self.state.in_flight, self.state.mean_eval_seconds())
+        reason = self.budget.stop_reason(self.state.in_flight, self.population.mean_eval_seconds())
         if reason is not None:
             self.state.stop_reason = reason
             return False
@@ -355,12 +336,10 @@ class Conductor:
         self.state.in_flight += 1
         return True
 
-    def _finished(self, trial_id: int) -> Trial:
-        trial = self.record.trial(trial_id)
-        self.state.put(trial)
+    def _finished(self, trial: Trial) -> Trial:
         self._check_target()
         if self.observer is not None:
-            self.observer.trial_finished(trial, self.state.best, self.state.counts())
+            self.observer.trial_finished(trial, self.state.best, self.population.counts())
         return trial
 
     def _check_target(self) -> None:
@@ -376,7 +355,7 @@ class Conductor:
         spend = Spend(
             usd=sum(c.cost_usd for c in calls),
             tokens=sum(c.tokens_in + c.tokens_out for c in calls),
-            eval_s=sum(t.seconds for t in self.state.trials.values()),
+            eval_s=sum(t.seconds for t in self.population),
             wall_s_before=float((self.record.load_state("wall") or {}).get("seconds", 0.0)),
             proposals_priced=len({c.trial_id for c in calls if c.role in ("researcher", "repair")}),
         )

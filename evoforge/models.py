@@ -73,6 +73,7 @@ class Proposal:
     error: str | None = None
     llm_calls: tuple[LLMCall, ...] = ()
     extra_parent_ids: tuple[int, ...] = ()  # a crossover's second parent(s), besides the sampled one
+    facts: dict[str, Any] = field(default_factory=dict)  # what the proposer decided (model arm, temperature, ...)
     unreachable: bool = False  # failed because no model could be reached: no trial (the loop tries again or stops)
 
 
@@ -184,6 +185,7 @@ class Trial:
     reused_from: int | None = None
     created_at: datetime | None = None
     finished_at: datetime | None = None
+    facts: dict[str, Any] = field(default_factory=dict)  # what the sampler and proposer decided (see tables.py)
 
     @cached_property
     def scored(self) -> bool:  # cached: samplers ask it of every trial, every time

@@ -11,7 +11,10 @@ from evoforge.models import Direction, Trial
 class GreedySampler(Sampler):
     """Pure exploitation; `pending` is ignored."""
 
+    name = "greedy"
+
     def sample_parent(
         self, trials: Sequence[Trial], direction: Direction, pending: Mapping[int, int] | None = None
     ) -> Trial:
+        self.why = {"reason": "best score"}
         return ranked(scored_trials(trials), direction)[0]

@@ -56,6 +56,8 @@ class _Grid:
 class MapElitesSampler(Sampler):
     """A grid over `features` (one elite per cell), one grid per island of `islands` (None: a single grid)."""
 
+    name = "map_elites"
+
     def __init__(
         self, seed: int | None = None, *, features: Sequence[FeatureSpec], islands: Archipelago | None = None
     ) -> None:
@@ -137,14 +139,37 @@ class MapElitesSampler(Sampler):
         self, trials: Sequence[Trial], direction: Direction, pending: Mapping[int, int] | None = None
     ) -> Trial:
         self.islands.update(trials, direction)
-        island = self.islands.pick(trials)
+        self.islands.due(trials, direction)
+        island = self.islands.pick(trials, self.turn if self.turn is not None else self.islands.picks)
         elites = self.grid(self.islands.members(trials, island), direction)
         if elites:
-            parent = elites[self.rng.choice(sorted(elites))]
+            cell = self.rng.choice(sorted(elites))
+            parent = elites[cell]
+            self.why = {"reason": "elite of a random occupied cell", "island": island, "cell": list(cell)}
         else:  # nothing placed yet (features missing): build on the island's best meanwhile
             parent = best_n(self.islands.members(trials, island), direction, 1)[0]
-        self.islands.claim(parent, island)
+            self.why = {"reason": "island best (no cell occupied yet)", "island": island}
         return parent
+
+    def recorded_picks(self, trials: Sequence[Trial], direction: Direction) -> int:
+        self.islands.update(trials, direction)
+        return self.islands.picks
+
+    def pick_facts(self, parent: Trial) -> dict[str, Any]:
+        migration = self.islands.unrecorded
+        return {**self.why, **({"migration": migration} if migration is not None else {})}
+
+    def observe(self, trial: Trial, old: Trial | None) -> None:
+        return None  # placed from the population's log on the next `update` (see Archipelago)
+
+    def rebuild(self, trials: Sequence[Trial], direction: Direction) -> None:
+        self.reset()
+        self.islands.update(trials, direction)
+
+    def reset(self) -> None:
+        super().reset()
+        self.islands.reset()
+        self._grids = weakref.WeakKeyDictionary()
 
     def sample_inspirations(
         self, trials: Sequence[Trial], parent: Trial, k: int, direction: Direction
@@ -169,15 +194,17 @@ class MapElitesSampler(Sampler):
                     seen.add(elite.code)
                     chosen.append(elite)
         chosen += fill(trials, parent, chosen, k - len(chosen), direction)
-        self.islands.set_claim_inspirations(parent, chosen)
         return chosen
 
-    def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "islands": self.islands.state_dict()}
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        super().load_state_dict(state)
-        self.islands.load_state_dict(state.get("islands", {}))
+    def state(self, trials: Sequence[Trial] | None = None, direction: Direction | None = None) -> dict[str, Any]:
+        """Membership and migrations; with the run's trials, each island's grid too (cell -> elite id)."""
+        if trials is not None and direction is not None:
+            self.islands.update(trials, direction)  # caught up with the run first
+        state: dict[str, Any] = {"islands": self.islands.state()}
+        if trials is not None and direction is not None:
+            state["grids"] = [{cell: elite.id for cell, elite in self.island_grid(trials, direction, i).items()}
+                              for i in range(self.islands.count)]
+        return state
 
 
 def _distance(a: Cell, b: Cell) -> int:

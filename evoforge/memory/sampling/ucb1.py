@@ -26,6 +26,8 @@ class UCB1Sampler(Sampler):
     """UCB1 over the elite trials; `exploration` is the constant c (>= 0; 0 is greedy on lineage value),
     `population` the number of best trials that are arms (None: every scored trial)."""
 
+    name = "ucb1"
+
     def __init__(self, seed: int | None = None, exploration: float = 1.0, population: int | None = None) -> None:
         super().__init__(seed)
         if not math.isfinite(exploration) or exploration < 0:
@@ -50,9 +52,12 @@ class UCB1Sampler(Sampler):
         pending = pending or {}
         unvisited = [arm for arm in arms if pool.children(arm.id) == 0 and pending.get(arm.id, 0) <= 0]
         if unvisited:
+            self.why = {"reason": "untried elite"}
             return ranked(unvisited, direction)[0]
         scores = self.ucb_scores(pool, direction, pending)
-        return max(arms, key=lambda arm: (scores[arm.id], -arm.id))
+        parent = max(arms, key=lambda arm: (scores[arm.id], -arm.id))
+        self.why = {"reason": "highest UCB", "ucb": round(scores[parent.id], 6)}
+        return parent
 
     def ucb_scores(
         self, trials: Sequence[Trial], direction: Direction, pending: Mapping[int, int] | None = None

@@ -20,6 +20,8 @@ from evoforge.models import Direction, Trial
 class WeightedSampler(Sampler):
     """Draws parents proportionally to `weights`; `sharpness` and `child_penalty` as in the module's rule."""
 
+    name = "weighted"
+
     def __init__(self, seed: int | None = None, sharpness: float = 1.0, child_penalty: float = 1.0) -> None:
         super().__init__(seed)
         if not (math.isfinite(sharpness) and sharpness > 0):
@@ -52,7 +54,9 @@ class WeightedSampler(Sampler):
         weights = self.weights(trials, direction, pending)
         by_id = {trial.id: trial for trial in scored_trials(trials)}
         ids = sorted(weights)
-        return by_id[self.rng.choices(ids, weights=[weights[i] for i in ids], k=1)[0]]
+        chosen = self.rng.choices(ids, weights=[weights[i] for i in ids], k=1)[0]
+        self.why = {"reason": "weighted draw", "share": round(weights[chosen] / sum(weights.values()), 6)}
+        return by_id[chosen]
 
 
 def _sigmoid(z: float) -> float:
