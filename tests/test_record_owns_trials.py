@@ -189,3 +189,53 @@ def test_a_bandit_rebuilt_from_the_record_equals_the_live_one(tmp_path: Path, po
         assert [resumed.choose().key for _ in range(5)] == next_live
         assert sum(s["pulls"] for s in live["arms"].values()) == 30 and live["in_flight"] == {a.key: 0 for a in arms}
         assert {t.facts["arm"] for t in again.trials()[1:]} <= {a.key for a in arms}
+
+
+# ---- record I/O: batched, off the event loop --------------------------------------------------------------------
+
+def test_a_batch_commits_all_its_writes_or_none_and_tells_listeners_after_the_commit(tmp_path: Path) -> None:
+    record = _new(tmp_path)
+    heard: list[tuple[int, int]] = []  # (trial id, trials committed when told)
+
+    def committed() -> int:  # as another process sees the record
+        with Record.for_run_dir(tmp_path, read_only=True) as reader:
+            return len(reader.trials())
+
+    record.subscribe(lambda trial: heard.append((trial.id, committed())))
+    with pytest.raises(RuntimeError, match="broke midway"), record.batch():
+        trial = _add(record)
+        record.fail_trial(trial.id, "crash", "boom")
+        raise RuntimeError("broke midway")
+    assert record.trials() == [] and heard == []  # rolled back: nothing written, nobody told
+    with record.batch():
+        trial = _add(record)
+        record.add_analysis(trial.id, "analysis", "why", {})
+        record.fail_trial(trial.id, "crash", "boom")
+        assert heard == []  # not yet committed
+    assert heard == [(trial.id, 1), (trial.id, 1)] and record.trial(trial.id).status is TrialStatus.FAILED
+    record.close()
+
+
+def test_io_runs_on_the_records_thread_and_the_caller_hears_before_it_returns(tmp_path: Path) -> None:
+    import asyncio
+    import threading
+
+    record = _new(tmp_path)
+    threads: list[str] = []
+    heard: list[tuple[int, str]] = []
+    record.subscribe(lambda trial: heard.append((trial.id, threading.current_thread().name)))
+
+    def write() -> Trial:
+        threads.append(threading.current_thread().name)
+        trial = _add(record)
+        return record.mark_running(trial.id)
+
+    async def main() -> tuple[Trial, list[tuple[int, str]]]:
+        trial = await record.io(write)
+        return trial, list(heard)  # what the listeners had heard when `io` returned
+
+    trial, heard_then = asyncio.run(main())
+    here = threading.current_thread().name
+    assert threads and threads[0].startswith("record") and threads[0] != here
+    assert heard_then == [(trial.id, here), (trial.id, here)] and trial.status is TrialStatus.RUNNING
+    record.close()

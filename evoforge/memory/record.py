@@ -7,10 +7,14 @@ loop writes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence, Set
+import asyncio
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Set
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event, func, insert, select, update
 from sqlalchemy.engine import make_url
@@ -41,6 +45,7 @@ from evoforge.models import (
     TrialStatus,
 )
 
+T = TypeVar("T")
 RECORD_FILE = "record.db"
 DIGEST_KIND = "digest"
 
@@ -125,6 +130,9 @@ class Record(ResearchLog):
         self._shown = self._engine.url.render_as_string(hide_password=True)
         self._run_id: int | None = None
         self._listeners: list[Callable[[Trial], None]] = []
+        self._unsent: list[Trial] = []  # trials written inside the open batch, told to the listeners once it commits
+        self._io_thread: ThreadPoolExecutor | None = None  # the record's own thread (see `io`)
+        self._deferred = threading.local()  # `active` on the record's thread inside `io`: the caller tells
         self._trial_columns = list(t.trials.c)
         if read_only:
             self._trial_columns = present_columns(t.trials, self._engine)  # an older record may lack new columns
@@ -155,6 +163,9 @@ class Record(ResearchLog):
         self.close()
 
     def close(self) -> None:
+        if self._io_thread is not None:
+            self._io_thread.shutdown(wait=True)
+            self._io_thread = None
         self._engine.dispose()
 
     # ---- runs -------------------------------------------------------------------------------------------
@@ -220,7 +231,7 @@ class Record(ResearchLog):
             started_at=now if status is TrialStatus.RUNNING else None,
             finished_at=now if status.finished else None, facts=dict(facts or {}),
         )
-        with self._engine.begin() as conn:
+        with self._writing() as conn:
             result = conn.execute(insert(t.trials).values(**values))
             trial_id = int(result.inserted_primary_key[0])
         return self._wrote(_trial_from_values(trial_id, values))
@@ -242,7 +253,7 @@ class Record(ResearchLog):
         )
         if digest is not None:
             values["digest"] = digest.text  # the digest's data: below, as the trial's analysis of kind "digest"
-        with self._engine.begin() as conn:
+        with self._writing() as conn:
             trial = self._transition(trial_id, _OPEN, conn=conn, **values)
             ev.write_evaluation(conn, trial_id, outcome)
             if digest is not None:
@@ -265,7 +276,7 @@ class Record(ResearchLog):
     def set_digest(self, trial_id: int, digest: Digest) -> Trial:
         """Set the trial's digest text; its data is kept as the trial's one analysis of kind "digest". The digest
         is analysis, not outcome: a finished trial may get one."""
-        with self._engine.begin() as conn:
+        with self._writing() as conn:
             trial = self._transition(trial_id, set(TrialStatus), conn=conn, digest=digest.text)
             self._write_digest_data(conn, trial_id, digest)
         return self._wrote(trial)
@@ -288,8 +299,9 @@ class Record(ResearchLog):
         pass); returns the new row. FinishedTrialError for a finished trial, RunError for a missing one or a
         move the life cycle does not have. With `conn` the caller's transaction is used and nobody is told yet."""
         if conn is None:
-            with self._engine.begin() as own:
-                return self._wrote(self._transition(trial_id, allowed, conn=own, **values))
+            with self._writing() as own:
+                trial = self._transition(trial_id, allowed, conn=own, **values)
+            return self._wrote(trial)
         query = (update(t.trials)
                  .where(t.trials.c.id == trial_id, t.trials.c.status.in_([s.value for s in allowed]))
                  .values(**values).returning(*self._trial_columns))
@@ -306,9 +318,52 @@ class Record(ResearchLog):
         raise RunError(f"trial {trial_id} is {status}: it cannot become {wanted} (record {self._shown})")
 
     def _wrote(self, trial: Trial) -> Trial:
+        if self._batch is not None and self._batch_thread == threading.get_ident():
+            self._unsent.append(trial)  # told once the batch commits
+            return trial
         for listener in self._listeners:
             listener(trial)
         return trial
+
+    @contextmanager
+    def batch(self) -> Iterator[list[Trial]]:
+        """Make the writes inside (from this thread) one transaction: all committed at the end, or none on an error;
+        subscribers hear of the trials written once it committed. A batch inside a batch joins it. Yields the list
+        the trials written are collected in (what `io` hands to the event loop's thread)."""
+        if self._batch is not None and self._batch_thread == threading.get_ident():
+            yield self._unsent
+            return
+        unsent: list[Trial] = []
+        try:
+            with self._engine.begin() as conn:
+                self._batch, self._batch_thread, self._unsent = conn, threading.get_ident(), unsent
+                yield unsent
+        finally:
+            self._batch = self._batch_thread = None
+            self._unsent = []
+        if not getattr(self._deferred, "active", False):
+            for trial in unsent:
+                self._wrote(trial)
+
+    async def io(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """Run `fn(*args, **kwargs)` (calls on this record) on the record's own thread, as one transaction, so the
+        event loop never waits on the database; the subscribers hear of the trials written on the caller's
+        thread, after the commit and before this returns (so what a write returns is in the population)."""
+        if self._io_thread is None:
+            self._io_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="record")
+
+        def work() -> tuple[T, list[Trial]]:
+            self._deferred.active = True
+            try:
+                with self.batch() as written:
+                    return fn(*args, **kwargs), written
+            finally:
+                self._deferred.active = False
+
+        result, written = await asyncio.get_running_loop().run_in_executor(self._io_thread, work)
+        for trial in written:
+            self._wrote(trial)
+        return result
 
     def subscribe(self, listener: Callable[[Trial], None]) -> None:
         """Call `listener` with every trial this record writes (added or changed), after the write committed."""
@@ -317,7 +372,7 @@ class Record(ResearchLog):
     def requeue_in_flight(self) -> list[int]:
         """After a crash: RUNNING trials go back to PROPOSED (the one move back the life cycle has: their
         evaluation was lost with the process); returns every PROPOSED id, ascending."""
-        with self._engine.begin() as conn:
+        with self._writing() as conn:
             moved = conn.execute(
                 update(t.trials)
                 .where(t.trials.c.status == TrialStatus.RUNNING.value)

@@ -16,6 +16,7 @@ class Proposer(ABC):
     """Turns a research context into a proposal; the loop calls `propose` once per trial, concurrently."""
 
     name: str
+    tunes_constants = False  # True for a proposer that only tunes constants: no novelty gate, no seed repair
 
     @abstractmethod
     async def propose(self, ctx: ResearchContext) -> Proposal:

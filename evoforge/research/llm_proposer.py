@@ -14,7 +14,7 @@ from evoforge.errors import EvoforgeError
 from evoforge.llm.client import ChatClient, LLMError
 from evoforge.llm.ensemble import Arm, Ensemble
 from evoforge.llm.models import ModelSpec
-from evoforge.models import LLMCall, Proposal, Trial
+from evoforge.models import LLMCall, Proposal, ProposalStatus, Trial
 from evoforge.research.base import Proposer
 from evoforge.research.context import ResearchContext
 from evoforge.research.edits import EditError, apply_edits, check_blocks, choose_patch_type
@@ -129,10 +129,10 @@ class LLMProposer(Proposer):
             arm = await self.ensemble.pick()
         except EvoforgeError as exc:
             failed = self._failed(Answer(name="no model available"), str(exc), calls, None)
-            return dataclasses.replace(failed, unreachable=self.ensemble.down() is not None)
+            return _unreachable(failed, self.ensemble.down() is not None)
         picked = self.ensemble.facts(arm)  # at once: its turn is the latest
         proposal = await self._ask(ctx, arm, patch, messages, calls)
-        if proposal.unreachable:
+        if proposal.status is ProposalStatus.UNREACHABLE:
             self.ensemble.release(arm)  # no trial will carry this pick
         cost = sum(call.cost_usd for call in proposal.llm_calls)
         return dataclasses.replace(proposal, facts={**picked, "patch_type": patch, "cost_usd": cost})
@@ -145,7 +145,7 @@ class LLMProposer(Proposer):
             text, call = await self.ensemble.complete(arm, messages, role="researcher")
         except LLMError as exc:
             failed = self._failed(Answer(name="llm call failed"), str(exc), calls + [exc.call], arm)
-            return dataclasses.replace(failed, unreachable=exc.unreachable)
+            return _unreachable(failed, exc.unreachable)
         calls.append(call)
         partners = (ctx.inspirations[0].id,) if patch == "crossover" and ctx.inspirations else ()
         first = realize(text, ctx.parent.code, filename)
@@ -157,8 +157,7 @@ class LLMProposer(Proposer):
             text, call = await self.ensemble.complete(arm, messages, role="repair")
         except LLMError as exc:
             error = f"{first.error}; the repair call failed: {exc}"
-            return dataclasses.replace(self._failed(first.answer, error, calls + [exc.call], arm),
-                                       unreachable=exc.unreachable)
+            return _unreachable(self._failed(first.answer, error, calls + [exc.call], arm), exc.unreachable)
         calls.append(call)
         second = realize(text, ctx.parent.code, filename)
         if second.error is not None:
@@ -211,3 +210,8 @@ class LLMProposer(Proposer):
         finally:
             if self._server is not None:
                 await self._server.stop()
+
+
+def _unreachable(proposal: Proposal, unreachable: bool) -> Proposal:
+    """`proposal` (failed) marked UNREACHABLE when no model could be reached."""
+    return dataclasses.replace(proposal, status=ProposalStatus.UNREACHABLE) if unreachable else proposal
