@@ -22,6 +22,7 @@ from evoforge.budget import Budgets, BudgetTracker, Spend
 from evoforge.errors import RunError
 from evoforge.experiment import Engineer
 from evoforge.experiment.gates.static import program_fingerprint
+from evoforge.experiment.integrity import EvaluatorChanged
 from evoforge.learning import Learning
 from evoforge.memory.cognition import Hit
 from evoforge.memory.record import Record
@@ -103,6 +104,8 @@ class Conductor:
         traceback recorded, and the run goes on: it stops only when `INTERNAL_ERRORS_TO_STOP` come in a row."""
         try:
             await work(trial_pass)
+        except EvaluatorChanged:
+            raise  # scores would stop being comparable: the run stops (the trial in flight runs again on resume)
         except Exception as exc:  # noqa: BLE001 - a bug met by one trial must not cancel every other one
             self._internal_error(trial_pass, exc)
         else:

@@ -15,6 +15,7 @@ from typing import Any
 from evoforge.analysis import make_analyzer
 from evoforge.errors import EvoforgeError, RunError
 from evoforge.experiment import Engineer
+from evoforge.experiment.integrity import EvaluatorSeal
 from evoforge.experiment.isolation import describe_isolation
 from evoforge.learning import Learning, open_knowledge_base
 from evoforge.loop import Conductor, Observer
@@ -176,6 +177,7 @@ def _drive(task: Task, record: Record, run_dir: Path, settings: RunSettings, obs
     try:
         conductor = _assemble(task, record, run_dir, settings, observer)
         proposer_name = conductor.proposer.name
+        _seal_evaluator(record, conductor.engineer.seal)
         if observer is not None:
             learning = conductor.learning
             notes = [f"knowledge base: {learning.kb.mode}, {learning.kb.count()} items",
@@ -204,6 +206,15 @@ def _drive(task: Task, record: Record, run_dir: Path, settings: RunSettings, obs
             observer.run_finished()
     return RunSummary(run_dir=run_dir, stop_reason=stop_reason, best=best, counts=counts, proposer=proposer_name,
                       interrupted=interrupted)
+
+
+def _seal_evaluator(record: Record, seal: EvaluatorSeal) -> None:
+    """Keep the evaluator's hashes in the record when the run starts; a resume checks them (EvaluatorChanged)."""
+    recorded = record.load_state("evaluator")
+    if recorded is None:
+        record.save_state("evaluator", seal.hashes)
+    else:
+        seal.matches(recorded)
 
 
 def _retain_large_files(task: Task, record: Record, run_dir: Path, keep_best: int = 3) -> None:

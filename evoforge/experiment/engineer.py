@@ -30,6 +30,7 @@ from evoforge.experiment.disk import MB, clear_trial
 from evoforge.experiment.gates import check_static, program_fingerprint
 from evoforge.experiment.gates.config import StageConfig
 from evoforge.experiment.harness import ERROR_KEY
+from evoforge.experiment.integrity import EvaluatorSeal
 from evoforge.experiment.launch import HARNESS
 from evoforge.experiment.result import BadResult, last_json_line, metrics_of, read_result_file, validate
 from evoforge.experiment.sandbox import SandboxResult, child_env, run_sandboxed
@@ -74,6 +75,7 @@ class Engineer:
         self.implicit = task.config.stages is None
         self.stages = task.config.stages or [StageConfig(name=IMPLICIT_STAGE, timeout_s=task.config.timeout_s)]
         self.asi = task.config.layout == "asi-evolve"
+        self.seal = EvaluatorSeal.of(task)  # every stage checks that the evaluator is still this one
 
     async def evaluate(self, code: str, trial_dir: Path, history: EvaluationHistory | None = None, *,
                        seed: int | None = None) -> Outcome:
@@ -123,6 +125,7 @@ class Engineer:
     async def _run_stage(self, stage: StageConfig, stop: asyncio.Event, program_path: Path,
                          trial_dir: Path, seed: int | None = None) -> StageRun:
         """Run one stage's evaluator process (stopped when `stop` is set) and classify how it ended."""
+        self.seal.check()
         files = self._files(trial_dir, stage.name)
         files.result.unlink(missing_ok=True)
         if self.asi:
