@@ -17,7 +17,9 @@ A handler may return a plain string (a 200 text answer) or a `Reply`.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import threading
 import time
 from collections import deque
@@ -99,6 +101,7 @@ class FakeLLM:
     def close(self) -> None:
         self._closing.set()  # wakes delayed replies at once
         self._server.shutdown()
+        self._server.drop_connections()
         self._server.server_close()
         self._thread.join(timeout=5)
 
@@ -157,6 +160,29 @@ def send_json(handler: BaseHTTPRequestHandler, status: int, headers: dict[str, s
 
 class _Server(ThreadingHTTPServer):
     request_queue_size = 256  # many proposals and analyses connect at once; the default backlog (5) drops them
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._open: set[socket.socket] = set()
+        self._open_lock = threading.Lock()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._open_lock:
+            self._open.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._open_lock:
+            self._open.discard(request)
+        super().shutdown_request(request)
+
+    def drop_connections(self) -> None:
+        """End every open (kept-alive) connection, as a server that goes down does: its clients see the close."""
+        with self._open_lock:
+            sockets = list(self._open)
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
 
 def completion_json(body: dict[str, Any], reply: Reply, number: int) -> dict[str, Any]:
