@@ -11,11 +11,11 @@ import pytest
 from taskfactory import make_task
 
 from evoforge.analysis import LLMAnalyzer, OfflineAnalyzer, make_analyzer
+from evoforge.config import RunSettings
 from evoforge.errors import EvoforgeError
 from evoforge.memory.record import Record
 from evoforge.research import LLMProposer, OfflineProposer, make_proposer
 from evoforge.runs import _learning
-from evoforge.settings import RunSettings
 from evoforge.task import load_task
 
 URL = "http://127.0.0.1:9/v1"  # loopback: no key needed; never called
