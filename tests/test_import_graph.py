@@ -150,12 +150,12 @@ def test_no_lazy_getattr_dodges_a_cycle() -> None:
 
 def test_the_rules_of_the_house_hold_at_every_level() -> None:
     """`memory` and `experiment` know nothing of LLMs; analysis reaches no research internals; the proposer's base
-    class does not import its own subclasses; reading a record does not load the loop."""
+    class does not import its own subclasses; reading a record, or drawing progress, does not load the loop."""
     for level in (GRAPH.module_level, GRAPH.function_level):
         for pillar in ("memory", "experiment", "config"):
             assert "llm" not in level.get(pillar, {}), (pillar, level.get(pillar))
         assert "research" not in level.get("analysis", {})
-        for reader in ("views", "export", "render"):
+        for reader in ("views", "export", "render", "progress"):
             assert not {"loop", "llm", "runs", "research", "analysis"} & set(level.get(reader, {})), reader
     assert not {"evoforge.research.offline", "evoforge.research.llm_proposer"} & GRAPH.imports["evoforge.research.base"]
 
