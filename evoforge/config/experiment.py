@@ -39,7 +39,6 @@ class Limits(Strict):
 STAGE_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
 
-
 class PromoteRule(Strict):
     """When a stage's score lets the trial into the next stage; every rule given must hold."""
 

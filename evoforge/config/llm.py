@@ -23,7 +23,6 @@ KNOWN_ENDPOINTS: dict[str, str] = {
 }
 
 
-
 class Price(Strict):
     """US dollars per million tokens."""
 

@@ -9,9 +9,6 @@ from pydantic import Field, model_validator
 
 from evoforge.config._base import Strict
 
-BUILTIN_FEATURES = ("code_length", "code_lines")
-
-
 
 class IslandSettings(Strict):
     """Sub-populations on a ring: every `migration_interval` new trials, the best `migration_rate` share of
