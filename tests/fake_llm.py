@@ -69,6 +69,7 @@ class FakeLLM:
         self.default = default
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
+        self.connections: list[tuple[str, int]] = []  # the client's (host, port) of each request: one per connection
         self.handler_errors: list[
             Exception
         ] = []  # exceptions raised by the handler (each answered with a 500)
@@ -123,10 +124,11 @@ class FakeLLM:
         with self._lock:
             return len(self._queue)
 
-    def next_reply(self, body: dict[str, Any], headers: dict[str, str]) -> Reply:
+    def next_reply(self, body: dict[str, Any], headers: dict[str, str], peer: tuple[str, int] = ("", 0)) -> Reply:
         with self._lock:
             self.requests.append(body)
             self.headers.append(headers)
+            self.connections.append(peer)
             if self._queue:
                 return self._queue.popleft()
         if self._handler is not None:
@@ -186,6 +188,9 @@ def completion_json(body: dict[str, Any], reply: Reply, number: int) -> dict[str
 def _make_handler(fake: FakeLLM) -> type[BaseHTTPRequestHandler]:
     class _Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # headers and body go out in two writes: with Nagle's algorithm on, a keep-alive client's delayed ACK holds
+        # the body back ~40 ms per answer; real servers (uvicorn, vLLM, llama.cpp) set TCP_NODELAY too
+        disable_nagle_algorithm = True
 
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - silence request logs
             return
@@ -203,7 +208,7 @@ def _make_handler(fake: FakeLLM) -> type[BaseHTTPRequestHandler]:
                 return
             headers = {k.lower(): v for k, v in self.headers.items()}
             try:
-                reply = fake.next_reply(body, headers)
+                reply = fake.next_reply(body, headers, self.client_address[:2])
             except Exception as exc:  # a broken test handler: answer 500 and keep it for the test to see
                 fake.handler_errors.append(exc)
                 reply = Reply.error(500, body=json.dumps({"error": {"message": f"handler raised {exc!r}"}}))

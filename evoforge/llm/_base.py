@@ -230,7 +230,7 @@ class ChatClient(ABC):
         return text
 
     async def aclose(self) -> None:
-        """Nothing to release (each call closes its own connection); kept so callers need not know."""
+        """Nothing to release here; a subclass that keeps connections open closes them."""
         return None
 
     def __repr__(self) -> str:
