@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import ast
 import graphlib
+import subprocess
+import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -165,3 +167,14 @@ def test_the_record_file_name_is_declared_once() -> None:
     assert declared == ["evoforge.run_folder"]
     assert "evoforge.run_folder" in GRAPH.imports["evoforge.experiment.isolation"]
     assert "evoforge.run_folder" in GRAPH.imports["evoforge.memory.record"]
+
+
+def test_loading_a_task_loads_no_pillar() -> None:
+    """Settings and the task loader stand alone: reading task.yaml pulls in neither the record (SQLAlchemy), the
+    LLM SDKs nor numpy (they did while task.yaml's model imported each pillar's settings module)."""
+    heavy = ("numpy", "sqlalchemy", "openai", "evoforge.memory", "evoforge.llm", "evoforge.research",
+             "evoforge.analysis", "evoforge.experiment")
+    code = f"import sys, evoforge.task, evoforge.config; print([m for m in {heavy!r} if m in sys.modules])"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]", done.stdout
