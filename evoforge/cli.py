@@ -117,9 +117,9 @@ def run(
     It goes on until the stopping rule (trials, target score, budgets) holds."""
     from pydantic import ValidationError
 
+    from evoforge.config import RunSettings
     from evoforge.progress import ProgressObserver
     from evoforge.runs import run as start_run
-    from evoforge.settings import RunSettings
 
     try:
         settings = RunSettings(

@@ -19,6 +19,7 @@ from typing import Any
 
 from evoforge.analysis import digest_outcome
 from evoforge.budget import Budgets, BudgetTracker, Spend
+from evoforge.config import RunSettings
 from evoforge.errors import RunError
 from evoforge.experiment import Engineer
 from evoforge.experiment.gates.static import program_fingerprint
@@ -28,10 +29,10 @@ from evoforge.memory.cognition import Hit
 from evoforge.memory.record import Record
 from evoforge.memory.sampling import Sampler
 from evoforge.models import Digest, Outcome, Proposal, Trial, TrialStatus
+from evoforge.observer import Observer
+from evoforge.programs import unified_diff
 from evoforge.research import Proposer, ResearchContext
-from evoforge.research.edits import unified_diff
-from evoforge.settings import RunSettings
-from evoforge.state import LoopState, Observer
+from evoforge.state import LoopState
 from evoforge.task import Task
 
 __all__ = ["Conductor", "Observer"]

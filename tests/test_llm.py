@@ -10,11 +10,11 @@ import openai
 import pytest
 from fake_llm import FakeLLM, Reply
 
+from evoforge.config import LLMSettings
 from evoforge.errors import EvoforgeError
 from evoforge.llm import LLMClient, LLMError, client_from_settings
 from evoforge.llm.client import parse_completion, parse_retry_after
 from evoforge.models import LLMCall
-from evoforge.task.config import LLMSettings
 
 MESSAGES = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "say hello world"}]
 

@@ -24,11 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from evoforge.config import StageConfig
 from evoforge.experiment.broker import Broker, candidate_env
 from evoforge.experiment.broker import close as close_broker
 from evoforge.experiment.disk import MB, clear_trial
 from evoforge.experiment.gates import check_static, program_fingerprint
-from evoforge.experiment.gates.config import StageConfig
 from evoforge.experiment.harness import ERROR_KEY
 from evoforge.experiment.integrity import EvaluatorSeal
 from evoforge.experiment.launch import HARNESS

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 
 import openai
 
+from evoforge.config import ModelSpec, choose_models
+from evoforge.config.llm import ANTHROPIC, KNOWN_ENDPOINTS, LOCAL, OPENAI
 from evoforge.errors import EvoforgeError
 from evoforge.llm._base import (
     DUMMY_KEY,
@@ -25,16 +27,14 @@ from evoforge.llm._base import (
     tls_context,
     unreachable,
 )
-from evoforge.llm.choice import choose_models, spec_for
-from evoforge.llm.models import ANTHROPIC, KNOWN_ENDPOINTS, LOCAL, OPENAI, ModelSpec
 from evoforge.llm.pricing import price_for
 
 if TYPE_CHECKING:
-    from evoforge.task.config import LLMSettings
+    from evoforge.config import LLMSettings
 
 __all__ = [
     "DUMMY_KEY", "LOOPBACK_HOSTS", "ChatClient", "LLMClient", "LLMError", "client_for_spec", "client_from_settings",
-    "is_loopback", "parse_retry_after", "render_messages", "spec_for",
+    "is_loopback", "parse_retry_after", "render_messages",
 ]
 
 
