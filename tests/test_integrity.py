@@ -9,11 +9,11 @@ import pytest
 from taskfactory import make_task
 
 import evoforge
+from evoforge.config import RunSettings
 from evoforge.experiment.integrity import EvaluatorChanged, EvaluatorSeal, evaluator_files
 from evoforge.memory.record import Record
 from evoforge.models import Trial, TrialStatus
-from evoforge.settings import RunSettings
-from evoforge.state import Observer
+from evoforge.observer import Observer
 from evoforge.task.loader import load_task
 
 
