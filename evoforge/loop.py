@@ -17,6 +17,7 @@ from typing import Any
 
 from evoforge.analysis import digest_outcome
 from evoforge.budget import Budgets, BudgetTracker, Spend
+from evoforge.config import RunSettings
 from evoforge.errors import RunError
 from evoforge.experiment import Engineer
 from evoforge.experiment.gates.static import program_fingerprint
@@ -26,11 +27,11 @@ from evoforge.memory.population import Population
 from evoforge.memory.record import Record
 from evoforge.memory.sampling import Sampler
 from evoforge.models import Digest, EvaluationHistory, Outcome, Proposal, ProposalStatus, Trial, TrialStatus
+from evoforge.observer import Observer
+from evoforge.programs import unified_diff
 from evoforge.recovery import INTERNAL_ERRORS_TO_STOP, TRACEBACK_CHARS, Recovery, TrialPass
 from evoforge.research import Proposer, ResearchContext
-from evoforge.research.edits import unified_diff
-from evoforge.settings import RunSettings
-from evoforge.state import LoopState, Observer
+from evoforge.state import LoopState
 from evoforge.task import Task
 
 __all__ = ["INTERNAL_ERRORS_TO_STOP", "TRACEBACK_CHARS", "Conductor", "Observer"]

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from evoforge.experiment.integrity import EvaluatorChanged
 from evoforge.memory.population import Population
 from evoforge.memory.record import Record
 from evoforge.models import Proposal, Trial, TrialStatus
@@ -53,6 +54,8 @@ class Recovery:
         traceback recorded, and the run goes on: it stops only when `INTERNAL_ERRORS_TO_STOP` come in a row."""
         try:
             await work(trial_pass)
+        except EvaluatorChanged:
+            raise  # scores would stop being comparable: the run stops (the trial in flight runs again on resume)
         except Exception as exc:  # noqa: BLE001 - a bug met by one trial must not cancel every other one
             await self._internal_error(trial_pass, exc)
         else:

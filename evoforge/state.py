@@ -1,31 +1,15 @@
 """What the conductor keeps in memory while a run goes besides the run's population (memory/population.py): the work
-in flight, why it stops; plus the observer interface for progress.
+in flight, and why it stops.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from evoforge.memory.population import Population
 from evoforge.models import Direction, Trial, TrialStatus
-from evoforge.settings import RunSettings
-
-
-class Observer:
-    """Receives progress; the CLI draws a progress bar from it, tests may count. Methods do nothing by default."""
-
-    def run_started(self, *, run_dir: Path, proposer: str, settings: RunSettings, done: int,
-                    notes: Sequence[str] = ()) -> None:
-        return None
-
-    def trial_finished(self, trial: Trial, best: Trial | None, counts: dict[str, int]) -> None:
-        return None
-
-    def run_finished(self) -> None:
-        return None
 
 
 @dataclass

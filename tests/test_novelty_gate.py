@@ -12,12 +12,12 @@ from typing import Any
 from taskfactory import make_task
 
 import evoforge
+from evoforge.config import RunSettings
 from evoforge.learning import NoveltyGate
 from evoforge.memory.record import Record
 from evoforge.models import Proposal, ProposalStatus, Trial, TrialStatus
 from evoforge.research import ResearchContext
 from evoforge.research.offline import OfflineProposer
-from evoforge.settings import RunSettings
 
 SEEN = Trial(id=7, status=TrialStatus.SUCCEEDED, score=1.0, name="seen", motivation="raise x by one",
              code="x = 1\ny = 2 * x\nprint(x + y)\n")

@@ -10,12 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from evoforge.config import BanditSettings, IslandSettings
 from evoforge.errors import RunError
-from evoforge.llm import Arm, BanditSettings, Ensemble
+from evoforge.llm import Arm, Ensemble
 from evoforge.memory import Record
 from evoforge.memory.population import Population
 from evoforge.memory.record import FinishedTrialError
-from evoforge.memory.sampling import SAMPLERS, IslandSettings, Sampler, make_sampler
+from evoforge.memory.sampling import SAMPLERS, Sampler, make_sampler
 from evoforge.models import Digest, Direction, Outcome, Trial, TrialStatus
 
 MAX = Direction.MAXIMIZE

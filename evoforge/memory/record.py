@@ -44,9 +44,9 @@ from evoforge.models import (
     Trial,
     TrialStatus,
 )
+from evoforge.run_folder import RECORD_FILE
 
 T = TypeVar("T")
-RECORD_FILE = "record.db"
 DIGEST_KIND = "digest"
 
 
