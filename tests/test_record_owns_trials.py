@@ -240,3 +240,45 @@ def test_io_runs_on_the_records_thread_and_the_caller_hears_before_it_returns(tm
     assert threads and threads[0].startswith("record") and threads[0] != here
     assert heard_then == [(trial.id, here), (trial.id, here)] and trial.status is TrialStatus.RUNNING
     record.close()
+
+
+# ---- the loop: one population, fed by the record ----------------------------------------------------------------
+
+def test_the_loop_keeps_one_population_fed_by_the_record_and_saves_no_sampler_state(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from taskfactory import make_task
+
+    import evoforge
+    import evoforge.runs
+    from evoforge.config import RunSettings
+
+    made: list = []
+    assemble = evoforge.runs._assemble
+
+    def capture(*args: object, **kwargs: object) -> object:
+        conductor = assemble(*args, **kwargs)  # type: ignore[arg-type]
+        seen: list[bool] = []
+        pick = conductor.sampler.pick
+
+        def spy(trials: object, *rest: object) -> object:
+            seen.append(trials is conductor.population)
+            return pick(trials, *rest)  # type: ignore[arg-type]
+
+        conductor.sampler.pick = spy  # type: ignore[method-assign]
+        made.append((conductor, seen))
+        return conductor
+
+    monkeypatch.setattr(evoforge.runs, "_assemble", capture)
+    run_dir = tmp_path / "run"
+    settings = RunSettings(trials=8, concurrency=2, prefetch=1, seed=3, sampler="islands")
+    evoforge.run(make_task(tmp_path / "task"), run_dir=run_dir, settings=settings)
+    conductor, seen = made[0]
+    assert seen and all(seen)  # every pick read the one population
+    with Record.for_run_dir(run_dir, read_only=True) as record:
+        trials = record.trials()
+        assert list(conductor.population) == trials  # every trial as the record last wrote it, nothing else
+        assert record.load_state("sampler") is None and record.load_state("bandit") is None
+    resumed = make_sampler("islands", seed=3)
+    resumed.rebuild(trials, MAX)
+    assert resumed.state(trials, MAX) == conductor.sampler.state(trials, MAX)

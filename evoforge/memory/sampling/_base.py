@@ -13,7 +13,6 @@ a run never stopped would.
 
 from __future__ import annotations
 
-import heapq
 import random
 from abc import ABC, abstractmethod
 from collections import Counter
@@ -21,76 +20,50 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from evoforge.memory.sampling.pool import TrialPool, rank_key
+from evoforge.memory.sampling.pool import TrialPool
 from evoforge.models import Direction, Trial
 
 
-class _Memo:
-    """A small memo per helper, keyed by the very sequence passed in, its length and (for a pool) its version: the
-    loop hands the same sequence to `sample_parent` and `sample_inspirations`, so each pass over the run is made
-    once per trial. (A plain list changed in place without changing its length is not noticed: pass a new list.)"""
-
-    SIZE = 4
-
-    def __init__(self) -> None:
-        self.entries: list[tuple[Sequence[Trial], tuple[Any, ...], Any]] = []
-
-    def get(self, trials: Sequence[Trial], extra: Any, compute: Any) -> Any:
-        key = (len(trials), getattr(trials, "version", None), extra)
-        for source, known, value in self.entries:
-            if source is trials and known == key:
-                return value
-        value = compute()
-        self.entries = [(trials, key, value), *self.entries[: self.SIZE - 1]]
-        return value
-
-
-_SCORED, _POOLS, _CHILDREN = _Memo(), _Memo(), _Memo()
-
-
-def pool_for(trials: Sequence[Trial], direction: Direction) -> TrialPool:
-    """`trials` itself when it is a pool ranked for `direction` (what the loop passes), else a pool built from it."""
+def as_pool(trials: Sequence[Trial], direction: Direction = Direction.MAXIMIZE) -> TrialPool:
+    """`trials` itself when it is a pool ranked for `direction` (the loop's population), else a pool built from it
+    (a plain list, as tests pass): every helper below reads the pool's indexes, one path for both."""
     if isinstance(trials, TrialPool) and trials.direction is direction:
         return trials
-    return _POOLS.get(trials, direction, lambda: TrialPool(direction, trials))
+    return TrialPool(direction, trials)
+
+
+pool_for = as_pool  # the name the samplers use
 
 
 def scored_trials(trials: Sequence[Trial]) -> list[Trial]:
     """The candidates: scored trials in id order; ValueError when there is none."""
-    scored = list(_SCORED.get(trials, None, lambda: sorted((t for t in trials if t.scored), key=lambda t: t.id)))
+    pool = trials if isinstance(trials, TrialPool) else as_pool(trials)
+    scored = pool.scored_by_id()
     if not scored:
         raise ValueError("no scored trial to sample from: a trial must first succeed with a finite score")
     return scored
 
 
 def require_scored(trials: Sequence[Trial]) -> None:
-    """ValueError (the message of `scored_trials`) when no trial is scored; O(1) on a pool."""
-    if isinstance(trials, TrialPool):
-        if not trials.n_scored:
-            scored_trials([])
-        return
-    scored_trials(trials)
+    """ValueError (the message of `scored_trials`) when no trial is scored."""
+    pool = trials if isinstance(trials, TrialPool) else as_pool(trials)
+    if not pool.n_scored:
+        scored_trials([])
 
 
 def count_children(trials: Sequence[Trial]) -> Counter[int]:
     """Children per parent id, any status (a child with its parent listed twice counts once)."""
-    if isinstance(trials, TrialPool):
-        return trials.children_counts()
-    return Counter(_CHILDREN.get(
-        trials, None, lambda: Counter(parent_id for trial in trials for parent_id in set(trial.parent_ids))
-    ))
+    return (trials if isinstance(trials, TrialPool) else as_pool(trials)).children_counts()
 
 
 def best_n(trials: Sequence[Trial], direction: Direction, n: int) -> list[Trial]:
     """The n best scored trials, best first (ties: lowest id), without sorting the whole run."""
-    if isinstance(trials, TrialPool) and trials.direction is direction:
-        return trials.best(n)
-    return heapq.nsmallest(n, (tr for tr in trials if tr.scored), key=lambda tr: rank_key(tr, direction))
+    return as_pool(trials, direction).best(n)
 
 
 def ranked(trials: Sequence[Trial], direction: Direction) -> list[Trial]:
     """Scored trials, best first (ties: lowest id)."""
-    return pool_for(trials, direction).best()
+    return as_pool(trials, direction).best()
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,8 @@
 parent, and each parent's scored children's scores summed. The conductor keeps one pool up to date, so choosing a
 parent reads these indexes instead of scanning the whole run (the cost of a trial must not grow with the record).
 
-A pool is a `Sequence[Trial]` (in arrival order): samplers accept any sequence, and `_base.pool_for` builds a pool
-from a plain list (once per list, memoised).
+A pool is a `Sequence[Trial]` (in arrival order): samplers accept any sequence, and `_base.as_pool` builds a pool
+from a plain list. The run's one pool is the loop's population (memory/population.py), fed by the record's writes.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ class TrialPool(Sequence[Trial]):
         self._children: Counter[int] = Counter()  # any status; a parent listed twice counts once
         self._child_sum: dict[int, float] = {}  # raw scores of scored children, per parent
         self._child_n: Counter[int] = Counter()
-        self.version = 0  # bumped by every `put`, so memos keyed on a pool notice in-place changes
+        self._scored_by_id: list[Trial] | None = None  # scored trials in id order, until the next `put`
         self._log: list[int] = []  # the id of every put, in order: views built on a pool catch up from it
         for trial in trials:  # in bulk: rank once at the end instead of inserting one by one
             self.put(trial, rank=False)
@@ -40,7 +40,7 @@ class TrialPool(Sequence[Trial]):
 
     # ---- keeping it up to date -------------------------------------------------------------------------------
     def put(self, trial: Trial, *, rank: bool = True) -> None:
-        self.version += 1
+        self._scored_by_id = None
         self._log.append(trial.id)
         old = self._by_id.get(trial.id)
         if old is None:
@@ -97,6 +97,12 @@ class TrialPool(Sequence[Trial]):
     @property
     def log_size(self) -> int:
         return len(self._log)
+
+    def scored_by_id(self) -> list[Trial]:
+        """The scored trials in id order (kept until the next `put`: samplers ask it of every pick)."""
+        if self._scored_by_id is None:
+            self._scored_by_id = sorted((self._by_id[i] for _, i in self._ranked), key=lambda t: t.id)
+        return self._scored_by_id
 
     def get(self, trial_id: int) -> Trial | None:
         return self._by_id.get(trial_id)
