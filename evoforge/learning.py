@@ -195,6 +195,7 @@ class NoveltyGate:
         first = await self.decide(proposal, evaluated)
         if first.novel:
             return dataclasses.replace(proposal, llm_calls=proposal.llm_calls + first.llm_calls)
+        proposer.discard(proposal)  # the second answer, not this one, becomes the trial
         second = await proposer.propose(dataclasses.replace(ctx, near_duplicate=first.near))
         calls = proposal.llm_calls + first.llm_calls + second.llm_calls
         if second.status is not ProposalStatus.READY:

@@ -30,11 +30,14 @@ class Scripted:
     tunes_constants = False
 
     def __init__(self, *answers: Proposal) -> None:
-        self.answers, self.contexts = list(answers), []
+        self.answers, self.contexts, self.discarded = list(answers), [], []
 
     async def propose(self, ctx: Any) -> Proposal:
         self.contexts.append(ctx)
         return self.answers.pop(0)
+
+    def discard(self, proposal: Proposal) -> None:
+        self.discarded.append(proposal)
 
 
 def _gate() -> NoveltyGate:
@@ -60,6 +63,7 @@ def test_a_repeat_is_shown_the_trial_once_then_refused_with_a_status() -> None:
     proposal = asyncio.run(_gate().screen(proposer, _ctx(), [SEEN]))  # type: ignore[arg-type]
     assert proposal.status is ProposalStatus.NOT_NOVEL and "trial #7" in (proposal.error or "")
     assert [c.near_duplicate for c in proposer.contexts] == [None, SEEN]
+    assert proposer.discarded == [_same()]  # the first answer becomes no trial: its pick is forgotten
     fresh = Proposal(name="new", motivation="something else", code="print('different')\n", proposer="llm")
     second_try = Scripted(_same(), fresh)
     assert asyncio.run(_gate().screen(second_try, _ctx(), [SEEN])) == fresh  # type: ignore[arg-type]

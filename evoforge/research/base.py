@@ -26,6 +26,10 @@ class Proposer(ABC):
         (1 when it improved on its parent); only learners use it, from the facts their proposals carried."""
         return None
 
+    def discard(self, proposal: Proposal) -> None:
+        """`proposal` will not become a trial (the novelty gate asked again): a learner forgets the pick it made."""
+        return None
+
     def rebuild(self, trials: Iterable[tuple[Trial, float]]) -> None:
         """Learn a run's trials again, with their rewards, on start and on resume (nothing else is saved)."""
         return None

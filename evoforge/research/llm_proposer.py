@@ -198,6 +198,11 @@ class LLMProposer(Proposer):
         """The ensemble learns from each trial the record writes: the arm in its facts, its reward once finished."""
         self.ensemble.observe(trial, old, reward)
 
+    def discard(self, proposal: Proposal) -> None:
+        arm = self.ensemble.arms.get(str(proposal.facts.get("arm")))
+        if arm is not None:
+            self.ensemble.release(arm)
+
     def rebuild(self, trials: Iterable[tuple[Trial, float]]) -> None:
         self.ensemble.rebuild(trials)
 
