@@ -1,6 +1,8 @@
 """The Database of Record: one run's trials, LLM calls and analyses behind one interface, any SQLAlchemy URL.
 
-Every method commits before it returns, so a process killed at any moment loses no completed write.
+Every method commits before it returns (inside `batch`, the batch commits as one), so a process killed at any moment
+loses no completed write. The record owns the trials: a write returns the trial as it now stands (a frozen `Trial`)
+and tells the subscribers (the loop's population); a finished trial never changes (`FinishedTrialError`).
 On SQLite the record runs in WAL mode, so a second process (dashboard, `evoforge status`) can read while the
 loop writes.
 """
@@ -119,7 +121,8 @@ def record_file(run_dir: Path, *, must_exist: bool = True) -> Path:
 
 
 class Record(ResearchLog):
-    """One run's Database of Record. Use from one thread; other processes may open the same file to read."""
+    """One run's Database of Record. The loop sends its calls to the record's own thread (`io`); other processes may
+    open the same file to read."""
 
     def __init__(self, url: str, *, read_only: bool = False) -> None:
         """Open the record at `url`; `read_only` (for commands that only read) makes no table and writes nothing
