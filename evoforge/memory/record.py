@@ -9,14 +9,10 @@ loop writes.
 
 from __future__ import annotations
 
-import asyncio
-import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Set
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping, Sequence, Set
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, func, insert, select, update
 from sqlalchemy.engine import make_url
@@ -48,7 +44,6 @@ from evoforge.models import (
 )
 from evoforge.run_folder import RECORD_FILE
 
-T = TypeVar("T")
 DIGEST_KIND = "digest"
 
 
@@ -132,10 +127,7 @@ class Record(ResearchLog):
         self._engine = _make_engine(url, read_only=read_only)
         self._shown = self._engine.url.render_as_string(hide_password=True)
         self._run_id: int | None = None
-        self._listeners: list[Callable[[Trial], None]] = []
-        self._unsent: list[Trial] = []  # trials written inside the open batch, told to the listeners once it commits
-        self._io_thread: ThreadPoolExecutor | None = None  # the record's own thread (see `io`)
-        self._deferred = threading.local()  # `active` on the record's thread inside `io`: the caller tells
+        self._open_transactions()
         self._trial_columns = list(t.trials.c)
         if read_only:
             self._trial_columns = present_columns(t.trials, self._engine)  # an older record may lack new columns
@@ -166,9 +158,7 @@ class Record(ResearchLog):
         self.close()
 
     def close(self) -> None:
-        if self._io_thread is not None:
-            self._io_thread.shutdown(wait=True)
-            self._io_thread = None
+        self._close_io()
         self._engine.dispose()
 
     # ---- runs -------------------------------------------------------------------------------------------
@@ -319,58 +309,6 @@ class Record(ResearchLog):
             raise FinishedTrialError(f"trial {trial_id} is {status} already: a finished trial cannot become "
                                      f"{wanted} (record {self._shown})")
         raise RunError(f"trial {trial_id} is {status}: it cannot become {wanted} (record {self._shown})")
-
-    def _wrote(self, trial: Trial) -> Trial:
-        if self._batch is not None and self._batch_thread == threading.get_ident():
-            self._unsent.append(trial)  # told once the batch commits
-            return trial
-        for listener in self._listeners:
-            listener(trial)
-        return trial
-
-    @contextmanager
-    def batch(self) -> Iterator[list[Trial]]:
-        """Make the writes inside (from this thread) one transaction: all committed at the end, or none on an error;
-        subscribers hear of the trials written once it committed. A batch inside a batch joins it. Yields the list
-        the trials written are collected in (what `io` hands to the event loop's thread)."""
-        if self._batch is not None and self._batch_thread == threading.get_ident():
-            yield self._unsent
-            return
-        unsent: list[Trial] = []
-        try:
-            with self._engine.begin() as conn:
-                self._batch, self._batch_thread, self._unsent = conn, threading.get_ident(), unsent
-                yield unsent
-        finally:
-            self._batch = self._batch_thread = None
-            self._unsent = []
-        if not getattr(self._deferred, "active", False):
-            for trial in unsent:
-                self._wrote(trial)
-
-    async def io(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
-        """Run `fn(*args, **kwargs)` (calls on this record) on the record's own thread, as one transaction, so the
-        event loop never waits on the database; the subscribers hear of the trials written on the caller's
-        thread, after the commit and before this returns (so what a write returns is in the population)."""
-        if self._io_thread is None:
-            self._io_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="record")
-
-        def work() -> tuple[T, list[Trial]]:
-            self._deferred.active = True
-            try:
-                with self.batch() as written:
-                    return fn(*args, **kwargs), written
-            finally:
-                self._deferred.active = False
-
-        result, written = await asyncio.get_running_loop().run_in_executor(self._io_thread, work)
-        for trial in written:
-            self._wrote(trial)
-        return result
-
-    def subscribe(self, listener: Callable[[Trial], None]) -> None:
-        """Call `listener` with every trial this record writes (added or changed), after the write committed."""
-        self._listeners.append(listener)
 
     def requeue_in_flight(self) -> list[int]:
         """After a crash: RUNNING trials go back to PROPOSED (the one move back the life cycle has: their

@@ -4,33 +4,19 @@ agendas, and the loop's component state (sampler, bandit) that `resume` restores
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import insert, select, update
 
 from evoforge.memory import tables as t
 from evoforge.memory.tables import AnalysisRow, LLMCallRow, finite_or_none, utcnow
+from evoforge.memory.transactions import Transactions
 from evoforge.models import LLMCall
 
 
-class ResearchLog:
+class ResearchLog(Transactions):
     """Everything recorded around trials; `Record` provides the engine."""
-
-    _engine: Engine
-    _batch: Connection | None = None  # the open transaction of `Record.batch`, used by the thread that opened it
-    _batch_thread: int | None = None
-
-    @contextmanager
-    def _writing(self) -> Iterator[Connection]:
-        """A connection to write with: the batch's when this thread has one open, else a transaction of its own."""
-        if self._batch is not None and self._batch_thread == threading.get_ident():
-            yield self._batch
-            return
-        with self._engine.begin() as conn:
-            yield conn
 
     def add_llm_calls(self, trial_id: int | None, calls: Sequence[LLMCall]) -> None:
         if not calls:
