@@ -17,6 +17,7 @@ from typing import Any
 
 from evoforge.analysis import digest_outcome
 from evoforge.budget import Budgets, BudgetTracker, Spend
+from evoforge.champion import Crowning
 from evoforge.config import RunSettings
 from evoforge.errors import RunError
 from evoforge.experiment import Engineer
@@ -57,6 +58,7 @@ class Conductor(Recovery):
         self.state = LoopState(self.population, started=len(self.population))
         self.budget = self._budget_tracker()
         self.eval_slots = asyncio.Semaphore(settings.concurrency)
+        self.crowning = Crowning(task, record, engineer, run_dir)
         self._fingerprints: dict[int, str] = {}  # of the trials recorded and not yet evaluated in this session
 
     # ---- the loop -------------------------------------------------------------------------------------------
@@ -208,6 +210,9 @@ class Conductor(Recovery):
         self.budget.add_evaluation(outcome.seconds)
         finished = await self.record.io(self._commit, trial.id, outcome, digest, self.budget.wall_s())
         self._finished(finished)  # the trial is complete from here on
+        if self.crowning.challenges(finished):  # a new best is evaluated again before it is called the champion
+            async with self.eval_slots:
+                await self.crowning.consider(finished)
         if outcome.reused_from is None:  # other workers keep proposing while this one analyses
             await self._analyze(finished, outcome, digest, parent)
 

@@ -7,6 +7,7 @@ from pydantic import Field, model_validator
 
 from evoforge.config._base import Strict
 from evoforge.config.analysis import AnalysisSettings
+from evoforge.config.champion import ChampionSettings
 from evoforge.config.experiment import GatesConfig, Limits, StageList
 from evoforge.config.knowledge import KnowledgeSettings
 from evoforge.config.llm import LLMSettings
@@ -36,10 +37,21 @@ class TaskConfig(Strict):
     target_score: float | None = None
     stages: StageList | None = Field(default=None, description="evaluation cascade, cheapest stage first")
     gates: GatesConfig = GatesConfig()
+    champion: ChampionSettings = ChampionSettings()
     hidden: list[str] = Field(default_factory=list, description="task files and folders only the evaluator's "
                               "process sees (e.g. evaluator.py, data/test/); the candidate's jail empties them")
     layout: str = Field(default="evoforge", pattern="^(evoforge|openevolve|asi-evolve)$",
                         description="whose conventions the evaluator follows (see evoforge/task/foreign.py)")
+
+    @property
+    def seeded(self) -> bool:
+        """Whether the evaluator's score depends on a seed it is given (declared, or `{seed}` in the command)."""
+        return self.champion.seeded or "{seed}" in (self.command or "")
+
+    @property
+    def champion_repeats(self) -> int:
+        """Evaluations behind a champion: the task's `champion.repeats`, else 3 when seeded, else 1."""
+        return self.champion.repeats or (3 if self.seeded else 1)
 
     @model_validator(mode="after")
     def _one_evaluator(self) -> TaskConfig:

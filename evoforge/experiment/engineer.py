@@ -85,6 +85,8 @@ class Engineer:
         reaches the evaluator as EVOFORGE_SEED (ctx["seed"] in Python, `{seed}` in a command): repeats of one
         program with different seeds measure the evaluation's noise.
         """
+        if seed is None and self.task.config.seeded:
+            seed = 0  # a seeded evaluator's first evaluation of a program; a champion's repeats use 1, 2, …
         trial_dir = Path(trial_dir).resolve()
         trial_dir.mkdir(parents=True, exist_ok=True)
         program_path = trial_dir / self.task.program_name

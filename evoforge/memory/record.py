@@ -22,6 +22,7 @@ from sqlalchemy.pool import StaticPool
 from evoforge.errors import RunError
 from evoforge.memory import evaluations as ev
 from evoforge.memory import tables as t
+from evoforge.memory.champion_log import ChampionLog
 from evoforge.memory.research_log import ResearchLog
 from evoforge.memory.schema import (
     add_missing_columns,
@@ -115,7 +116,7 @@ def record_file(run_dir: Path, *, must_exist: bool = True) -> Path:
     return path
 
 
-class Record(ResearchLog):
+class Record(ResearchLog, ChampionLog):
     """One run's Database of Record. The loop sends its calls to the record's own thread (`io`); other processes may
     open the same file to read."""
 

@@ -10,6 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from evoforge.memory.champion_log import ChampionDecision
 from evoforge.memory.record import Record
 from evoforge.models import Direction, Trial, TrialStatus
 from evoforge.views import run_direction, run_overview
@@ -65,6 +66,9 @@ class ReportData:
     lessons: list[Lesson]
     knowledge_note: str
     reproduce: list[str]
+    title: ChampionDecision | None = None  # the champion's mean ± stderr (None in a record without champions)
+    crownings: list[Point] = field(default_factory=list)  # each crowning: x = the trial, score = its mean
+    crowned_stderr: list[float] = field(default_factory=list)
     generated_at: datetime = field(default_factory=datetime.now)
 
 
@@ -158,7 +162,9 @@ def collect(run_dir: Path, champion_file: Path | None = None) -> ReportData:
         info = record.run_info()
         direction = run_direction(record)
         trials = record.trials()
-        champion = record.best(direction)
+        title = record.champion()
+        champion = record.trial(title.trial_id) if title is not None else record.best(direction)
+        decisions = [d for d in record.champion_decisions() if d.crowned]
     finally:
         record.close()
     task_path = str(info.config.get("task_path", ""))
@@ -175,9 +181,14 @@ def collect(run_dir: Path, champion_file: Path | None = None) -> ReportData:
         problem = f"(the task folder {task_path or '?'} is gone)"
     lessons, note = _lessons(info.config, run_dir, task_root)
     by_id = {t.id: t for t in trials}
+    start = min((p.at_s for p in _points(trials)), default=0.0)
+    points = {p.trial_id: p for p in _points(trials)}
+    crownings = [Point(d.trial_id, "crowned", d.mean, points[d.trial_id].at_s if d.trial_id in points else start)
+                 for d in decisions]
     return ReportData(
         run_dir=run_dir, task_name=info.task_name, task_path=task_path, problem=problem, direction=direction,
         overview=overview, points=_points(trials), champion=champion, lineage=lineage(by_id, champion),
         lessons=lessons, knowledge_note=note,
         reproduce=reproduce_commands(task_path, champion_file if champion is not None else None),
+        title=title, crownings=crownings, crowned_stderr=[d.stderr or 0.0 for d in decisions],
     )
