@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from evoforge.memory.sampling._base import Sampler, pool_for, ranked, scored_trials
 from evoforge.models import Direction, Trial
@@ -58,6 +59,13 @@ class UCB1Sampler(Sampler):
         parent = max(arms, key=lambda arm: (scores[arm.id], -arm.id))
         self.why = {"reason": "highest UCB", "ucb": round(scores[parent.id], 6)}
         return parent
+
+    def state(self, trials: Sequence[Trial] | None = None, direction: Direction | None = None) -> dict[str, Any]:
+        """Picks made, and with the run's trials the UCB value of every arm (what the next pick reads)."""
+        state = super().state()
+        if trials is not None and direction is not None and pool_for(trials, direction).n_scored:
+            state["ucb"] = self.ucb_scores(trials, direction)
+        return state
 
     def ucb_scores(
         self, trials: Sequence[Trial], direction: Direction, pending: Mapping[int, int] | None = None

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from evoforge.memory.sampling._base import Sampler, count_children, scored_trials
 from evoforge.models import Direction, Trial
@@ -47,6 +48,13 @@ class WeightedSampler(Sampler):
             n = children[trial.id] + max(0, pending.get(trial.id, 0))
             result[trial.id] = _sigmoid(z) / (1.0 + n**self.child_penalty)
         return result
+
+    def state(self, trials: Sequence[Trial] | None = None, direction: Direction | None = None) -> dict[str, Any]:
+        """Picks made, and with the run's trials every scored trial's weight (what the next pick reads)."""
+        state = super().state()
+        if trials is not None and direction is not None and any(t.scored for t in trials):
+            state["weights"] = self.weights(trials, direction)
+        return state
 
     def sample_parent(
         self, trials: Sequence[Trial], direction: Direction, pending: Mapping[int, int] | None = None
