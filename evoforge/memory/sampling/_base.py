@@ -36,7 +36,8 @@ pool_for = as_pool  # the name the samplers use
 
 
 def scored_trials(trials: Sequence[Trial]) -> list[Trial]:
-    """The candidates: scored trials in id order; ValueError when there is none."""
+    """The candidates: scored trials in id order (the pool's own list: read it, do not change it); ValueError when
+    there is none."""
     pool = trials if isinstance(trials, TrialPool) else as_pool(trials)
     scored = pool.scored_by_id()
     if not scored:

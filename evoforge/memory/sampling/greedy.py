@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from evoforge.memory.sampling._base import Sampler, ranked, scored_trials
+from evoforge.memory.sampling._base import Sampler, best_n, require_scored
 from evoforge.models import Direction, Trial
 
 
@@ -16,5 +16,6 @@ class GreedySampler(Sampler):
     def sample_parent(
         self, trials: Sequence[Trial], direction: Direction, pending: Mapping[int, int] | None = None
     ) -> Trial:
+        require_scored(trials)
         self.why = {"reason": "best score"}
-        return ranked(scored_trials(trials), direction)[0]
+        return best_n(trials, direction, 1)[0]
