@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import quote
 
 from sqlalchemy import Column, Engine, MetaData, Table, inspect, text
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import NoSuchTableError, SQLAlchemyError
 
 _RACE_MARKERS = ("already exists", "duplicate key")  # SQLite, PostgreSQL (pg_type unique index)
 BUSY_TIMEOUT_MS = 30_000
@@ -96,7 +96,10 @@ def create_missing_tables(metadata: MetaData, engine: Engine) -> None:
 
 def present_columns(table: Table, engine: Engine) -> list[Column[Any]]:
     """The columns of `table` that the database holds (a read-only opener of an older record reads only those)."""
-    names = {column["name"] for column in inspect(engine).get_columns(table.name)}
+    try:
+        names = {column["name"] for column in inspect(engine).get_columns(table.name)}
+    except NoSuchTableError:  # not made yet (a run starting): reads fail later, as they did, with the usual message
+        return list(table.c)
     return [column for column in table.c if column.name in names]
 
 
