@@ -1,0 +1,63 @@
+"""The dashboard's own read queries on the record's tables: trial summaries without their code or diff (2,000
+trials stay a small answer), the run's direction, and best-so-far curves."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from sqlalchemy import select
+
+from evoforge.memory import tables as t
+from evoforge.memory.record import Record
+from evoforge.models import Direction, TrialStatus
+from evoforge.views import run_direction
+
+SUMMARY_COLUMNS = ("id", "status", "score", "parent_ids", "name", "seconds", "seconds_saved", "suspect",
+                   "reused_from", "error_class", "created_at", "finished_at")
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def trial_summaries(record: Record, since: int = 0) -> list[dict[str, Any]]:
+    """Every trial with id > `since`, oldest first, as small dicts (no code, diff or motivation)."""
+    columns = [t.trials.c[name] for name in SUMMARY_COLUMNS]
+    query = select(*columns).where(t.trials.c.id > since).order_by(t.trials.c.id)
+    with record._engine.connect() as conn:  # read through the record's own engine
+        rows = conn.execute(query).all()
+    out = []
+    for row in rows:
+        score = row.score if row.score is not None and math.isfinite(row.score) else None
+        out.append({
+            "id": row.id, "status": row.status, "score": score, "parents": list(row.parent_ids or ()),
+            "name": row.name, "seconds": row.seconds, "seconds_saved": row.seconds_saved,
+            "suspect": bool(row.suspect), "reused_from": row.reused_from, "error_class": row.error_class,
+            "created_at": _iso(row.created_at), "finished_at": _iso(row.finished_at),
+            "scored": row.status == TrialStatus.SUCCEEDED.value and score is not None and not row.suspect
+            and row.reused_from is None,
+        })
+    return out
+
+
+def direction_of(record: Record) -> Direction:
+    return run_direction(record)
+
+
+def best_so_far(summaries: list[dict[str, Any]], direction: Direction) -> list[dict[str, Any]]:
+    """The best score after each finished trial (by id), with the trial that holds it; only trusted scores count."""
+    curve: list[dict[str, Any]] = []
+    best: float | None = None
+    holder: int | None = None
+    for s in summaries:
+        if s["scored"] and (best is None or direction.better(s["score"], best)):
+            best, holder = s["score"], s["id"]
+        if best is not None:
+            curve.append({"trial": s["id"], "best": best, "holder": holder, "at": s["finished_at"]})
+    return curve
+
+
+def improvements(curve: list[dict[str, Any]]) -> int:
+    """How many times the best score moved (the first score counts as one)."""
+    return sum(1 for i, p in enumerate(curve) if i == 0 or p["holder"] != curve[i - 1]["holder"])
