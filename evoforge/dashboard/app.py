@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from typing import Annotated, Any
 
 import anyio
 from fastapi import FastAPI, HTTPException, Query, Request
@@ -82,7 +82,7 @@ def create_app(sources: Sequence[RunSource], *, token: str | None = None, poll_s
         return ov.overview(source(run))
 
     @app.get("/api/runs/{run}/trials", summary="Trial summaries with id > since (poll for new trials)")
-    def get_trials(run: str, since: int = Query(0, ge=0)) -> list[dict[str, Any]]:
+    def get_trials(run: str, since: Annotated[int, Query(ge=0)] = 0) -> list[dict[str, Any]]:
         with source(run).record() as record:
             return trial_summaries(record, since)
 
@@ -98,7 +98,8 @@ def create_app(sources: Sequence[RunSource], *, token: str | None = None, poll_s
         return data
 
     @app.get("/api/runs/{run}/knowledge", summary="The run's knowledge base, searched by words")
-    def get_knowledge(run: str, q: str = Query("", max_length=500), kind: str | None = None) -> dict[str, Any]:
+    def get_knowledge(run: str, q: Annotated[str, Query(max_length=500)] = "",
+                      kind: str | None = None) -> dict[str, Any]:
         return kb_view.knowledge(source(run), q, kind)
 
     @app.get("/api/runs/{run}/search-space", summary="MAP-Elites grid and islands")
@@ -106,12 +107,13 @@ def create_app(sources: Sequence[RunSource], *, token: str | None = None, poll_s
         return space_view.search_space(source(run))
 
     @app.get("/api/compare", summary="Best-so-far curves and cost per improvement of several runs")
-    def get_compare(run: list[str] = Query(default_factory=list)) -> dict[str, Any]:
+    def get_compare(run: Annotated[list[str] | None, Query()] = None) -> dict[str, Any]:
         chosen = [source(r) for r in run] if run else list(sources)
         return ov.compare(chosen)
 
     @app.get("/api/runs/{run}/events", summary="Server-sent events: `trials` whenever trials are added or finish")
-    async def events(run: str, request: Request, since: int = Query(0, ge=0)) -> StreamingResponse:
+    async def events(run: str, request: Request, since: Annotated[int, Query(ge=0)] = 0
+                     ) -> StreamingResponse:
         chosen = source(run)
         stream = _trial_events(chosen, request, since, poll_s)
         return StreamingResponse(stream, media_type="text/event-stream", headers=NO_CACHE)

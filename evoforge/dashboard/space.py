@@ -54,10 +54,10 @@ def search_space(source: RunSource) -> dict[str, Any]:
             continue
         placed += 1
         cell = tuple(_bin(v, s) for v, s in zip(values, specs, strict=True))  # type: ignore[arg-type]
-        held = elites.get(cell)
-        if held is None or direction.better(row.score, held["score"]):
-            elites[cell] = {"cell": list(cell), "trial": row.id, "score": row.score, "count": 0}
-        elites[cell]["count"] += 1
+        held = elites.setdefault(cell, {"cell": list(cell), "trial": row.id, "score": row.score, "count": 0})
+        if direction.better(row.score, held["score"]):
+            held.update(trial=row.id, score=row.score)
+        held["count"] += 1
     islands = sampler_state.get("islands", {})
     events = [{"after": e[0], "source": e[1], "target": e[2], "trials": e[3]} for e in islands.get("events", [])]
     return {
