@@ -3,7 +3,6 @@ otherwise; any other host needs a token (given with --token, or generated and pr
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
