@@ -21,7 +21,7 @@ def dashboard(
 ) -> None:
     """Serve the dashboard: overview, lineage tree, trial pages, knowledge, search space, run comparison, live."""
     try:
-        from evoforge.dashboard.server import make_server, page_url
+        from evoforge.dashboard.server import bind, make_server, page_url
         from evoforge.dashboard.sources import resolve_sources
     except ImportError as exc:
         fail(EvoforgeError(f"the dashboard needs its extra ({exc.name} is missing): pip install 'evoforge[dashboard]'"))
@@ -30,13 +30,17 @@ def dashboard(
     except EvoforgeError as exc:
         fail(exc)
     server, required, generated = make_server(sources, host=host, port=port, token=token)
+    try:
+        sock = bind(host, port)
+    except OSError as exc:  # the port is taken, the address is not this machine's
+        fail(EvoforgeError(f"cannot serve on {host}:{port}: {exc.strerror or exc}; try another --port or --host"))
     if generated:
         console.print(f"binding to {host}: every request needs this token: {required}", highlight=False, markup=False)
-    console.print(f"dashboard: {page_url(host, port, required)}   (Ctrl-C stops it)", highlight=False, markup=False)
-    try:
-        server.run()
-    except OSError as exc:  # the port is taken, the address is not ours
-        fail(EvoforgeError(f"cannot serve on {host}:{port}: {exc.strerror or exc}; try another --port"))
+    bound_port = sock.getsockname()[1]
+    console.print(f"dashboard: {page_url(host, bound_port, required)}   (Ctrl-C stops it)", highlight=False,
+                  markup=False)
+    with sock:
+        server.run(sockets=[sock])
 
 
 def register(app: typer.Typer) -> None:

@@ -3,6 +3,7 @@ background thread (the tests) or in the foreground (`evoforge dashboard`)."""
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Sequence
 
 import uvicorn
@@ -26,3 +27,19 @@ def make_server(sources: Sequence[RunSource], *, host: str = "127.0.0.1", port: 
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
                             timeout_graceful_shutdown=2, lifespan="off")
     return uvicorn.Server(config), token, generated
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket on host:port (port 0: a free one), bound before the server starts so that a taken port
+    or a foreign address is one OSError here, not a uvicorn exit."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
