@@ -16,7 +16,7 @@ from evoforge import __version__
 from evoforge.dashboard import knowledge as kb_view
 from evoforge.dashboard import overview as ov
 from evoforge.dashboard import space as space_view
-from evoforge.dashboard.queries import trial_summaries
+from evoforge.dashboard.queries import change_mark, trial_summaries
 from evoforge.dashboard.security import TokenMiddleware
 from evoforge.dashboard.sources import RunSource
 from evoforge.dashboard.static_files import INDEX, STATIC, package_file, plotly_js
@@ -121,21 +121,26 @@ def create_app(sources: Sequence[RunSource], *, token: str | None = None, poll_s
     return app
 
 
-def _state(source: RunSource, since: int) -> list[dict[str, Any]]:
+def _poll(source: RunSource, mark: tuple[Any, ...] | None) -> tuple[tuple[Any, ...], list[dict[str, Any]] | None]:
+    """The record's change mark, and the trials only when the mark moved."""
     with source.record() as record:
-        return trial_summaries(record, since)
+        now = change_mark(record)
+        return now, (trial_summaries(record) if now != mark else None)
 
 
 async def _trial_events(source: RunSource, request: Request, since: int, poll_s: float) -> AsyncIterator[str]:
-    """Polls the record every `poll_s` while the client listens; sends the trials that are new or changed status."""
-    seen: dict[int, str] = {}
-    first = True
+    """Polls the record every `poll_s` while the client listens; sends the trials that are new or changed status
+    (the first event: where the run stands, with the trials after `since`)."""
+    seen: dict[int, str] | None = None
+    mark: tuple[Any, ...] | None = None
     while not await request.is_disconnected():
-        trials = await anyio.to_thread.run_sync(_state, source, 0)
-        changed = [t for t in trials if seen.get(t["id"]) != t["status"] and (not first or t["id"] > since)]
-        seen = {t["id"]: t["status"] for t in trials}
-        if changed or first:
+        mark, trials = await anyio.to_thread.run_sync(_poll, source, mark)
+        if trials is not None:
+            if seen is None:
+                changed = [t for t in trials if t["id"] > since]
+            else:
+                changed = [t for t in trials if seen.get(t["id"]) != t["status"]]
+            seen = {t["id"]: t["status"] for t in trials}
             payload = {"trials": changed, "total": len(trials), "max_id": trials[-1]["id"] if trials else 0}
             yield f"event: trials\ndata: {json.dumps(payload)}\n\n"
-        first = False
         await asyncio.sleep(poll_s)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from evoforge.dashboard.queries import best_so_far, direction_of, improvements, trial_summaries
+from evoforge.dashboard.queries import best_so_far, direction_of, improvements, llm_usage, trial_summaries
 from evoforge.dashboard.sources import RunSource
 from evoforge.views import _spend_by, seed_and_gain
 
@@ -20,7 +20,7 @@ def overview(source: RunSource) -> dict[str, Any]:
         best = record.best(direction)
         first = record.trials(limit=1)
         savings = record.savings()
-        calls = record.llm_calls()
+        calls = llm_usage(record)
         stopped = (record.load_state("stopped") or {}).get("reason")
         trials = trial_summaries(record)
     return {
@@ -99,7 +99,7 @@ def compare(sources: Sequence[RunSource]) -> dict[str, Any]:
             info = record.run_info()
             direction = direction_of(record)
             trials = trial_summaries(record)
-            calls = record.llm_calls()
+            calls = llm_usage(record)
         curve = best_so_far(trials, direction)
         moves = improvements(curve)
         cost = round(sum(c.cost_usd for c in calls), 6)

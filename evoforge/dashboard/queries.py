@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from evoforge.memory import tables as t
 from evoforge.memory.record import Record
@@ -61,3 +61,21 @@ def best_so_far(summaries: list[dict[str, Any]], direction: Direction) -> list[d
 def improvements(curve: list[dict[str, Any]]) -> int:
     """How many times the best score moved (the first score counts as one)."""
     return sum(1 for i, p in enumerate(curve) if i == 0 or p["holder"] != curve[i - 1]["holder"])
+
+
+def llm_usage(record: Record) -> list[Any]:
+    """Every LLM call's model, role, tokens, cost, retries and error, without its prompt and reply (which can be
+    megabytes over a long run)."""
+    c = t.llm_calls.c
+    query = select(c.model, c.role, c.tokens_in, c.tokens_out, c.cost_usd, c.retries, c.error).order_by(c.id)
+    with record._engine.connect() as conn:  # read through the record's own engine
+        return list(conn.execute(query).all())
+
+
+def change_mark(record: Record) -> tuple[Any, ...]:
+    """A cheap fingerprint of the trials' state (how many trials per status, the newest id): it changes whenever a
+    trial is added or changes status, so the live stream reads the trials only then."""
+    c = t.trials.c
+    query = select(c.status, func.count(), func.max(c.id)).group_by(c.status).order_by(c.status)
+    with record._engine.connect() as conn:  # read through the record's own engine
+        return tuple(tuple(row) for row in conn.execute(query).all())
