@@ -49,12 +49,13 @@ def make_run(root: Path) -> Path:
 def add_hostile_trial(run_dir: Path) -> int:
     """A failed trial under the seed whose every text field holds markup; returns its id."""
     with Record.for_run_dir(run_dir) as record:
-        trial_id = record.add_trial(
+        created = record.add_trial(
             parent_ids=[1], inspiration_ids=[], name=HOSTILE_NAME, motivation=HOSTILE_MOTIVATION,
             code="x = 2.0  # <script>window.pwned=3</script>\n",
             diff="--- a/program.py\n+++ b/program.py\n@@ -1 +1 @@\n-x = 1.0\n"
                  "+x = 2.0  # <script>window.pwned=3</script>\n",
             proposer="llm", model="fake-model")
+        trial_id = int(getattr(created, "id", created))  # a Trial, or its id from a record before issue 12
         record.fail_trial(trial_id, "evaluation_error", "<script>window.pwned=4</script> went wrong")
         record.add_llm_calls(trial_id, [LLMCall(role="researcher", model="fake-model", tokens_in=10, tokens_out=5,
                                                 latency_s=0.1, prompt="<b>prompt</b>",
@@ -66,7 +67,8 @@ def add_hostile_trial(run_dir: Path) -> int:
 def add_plain_trial(run_dir: Path, name: str) -> int:
     """One more succeeded-looking trial as a running loop would add it (for the live tests)."""
     with Record.for_run_dir(run_dir) as record:
-        trial_id = record.add_trial(parent_ids=[1], inspiration_ids=[], name=name, motivation="live",
-                                    code="x = 1.5\n", diff="", proposer="offline", model=None)
+        created = record.add_trial(parent_ids=[1], inspiration_ids=[], name=name, motivation="live",
+                                   code="x = 1.5\n", diff="", proposer="offline", model=None)
+        trial_id = int(getattr(created, "id", created))
         record.reject_trial(trial_id, "not_novel", "same as an earlier trial")
     return trial_id

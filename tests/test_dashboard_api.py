@@ -208,3 +208,33 @@ def test_live_events_carry_the_trials_a_running_loop_adds(tmp_path: Path) -> Non
     assert [t["id"] for t in payload["trials"]] == [int(new_id)] and payload["trials"][0]["status"] == "rejected"
     assert payload["total"] == TRIALS + 2
     assert TrialStatus(payload["trials"][0]["status"]) is TrialStatus.REJECTED
+
+
+def test_islands_come_from_the_trials_facts(tmp_path: Path) -> None:
+    """Each pick's island and the ring migrations are facts on the trial rows (issue 12): a record that has them
+    shows which island holds what. Trials 2 and 5 were picked on island 1, 3 and 4 on island 0; trial 5's pick made
+    migration 1, which moved trial 2 (the best) to island 0."""
+    import sqlite3
+
+    from recordfactory import make_record
+
+    run_dir = make_record(tmp_path / "run")
+    db = sqlite3.connect(run_dir / "record.db")
+    with db:
+        if "facts" not in {row[1] for row in db.execute("pragma table_info(trials)")}:
+            db.execute("alter table trials add column facts json")
+        facts = {2: {"island": 1}, 3: {"island": 0}, 4: {"island": 0},
+                 5: {"island": 1, "migration": {"number": 1, "after": 4, "moves": [[0, 1, []], [1, 0, [2]]]}}}
+        for trial_id, value in facts.items():
+            db.execute("update trials set facts = ? where id = ?", (json.dumps(value), trial_id))
+        db.execute("update runs set config = json_set(config, '$.task_config.research', "
+                   "json('{\"sampler\": \"islands\", \"islands\": {\"count\": 2}}'))")
+    db.close()
+    space = TestClient(create_app(resolve_sources([run_dir]))).get("/api/runs/0/search-space").json()
+    islands = space["islands"]
+    assert islands["from_facts"] and islands["count"] == 2 and islands["migrations"] == 1
+    zero, one = islands["islands"]
+    assert (zero["members"], zero["migrants"], zero["best_trial"]) == (4, [2], 2)  # seed, 3, 4 and migrant 2
+    assert (one["members"], one["migrants"], one["best_trial"]) == (3, [], 2)  # seed, 2, 5
+    trial = TestClient(create_app(resolve_sources([run_dir]))).get("/api/runs/0/trials/5").json()
+    assert trial["facts"]["island"] == 1

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import JSON, column, func, inspect, select, table
 
 from evoforge.memory import tables as t
 from evoforge.memory.record import Record
@@ -79,3 +79,16 @@ def change_mark(record: Record) -> tuple[Any, ...]:
     query = select(c.status, func.count(), func.max(c.id)).group_by(c.status).order_by(c.status)
     with record._engine.connect() as conn:  # read through the record's own engine
         return tuple(tuple(row) for row in conn.execute(query).all())
+
+
+def trial_facts(record: Record, trial_id: int | None = None) -> dict[int, dict[str, Any]]:
+    """What the sampler and proposer decided for each trial (island, cell, model arm, migration...), from the
+    trials' `facts` column; {} for a record made before that column existed."""
+    with record._engine.connect() as conn:  # read through the record's own engine
+        if "facts" not in {c["name"] for c in inspect(conn).get_columns("trials")}:
+            return {}
+        trials = table("trials", column("id"), column("facts", JSON))
+        query = select(trials.c.id, trials.c.facts).order_by(trials.c.id)
+        if trial_id is not None:
+            query = query.where(trials.c.id == trial_id)
+        return {row.id: dict(row.facts) for row in conn.execute(query).all() if isinstance(row.facts, dict)}

@@ -1,5 +1,6 @@
 """The search-space view: the MAP-Elites grid (each cell's elite, rebuilt from the trials and the task's feature
-bins) and the islands (their number, the migrations the sampler recorded) of one run."""
+bins) and the islands of one run: which island holds which trials and its best, and the migrations between them
+(from the trials' facts; a record made before facts shows the migrations its sampler state kept)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from evoforge.dashboard.queries import direction_of
+from evoforge.dashboard.queries import direction_of, trial_facts
 from evoforge.dashboard.sources import RunSource
 from evoforge.memory import tables as t
 from evoforge.models import TrialStatus
@@ -42,6 +43,8 @@ def search_space(source: RunSource) -> dict[str, Any]:
             c.reused_from.is_(None)).order_by(c.id)
         with record._engine.connect() as conn:  # read through the record's own engine
             rows = conn.execute(query).all()
+            parents = {r.id: list(r.parent_ids or ()) for r in conn.execute(select(c.id, c.parent_ids)).all()}
+        facts = trial_facts(record)
     research = info.config.get("task_config", {}).get("research", {})
     sampler = info.config.get("settings", {}).get("sampler") or research.get("sampler", "ucb1")
     specs = research.get("map_elites", {}).get("features") or [{"name": "code_length", "bins": 10, "min": 0,
@@ -58,14 +61,52 @@ def search_space(source: RunSource) -> dict[str, Any]:
         if direction.better(row.score, held["score"]):
             held.update(trial=row.id, score=row.score)
         held["count"] += 1
-    islands = sampler_state.get("islands", {})
-    events = [{"after": e[0], "source": e[1], "target": e[2], "trials": e[3]} for e in islands.get("events", [])]
+    count = int(research.get("islands", {}).get("count", 1))
+    scored = {row.id: row.score for row in rows}
     return {
         "run": source.key, "sampler": sampler, "direction": direction.value,
         "features": [{"name": s["name"], "bins": s.get("bins", 10), "min": s.get("min", 0.0),
                       "max": s.get("max", 1.0)} for s in specs],
         "cells": sorted(elites.values(), key=lambda e: e["cell"]), "placed": placed,
-        "islands": {"count": int(research.get("islands", {}).get("count", 1)),
-                    "migrations": int(islands.get("migrations", 0)), "events": events,
-                    "migrants": islands.get("migrants", [])},
+        "islands": _islands(count, parents, facts, scored, direction, sampler_state),
     }
+
+
+def _islands(count: int, parents: dict[int, list[int]], facts: dict[int, dict[str, Any]],
+             scored: dict[int, float], direction: Any, sampler_state: dict[str, Any]) -> dict[str, Any]:
+    """Each island's members (a child joins the island its parent was picked on, its `island` fact; roots are on
+    every island), its best scored member, and the ring migrations (each a `migration` fact)."""
+    home: dict[int, int | None] = {}
+    for trial_id in sorted(parents):
+        island = facts.get(trial_id, {}).get("island")
+        if not parents[trial_id]:
+            home[trial_id] = None
+        elif isinstance(island, int) and 0 <= island < count:
+            home[trial_id] = island
+        else:
+            home[trial_id] = home.get(parents[trial_id][0])
+    events: list[dict[str, Any]] = []
+    for trial_id in sorted(facts):
+        migration = facts[trial_id].get("migration")
+        if isinstance(migration, dict):
+            events += [{"after": migration.get("after"), "source": src, "target": dst, "trials": list(ids)}
+                       for src, dst, ids in migration.get("moves", [])]
+    if not facts:  # a record made before facts: the sampler's saved state kept the migrations
+        state = sampler_state.get("islands", {})
+        events = [{"after": e[0], "source": e[1], "target": e[2], "trials": e[3]} for e in state.get("events", [])]
+    migrants: list[set[int]] = [set() for _ in range(count)]
+    for event in events:
+        if 0 <= int(event["target"]) < count:
+            migrants[int(event["target"])].update(int(i) for i in event["trials"])
+    islands = []
+    for island in range(count):
+        members = [i for i, h in home.items() if h == island or h is None] + sorted(migrants[island])
+        best = None
+        for trial_id in members:
+            if trial_id in scored and (best is None or direction.better(scored[trial_id], scored[best])):
+                best = trial_id
+        islands.append({"island": island, "members": len(set(members)), "best_trial": best,
+                        "best_score": scored.get(best) if best is not None else None,
+                        "migrants": sorted(migrants[island])})
+    return {"count": count, "migrations": len({e["after"] for e in events}), "events": events, "islands": islands,
+            "from_facts": bool(facts)}

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from evoforge.dashboard.queries import trial_summaries
+from evoforge.dashboard.queries import trial_facts, trial_summaries
 from evoforge.dashboard.sources import RunSource
 from evoforge.errors import RunError
 from evoforge.models import TelemetryPoint
@@ -71,6 +71,7 @@ def trial_page(source: RunSource, trial_id: int) -> dict[str, Any] | None:
             for c in record.llm_calls(trial_id)
         ]
         analyses = record.analyses(trial_id)
+        data["facts"] = trial_facts(record, trial_id).get(trial_id, {})
     data["analyses"] = [{"kind": a.kind, "text": a.text, "data": a.data} for a in analyses if a.kind != "lesson"]
     data["lessons"] = [{"text": a.text, "data": a.data} for a in analyses if a.kind == "lesson"]
     data["logs"] = _log_excerpt(source, trial_id)

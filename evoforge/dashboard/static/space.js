@@ -16,11 +16,12 @@ EF.views.space = {
         EF.table(["cell", "elite", "score", "trials in cell"], s.cells.map((c) => ["(" + c.cell.join(", ") + ")", EF.trialLink(c.trial), EF.fmt(c.score), String(c.count)]))),
       el("div", { class: "panel" }, el("h2", {}, "Islands"),
         el("p", {}, s.islands.count + " island(s), " + s.islands.migrations + " migration(s)"),
-        s.islands.events.length ? EF.table(["after trial", "from", "to", "trials"],
+        s.islands.events.length ? EF.table(["after N trials", "from island", "to island", "trials"],
           s.islands.events.map((e) => [String(e.after), String(e.source), String(e.target), e.trials.map(EF.trialLink)]))
           : el("p", { class: "muted" }, "no migration recorded"),
-        s.islands.migrants.some((m) => m.length) ? EF.table(["island", "migrants held"],
-          s.islands.migrants.map((m, i) => [String(i), m.map(EF.trialLink)])) : null));
+        EF.table(["island", "trials held", "best", "best score", "migrants received"],
+          s.islands.islands.map((i) => [String(i.island), String(i.members), i.best_trial ? EF.trialLink(i.best_trial) : "—",
+            EF.fmt(i.best_score), i.migrants.length ? i.migrants.map(EF.trialLink) : "none"]))));
   },
   after(page) {
     const s = EF.spaceData;

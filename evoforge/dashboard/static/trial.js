@@ -145,7 +145,9 @@ EF.views.trial = {
         t.inspiration_ids.length ? el("span", {}, "inspirations ", t.inspiration_ids.map(EF.trialLink)) : null,
         t.children.length ? el("span", {}, "children ", t.children.map(EF.trialLink)) : null,
         el("span", { class: "muted" }, "proposer " + t.proposer + (t.model ? " · " + t.model : ""))),
-      el("div", { class: "panel" }, el("h2", {}, "Motivation"), el("pre", { id: "motivation" }, t.motivation || "—")),
+      el("div", { class: "panel" }, el("h2", {}, "Motivation"), el("pre", { id: "motivation" }, t.motivation || "—"),
+        Object.keys(t.facts || {}).length ? el("details", {}, el("summary", {}, "what the sampler and proposer decided"),
+          el("pre", { id: "facts" }, JSON.stringify(t.facts, null, 2))) : null),
       diffPanel(t), outcomePanel(t), curvesPanel(t), learningPanel(t), llmPanel(t));
   },
   after(page) { drawCurves(page, EF.trialData); },
