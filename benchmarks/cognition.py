@@ -23,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from evoforge.memory.cognition import CognitionBase, KnowledgeItem, KnowledgeSettings
+from evoforge.config import KnowledgeSettings
+from evoforge.memory.cognition import CognitionBase, KnowledgeItem
 from evoforge.memory.cognition.embeddings import HashEncoder, load_encoder
 from evoforge.memory.cognition.evaluation import RANKINGS, rank_queries, read_queries, summary
 

@@ -36,9 +36,9 @@ from rich.live import Live  # noqa: E402
 from rich.progress import Progress  # noqa: E402
 
 import evoforge  # noqa: E402
+from evoforge.config import RunSettings  # noqa: E402
 from evoforge.memory.cognition import embeddings  # noqa: E402
 from evoforge.progress import ProgressObserver  # noqa: E402
-from evoforge.settings import RunSettings  # noqa: E402
 
 PROGRAM = "x = 1.0\n# knob\n"
 EVALUATOR = """import runpy

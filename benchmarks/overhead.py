@@ -24,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _harness import Answers, FakeLLM, make_task, measure_busy, prefill  # noqa: E402
 
 import evoforge  # noqa: E402
+from evoforge.config import RunSettings  # noqa: E402
 from evoforge.memory.record import Record  # noqa: E402
-from evoforge.settings import RunSettings  # noqa: E402
 
 
 def measure(tmp: Path, task: Path, in_record: int, trials: int, concurrency: int) -> dict[str, float]:

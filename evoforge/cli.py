@@ -1,4 +1,5 @@
-"""The command line: init, run, resume, status, best, show, export and knowledge.
+"""The command line: init, run, resume, status, best, show, export, knowledge, and (cli_results.py) eval, noise
+and report.
 
 User errors (EvoforgeError, bad option values) print one line and exit with status 2; anything else is an internal
 error (see evoforge/__main__.py, the entry point). Heavy modules (the loop, the LLM clients, numpy) are imported by
@@ -19,11 +20,13 @@ from evoforge import __version__
 from evoforge.cli_common import Command, console, fail, new_app, settings_error
 from evoforge.cli_dashboard import register as register_dashboard
 from evoforge.cli_knowledge import app as knowledge_app
+from evoforge.cli_results import register as register_results
 from evoforge.errors import EvoforgeError
 
 HELP = "evoforge: research as a closed loop (learn → design → experiment → analyze) over a program and its evaluator."
 app = new_app(HELP)
 app.add_typer(knowledge_app, name="knowledge")
+register_results(app)  # eval, noise, report
 register_dashboard(app)
 _state = {"debug": False}
 
@@ -116,9 +119,9 @@ def run(
     It goes on until the stopping rule (trials, target score, budgets) holds."""
     from pydantic import ValidationError
 
+    from evoforge.config import RunSettings
     from evoforge.progress import ProgressObserver
     from evoforge.runs import run as start_run
-    from evoforge.settings import RunSettings
 
     try:
         settings = RunSettings(

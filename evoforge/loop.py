@@ -19,18 +19,20 @@ from typing import Any
 
 from evoforge.analysis import digest_outcome
 from evoforge.budget import Budgets, BudgetTracker, Spend
+from evoforge.config import RunSettings
 from evoforge.errors import RunError
 from evoforge.experiment import Engineer
 from evoforge.experiment.gates.static import program_fingerprint
+from evoforge.experiment.integrity import EvaluatorChanged
 from evoforge.learning import Learning
 from evoforge.memory.cognition import Hit
 from evoforge.memory.record import Record
 from evoforge.memory.sampling import Sampler
 from evoforge.models import Digest, Outcome, Proposal, Trial, TrialStatus
+from evoforge.observer import Observer
+from evoforge.programs import unified_diff
 from evoforge.research import Proposer, ResearchContext
-from evoforge.research.edits import unified_diff
-from evoforge.settings import RunSettings
-from evoforge.state import LoopState, Observer
+from evoforge.state import LoopState
 from evoforge.task import Task
 
 __all__ = ["Conductor", "Observer"]
@@ -103,6 +105,8 @@ class Conductor:
         traceback recorded, and the run goes on: it stops only when `INTERNAL_ERRORS_TO_STOP` come in a row."""
         try:
             await work(trial_pass)
+        except EvaluatorChanged:
+            raise  # scores would stop being comparable: the run stops (the trial in flight runs again on resume)
         except Exception as exc:  # noqa: BLE001 - a bug met by one trial must not cancel every other one
             self._internal_error(trial_pass, exc)
         else:

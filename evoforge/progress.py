@@ -14,9 +14,9 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
-from evoforge.loop import Observer
+from evoforge.config import RunSettings
 from evoforge.models import Trial, TrialStatus
-from evoforge.settings import RunSettings
+from evoforge.observer import Observer
 
 REDRAWS_PER_SECOND = 1
 BAR_WIDTH = 40

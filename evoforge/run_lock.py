@@ -19,8 +19,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from evoforge.errors import RunError
+from evoforge.run_folder import LOCK_FILE
 
-LOCK_FILE = "run.lock"
 _TRIES, _PAUSE_S = 20, 0.01  # `lock_holder` (status) holds a shared lock for a moment: that is not a live run
 
 

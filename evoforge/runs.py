@@ -13,17 +13,20 @@ from pathlib import Path
 from typing import Any
 
 from evoforge.analysis import make_analyzer
+from evoforge.config import RunSettings, choose_models
 from evoforge.errors import EvoforgeError, RunError
 from evoforge.experiment import Engineer
+from evoforge.experiment.integrity import EvaluatorSeal
 from evoforge.experiment.isolation import describe_isolation
 from evoforge.learning import Learning, open_knowledge_base
-from evoforge.loop import Conductor, Observer
+from evoforge.llm.client import client_for_spec
+from evoforge.loop import Conductor
 from evoforge.memory.record import Record, record_file
 from evoforge.memory.sampling import make_sampler
 from evoforge.models import Trial, TrialStatus
+from evoforge.observer import Observer
 from evoforge.research import make_proposer
 from evoforge.run_lock import run_lock
-from evoforge.settings import RunSettings
 from evoforge.task import Task, load_task
 from evoforge.task.loader import task_snapshot
 
@@ -156,15 +159,9 @@ def describe_proposer(name: str) -> str:
 
 def _learning(task: Task, record: Record, run_dir: Path, settings: RunSettings) -> Learning:
     """The cognition base, analyzer and review client of a run (the models as `choose_models` picks them)."""
-    from evoforge.llm.choice import choose_models
-
     kb = open_knowledge_base(task, run_dir, settings.kb)
     single = choose_models(task.config.llm, settings.llm).single
-    client = None
-    if single is not None:
-        from evoforge.llm.client import client_for_spec
-
-        client = client_for_spec(single, task.config.llm)
+    client = None if single is None else client_for_spec(single, task.config.llm)
     analyzer = make_analyzer(task, settings.llm)
     return Learning(task=task, record=record, kb=kb, analyzer=analyzer, client=client, run_label=str(run_dir))
 
@@ -176,6 +173,7 @@ def _drive(task: Task, record: Record, run_dir: Path, settings: RunSettings, obs
     try:
         conductor = _assemble(task, record, run_dir, settings, observer)
         proposer_name = conductor.proposer.name
+        _seal_evaluator(record, conductor.engineer.seal)
         if observer is not None:
             learning = conductor.learning
             notes = [f"knowledge base: {learning.kb.mode}, {learning.kb.count()} items",
@@ -204,6 +202,15 @@ def _drive(task: Task, record: Record, run_dir: Path, settings: RunSettings, obs
             observer.run_finished()
     return RunSummary(run_dir=run_dir, stop_reason=stop_reason, best=best, counts=counts, proposer=proposer_name,
                       interrupted=interrupted)
+
+
+def _seal_evaluator(record: Record, seal: EvaluatorSeal) -> None:
+    """Keep the evaluator's hashes in the record when the run starts; a resume checks them (EvaluatorChanged)."""
+    recorded = record.load_state("evaluator")
+    if recorded is None:
+        record.save_state("evaluator", seal.hashes)
+    else:
+        seal.matches(recorded)
 
 
 def _retain_large_files(task: Task, record: Record, run_dir: Path, keep_best: int = 3) -> None:

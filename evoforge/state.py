@@ -1,5 +1,5 @@
 """What the conductor keeps in memory while a run goes: the trials seen, the work in flight, the best so far,
-the recent and failed trials the researcher is shown; plus the observer interface for progress.
+the recent and failed trials the researcher is shown.
 
 Everything here is updated incrementally, so the cost of one trial does not grow with the size of the record.
 """
@@ -7,30 +7,15 @@ Everything here is updated incrementally, so the cost of one trial does not grow
 from __future__ import annotations
 
 from collections import Counter, deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from evoforge.memory.sampling.pool import TrialPool
 from evoforge.models import Direction, Trial, TrialStatus
-from evoforge.settings import RunSettings
 
 RECENT_WINDOW = 20
 NOVELTY_WINDOW = 200  # the newest evaluated trials a proposal is compared with (besides its parent's family)
-
-
-class Observer:
-    """Receives progress; the CLI draws a progress bar from it, tests may count. Methods do nothing by default."""
-
-    def run_started(self, *, run_dir: Path, proposer: str, settings: RunSettings, done: int,
-                    notes: Sequence[str] = ()) -> None:
-        return None
-
-    def trial_finished(self, trial: Trial, best: Trial | None, counts: dict[str, int]) -> None:
-        return None
-
-    def run_finished(self) -> None:
-        return None
 
 
 @dataclass

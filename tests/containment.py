@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
+from evoforge.config import TaskConfig
 from evoforge.experiment import Engineer
 from evoforge.experiment.isolation import probe
 from evoforge.models import Outcome, TrialStatus
-from evoforge.task.config import TaskConfig
 from evoforge.task.loader import Task
 
 IN_PROCESS = """

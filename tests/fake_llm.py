@@ -17,7 +17,9 @@ A handler may return a plain string (a 200 text answer) or a `Reply`.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import threading
 import time
 from collections import deque
@@ -69,6 +71,7 @@ class FakeLLM:
         self.default = default
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
+        self.connections: list[tuple[str, int]] = []  # the client's (host, port) of each request: one per connection
         self.handler_errors: list[
             Exception
         ] = []  # exceptions raised by the handler (each answered with a 500)
@@ -98,6 +101,7 @@ class FakeLLM:
     def close(self) -> None:
         self._closing.set()  # wakes delayed replies at once
         self._server.shutdown()
+        self._server.drop_connections()
         self._server.server_close()
         self._thread.join(timeout=5)
 
@@ -123,10 +127,11 @@ class FakeLLM:
         with self._lock:
             return len(self._queue)
 
-    def next_reply(self, body: dict[str, Any], headers: dict[str, str]) -> Reply:
+    def next_reply(self, body: dict[str, Any], headers: dict[str, str], peer: tuple[str, int] = ("", 0)) -> Reply:
         with self._lock:
             self.requests.append(body)
             self.headers.append(headers)
+            self.connections.append(peer)
             if self._queue:
                 return self._queue.popleft()
         if self._handler is not None:
@@ -155,6 +160,29 @@ def send_json(handler: BaseHTTPRequestHandler, status: int, headers: dict[str, s
 
 class _Server(ThreadingHTTPServer):
     request_queue_size = 256  # many proposals and analyses connect at once; the default backlog (5) drops them
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._open: set[socket.socket] = set()
+        self._open_lock = threading.Lock()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._open_lock:
+            self._open.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._open_lock:
+            self._open.discard(request)
+        super().shutdown_request(request)
+
+    def drop_connections(self) -> None:
+        """End every open (kept-alive) connection, as a server that goes down does: its clients see the close."""
+        with self._open_lock:
+            sockets = list(self._open)
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
 
 def completion_json(body: dict[str, Any], reply: Reply, number: int) -> dict[str, Any]:
@@ -186,6 +214,9 @@ def completion_json(body: dict[str, Any], reply: Reply, number: int) -> dict[str
 def _make_handler(fake: FakeLLM) -> type[BaseHTTPRequestHandler]:
     class _Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # headers and body go out in two writes: with Nagle's algorithm on, a keep-alive client's delayed ACK holds
+        # the body back ~40 ms per answer; real servers (uvicorn, vLLM, llama.cpp) set TCP_NODELAY too
+        disable_nagle_algorithm = True
 
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - silence request logs
             return
@@ -203,7 +234,7 @@ def _make_handler(fake: FakeLLM) -> type[BaseHTTPRequestHandler]:
                 return
             headers = {k.lower(): v for k, v in self.headers.items()}
             try:
-                reply = fake.next_reply(body, headers)
+                reply = fake.next_reply(body, headers, self.client_address[:2])
             except Exception as exc:  # a broken test handler: answer 500 and keep it for the test to see
                 fake.handler_errors.append(exc)
                 reply = Reply.error(500, body=json.dumps({"error": {"message": f"handler raised {exc!r}"}}))

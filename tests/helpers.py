@@ -11,7 +11,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from evoforge.task.config import LLMSettings, TaskConfig
+from evoforge.config import LLMSettings, TaskConfig
 from evoforge.task.loader import Task
 
 # What a busy machine (load 8 on 2 cores) may add to a step that takes well under a second when idle. A bound

@@ -27,8 +27,8 @@ from evoforge.analysis import (
 from evoforge.analysis._base import ANALYSIS_KEYS
 from evoforge.analysis.lessons import constant_changes
 from evoforge.analysis.schema import SchemaError, parse_analysis
+from evoforge.config import LLMSettings
 from evoforge.models import Direction, GateDecision, Outcome, StageResult, Trial, TrialStatus
-from evoforge.task.config import LLMSettings
 from evoforge.task.loader import Task
 
 PARENT = "MARGIN_X = 0.30\nN = 10\n\n\ndef run():\n    return MARGIN_X * N\n"
@@ -245,7 +245,7 @@ def test_make_analyzer_choice(tmp_path: Path, fake_llm: FakeLLM, monkeypatch: py
 
 
 def test_task_config_imports_first_without_a_cycle() -> None:
-    code = "import evoforge.task.config as c; print(c.TaskConfig.model_fields['analysis'].default.review_every)"
+    code = "import evoforge.config as c; print(c.TaskConfig.model_fields['analysis'].default.review_every)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "10"

@@ -15,8 +15,9 @@ from recordfactory import make_record
 from evoforge import __version__
 
 CLI = [sys.executable, "-m", "evoforge"]
-HEAVY = ("numpy", "openai", "evoforge.loop", "evoforge.experiment.engineer", "evoforge.experiment.sandbox",
-         "evoforge.llm", "evoforge.runs")
+HEAVY = ("numpy", "openai", "anthropic", "evoforge.loop", "evoforge.state", "evoforge.experiment.engineer",
+         "evoforge.experiment.sandbox", "evoforge.llm", "evoforge.runs", "evoforge.research", "evoforge.analysis",
+         "evoforge.task", "evoforge.memory.sampling", "evoforge.memory.cognition")
 
 
 def evoforge(*args: str) -> subprocess.CompletedProcess[str]:
@@ -96,9 +97,10 @@ def test_help_reads_cleanly_and_version_is_printed() -> None:
     assert evoforge("--version").stdout == f"evoforge {__version__}\n"
 
 
-@pytest.mark.parametrize("args", [["--help"], ["status", "RUN"], ["best", "RUN"], ["show", "RUN", "2"]])
-def test_reading_commands_do_not_import_the_loop_llm_or_numpy(run_dir: Path, args: list[str]) -> None:
-    args = [str(run_dir) if a == "RUN" else a for a in args]
+@pytest.mark.parametrize("args", [["--help"], ["status", "RUN"], ["best", "RUN"], ["show", "RUN", "2"],
+                                  ["export", "RUN", "--output", "OUT"]])
+def test_reading_commands_do_not_import_the_loop_llm_or_numpy(run_dir: Path, tmp_path: Path, args: list[str]) -> None:
+    args = [{"RUN": str(run_dir), "OUT": str(tmp_path / "trials.jsonl")}.get(a, a) for a in args]
     report = f"\nimport atexit\natexit.register(lambda: print([m for m in {HEAVY!r} if m in sys.modules], " \
              "file=sys.stderr))\n"
     done = in_process(report, *args)

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from evoforge.memory.cognition import CognitionBase, KnowledgeError, KnowledgeItem, KnowledgeSettings
+from evoforge.config import KnowledgeSettings
+from evoforge.memory.cognition import CognitionBase, KnowledgeError, KnowledgeItem
 from evoforge.memory.cognition import store as store_module
 from evoforge.memory.cognition.embeddings import HashEncoder, embeddings_available
 from evoforge.memory.cognition.index import ann_class

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from evoforge.memory.cognition import CognitionBase, KnowledgeSettings
+from evoforge.config import KnowledgeSettings
+from evoforge.memory.cognition import CognitionBase
 from evoforge.memory.cognition.embeddings import embeddings_available
 from evoforge.memory.cognition.evaluation import rank_queries, read_queries, summary
 from evoforge.memory.cognition.retrieval import convex_fusion

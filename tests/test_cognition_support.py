@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from evoforge.analysis.lessons import offline_lesson
-from evoforge.memory.cognition import CognitionBase, KnowledgeItem, KnowledgeSettings
+from evoforge.config import KnowledgeSettings
+from evoforge.memory.cognition import CognitionBase, KnowledgeItem
 from evoforge.memory.cognition.embeddings import embeddings_available
 from evoforge.memory.cognition.items import code_names, subject
 from evoforge.models import Direction, Trial, TrialStatus

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from containment import CONNECT, IN_PROCESS, NAMESPACED, THROUGH_HELPER, evaluate, make_task, trial_dir
 
+from evoforge.config import Limits
 from evoforge.experiment import isolation
 from evoforge.experiment.engineer import traceback_tail
 from evoforge.experiment.isolation import IsolationUnavailable, describe_isolation, resolve
 from evoforge.models import TrialStatus
-from evoforge.task.config import Limits
 
 
 @pytest.mark.parametrize("evaluator", [IN_PROCESS, THROUGH_HELPER], ids=["in-process", "helper"])

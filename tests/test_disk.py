@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from containment import BWRAP, IN_PROCESS, THROUGH_HELPER, assert_honest_run_goes_on, evaluate, make_task, trial_dir
 
+from evoforge.config import Limits
 from evoforge.experiment import isolation, launch
 from evoforge.experiment.disk import MB, folder_usage, retain, run_folder_bytes
 from evoforge.models import TrialStatus
-from evoforge.task.config import Limits
 
 TMP_FILLER = """
 def result():

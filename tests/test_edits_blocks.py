@@ -11,11 +11,11 @@ import pytest
 from fake_llm import FakeLLM
 from helpers import llm_task
 
+from evoforge.config import PatchWeights
 from evoforge.models import Direction, Proposal, Trial, TrialStatus
 from evoforge.research import Edit, EditError, LLMProposer, ResearchContext, apply_edits, make_proposer
 from evoforge.research.edits import check_blocks, choose_patch_type, find_blocks
 from evoforge.research.prompts import Prompts
-from evoforge.task.config import PatchWeights
 from evoforge.task.loader import Task
 
 BLOCKED = """import math

@@ -289,8 +289,8 @@ def test_the_judge_compiles_its_built_in_templates_once(fake_llm, monkeypatch: p
 
     from evoforge.analysis import judge_novelty
     from evoforge.analysis.prompts import AnalysisPrompts
+    from evoforge.config import LLMSettings
     from evoforge.llm.client import LLMClient
-    from evoforge.task.config import LLMSettings
 
     built: list[object] = []
     original = AnalysisPrompts.__init__

@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 from helpers import evaluator_task, task_object
 
+from evoforge.config import Limits
 from evoforge.experiment import Engineer
 from evoforge.experiment.gates import program_fingerprint
 from evoforge.experiment.sandbox import SandboxResult, child_env, run_sandboxed
 from evoforge.models import Curve, EvaluationHistory, Outcome, Trial, TrialStatus
-from evoforge.task.config import Limits
 from evoforge.task.loader import Task
 
 # A training-like evaluator: the candidate sets START, SLOPE and STEPS; each step reports the loss and sleeps.

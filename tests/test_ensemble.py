@@ -16,12 +16,12 @@ from taskfactory import make_task
 
 import evoforge
 import evoforge.runs
-from evoforge.llm import Arm, BanditSettings, Ensemble, improvement
+from evoforge.config import BanditSettings, RunSettings
+from evoforge.llm import Arm, Ensemble, improvement
 from evoforge.llm.ensemble import summary_from_state
 from evoforge.memory.record import Record
 from evoforge.models import Direction
 from evoforge.research import LLMProposer, make_proposer
-from evoforge.settings import RunSettings
 
 ARMS = [Arm("fake/bad", 0.7), Arm("fake/good", 0.7)]
 

@@ -14,8 +14,8 @@ from types import ModuleType
 import pytest
 
 import evoforge
+from evoforge.config import RunSettings
 from evoforge.memory.record import Record
-from evoforge.settings import RunSettings
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "rl_objective"
 TINY_STAGES = """stages:

@@ -133,9 +133,8 @@ def test_init_from_writes_the_inferred_task_yaml(tmp_path: Path, fixture: Path) 
 
 def test_asi_evolve_knowledge_list_seeds_the_run_knowledge_base(tmp_path: Path) -> None:
     import evoforge
+    from evoforge.config import KnowledgeSettings, RunSettings
     from evoforge.memory.cognition import CognitionBase
-    from evoforge.memory.cognition.settings import KnowledgeSettings
-    from evoforge.settings import RunSettings
 
     summary = evoforge.run(ASI, run_dir=tmp_path / "run", settings=RunSettings(trials=2, llm="offline"))
     assert summary.counts.get("succeeded") == 2

@@ -11,6 +11,16 @@ import pytest
 from helpers import task_object
 from pydantic import ValidationError
 
+from evoforge.config import (
+    Bound,
+    GatesConfig,
+    MedianConfig,
+    ParentRelativeConfig,
+    PatienceConfig,
+    SlowdownConfig,
+    StaticGateConfig,
+    TaskConfig,
+)
 from evoforge.experiment.gates import (
     CurveGate,
     CurveState,
@@ -23,18 +33,8 @@ from evoforge.experiment.gates import (
     check_static,
     program_fingerprint,
 )
-from evoforge.experiment.gates.config import (
-    Bound,
-    GatesConfig,
-    MedianConfig,
-    ParentRelativeConfig,
-    PatienceConfig,
-    SlowdownConfig,
-    StaticGateConfig,
-)
 from evoforge.experiment.telemetry_stream import TelemetryTail
 from evoforge.models import Curve, Direction, EvaluationHistory, GateDecision, TelemetryPoint
-from evoforge.task.config import TaskConfig
 from evoforge.task.loader import Task
 
 STEPS = 40

@@ -11,13 +11,13 @@ from taskfactory import make_task
 
 import evoforge
 from evoforge.analysis.offline import OfflineAnalyzer
+from evoforge.config import RunSettings
 from evoforge.errors import RunError
 from evoforge.loop import INTERNAL_ERRORS_TO_STOP
 from evoforge.memory.cognition.store import CognitionBase
 from evoforge.memory.record import Record
 from evoforge.models import Trial, TrialStatus
-from evoforge.settings import RunSettings
-from evoforge.state import Observer
+from evoforge.observer import Observer
 from evoforge.views import run_overview
 
 

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from evoforge.config import Limits
 from evoforge.errors import EvoforgeError
 from evoforge.experiment import isolation, sandbox
 from evoforge.experiment.isolation import IsolationUnavailable, Jail, describe_isolation, jail_for, probe, resolve
-from evoforge.task.config import Limits
 
 MODES = [pytest.param(m, marks=pytest.mark.skipif(probe(m) is not None, reason=f"{m}: {probe(m)}"))
          for m in ("bwrap", "unshare", "none")]

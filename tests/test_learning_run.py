@@ -16,10 +16,10 @@ from typer.testing import CliRunner
 
 import evoforge
 from evoforge.cli import app
+from evoforge.config import RunSettings
 from evoforge.memory.cognition import CognitionBase
 from evoforge.memory.record import Record
 from evoforge.models import TrialStatus
-from evoforge.settings import RunSettings
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "circle_packing"
 LESSON_A = ("Narrower wall margins let the packed circles grow",

@@ -18,10 +18,9 @@ from taskfactory import make_task
 
 import evoforge
 import evoforge.llm.local as local
+from evoforge.config import LLMSettings, RunSettings, local_spec
 from evoforge.llm.client import client_for_spec
 from evoforge.memory.record import Record
-from evoforge.settings import RunSettings
-from evoforge.task.config import LLMSettings
 
 pytestmark = [
     pytest.mark.local_llm,
@@ -46,7 +45,7 @@ def test_server_answers_a_chat_and_stops() -> None:
 
     async def go() -> tuple[str, Any, str]:
         async with local.LocalModelServer(local.smollm2_gguf()) as server:
-            client = client_for_spec(local.local_spec(settings), settings, base_url=server.base_url)
+            client = client_for_spec(local_spec(settings), settings, base_url=server.base_url)
             text, call = await client.complete([{"role": "user", "content": "Say hello."}], role="researcher")
             return text, call, server.base_url
 

@@ -12,10 +12,10 @@ from fake_llm import FakeLLM, Reply
 from taskfactory import make_task
 
 import evoforge
+from evoforge.config import RunSettings
 from evoforge.errors import RunError
 from evoforge.memory.record import Record
 from evoforge.models import Direction, TrialStatus
-from evoforge.settings import RunSettings
 
 
 def _edit(step: float) -> str:

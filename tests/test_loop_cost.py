@@ -11,8 +11,8 @@ from taskfactory import make_task
 
 import evoforge
 from evoforge import loop
+from evoforge.config import RunSettings
 from evoforge.memory.record import Record
-from evoforge.settings import RunSettings
 
 
 def test_each_program_is_fingerprinted_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,10 +8,10 @@ from collections import Counter
 
 import pytest
 
-from evoforge.memory.sampling import FeatureSpec, IslandSettings, MapElitesSampler, MapElitesSettings, make_sampler
+from evoforge.config import FeatureSpec, IslandSettings, MapElitesSettings, ResearchSettings
+from evoforge.memory.sampling import MapElitesSampler, make_sampler
 from evoforge.memory.sampling.map_elites import bin_index
 from evoforge.models import Direction, Trial, TrialStatus
-from evoforge.task.config import ResearchSettings
 
 MAX, MIN = Direction.MAXIMIZE, Direction.MINIMIZE
 AXES = [FeatureSpec(name="speed", bins=4, min=0.0, max=1.0), FeatureSpec(name="code_lines", bins=3, min=1, max=4)]

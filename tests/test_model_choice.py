@@ -11,11 +11,11 @@ import pytest
 from taskfactory import make_task
 
 from evoforge.analysis import LLMAnalyzer, OfflineAnalyzer, make_analyzer
+from evoforge.config import RunSettings
 from evoforge.errors import EvoforgeError
 from evoforge.memory.record import Record
 from evoforge.research import LLMProposer, OfflineProposer, make_proposer
 from evoforge.runs import _learning
-from evoforge.settings import RunSettings
 from evoforge.task import load_task
 
 URL = "http://127.0.0.1:9/v1"  # loopback: no key needed; never called
@@ -79,3 +79,16 @@ def test_a_single_model_outside_the_ensemble_is_refused_in_one_line(
     for build in (lambda: make_proposer(task, None), lambda: make_analyzer(task, None)):
         with pytest.raises(EvoforgeError, match=r"task.yaml llm.model: 'c' is not one of llm.models \(a, b\)"):
             build()
+
+
+def test_the_resolver_names_the_local_model_too() -> None:
+    """`--llm local` is answered by the same resolver as every other choice: the local model, free and with its
+    answer capped to fit its context, researches; the single-model roles are offline."""
+    from evoforge.config import LLMSettings, choose_models
+
+    choice = choose_models(LLMSettings(max_tokens=4096, models=[{"name": "a"}]), "local", environ={})
+    assert choice.mode == "local" and choice.single is None
+    (spec,) = choice.researcher
+    assert spec.name == "local/smollm2-135m" and spec.max_tokens == 1024 and spec.price() is not None
+    assert spec.price().cost(1000, 1000) == 0.0
+    assert choose_models(LLMSettings(max_tokens=200), "local").researcher[0].max_tokens == 200

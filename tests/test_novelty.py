@@ -11,9 +11,9 @@ from fake_llm import FakeLLM, Reply
 from evoforge.analysis import judge_novelty, proposal_similarity, text_similarity
 from evoforge.analysis.novelty import most_similar, parse_verdict
 from evoforge.analysis.prompts import AnalysisPrompts
+from evoforge.config import LLMSettings
 from evoforge.llm.client import LLMClient
 from evoforge.models import LLMCall
-from evoforge.task.config import LLMSettings
 
 CODE = "\n".join(f"def f{i}(x):\n    return x * {i} + {i * 2}" for i in range(30))
 

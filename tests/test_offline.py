@@ -12,8 +12,9 @@ from collections.abc import Sequence
 import pytest
 
 from evoforge.models import Direction, Proposal, Trial, TrialStatus
+from evoforge.programs import find_literals
 from evoforge.research import OfflineProposer, ResearchContext
-from evoforge.research.offline import BASE_SCALE, find_literals, step_scale
+from evoforge.research.offline import BASE_SCALE, step_scale
 
 PARENT = """#!/usr/bin/env python
 import math

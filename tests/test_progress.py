@@ -10,9 +10,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.live import Live
 
+from evoforge.config import RunSettings
 from evoforge.models import Trial, TrialStatus
 from evoforge.progress import ProgressObserver
-from evoforge.settings import RunSettings
 
 
 def test_the_display_redraws_once_a_second_not_per_trial(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001

@@ -6,11 +6,11 @@ from pathlib import Path
 
 from helpers import llm_task
 
+from evoforge.config import LLMSettings, PromptBudget, ResearchSettings
 from evoforge.models import Direction, Trial, TrialStatus
 from evoforge.research.budget import estimate_tokens, fit_items, plan_prompt, truncate_to_tokens
 from evoforge.research.context import KnowledgeNote, ResearchContext
 from evoforge.research.prompts import Prompts, template_values
-from evoforge.task.config import LLMSettings, PromptBudget, ResearchSettings
 from evoforge.task.loader import Task
 
 PARENT = "def f(x):\n    return x * 2\n"

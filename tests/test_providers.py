@@ -13,14 +13,14 @@ from fake_anthropic import FakeAnthropic
 from fake_llm import FakeLLM, Reply
 from helpers import SLACK_S, llm_task
 
+from evoforge.config import LLMSettings, ModelSpec, Price
 from evoforge.errors import EvoforgeError
-from evoforge.llm import ChatClient, LLMError, ModelSpec, Price, client_for_spec
+from evoforge.llm import ChatClient, LLMError, client_for_spec
 from evoforge.llm.anthropic_client import AnthropicClient
 from evoforge.llm.client import LLMClient
 from evoforge.llm.pricing import price_for
 from evoforge.models import Direction, Trial, TrialStatus
 from evoforge.research import LLMProposer, ResearchContext, make_proposer
-from evoforge.task.config import LLMSettings
 from evoforge.task.loader import Task
 
 MESSAGES = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "say hello world"}]

@@ -9,8 +9,10 @@ import pytest
 from fake_llm import FakeLLM, Reply
 from helpers import llm_task
 
+from evoforge.config import LLMSettings, ResearchSettings
 from evoforge.errors import TaskError
 from evoforge.models import Direction, Proposal, Trial, TrialStatus
+from evoforge.programs import unified_diff
 from evoforge.research import (
     Edit,
     EditError,
@@ -19,10 +21,8 @@ from evoforge.research import (
     ResearchContext,
     apply_edits,
     make_proposer,
-    unified_diff,
 )
 from evoforge.research.parse import parse_answer
-from evoforge.task.config import LLMSettings, ResearchSettings
 from evoforge.task.loader import Task
 
 PARENT = '''"""Seed."""

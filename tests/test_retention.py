@@ -12,9 +12,9 @@ from typer.testing import CliRunner
 
 import evoforge
 from evoforge.cli import app
+from evoforge.config import RunSettings
 from evoforge.memory.record import Record
 from evoforge.models import TrialStatus
-from evoforge.settings import RunSettings
 
 # The evaluator (trusted) leaves a 2 MB artefact in each trial folder, as a training run leaves checkpoints.
 EXTRA = """

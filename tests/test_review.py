@@ -8,9 +8,9 @@ from fake_llm import FakeLLM, Reply
 
 from evoforge.analysis import Agenda, write_agenda
 from evoforge.analysis.review import parse_agenda
+from evoforge.config import LLMSettings
 from evoforge.llm.client import LLMClient
 from evoforge.models import Trial, TrialStatus
-from evoforge.task.config import LLMSettings
 
 BEST = [
     Trial(id=7, status=TrialStatus.SUCCEEDED, name="wider margin", motivation="room at the border", score=2.61),

@@ -12,12 +12,12 @@ from fake_llm import FakeLLM, Reply
 from taskfactory import make_task
 
 import evoforge
+from evoforge.config import RunSettings
 from evoforge.errors import RunError
 from evoforge.llm.ensemble import UNREACHABLE_AFTER
 from evoforge.memory.record import Record
 from evoforge.models import Trial
-from evoforge.settings import RunSettings
-from evoforge.state import Observer
+from evoforge.observer import Observer
 from evoforge.views import run_overview
 
 

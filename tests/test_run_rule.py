@@ -11,11 +11,11 @@ from typer.testing import CliRunner
 
 import evoforge
 from evoforge.cli import app
+from evoforge.config import RunSettings
 from evoforge.errors import RunError
 from evoforge.memory.record import Record
 from evoforge.models import Trial
-from evoforge.settings import RunSettings
-from evoforge.state import Observer
+from evoforge.observer import Observer
 
 
 class InterruptAt(Observer):

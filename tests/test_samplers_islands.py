@@ -8,18 +8,9 @@ from collections.abc import Callable
 
 import pytest
 
-from evoforge.memory.sampling import (
-    SAMPLERS,
-    IslandSampler,
-    IslandSettings,
-    Migration,
-    Sampler,
-    WeightedSampler,
-    WeightedSettings,
-    make_sampler,
-)
+from evoforge.config import IslandSettings, ResearchSettings, WeightedSettings
+from evoforge.memory.sampling import SAMPLERS, IslandSampler, Migration, Sampler, WeightedSampler, make_sampler
 from evoforge.models import Direction, Trial, TrialStatus
-from evoforge.task.config import ResearchSettings
 
 MAX, MIN = Direction.MAXIMIZE, Direction.MINIMIZE
 

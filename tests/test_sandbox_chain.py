@@ -16,10 +16,10 @@ import pytest
 from containment import BWRAP, evaluate, make_task, trial_dir
 from helpers import SLACK_S
 
+from evoforge.config import Limits
 from evoforge.experiment import isolation, launch
 from evoforge.experiment.sandbox import SandboxResult, child_env, run_sandboxed
 from evoforge.models import TrialStatus
-from evoforge.task.config import Limits
 
 # What neither start may import: each costs milliseconds at every evaluation (subprocess, dataclasses and
 # inspect the most); the harness loads them only for an evaluator that needs them.

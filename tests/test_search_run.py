@@ -16,9 +16,9 @@ from fake_llm import FakeLLM, Reply
 from taskfactory import make_task
 
 import evoforge
+from evoforge.config import RunSettings
 from evoforge.memory.record import Record
 from evoforge.models import TrialStatus
-from evoforge.settings import RunSettings
 
 CLI = [sys.executable, "-m", "evoforge.cli"]
 SCORE = re.compile(r"score = (-?[0-9.]+)")

@@ -11,10 +11,10 @@ from fake_llm import FakeLLM
 from taskfactory import make_task
 
 import evoforge
+from evoforge.config import RunSettings
 from evoforge.errors import RunError
 from evoforge.memory.record import Record
 from evoforge.models import Trial, TrialStatus
-from evoforge.settings import RunSettings
 
 BROKEN = "x = undefined_name + 1\n# knob\n"
 REPAIR_HEADING = "# This program fails"

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from evoforge.config import GatesConfig, MedianConfig, PromoteRule, StageConfig
 from evoforge.experiment.gates import check_promotion
-from evoforge.experiment.gates.config import GatesConfig, MedianConfig, PromoteRule, StageConfig
 from evoforge.experiment.stages import Cascade, StageRun
 from evoforge.models import Direction, EvaluationHistory, StageResult, TrialStatus
 

@@ -10,7 +10,8 @@ from collections import Counter
 
 import pytest
 
-from evoforge.memory.sampling import FeatureSpec, IslandSettings, MapElitesSettings, UCB1Sampler, make_sampler
+from evoforge.config import FeatureSpec, IslandSettings, MapElitesSettings
+from evoforge.memory.sampling import UCB1Sampler, make_sampler
 from evoforge.memory.sampling._base import best_n, count_children, ranked
 from evoforge.memory.sampling.pool import TrialPool
 from evoforge.models import Direction, Trial, TrialStatus

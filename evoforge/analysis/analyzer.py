@@ -6,6 +6,8 @@ from __future__ import annotations
 from evoforge.analysis._base import Analysis, AnalysisInput, Analyzer
 from evoforge.analysis.llm_analyzer import LLMAnalyzer
 from evoforge.analysis.offline import OfflineAnalyzer
+from evoforge.config import choose_models
+from evoforge.llm.client import client_for_spec
 from evoforge.task.loader import Task
 
 __all__ = ["Analysis", "AnalysisInput", "Analyzer", "LLMAnalyzer", "OfflineAnalyzer", "make_analyzer"]
@@ -13,12 +15,8 @@ __all__ = ["Analysis", "AnalysisInput", "Analyzer", "LLMAnalyzer", "OfflineAnaly
 
 def make_analyzer(task: Task, llm: str | None) -> Analyzer:
     """The analyzer for a run: the LLM analyzer on the single-model roles' model that
-    `evoforge.llm.choice.choose_models` picks for `llm` and the task, else (no such model) the offline one."""
-    from evoforge.llm.choice import choose_models
-
+    `evoforge.config.choose_models` picks for `llm` and the task, else (no such model) the offline one."""
     chosen = choose_models(task.config.llm, llm).single
     if chosen is None:
         return OfflineAnalyzer()
-    from evoforge.llm.client import client_for_spec
-
     return LLMAnalyzer(task, client_for_spec(chosen, task.config.llm))

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from evoforge.analysis.digest import fmt_number
 from evoforge.models import Direction, Trial, TrialStatus
-from evoforge.research.offline import Literal, find_literals
+from evoforge.programs import Literal, find_literals
 
 MAX_NAMED_CHANGES = 3  # constants named in one lesson title; the rest are counted
 

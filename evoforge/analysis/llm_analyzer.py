@@ -11,10 +11,10 @@ from evoforge.analysis.lessons import Lesson
 from evoforge.analysis.offline import finished_trial
 from evoforge.analysis.prompts import AnalysisPrompts
 from evoforge.analysis.schema import MAX_LESSONS, AnalysisModel, SchemaError, parse_analysis
-from evoforge.analysis.settings import AnalysisSettings
+from evoforge.config import AnalysisSettings
 from evoforge.llm.client import LLMClient, LLMError
 from evoforge.models import LLMCall, TrialStatus
-from evoforge.research.edits import unified_diff
+from evoforge.programs import unified_diff
 from evoforge.task.loader import Task
 
 SYSTEM = (

@@ -24,12 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from evoforge.config import StageConfig
 from evoforge.experiment.broker import Broker, candidate_env
 from evoforge.experiment.broker import close as close_broker
 from evoforge.experiment.disk import MB, clear_trial
 from evoforge.experiment.gates import check_static, program_fingerprint
-from evoforge.experiment.gates.config import StageConfig
 from evoforge.experiment.harness import ERROR_KEY
+from evoforge.experiment.integrity import EvaluatorSeal
 from evoforge.experiment.launch import HARNESS
 from evoforge.experiment.result import BadResult, last_json_line, metrics_of, read_result_file, validate
 from evoforge.experiment.sandbox import SandboxResult, child_env, run_sandboxed
@@ -74,11 +75,15 @@ class Engineer:
         self.implicit = task.config.stages is None
         self.stages = task.config.stages or [StageConfig(name=IMPLICIT_STAGE, timeout_s=task.config.timeout_s)]
         self.asi = task.config.layout == "asi-evolve"
+        self.seal = EvaluatorSeal.of(task)  # every stage checks that the evaluator is still this one
 
-    async def evaluate(self, code: str, trial_dir: Path, history: EvaluationHistory | None = None) -> Outcome:
+    async def evaluate(self, code: str, trial_dir: Path, history: EvaluationHistory | None = None, *,
+                       seed: int | None = None) -> Outcome:
         """Write `code` as trial_dir / task.program_name, gate it, run its stages, and return the outcome.
 
-        `history` (past stage scores, curves and costs, built by the loop) is what the gates compare with.
+        `history` (past stage scores, curves and costs, built by the loop) is what the gates compare with. A `seed`
+        reaches the evaluator as EVOFORGE_SEED (ctx["seed"] in Python, `{seed}` in a command): repeats of one
+        program with different seeds measure the evaluation's noise.
         """
         trial_dir = Path(trial_dir).resolve()
         trial_dir.mkdir(parents=True, exist_ok=True)
@@ -90,7 +95,7 @@ class Engineer:
                            error_message=rejected.reason, decisions=(rejected,))
 
         async def launch(stage: StageConfig, stop: asyncio.Event) -> StageRun:
-            return await self._run_stage(stage, stop, program_path, trial_dir)
+            return await self._run_stage(stage, stop, program_path, trial_dir, seed)
 
         cascade = Cascade(
             stages=self.stages, gates=self.task.config.gates, direction=self.task.config.objective.direction,
@@ -118,8 +123,9 @@ class Engineer:
         return StageFiles.of(trial_dir, None if self.implicit else stage)
 
     async def _run_stage(self, stage: StageConfig, stop: asyncio.Event, program_path: Path,
-                         trial_dir: Path) -> StageRun:
+                         trial_dir: Path, seed: int | None = None) -> StageRun:
         """Run one stage's evaluator process (stopped when `stop` is set) and classify how it ended."""
+        self.seal.check()
         files = self._files(trial_dir, stage.name)
         files.result.unlink(missing_ok=True)
         if self.asi:
@@ -132,10 +138,12 @@ class Engineer:
             "EVOFORGE_STAGE_ARGS": json.dumps(stage.args),
             "EVOFORGE_LAYOUT": self.task.config.layout,
         }
+        if seed is not None:
+            extra["EVOFORGE_SEED"] = str(seed)
         if self.task.evaluator_path is None:
             extra["EVOFORGE_RESULT"] = str(files.result)  # a command evaluator reports through a file
         env = child_env(extra, passthrough=self.env_passthrough)
-        argv, cwd = self._command(program_path, trial_dir, stage.name)
+        argv, cwd = self._command(program_path, trial_dir, stage.name, seed)
         limits = self.task.config.limits
         sandboxed = functools.partial(run_sandboxed, limits=limits, stop=stop)
         if self.task.evaluator_path is None:
@@ -172,13 +180,15 @@ class Engineer:
         return dataclasses.replace(run, limit_reason=f"{run.limit_reason}; the trial was stopped and what it wrote "
                                    f"removed ({freed // MB} MB freed; its program and logs kept)")
 
-    def _command(self, program_path: Path, trial_dir: Path, stage: str) -> tuple[list[str], Path]:
+    def _command(self, program_path: Path, trial_dir: Path, stage: str,
+                 seed: int | None = None) -> tuple[list[str], Path]:
         evaluator = self.task.evaluator_path
         if evaluator is not None:
             harness = [sys.executable, "-m", HARNESS]
             return [*harness, str(evaluator), str(program_path)], trial_dir
         command = (self.task.config.command or "").replace("{program}", shlex.quote(str(program_path)))
         command = command.replace("{stage}", shlex.quote(stage))
+        command = command.replace("{seed}", str(seed) if seed is not None else "0")
         command = command.replace("{task}", shlex.quote(str(self.task.root.resolve())))
         return ["/bin/sh", "-c", command], trial_dir
 

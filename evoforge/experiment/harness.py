@@ -1,16 +1,17 @@
 """Child-side runner for Python evaluators: imports the evaluator file by path, calls `evaluate`, reports JSON.
 
-Usage: `python -m evoforge.experiment.harness <evaluator_path> <program_path>`, with $EVOFORGE_CHANNEL_FD naming
-an inherited socket to the evoforge process. The harness takes that variable (and any EVOFORGE_RESULT) out of
-the environment before loading the evaluator, so no candidate finds a result file or variable; the result goes
-back through the socket once evaluate() has returned (a process that exits before that reports nothing, which
-evoforge records as `early_exit`). Evaluators run their candidate through `evoforge.sandbox.run_candidate`, which
-uses the same socket. The result is encoded with allow_nan=True so the parent can reject NaN with a clear reason;
-on failure it reports {"__error__": {"type", "message", "traceback", "error_class"}} and exits 1. A two-parameter
-`evaluate(path, ctx)` gets ctx = {"trial_dir", "task_dir", "stage", "stage_args"} (the stage from EVOFORGE_STAGE /
-EVOFORGE_STAGE_ARGS); a stage S calls `evaluate_S` instead when the evaluator defines it. An `async def evaluate`
-is run to completion with asyncio.run. It imports little at start (asyncio, inspect and traceback only when an
-evaluator needs them): its start is most of a trivial evaluation's time.
+Usage: `python -m evoforge.experiment.harness <evaluator_path> <program_path>`, with $EVOFORGE_CHANNEL_FD naming an
+inherited socket to the evoforge process. The harness takes that variable (and any EVOFORGE_RESULT) out of the
+environment before loading the evaluator, so no candidate finds a result file or variable; the result goes back
+through the socket once evaluate() has returned (a process that exits before that reports nothing, which evoforge
+records as `early_exit`). Evaluators run their candidate through `evoforge.sandbox.run_candidate`, which uses the
+same socket. The result is encoded with allow_nan=True so the parent can reject NaN with a clear reason; on failure
+it reports {"__error__": {"type", "message", "traceback", "error_class"}} and exits 1. A two-parameter
+`evaluate(path, ctx)` gets ctx = {"trial_dir", "task_dir", "stage", "stage_args", "seed"} (the stage from
+EVOFORGE_STAGE / EVOFORGE_STAGE_ARGS, the seed from EVOFORGE_SEED or None); a stage S calls `evaluate_S` instead
+when the evaluator defines it. An `async def evaluate` is run to completion with asyncio.run. It imports little at
+start (asyncio, inspect and traceback only when an evaluator needs them): its start is most of a trivial
+evaluation's time.
 
 Under bwrap it is also the jail's supervisor: `python -m evoforge.experiment.harness --supervised OPTIONS --
 EVALUATOR PROGRAM` (OPTIONS as supervisor.py's) makes this process the jail's PID 1, which runs the evaluation in a
@@ -140,6 +141,12 @@ def _awaitable(value: Any) -> bool:
     return inspect.isawaitable(value)
 
 
+def _seed() -> int | None:
+    """The repeat's seed from EVOFORGE_SEED (`evoforge eval --repeats`), or None when none was given."""
+    value = os.environ.get("EVOFORGE_SEED", "")
+    return int(value) if value.lstrip("-").isdigit() else None
+
+
 def run(evaluator_path: str, program_path: str) -> int:
     """Call the evaluator on the program and report its result; returns the process exit code."""
     stage = os.environ.get("EVOFORGE_STAGE", "main")
@@ -150,7 +157,7 @@ def run(evaluator_path: str, program_path: str) -> int:
         return 1
     ctx = {"trial_dir": os.environ.get("EVOFORGE_TRIAL_DIR", os.getcwd()),
            "task_dir": os.environ.get("EVOFORGE_TASK_DIR", os.path.dirname(evaluator_path)),
-           "stage": stage, "stage_args": _stage_args()}
+           "stage": stage, "stage_args": _stage_args(), "seed": _seed()}
     try:
         result = evaluate(program_path, ctx) if wants_ctx(evaluate) else evaluate(program_path)
         if _awaitable(result):  # `async def evaluate`: run it to completion in a fresh event loop

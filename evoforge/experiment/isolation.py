@@ -40,16 +40,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from evoforge.errors import EvoforgeError
+from evoforge.run_folder import RECORD_FILE
 
 if TYPE_CHECKING:
-    from evoforge.task.config import Limits
+    from evoforge.config import Limits
 
 log = logging.getLogger(__name__)
 
 MODES = ("bwrap", "unshare", "none")
 PROBE_TIMEOUT_S = 15.0
 DEVICE_GLOBS = ("/dev/nvidia*", "/dev/nvidia-caps", "/dev/dri", "/dev/kfd")  # GPUs stay usable under bwrap
-RECORD_FILE = "record.db"
 HOME_FOLDERS = (Path("/root"), Path("/home"))
 SECRET_PATHS = tuple(Path(p) for p in ("/etc/shadow", "/etc/shadow-", "/etc/gshadow", "/etc/gshadow-",
                                        "/etc/sudoers", "/etc/sudoers.d", "/etc/ssh", "/var/lib/sss",

@@ -24,10 +24,10 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from evoforge.config import Limits
 from evoforge.experiment.isolation import bwrap_sizes_tmpfs, jail_for, wrapper_argv
 from evoforge.experiment.isolation import resolve as resolve_isolation
 from evoforge.experiment.supervisor import uid_tasks
-from evoforge.task.config import Limits
 
 SUPERVISOR = Path(__file__).with_name("supervisor.py")
 # Starts the supervisor from its cached bytecode (a script given by path is compiled again at every start).

@@ -21,10 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from evoforge.config import Limits
 from evoforge.experiment import disk
 from evoforge.experiment.isolation import resolve as resolve_isolation
 from evoforge.experiment.launch import SUPERVISOR, JailWatch, launch_argv, nproc_rlimit
-from evoforge.task.config import Limits
 
 __all__ = ["SUPERVISOR", "SandboxResult", "child_env", "run_sandboxed", "sweep"]
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder that holds the `evoforge` package

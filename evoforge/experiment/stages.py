@@ -11,8 +11,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from evoforge.config import GatesConfig, StageConfig
 from evoforge.experiment.gates import CurveGate, CurveState, SuspiciousMonitor, build_curve_gates, check_promotion
-from evoforge.experiment.gates.config import GatesConfig, StageConfig
 from evoforge.experiment.telemetry_stream import TelemetryTail
 from evoforge.models import (
     Direction,

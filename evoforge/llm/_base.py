@@ -18,12 +18,12 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
+from evoforge.config import Price, split_name
 from evoforge.errors import EvoforgeError
-from evoforge.llm.models import Price, split_name
 from evoforge.models import LLMCall
 
 if TYPE_CHECKING:
-    from evoforge.task.config import LLMSettings
+    from evoforge.config import LLMSettings
 
 DUMMY_KEY = "not-needed"
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "0.0.0.0"}
@@ -230,7 +230,7 @@ class ChatClient(ABC):
         return text
 
     async def aclose(self) -> None:
-        """Nothing to release (each call closes its own connection); kept so callers need not know."""
+        """Nothing to release here; a subclass that keeps connections open closes them."""
         return None
 
     def __repr__(self) -> str:

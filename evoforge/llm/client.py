@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 
 import openai
 
+from evoforge.config import ModelSpec, choose_models
+from evoforge.config.llm import ANTHROPIC, KNOWN_ENDPOINTS, LOCAL, OPENAI
 from evoforge.errors import EvoforgeError
 from evoforge.llm._base import (
     DUMMY_KEY,
@@ -25,16 +27,14 @@ from evoforge.llm._base import (
     tls_context,
     unreachable,
 )
-from evoforge.llm.choice import choose_models, spec_for
-from evoforge.llm.models import ANTHROPIC, KNOWN_ENDPOINTS, LOCAL, OPENAI, ModelSpec
 from evoforge.llm.pricing import price_for
 
 if TYPE_CHECKING:
-    from evoforge.task.config import LLMSettings
+    from evoforge.config import LLMSettings
 
 __all__ = [
     "DUMMY_KEY", "LOOPBACK_HOSTS", "ChatClient", "LLMClient", "LLMError", "client_for_spec", "client_from_settings",
-    "is_loopback", "parse_retry_after", "render_messages", "spec_for",
+    "is_loopback", "parse_retry_after", "render_messages",
 ]
 
 
@@ -46,14 +46,14 @@ class LLMClient(ChatClient):
     def _client(self) -> openai.AsyncOpenAI:
         """The SDK client of the running event loop, made on its first request and kept for the next ones.
 
-        Building one costs more than a request to a local server. A client belongs to its event loop: a request from
-        another loop (a later `asyncio.run`) gets a new one, so one LLMClient serves any number of loops, and each
-        request asks the server to close its connection after the answer ("Connection: close"), so no connection
-        outlives its loop even when nobody calls `aclose`. The TLS context is built once per process and shared."""
+        Building one costs more than a request to a local server. Its connections are kept alive between requests (a
+        new TCP — or TLS — connection per request cost more CPU than the request itself). A client belongs to its
+        event loop: a request from another loop (a later `asyncio.run`) gets a new one, so one LLMClient serves any
+        number of loops; the client of an ended loop is dropped (`aclose` closes the running loop's). The TLS context
+        is built once per process and shared."""
         loop = asyncio.get_running_loop()
         if self._sdk is None or self._sdk[0] is not loop:
             client = openai.AsyncOpenAI(api_key=self._secret, base_url=self.base_url, max_retries=0,
-                                        default_headers={"Connection": "close"},
                                         http_client=openai.DefaultAsyncHttpxClient(verify=tls_context()))
             self._sdk = (loop, client)
         return self._sdk[1]

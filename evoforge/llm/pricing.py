@@ -11,7 +11,8 @@ import logging
 import re
 from collections.abc import Mapping
 
-from evoforge.llm.models import LOCAL, ModelSpec, Price, split_name
+from evoforge.config import ModelSpec, Price, split_name
+from evoforge.config.llm import LOCAL
 
 log = logging.getLogger("evoforge.llm")
 

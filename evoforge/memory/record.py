@@ -32,8 +32,8 @@ from evoforge.models import (
     Trial,
     TrialStatus,
 )
+from evoforge.run_folder import RECORD_FILE
 
-RECORD_FILE = "record.db"
 DIGEST_KIND = "digest"
 
 

@@ -1,8 +1,9 @@
 """The Researcher: turns a research context into a proposal, with a language model or offline."""
 
-from evoforge.research.base import Proposer, make_proposer
+from evoforge.research.base import Proposer
 from evoforge.research.context import ResearchContext
-from evoforge.research.edits import Edit, EditError, apply_edits, unified_diff
+from evoforge.research.edits import Edit, EditError, apply_edits
+from evoforge.research.factory import make_proposer
 from evoforge.research.llm_proposer import LLMProposer
 from evoforge.research.offline import OfflineProposer
 
@@ -15,5 +16,4 @@ __all__ = [
     "ResearchContext",
     "apply_edits",
     "make_proposer",
-    "unified_diff",
 ]

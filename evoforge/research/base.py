@@ -1,5 +1,5 @@
-"""The Proposer interface every researcher implements, and `make_proposer`, which picks LLM ensemble, local model
-or offline."""
+"""The Proposer interface every researcher implements (the offline and the LLM proposer; `research.factory` picks
+one for a run)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from typing import Any
 
 from evoforge.models import Proposal
 from evoforge.research.context import ResearchContext
-from evoforge.task.loader import Task
 
 
 class Proposer(ABC):
@@ -45,27 +44,3 @@ class Proposer(ABC):
         """Release network clients and servers; the loop calls it once at the end of a run."""
         return None
 
-
-def make_proposer(task: Task, llm: str | None, *, seed: int | None = None) -> Proposer:
-    """The proposer for a run, with the models `evoforge.llm.choice.choose_models` picks for the researcher:
-    `llm="offline"` (or no model anywhere) → offline proposer; `"local"` → the small local model
-    (evoforge[local-llm]); otherwise an LLM proposer with those models (an ensemble when several). The caller
-    reports which."""
-    from evoforge.llm.choice import choose_models
-    from evoforge.research.offline import OfflineProposer
-
-    settings = task.config.llm
-    choice = choose_models(settings, llm)
-    if choice.mode == "offline":
-        return OfflineProposer(seed=seed)
-    from evoforge.llm.ensemble import Ensemble
-    from evoforge.research.llm_proposer import LLMProposer
-
-    if choice.mode == "local":
-        from evoforge.llm.local import LocalModelServer, local_spec, smollm2_gguf
-
-        spec = local_spec(settings)
-        server = LocalModelServer(smollm2_gguf())
-        ensemble = Ensemble.from_settings(settings, [spec], seed=seed or 0, clients=False)
-        return LLMProposer(task, ensemble=ensemble, server=server, server_spec=spec, seed=seed)
-    return LLMProposer(task, ensemble=Ensemble.from_settings(settings, choice.researcher, seed=seed or 0), seed=seed)

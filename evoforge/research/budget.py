@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from evoforge.task.config import PromptBudget
+from evoforge.config import PromptBudget
 
 CHARS_PER_TOKEN = 4
 MIN_SHRUNK_TOKENS = 64  # an item cut below this says too little to be worth showing

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from evoforge.task.config import PatchWeights
+    from evoforge.config import PatchWeights
 
 CLOSEST_CANDIDATES = 8
 PATCH_TYPES = ("diff", "full", "crossover")
@@ -43,15 +43,6 @@ class EditError(ValueError):
     def __init__(self, message: str, closest: str = "") -> None:
         super().__init__(message)
         self.closest = closest
-
-
-def unified_diff(old: str, new: str, name: str) -> str:
-    """A unified diff from `old` to `new`, labelled a/`name` and b/`name`."""
-    lines = difflib.unified_diff(
-        old.splitlines(keepends=True), new.splitlines(keepends=True), fromfile=f"a/{name}", tofile=f"b/{name}"
-    )
-    tail = "\n\\ No newline at end of file\n"
-    return "".join(line if line.endswith("\n") else line + tail for line in lines)
 
 
 def apply_edits(code: str, edits: Sequence[Edit], *, blocks: bool | None = None, filename: str | None = None) -> str:

@@ -9,10 +9,10 @@ import random
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from evoforge.config import ModelSpec
 from evoforge.errors import EvoforgeError
 from evoforge.llm.client import ChatClient, LLMError
 from evoforge.llm.ensemble import Arm, Ensemble
-from evoforge.llm.models import ModelSpec
 from evoforge.models import LLMCall, Proposal
 from evoforge.research.base import Proposer
 from evoforge.research.context import ResearchContext

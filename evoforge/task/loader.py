@@ -11,8 +11,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from evoforge.config import TaskConfig
 from evoforge.errors import TaskError
-from evoforge.task.config import TaskConfig
 from evoforge.task.foreign import infer_config
 
 TASK_FILE = "task.yaml"

@@ -3,9 +3,9 @@ monitors that watch telemetry while a stage runs (one small base, one module per
 
 from __future__ import annotations
 
+from evoforge.config import GatesConfig
 from evoforge.experiment.gates._base import CurveGate, CurveState, MetricGate, RunningCurve
 from evoforge.experiment.gates.anomaly import NanMonitor, SlowdownMonitor, SuspiciousMonitor
-from evoforge.experiment.gates.config import GatesConfig, PromoteRule, StageConfig
 from evoforge.experiment.gates.median import MedianGate
 from evoforge.experiment.gates.parent_relative import ParentRelativeGate
 from evoforge.experiment.gates.patience import PatienceGate
@@ -14,8 +14,8 @@ from evoforge.experiment.gates.static import check_static, program_fingerprint
 from evoforge.models import EvaluationHistory
 
 __all__ = [
-    "CurveGate", "CurveState", "GatesConfig", "MedianGate", "MetricGate", "NanMonitor", "ParentRelativeGate",
-    "PatienceGate", "PromoteRule", "RunningCurve", "SlowdownMonitor", "StageConfig", "SuspiciousMonitor",
+    "CurveGate", "CurveState", "MedianGate", "MetricGate", "NanMonitor", "ParentRelativeGate",
+    "PatienceGate", "RunningCurve", "SlowdownMonitor", "SuspiciousMonitor",
     "build_curve_gates", "check_promotion", "check_static", "program_fingerprint",
 ]
 

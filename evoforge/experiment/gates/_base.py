@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from evoforge.experiment.gates.config import CurveGateConfig
+from evoforge.config import CurveGateConfig
 from evoforge.models import Curve, Direction, EvaluationHistory, GateDecision, TelemetryPoint
 
 

@@ -11,8 +11,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from evoforge.config import Bound, SlowdownConfig
 from evoforge.experiment.gates._base import CurveGate, CurveState, fmt
-from evoforge.experiment.gates.config import Bound, SlowdownConfig
 from evoforge.models import EvaluationHistory, GateDecision, TelemetryPoint
 
 GATE = "anomaly"

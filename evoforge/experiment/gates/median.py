@@ -9,8 +9,8 @@ them).
 
 from __future__ import annotations
 
+from evoforge.config import MedianConfig
 from evoforge.experiment.gates._base import CurveState, MetricGate, RunningCurve, fmt
-from evoforge.experiment.gates.config import MedianConfig
 from evoforge.models import Direction, GateDecision, TelemetryPoint
 
 

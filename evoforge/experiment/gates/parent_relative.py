@@ -6,8 +6,8 @@ relative tolerance `margin` (|parent| x margin). No parent curve for the stage a
 
 from __future__ import annotations
 
+from evoforge.config import ParentRelativeConfig
 from evoforge.experiment.gates._base import CurveState, MetricGate, RunningCurve, fmt
-from evoforge.experiment.gates.config import ParentRelativeConfig
 from evoforge.models import Direction, GateDecision, TelemetryPoint
 
 

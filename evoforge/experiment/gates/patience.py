@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import math
 
+from evoforge.config import PatienceConfig
 from evoforge.experiment.gates._base import CurveState, MetricGate, fmt
-from evoforge.experiment.gates.config import PatienceConfig
 from evoforge.models import GateDecision, TelemetryPoint
 
 

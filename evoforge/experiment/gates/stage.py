@@ -11,8 +11,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from evoforge.config import PromoteRule, StageConfig
 from evoforge.experiment.gates._base import fmt
-from evoforge.experiment.gates.config import PromoteRule, StageConfig
 from evoforge.models import Direction, EvaluationHistory, GateDecision
 
 GATE = "stage"

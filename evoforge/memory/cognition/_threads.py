@@ -4,6 +4,7 @@ thread settings (environment variables, which evaluators inherit) are never touc
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,14 +15,25 @@ from typing import Any
 _lock = threading.RLock()
 
 
+_controller: tuple[int, Any] | None = None  # (len(sys.modules) when made, threadpoolctl's controller)
+
+
 def _blas_controller() -> Any:
-    """threadpoolctl's view of the BLAS libraries loaded now (~0.3 ms: made at each call, since a library loaded later,
-    e.g. by faiss or torch, would be missed by one made once), or None without threadpoolctl."""
+    """threadpoolctl's view of the BLAS libraries loaded now, or None without threadpoolctl.
+
+    Making one scans the process's shared libraries (~0.5 ms, as much as a tenth of a short text's encoding), so it
+    is kept, and made again only when modules were imported since: a BLAS loaded later (by faiss or torch, say) comes
+    with an import, and is then seen too."""
+    global _controller
+    loaded = len(sys.modules)
+    if _controller is not None and _controller[0] == loaded:
+        return _controller[1]
     try:
         from threadpoolctl import ThreadpoolController
     except ImportError:
         return None
-    return ThreadpoolController()
+    _controller = (len(sys.modules), ThreadpoolController())
+    return _controller[1]
 
 
 @contextmanager

@@ -14,6 +14,7 @@ import numpy as np
 from sqlalchemy import Connection, Engine, func, insert, select, update
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
+from evoforge.config import KnowledgeSettings
 from evoforge.memory.cognition._cache import CachedEncoder
 from evoforge.memory.cognition._dense import DenseState
 from evoforge.memory.cognition._schema import cache_metadata, item_from_row, item_row, make_engine, metadata
@@ -23,7 +24,6 @@ from evoforge.memory.cognition.importer import read_paths
 from evoforge.memory.cognition.items import Hit, KnowledgeError, KnowledgeItem, jaccard, subject, tokens
 from evoforge.memory.cognition.lexical import FTS_TABLE, Fts5Index, LexicalIndex, PythonBM25
 from evoforge.memory.cognition.retrieval import convex_fusion, cosine_matrix, diversify, jaccard_matrix
-from evoforge.memory.cognition.settings import KnowledgeSettings
 from evoforge.memory.schema import create_missing_tables
 
 log = logging.getLogger(__name__)

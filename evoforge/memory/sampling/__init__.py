@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from evoforge.config import IslandSettings, MapElitesSettings, WeightedSettings
 from evoforge.memory.sampling._base import Sampler
 from evoforge.memory.sampling.greedy import GreedySampler
 from evoforge.memory.sampling.islands import Archipelago, IslandSampler, Migration
 from evoforge.memory.sampling.map_elites import MapElitesSampler
 from evoforge.memory.sampling.random import RandomSampler
-from evoforge.memory.sampling.settings import FeatureSpec, IslandSettings, MapElitesSettings, WeightedSettings
 from evoforge.memory.sampling.ucb1 import UCB1Sampler
 from evoforge.memory.sampling.weighted import WeightedSampler
 
@@ -61,17 +61,13 @@ def _archipelago(settings: IslandSettings) -> Archipelago:
 __all__ = [
     "SAMPLERS",
     "Archipelago",
-    "FeatureSpec",
     "GreedySampler",
     "IslandSampler",
-    "IslandSettings",
     "MapElitesSampler",
-    "MapElitesSettings",
     "Migration",
     "RandomSampler",
     "Sampler",
     "UCB1Sampler",
     "WeightedSampler",
-    "WeightedSettings",
     "make_sampler",
 ]

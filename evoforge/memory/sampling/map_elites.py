@@ -18,10 +18,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from evoforge.config import FeatureSpec
 from evoforge.memory.sampling._base import Sampler, best_n, pool_for
 from evoforge.memory.sampling.islands import Archipelago, fill
 from evoforge.memory.sampling.pool import TrialPool, rank_key
-from evoforge.memory.sampling.settings import FeatureSpec
 from evoforge.models import Direction, Trial
 
 log = logging.getLogger(__name__)

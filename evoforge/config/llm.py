@@ -1,9 +1,12 @@
-"""How a model is named and configured: `ModelSpec` ("provider/model", endpoint, key variable, prices, temperatures),
-the bandit's settings, and the rule that turns a "provider/model" name into a provider and an API model id."""
+"""The `llm:` section of task.yaml: how a model is named and configured (`ModelSpec`: "provider/model", endpoint,
+key variable, prices, temperatures), the ensemble's bandit, and the rule that turns a "provider/model" name into a
+provider and an API model id. Keys are read from the environment, never from files."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
+
+from evoforge.config._base import Strict
 
 OPENAI = "openai"
 ANTHROPIC = "anthropic"
@@ -20,11 +23,7 @@ KNOWN_ENDPOINTS: dict[str, str] = {
 }
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class Price(_Strict):
+class Price(Strict):
     """US dollars per million tokens."""
 
     input: float = Field(ge=0.0)
@@ -43,7 +42,7 @@ def split_name(name: str) -> tuple[str, str]:
     return provider.lower(), model
 
 
-class ModelSpec(_Strict):
+class ModelSpec(Strict):
     """One model of the ensemble, as written in task.yaml under `llm.models`."""
 
     name: str = Field(min_length=1, description='"provider/model" (a bare name means an OpenAI-compatible model)')
@@ -82,9 +81,27 @@ class ModelSpec(_Strict):
         return Price(input=self.price_in, output=self.price_out)
 
 
-class BanditSettings(_Strict):
+class BanditSettings(Strict):
     """How the ensemble picks the (model, temperature) arm of the next proposal (see evoforge/llm/bandit.py)."""
 
     policy: str = Field(default="thompson", pattern="^(ucb1|thompson|fixed)$")
     exploration: float = Field(default=1.0, ge=0.0, description="UCB1 exploration constant")
     cost_aware: bool = Field(default=False, description="divide each arm's reward by its relative mean cost per call")
+
+
+class LLMSettings(Strict):
+    """Where the researcher's language model lives. Keys are read from the environment, never from files."""
+
+    model: str | None = None
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    temperature: float = Field(default=0.7, ge=0.0, le=2.0)
+    max_tokens: int = Field(default=4096, gt=0)
+    timeout_s: float = Field(default=120.0, gt=0)
+    max_retries: int = Field(default=4, ge=0)
+    deadline_s: float = Field(default=600.0, gt=0, description="per call, all retries included")
+    models: list[ModelSpec] = Field(default_factory=list, description="the ensemble; each 'provider/model'")
+    bandit: BanditSettings = BanditSettings()
+    prices: dict[str, Price] = Field(default_factory=dict, description="USD per million tokens, by model name")
+    bench_after_failures: int = Field(default=3, ge=1, description="failed calls in a row that bench a model")
+    bench_s: float = Field(default=120.0, ge=0, description="how long a benched model sits out")

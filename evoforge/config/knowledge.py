@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from evoforge.config._base import Strict
 
 
-class KnowledgeSettings(BaseModel):
+class KnowledgeSettings(Strict):
     """Cognition base settings; `kb` None means the run's own RUN_DIR/knowledge.db, seeded from the task's folder."""
-
-    model_config = ConfigDict(extra="forbid")
 
     kb: str | None = Field(default=None, description="knowledge base: SQLite file path or SQLAlchemy URL")
     folder: str = Field(default="knowledge", description="task sub-folder imported into the base when a run starts")

@@ -1,4 +1,4 @@
-"""The `stages:` and `gates:` sections of task.yaml, as validated settings (pydantic models).
+"""The evaluator's side of task.yaml: resource `limits:`, the `stages:` cascade and the `gates:` that stop a trial.
 
 Defaults: no stages (one implicit stage), static gate on, NaN monitor on, every curve pruner off until configured.
 """
@@ -7,18 +7,39 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
+from evoforge.config._base import Strict
 from evoforge.models import Direction
+
+
+class Limits(Strict):
+    """Resource limits applied to the evaluator subprocess (rlimits set in the child before exec)."""
+
+    memory_mb: int | None = Field(default=4096, gt=0, description="address-space limit (RLIMIT_AS)")
+    cpu_s: int | None = Field(default=None, gt=0, description="CPU-time limit (RLIMIT_CPU)")
+    output_bytes: int = Field(default=1_000_000, gt=0, description="cap on captured stdout/stderr, each")
+    max_processes: int | None = Field(
+        default=1024, gt=0, description="processes + threads in the trial's tree (supervisor; RLIMIT_NPROC if not root)"
+    )
+    max_open_files: int | None = Field(default=4096, gt=0, description="open file descriptors (RLIMIT_NOFILE)")
+    disk_mb: int | None = Field(default=1024, gt=0, description="what a trial may write into its folder "
+                                "(RLIMIT_FSIZE per file, a watch on the folder); past it: disk_limit")
+    keep_files_mb: float = Field(default=10.0, ge=0, description="at run end, trial files larger than this are "
+                                 "deleted except the best trials' and the seed's, programs and failures' logs")
+    tmp_mb: int = Field(default=256, gt=0, description="size of the jail's in-memory /tmp and /dev/shm (bwrap)")
+    network: bool = Field(default=False, description="true: candidates may use the network (default: a fresh, "
+                          "empty network namespace)")
+    isolation: str = Field(
+        default="auto", pattern="^(auto|bwrap|unshare|none)$",
+        description="auto picks bwrap, else unshare (never none: name it); see evoforge/experiment/isolation.py",
+    )
+
 
 STAGE_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class PromoteRule(_Strict):
+class PromoteRule(Strict):
     """When a stage's score lets the trial into the next stage; every rule given must hold."""
 
     min_score: float | None = Field(default=None, description="absolute bound (a maximum when minimizing)")
@@ -33,7 +54,7 @@ class PromoteRule(_Strict):
         return self
 
 
-class StageConfig(_Strict):
+class StageConfig(Strict):
     """One step of the cascade: its evaluator argument(s), timeout and promotion rule (none on the last)."""
 
     name: str = Field(pattern=STAGE_NAME)
@@ -42,7 +63,7 @@ class StageConfig(_Strict):
     args: dict[str, Any] = Field(default_factory=dict)
 
 
-class StaticGateConfig(_Strict):
+class StaticGateConfig(Strict):
     """Checks made before anything runs."""
 
     enabled: bool = True
@@ -50,7 +71,7 @@ class StaticGateConfig(_Strict):
     max_bytes: int = Field(default=1_000_000, gt=0, description="largest candidate program accepted")
 
 
-class CurveGateConfig(_Strict):
+class CurveGateConfig(Strict):
     """What every curve pruner watches: one telemetry metric, its direction, and when it may start to fire."""
 
     metric: str = "loss"
@@ -73,13 +94,13 @@ class PatienceConfig(CurveGateConfig):
     min_delta: float = Field(default=0.0, ge=0, description="smallest change that counts as improvement")
 
 
-class SlowdownConfig(_Strict):
+class SlowdownConfig(Strict):
     factor: float = Field(default=3.0, gt=1, description="prune when t > factor x the parent's t at a step")
     warmup_steps: int = Field(default=0, ge=0)
     min_seconds: float = Field(default=1.0, ge=0, description="never fire before this many seconds")
 
 
-class Bound(_Strict):
+class Bound(Strict):
     below: float | None = None
     above: float | None = None
 
@@ -90,13 +111,13 @@ class Bound(_Strict):
         return self
 
 
-class AnomalyConfig(_Strict):
+class AnomalyConfig(Strict):
     nan: bool = Field(default=True, description="prune at once on a NaN or infinite reported value")
     slowdown: SlowdownConfig | None = None
     suspicious: dict[str, Bound] = Field(default_factory=dict, description="metric -> bound that flags a suspect")
 
 
-class GatesConfig(_Strict):
+class GatesConfig(Strict):
     static: StaticGateConfig = StaticGateConfig()
     median: MedianConfig | None = None
     parent_relative: ParentRelativeConfig | None = None

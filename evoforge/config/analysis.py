@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from evoforge.config._base import Strict
 
 
-class AnalysisSettings(BaseModel):
+class AnalysisSettings(Strict):
     """Budgets are in characters (about 4 per token)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     log_chars: int = Field(default=6000, ge=200, description="condensed stdout+stderr shown to the analyzer")
     diff_chars: int = Field(default=4000, ge=200, description="diff vs parent shown to the analyzer")

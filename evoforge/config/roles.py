@@ -1,20 +1,18 @@
-"""Which language model serves which role of a run — the one resolver every role asks: the researcher (one model
-or an ensemble) and the single-model roles (analyzer, research review, novelty judge)."""
+"""Which language model serves which role of a run — the one resolver every role asks: the researcher (one model,
+an ensemble, or the small local model) and the single-model roles (analyzer, research review, novelty judge)."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
+from evoforge.config.llm import LLMSettings, ModelSpec
 from evoforge.errors import EvoforgeError
-from evoforge.llm.models import ModelSpec
 
-if TYPE_CHECKING:
-    from evoforge.task.config import LLMSettings
-
-__all__ = ["ModelChoice", "choose_models", "spec_for"]
+LOCAL_MODEL = "local/smollm2-135m"
+LOCAL_ANSWER_TOKENS = 1024  # SmolLM2 reads 8192 tokens: the answer's share of them
 
 
 @dataclass(frozen=True)
@@ -36,6 +34,12 @@ def spec_for(settings: LLMSettings, name: str) -> ModelSpec:
     return ModelSpec(name=name)
 
 
+def local_spec(settings: LLMSettings) -> ModelSpec:
+    """The ensemble entry for the local model: free, answers capped so prompt + answer fit its context."""
+    return ModelSpec(name=LOCAL_MODEL, max_tokens=min(settings.max_tokens, LOCAL_ANSWER_TOKENS), price_in=0,
+                     price_out=0)
+
+
 def choose_models(settings: LLMSettings, llm: str | None, environ: Mapping[str, str] | None = None) -> ModelChoice:
     """The models for `llm` (the `--llm` option) and the task's `llm` settings, in this order:
 
@@ -48,7 +52,7 @@ def choose_models(settings: LLMSettings, llm: str | None, environ: Mapping[str, 
     if llm == "offline":
         return ModelChoice("offline")
     if llm == "local":
-        return ModelChoice("local")
+        return ModelChoice("local", (local_spec(settings),))
     if llm:
         spec = spec_for(settings, llm)
         return ModelChoice("llm", (spec,), spec)

@@ -1,20 +1,20 @@
-"""Run settings: the stopping rule and the knobs of one run, validated (pydantic) and stored with the run."""
+"""Run settings: the stopping rule and the knobs of one run, validated and stored with the run."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from evoforge.config._base import Strict
 
 # The stopping rule: stored once, in the record's `runs.stopping` column (the rest of the settings go in its config);
 # `resume` reads it back from there and writes it there when told to change it.
 STOPPING_FIELDS = ("trials", "target_score", "budget_usd", "budget_tokens", "budget_wall_s", "budget_eval_s")
 
 
-class RunSettings(BaseModel):
+class RunSettings(Strict):
     """What `evoforge run` was asked to do; saved in the record so `resume` continues the same rule."""
-
-    model_config = ConfigDict(extra="forbid")
 
     trials: int = Field(default=40, ge=1, description="stop after this many trials, the seed included")
     concurrency: int = Field(default=2, ge=1, le=256, description="evaluations in flight at once")

@@ -1,0 +1,5 @@
+"""The names of the files a run folder holds, in one place: the record, the run lock. Constants only (no imports),
+so the jailed supervisor may import it as cheaply as the record and the CLI do."""
+
+RECORD_FILE = "record.db"  # the Database of Record (evoforge.memory.record)
+LOCK_FILE = "run.lock"  # held while a run or resume writes the record (evoforge.run_lock)
