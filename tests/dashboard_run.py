@@ -8,9 +8,9 @@ import textwrap
 from pathlib import Path
 
 import evoforge
+from evoforge.config import RunSettings
 from evoforge.memory.record import Record
 from evoforge.models import LLMCall
-from evoforge.settings import RunSettings
 
 TRIALS = 12
 HOSTILE_MOTIVATION = "<script>window.pwned=1</script>"

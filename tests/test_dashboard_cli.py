@@ -71,3 +71,16 @@ def test_without_the_extra_it_says_what_to_install(run_dir: Path) -> None:
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip() == ("error: the dashboard needs its extra (uvicorn is missing): "
                                    "pip install 'evoforge[dashboard]'")
+
+
+def test_the_command_line_loads_no_web_stack_until_the_dashboard_runs() -> None:
+    """`evoforge --help`, `status` and the others stay fast: the dashboard's modules (FastAPI, uvicorn) load only when
+    `evoforge dashboard` runs, and the dashboard itself loads neither the loop nor an LLM client."""
+    web = ("fastapi", "uvicorn", "starlette", "evoforge.dashboard")
+    code = f"import sys, evoforge.cli; print([m for m in {web!r} if m in sys.modules])"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "[]", (done.stdout, done.stderr)
+    heavy = ("evoforge.loop", "evoforge.llm", "evoforge.research", "evoforge.analysis", "openai")
+    code = f"import sys, evoforge.dashboard.app; print([m for m in {heavy!r} if m in sys.modules])"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "[]", (done.stdout, done.stderr)
