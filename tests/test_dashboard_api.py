@@ -8,6 +8,7 @@ import asyncio
 import hashlib
 import json
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -169,6 +170,14 @@ def test_a_host_beyond_the_loopback_gets_a_token() -> None:
     token, generated = token_for("0.0.0.0", None)
     assert generated and token and len(token) >= 24
     assert token_for("192.168.1.5", "given") == ("given", False)
+
+
+def test_runs_in_folders_of_the_same_name_are_told_apart(run_dir: Path, tmp_path: Path) -> None:
+    twin = tmp_path / "elsewhere" / run_dir.name
+    shutil.copytree(run_dir, twin)
+    labels = [s.label for s in resolve_sources([run_dir, twin])]
+    assert labels == [str(run_dir.resolve()), str(twin.resolve())]
+    assert resolve_sources([run_dir])[0].label == run_dir.name
 
 
 def test_a_folder_without_a_record_is_one_clear_error(tmp_path: Path) -> None:

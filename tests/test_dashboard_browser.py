@@ -68,7 +68,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
     thread.join(timeout=30)
 
 
-def test_the_dashboard_in_a_real_browser(served: tuple[str, Path], tmp_path: Path) -> None:
+def test_the_dashboard_in_a_real_browser(served: tuple[str, Path], tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
     sync_playwright = _browser_or_skip()
     url, run_dir = served
     hostile_id = TRIALS + 1
@@ -92,7 +93,8 @@ def test_the_dashboard_in_a_real_browser(served: tuple[str, Path], tmp_path: Pat
             assert page.locator("#plot-score-trials .scatterlayer .js-line").count() >= 1
             screenshot = tmp_path / "dashboard-overview.png"
             page.screenshot(path=str(screenshot), full_page=True)
-            print(f"\nscreenshot: {screenshot}")
+            with capsys.disabled():  # in the test output even when pytest captures it
+                print(f"\ndashboard screenshot: {screenshot}")
 
             # Lineage: one node per trial; click the best trial's node and its page opens with the diff.
             page.goto(url + "#/0/lineage")

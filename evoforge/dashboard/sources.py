@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
@@ -78,4 +78,6 @@ def resolve_sources(targets: Sequence[str | Path]) -> list[RunSource]:
         path = record_file(Path(raw))  # RunError when there is no record.db
         sources.append(RunSource(key=str(key), label=path.parent.name or str(path.parent),
                                  url=read_only_uri(path), run_dir=path.parent))
-    return sources
+    labels = [s.label for s in sources]
+    return [s if labels.count(s.label) == 1 or s.run_dir is None else replace(s, label=str(s.run_dir))
+            for s in sources]  # two folders of the same name: each shown by its whole path

@@ -33,7 +33,7 @@ EF.views.space = {
     for (const c of s.cells) { z[c.cell[1] || 0][c.cell[0]] = c.score; ids[c.cell[1] || 0][c.cell[0]] = c.trial; }
     EF.plot(node, [{ type: "heatmap", z, customdata: ids, colorscale: "Viridis", hoverongaps: false,
       hovertemplate: "cell (%{x}, %{y})<br>elite #%{customdata}<br>score %{z}<extra></extra>" }],
-    { xaxis: { title: { text: EF.plotText(fx.name) + " bin" } }, yaxis: { title: { text: fy ? EF.plotText(fy.name) + " bin" : "" } } });
+    { xaxis: { title: { text: EF.plotText(fx.name) + " bin" } }, yaxis: fy ? { title: { text: EF.plotText(fy.name) + " bin" } } : { visible: false } });
     EF.clickToTrial(node);
   },
 };
