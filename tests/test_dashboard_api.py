@@ -111,6 +111,25 @@ def test_knowledge_is_searchable(client: TestClient) -> None:
     assert all("support" in i and "provenance" in i for i in everything["items"])
 
 
+def test_a_shared_knowledge_base_is_the_one_the_run_was_given(run_dir: Path, tmp_path: Path) -> None:
+    """A run started with --kb reads its knowledge from there (the record's config keeps the location); a run whose
+    base is gone says so instead of failing."""
+    import sqlite3
+
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    shared = tmp_path / "shared.db"
+    (copy / "knowledge.db").rename(shared)
+    client = TestClient(create_app(resolve_sources([copy])))
+    assert client.get("/api/runs/0/knowledge").json() == {"available": False, "items": [], "total": 0}
+    db = sqlite3.connect(copy / "record.db")
+    with db:
+        db.execute("update runs set config = json_set(config, '$.settings.kb', ?)", (str(shared),))
+    db.close()
+    found = client.get("/api/runs/0/knowledge").json()
+    assert found["available"] and found["total"] > 0
+
+
 def test_search_space_and_comparison(client: TestClient, run_dir: Path) -> None:
     s = client.get("/api/runs/0/search-space").json()
     assert s["features"][0]["name"] == "code_length" and s["placed"] >= 1

@@ -1,5 +1,5 @@
-"""The knowledge view: the run's cognition base (RUN_DIR/knowledge.db), read-only, searchable by words, each item
-with its provenance and support; and the lessons each trial wrote, from the record."""
+"""The knowledge view: the run's cognition base (its --kb, or RUN_DIR/knowledge.db), read-only, searchable by
+words, each item with its provenance and support."""
 
 from __future__ import annotations
 
@@ -23,7 +23,8 @@ def _matches(row: Any, words: list[str]) -> bool:
 def knowledge(source: RunSource, query: str = "", kind: str | None = None) -> dict[str, Any]:
     """Items of the run's knowledge base whose text holds every word of `query` (all when empty), most supported
     first, at most LIMIT; `available` is False when the run folder has no base."""
-    url = source.knowledge_url
+    with source.record() as record:
+        url = source.knowledge_url(record.run_info().config)
     if url is None:
         return {"available": False, "items": [], "total": 0}
     engine = create_engine(url)

@@ -7,6 +7,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -36,13 +37,15 @@ class RunSource:
         finally:
             record.close()
 
-    @property
-    def knowledge_url(self) -> str | None:
-        """The run's own knowledge base (RUN_DIR/knowledge.db, read-only), or None when there is none."""
-        if self.run_dir is None:
-            return None
-        path = self.run_dir / KNOWLEDGE_FILE
-        return read_only_uri(path) if path.is_file() else None
+    def knowledge_url(self, run_config: dict[str, Any]) -> str | None:
+        """The run's knowledge base, read-only: the one the run was given (`--kb`, else the task's `knowledge.kb`, as
+        the record's config keeps them), else RUN_DIR/knowledge.db; None when there is none to read."""
+        given = run_config.get("settings", {}).get("kb") or \
+            run_config.get("task_config", {}).get("knowledge", {}).get("kb")
+        if given and _is_url(str(given)):
+            return str(given)
+        path = Path(str(given)).expanduser() if given else (self.run_dir / KNOWLEDGE_FILE if self.run_dir else None)
+        return read_only_uri(path.resolve()) if path is not None and path.is_file() else None
 
     def trial_log(self, trial_id: int, name: str) -> Path | None:
         """A trial's stdout.log / stderr.log in the run folder: the folder is the trial's integer id, the file one of
