@@ -240,8 +240,8 @@ def test_live_events_carry_the_trials_a_running_loop_adds(tmp_path: Path) -> Non
 
 def test_islands_come_from_the_trials_facts(tmp_path: Path) -> None:
     """Each pick's island and the ring migrations are facts on the trial rows (issue 12): a record that has them
-    shows which island holds what. Trials 2 and 5 were picked on island 1, 3 and 4 on island 0; trial 5's pick made
-    migration 1, which moved trial 2 (the best) to island 0."""
+    shows which island holds what. Trials 2 and 5 were picked on island 1, 3 and 4 on island 0; trial 4's pick made
+    migration 1 (trial 5's carries it again), which moved trial 2 (the best) to island 0."""
     import sqlite3
 
     from recordfactory import make_record
@@ -251,8 +251,9 @@ def test_islands_come_from_the_trials_facts(tmp_path: Path) -> None:
     with db:
         if "facts" not in {row[1] for row in db.execute("pragma table_info(trials)")}:
             db.execute("alter table trials add column facts json")
-        facts = {2: {"island": 1}, 3: {"island": 0}, 4: {"island": 0},
-                 5: {"island": 1, "migration": {"number": 1, "after": 4, "moves": [[0, 1, []], [1, 0, [2]]]}}}
+        migration = {"number": 1, "after": 3, "moves": [[0, 1, []], [1, 0, [2]]]}
+        facts = {2: {"island": 1}, 3: {"island": 0}, 4: {"island": 0, "migration": migration},
+                 5: {"island": 1, "migration": migration}}  # a migration rides on later picks until recorded
         for trial_id, value in facts.items():
             db.execute("update trials set facts = ? where id = ?", (json.dumps(value), trial_id))
         db.execute("update runs set config = json_set(config, '$.task_config.research', "
@@ -261,6 +262,7 @@ def test_islands_come_from_the_trials_facts(tmp_path: Path) -> None:
     space = TestClient(create_app(resolve_sources([run_dir]))).get("/api/runs/0/search-space").json()
     islands = space["islands"]
     assert islands["from_facts"] and islands["count"] == 2 and islands["migrations"] == 1
+    assert [(e["source"], e["target"], e["trials"]) for e in islands["events"]] == [(0, 1, []), (1, 0, [2])]
     zero, one = islands["islands"]
     assert (zero["members"], zero["migrants"], zero["best_trial"]) == (4, [2], 2)  # seed, 3, 4 and migrant 2
     assert (one["members"], one["migrants"], one["best_trial"]) == (3, [], 2)  # seed, 2, 5

@@ -86,9 +86,11 @@ def _islands(count: int, parents: dict[int, list[int]], facts: dict[int, dict[st
         else:
             home[trial_id] = home.get(parents[trial_id][0])
     events: list[dict[str, Any]] = []
-    for trial_id in sorted(facts):
+    numbers: set[Any] = set()
+    for trial_id in sorted(facts):  # a migration is carried by the pick that made it, and by later ones until recorded
         migration = facts[trial_id].get("migration")
-        if isinstance(migration, dict):
+        if isinstance(migration, dict) and migration.get("number") not in numbers:
+            numbers.add(migration.get("number"))
             events += [{"after": migration.get("after"), "source": src, "target": dst, "trials": list(ids)}
                        for src, dst, ids in migration.get("moves", [])]
     if not facts:  # a record made before facts: the sampler's saved state kept the migrations
