@@ -32,7 +32,14 @@ from evoforge.experiment.gates import check_static, program_fingerprint
 from evoforge.experiment.harness import ERROR_KEY
 from evoforge.experiment.integrity import EvaluatorSeal
 from evoforge.experiment.launch import HARNESS
-from evoforge.experiment.result import BadResult, last_json_line, metrics_of, read_result_file, validate
+from evoforge.experiment.result import (
+    BadResult,
+    check_schema,
+    last_json_line,
+    metrics_of,
+    read_result_file,
+    validate,
+)
 from evoforge.experiment.sandbox import SandboxResult, child_env, run_sandboxed
 from evoforge.experiment.stages import Cascade, StageRun
 from evoforge.models import EvaluationHistory, GateDecision, Outcome, StageResult, Trial, TrialStatus
@@ -210,11 +217,12 @@ class Engineer:
         done = {"name": stage.name, "seconds": run.seconds}
         if run.stopped:
             return StageResult(status=TrialStatus.PRUNED, **done)
-        outcome = self._outcome(run, reported, stage.timeout_s)
+        outcome = self._outcome(run, reported, stage.timeout_s, stage.name)
         return StageResult(status=outcome.status, score=outcome.score, metrics=outcome.metrics,
                            error_class=outcome.error_class, error_message=outcome.error_message, **done)
 
-    def _outcome(self, run: SandboxResult, reported: _Reported | BadResult | None, timeout_s: float) -> Outcome:
+    def _outcome(self, run: SandboxResult, reported: _Reported | BadResult | None, timeout_s: float,
+                 stage: str | None = None) -> Outcome:
         tails = {"seconds": run.seconds, "stdout_tail": _tail(run.stdout_tail),
                  "stderr_tail": _tail(run.stderr_tail)}
         if run.limit == "disk_limit":
@@ -234,6 +242,7 @@ class Engineer:
             return _failed("reported_failure", _asi_failure(raw), metrics=metrics_of(raw), **tails)
         try:
             score, metrics = validate(raw, self.task.config.objective.metric)
+            check_schema(raw, self.task.config.metrics, None if self.implicit else stage)
         except BadResult as exc:
             if run.returncode:  # a failed command whose stdout merely held some JSON: the failure is the news
                 return self._no_result(run, **tails)
