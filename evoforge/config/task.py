@@ -43,6 +43,8 @@ class TaskConfig(Strict):
     metrics: dict[str, MetricSpec] = Field(default_factory=dict, description="the result's schema: each metric's "
                                            "type, whether it is required, and its bounds")
     timeout_s: float = Field(default=300.0, gt=0)
+    repeats: int = Field(default=1, ge=1, le=100, description="evaluations of a program when no stages are declared "
+                         "(a stage declares its own), each with its own seed; the score is their mean")
     limits: Limits = Limits()
     llm: LLMSettings = LLMSettings()
     research: ResearchSettings = ResearchSettings()
@@ -61,7 +63,8 @@ class TaskConfig(Strict):
     @property
     def seeded(self) -> bool:
         """Whether the evaluator's score depends on a seed it is given (declared, or `{seed}` in the command)."""
-        return self.champion.seeded or "{seed}" in (self.command or "")
+        repeated = self.repeats > 1 or any(stage.repeats > 1 for stage in self.stages or [])
+        return self.champion.seeded or repeated or "{seed}" in (self.command or "")
 
     @property
     def champion_repeats(self) -> int:
