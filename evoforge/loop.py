@@ -19,6 +19,7 @@ from typing import Any
 
 from evoforge.analysis import digest_outcome
 from evoforge.budget import Budgets, BudgetTracker, Spend
+from evoforge.champion import Crowning
 from evoforge.config import RunSettings
 from evoforge.errors import RunError
 from evoforge.experiment import Engineer
@@ -63,6 +64,7 @@ class Conductor:
         self.state.started = len(self.state.trials)
         self.budget = self._budget_tracker()
         self.eval_slots = asyncio.Semaphore(settings.concurrency)
+        self.crowning = Crowning(task, record, engineer, run_dir)
         self._fingerprints: dict[int, str] = {}  # of the trials recorded and not yet evaluated in this session
         bandit_state = record.load_state("bandit")
         if bandit_state:
@@ -319,6 +321,9 @@ class Conductor:
         self.budget.add_evaluation(outcome.seconds)
         self.record.save_state("wall", {"seconds": self.budget.wall_s()})
         finished = self._finished(trial.id)
+        if self.crowning.challenges(finished):  # a new best is evaluated again before it is called the champion
+            async with self.eval_slots:
+                await self.crowning.consider(finished)
         self._observe_bandit(finished, parent)
         if outcome.reused_from is None:  # other workers keep proposing while this one analyses
             await self._analyze(finished, outcome, digest, parent)

@@ -76,15 +76,25 @@ def seed_and_gain(seed: Trial | None, best: Trial | None, direction: Direction) 
 
 
 def best_view(run_dir: Path) -> tuple[Trial | None, dict[str, Any]]:
-    """The run's best trial, with the seed's score and the gain over it (see seed_and_gain)."""
+    """The run's champion (else, in a record made before champions were kept, its best-scoring trial), with the
+    seed's score and the gain over it (see seed_and_gain) and, under "champion", its mean ± stderr, the number of
+    evaluations behind it and why it holds the title; "best_single" is the best single score when another trial's."""
     record = Record.for_run_dir(run_dir, read_only=True)
     try:
         direction = run_direction(record)
         best = record.best(direction)
+        champion = record.champion()
+        chosen = record.trial(champion.trial_id) if champion is not None else best
         first = record.trials(limit=1)
     finally:
         record.close()
-    return best, seed_and_gain(first[0] if first else None, best, direction)
+    extra = seed_and_gain(first[0] if first else None, chosen, direction)
+    extra["champion"] = None if champion is None else {
+        "trial": champion.trial_id, "mean": champion.mean, "stderr": champion.stderr,
+        "evaluations": champion.evaluations, "reason": champion.reason}
+    extra["best_single"] = ({"trial": best.id, "score": best.score}
+                            if best is not None and chosen is not None and best.id != chosen.id else None)
+    return chosen, extra
 
 
 def show_view(run_dir: Path, trial_id: int) -> dict[str, Any]:
@@ -123,6 +133,7 @@ def run_overview(run_dir: Path) -> dict[str, Any]:
         calls = record.llm_calls()
         savings = record.savings()
         stopped = (record.load_state("stopped") or {}).get("reason")
+        champion = record.champion()
     finally:
         record.close()
     overview: dict[str, Any] = dict(counts)
@@ -130,6 +141,9 @@ def run_overview(run_dir: Path) -> dict[str, Any]:
         total=sum(counts.values()),
         best_score=best.score if best else None,
         best_trial=best.id if best else None,
+        best_stderr=best.metrics.get("score_stderr") if best else None,
+        champion=None if champion is None else {"trial": champion.trial_id, "mean": champion.mean,
+                                                "stderr": champion.stderr, "evaluations": champion.evaluations},
         **seed_and_gain(trials[0] if trials else None, best, direction),
         task=info.task_name,
         direction=direction.value,

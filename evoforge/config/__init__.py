@@ -4,6 +4,7 @@ vocabulary (`evoforge.models`, `evoforge.errors`), so every pillar may import it
 
 from evoforge.config._base import Strict
 from evoforge.config.analysis import AnalysisSettings
+from evoforge.config.champion import ChampionSettings
 from evoforge.config.experiment import (
     AnomalyConfig,
     Bound,
@@ -32,12 +33,14 @@ from evoforge.config.research import (
 )
 from evoforge.config.roles import ModelChoice, choose_models, local_spec, spec_for
 from evoforge.config.run import STOPPING_FIELDS, RunSettings
-from evoforge.config.task import Objective, TaskConfig
+from evoforge.config.task import MetricSpec, Objective, TaskConfig
 
 __all__ = [
-    "STOPPING_FIELDS", "AnalysisSettings", "AnomalyConfig", "BanditSettings", "Bound", "CurveGateConfig",
+    "STOPPING_FIELDS", "AnalysisSettings", "AnomalyConfig", "BanditSettings", "Bound", "ChampionSettings",
+    "CurveGateConfig",
     "FeatureSpec", "GatesConfig", "IslandSettings", "KnowledgeSettings", "LLMSettings", "Limits", "MapElitesSettings",
-    "MedianConfig", "ModelChoice", "ModelSpec", "Objective", "ParentRelativeConfig", "PatchWeights", "PatienceConfig",
+    "MedianConfig", "MetricSpec", "ModelChoice", "ModelSpec", "Objective", "ParentRelativeConfig", "PatchWeights",
+    "PatienceConfig",
     "Price", "PromoteRule", "PromptBudget", "ResearchSettings", "RunSettings", "SlowdownConfig", "StageConfig",
     "StageList", "StaticGateConfig", "Strict", "TaskConfig", "WeightedSettings", "choose_models", "local_spec",
     "spec_for", "split_name",

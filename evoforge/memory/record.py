@@ -19,6 +19,7 @@ from sqlalchemy.pool import StaticPool
 from evoforge.errors import RunError
 from evoforge.memory import evaluations as ev
 from evoforge.memory import tables as t
+from evoforge.memory.champion_log import ChampionLog
 from evoforge.memory.research_log import ResearchLog
 from evoforge.memory.schema import create_missing_tables, on_sqlite_connect, on_sqlite_connect_read_only, read_only_uri
 from evoforge.memory.tables import RunInfo, dumps_json, finite_or_none, utcnow
@@ -93,7 +94,7 @@ def record_file(run_dir: Path, *, must_exist: bool = True) -> Path:
     return path
 
 
-class Record(ResearchLog):
+class Record(ResearchLog, ChampionLog):
     """One run's Database of Record. Use from one thread; other processes may open the same file to read."""
 
     def __init__(self, url: str, *, read_only: bool = False) -> None:

@@ -67,8 +67,9 @@ def write_report(run_dir: Path, out: Path | None = None) -> ReportFiles:
     html_path.parent.mkdir(parents=True, exist_ok=True)
     champion_path = html_path.with_name(html_path.stem + ".champion.py")
     data: ReportData = collect(run_dir, champion_path)
-    figures = {"by_trial": score_plot(data.points, data.direction, by="trial_id"),
-               "by_time": score_plot(data.points, data.direction, by="at_s")}
+    band = {"crownings": data.crownings, "stderr": data.crowned_stderr}
+    figures = {"by_trial": score_plot(data.points, data.direction, by="trial_id", **band),
+               "by_time": score_plot(data.points, data.direction, by="at_s", **band)}
     context = dict(d=data, ov=data.overview, figures=figures, figures_note="",
                    champion_line=best_so_far(data.points, data.direction, "trial_id"),
                    champion_file=champion_path.name, html_name=html_path.name)

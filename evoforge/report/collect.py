@@ -10,6 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from evoforge.memory.champion_log import ChampionDecision
 from evoforge.memory.record import Record
 from evoforge.models import Direction, Trial, TrialStatus
 from evoforge.views import run_direction, run_overview
@@ -39,6 +40,7 @@ class Step:
     effect: float | None  # score minus the parent's (None for the seed or an unscored parent)
     lines_added: int
     lines_removed: int
+    stderr: float | None = None  # of a score that is the mean of repeated evaluations
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,9 @@ class ReportData:
     lessons: list[Lesson]
     knowledge_note: str
     reproduce: list[str]
+    title: ChampionDecision | None = None  # the champion's mean ± stderr (None in a record without champions)
+    crownings: list[Point] = field(default_factory=list)  # each crowning: x = the trial, score = its mean
+    crowned_stderr: list[float] = field(default_factory=list)
     generated_at: datetime = field(default_factory=datetime.now)
 
 
@@ -94,8 +99,9 @@ def lineage(trials: dict[int, Trial], champion: Trial | None) -> list[Step]:
         effect = None
         if parent is not None and parent.score is not None and trial.score is not None:
             effect = trial.score - parent.score
+        stderr = trial.metrics.get("score_stderr")
         steps.append(Step(trial.id, trial.name or "", (trial.motivation or "")[:MOTIVATION_CHARS], trial.score,
-                          effect, added, removed))
+                          effect, added, removed, stderr if isinstance(stderr, int | float) else None))
     return steps
 
 
@@ -158,7 +164,9 @@ def collect(run_dir: Path, champion_file: Path | None = None) -> ReportData:
         info = record.run_info()
         direction = run_direction(record)
         trials = record.trials()
-        champion = record.best(direction)
+        title = record.champion()
+        champion = record.trial(title.trial_id) if title is not None else record.best(direction)
+        decisions = [d for d in record.champion_decisions() if d.crowned]
     finally:
         record.close()
     task_path = str(info.config.get("task_path", ""))
@@ -175,9 +183,14 @@ def collect(run_dir: Path, champion_file: Path | None = None) -> ReportData:
         problem = f"(the task folder {task_path or '?'} is gone)"
     lessons, note = _lessons(info.config, run_dir, task_root)
     by_id = {t.id: t for t in trials}
+    start = min((p.at_s for p in _points(trials)), default=0.0)
+    points = {p.trial_id: p for p in _points(trials)}
+    crownings = [Point(d.trial_id, "crowned", d.mean, points[d.trial_id].at_s if d.trial_id in points else start)
+                 for d in decisions]
     return ReportData(
         run_dir=run_dir, task_name=info.task_name, task_path=task_path, problem=problem, direction=direction,
         overview=overview, points=_points(trials), champion=champion, lineage=lineage(by_id, champion),
         lessons=lessons, knowledge_note=note,
         reproduce=reproduce_commands(task_path, champion_file if champion is not None else None),
+        title=title, crownings=crownings, crowned_stderr=[d.stderr or 0.0 for d in decisions],
     )

@@ -41,7 +41,8 @@ def best_so_far(points: Sequence[Point], direction: Direction, key: str) -> list
     return line
 
 
-def score_plot(points: Sequence[Point], direction: Direction, *, by: str = "trial_id") -> str:
+def score_plot(points: Sequence[Point], direction: Direction, *, by: str = "trial_id",
+               crownings: Sequence[Point] = (), stderr: Sequence[float] = ()) -> str:
     """SVG of every finished trial's score (failed, pruned and rejected ones on the bottom edge, where they have
     none) against the trial number (`by="trial_id"`) or the seconds since the run started (`by="at_s"`)."""
     plt = _pyplot()
@@ -59,8 +60,17 @@ def score_plot(points: Sequence[Point], direction: Direction, *, by: str = "tria
                            marker="o" if status == "succeeded" else "x")
         line = best_so_far(points, direction, by)
         if line:
-            ax.step([x for x, _ in line], [y for _, y in line], where="post", color="#222222", linewidth=1.4,
-                    label="champion (best so far)")
+            ax.step([x for x, _ in line], [y for _, y in line], where="post", color="#222222", linewidth=1.0,
+                    linestyle="--" if crownings else "-", label="best single score so far")
+        if crownings:  # the champion's mean from each crowning on, with its ± standard error band
+            end = max([float(getattr(p, by)) for p in points] + [float(getattr(c, by)) for c in crownings])
+            xs = [float(getattr(c, by)) for c in crownings] + [end]
+            means = [float(c.score or 0.0) for c in crownings]
+            ax.step(xs, [*means, means[-1]], where="post", color="#6a3d9a", linewidth=1.6,
+                    label="champion (mean of its evaluations)")
+            for i, (mean, err) in enumerate(zip(means, stderr, strict=False)):
+                ax.fill_between([xs[i], xs[i + 1]], mean - err, mean + err, color="#6a3d9a", alpha=0.18,
+                                linewidth=0, label="± standard error" if i == 0 else None)
         ax.set_xlabel("trial" if by == "trial_id" else "seconds since the first trial")
         ax.set_ylabel(f"score ({direction.value})")
         ax.grid(alpha=0.3)
