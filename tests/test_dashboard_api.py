@@ -51,21 +51,25 @@ def test_overview_matches_the_record(client: TestClient, run_dir: Path) -> None:
     curve = [p["best"] for p in o["best_so_far"]]
     assert curve == sorted(curve) and curve[-1] == best.score  # maximize: the best so far never goes down
     assert o["evaluation_seconds"] > 0 and o["llm_calls"] == 1
+    with Record.for_run_dir(run_dir, read_only=True) as record:
+        champion = record.champion()
+    assert champion is not None and o["champion"]["trial"] == champion.trial_id
+    assert (o["champion"]["mean"], o["champion"]["evaluations"]) == (champion.mean, champion.evaluations)
 
 
-def test_lineage_is_the_parent_tree_with_the_best_path(client: TestClient, run_dir: Path) -> None:
+def test_lineage_is_the_parent_tree_with_the_path_to_the_champion(client: TestClient, run_dir: Path) -> None:
     d = client.get("/api/runs/0/lineage").json()
     with Record.for_run_dir(run_dir, read_only=True) as record:
         trials = {t.id: t for t in record.trials()}
-        best = record.best(Direction.MAXIMIZE)
+        champion = record.champion()
     assert {n["id"] for n in d["nodes"]} == set(trials)
     for node in d["nodes"]:
         parents = trials[node["id"]].parent_ids
         assert node["parent"] == (parents[0] if parents else None)
         if node["parent"] is not None:  # a child sits one generation under its parent
             assert node["depth"] == next(n["depth"] for n in d["nodes"] if n["id"] == node["parent"]) + 1
-    path = d["best_path"]
-    assert path[-1] == best.id and not trials[path[0]].parent_ids
+    path = d["best_path"]  # the path from the seed to the champion
+    assert champion is not None and path[-1] == champion.trial_id == d["best_trial"] and not trials[path[0]].parent_ids
     assert all(trials[child].parent_ids[0] == parent for parent, child in zip(path, path[1:], strict=False))
 
 

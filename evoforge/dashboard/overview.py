@@ -1,5 +1,5 @@
-"""The run-wide views: the overview (score over trials and time, counts, spend, evaluation time, time saved by
-gates), the lineage tree with its layout and best path, and the comparison of several runs."""
+"""The run-wide views: the overview (score over trials and time, counts, the champion, spend, evaluation time, time
+saved by gates), the lineage tree with its layout and the path to the champion, and the comparison of several runs."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ def overview(source: RunSource) -> dict[str, Any]:
         direction = direction_of(record)
         counts = record.counts()
         best = record.best(direction)
+        champion = champion_of(record)
         first = record.trials(limit=1)
         savings = record.savings()
         calls = llm_usage(record)
@@ -28,6 +29,7 @@ def overview(source: RunSource) -> dict[str, Any]:
         "started_at": info.created_at.isoformat(), "stopping": info.stopping, "stopped_because": stopped,
         "counts": counts, "total": sum(counts.values()),
         "best_score": best.score if best else None, "best_trial": best.id if best else None,
+        "champion": champion,
         **seed_and_gain(first[0] if first else None, best, direction),
         "evaluation_seconds": savings["evaluation_seconds"], "seconds_saved": savings["seconds_saved"],
         "saved_by_gate": savings["saved_by_gate"], "stopped_by_gate": savings["stopped_by_gate"],
@@ -36,6 +38,17 @@ def overview(source: RunSource) -> dict[str, Any]:
         "llm_cost_usd": round(sum(c.cost_usd for c in calls), 6), "spend_by_model": _spend_by(calls, "model"),
         "trials": trials, "best_so_far": best_so_far(trials, direction),
     }
+
+
+def champion_of(record: Any) -> dict[str, Any] | None:
+    """The run's champion (the last trial crowned by the mean-minus-stderr rule) with its mean ± stderr, or None
+    (no champion yet, or a record from before champions were kept)."""
+    decide = getattr(record, "champion", None)
+    champion = decide() if decide is not None else None
+    if champion is None:
+        return None
+    return {"trial": champion.trial_id, "mean": champion.mean, "stderr": champion.stderr,
+            "evaluations": champion.evaluations, "reason": champion.reason}
 
 
 def tree_layout(nodes: Sequence[dict[str, Any]]) -> dict[int, tuple[float, int]]:
@@ -82,13 +95,14 @@ def lineage(source: RunSource) -> dict[str, Any]:
     with source.record() as record:
         direction = direction_of(record)
         best = record.best(direction)
+        champion = champion_of(record)
         trials = trial_summaries(record)
     place = tree_layout(trials)
+    title = champion["trial"] if champion else (best.id if best else None)
     nodes = [{"id": n["id"], "parent": n["parents"][0] if n["parents"] else None, "status": n["status"],
               "score": n["score"], "name": n["name"], "x": place[n["id"]][0], "depth": place[n["id"]][1]}
              for n in trials]
-    return {"run": source.key, "nodes": nodes, "best_trial": best.id if best else None,
-            "best_path": best_path(trials, best.id if best else None)}
+    return {"run": source.key, "nodes": nodes, "best_trial": title, "best_path": best_path(trials, title)}
 
 
 def compare(sources: Sequence[RunSource]) -> dict[str, Any]:

@@ -32,7 +32,7 @@ EF.views.lineage = {
     const traces = [
       { type: "scatter", mode: "lines", name: "parent → child", x: edge.x, y: edge.y, hoverinfo: "skip",
         line: { color: "#c5cad3", width: 1 } },
-      { type: "scatter", mode: "lines", name: "best path", x: path.map((n) => n.x), y: path.map((n) => -n.depth),
+      { type: "scatter", mode: "lines", name: "path to the champion", x: path.map((n) => n.x), y: path.map((n) => -n.depth),
         hoverinfo: "skip", line: { color: "#f2b705", width: 4 } },
     ];
     const byStatus = {};
