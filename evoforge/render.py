@@ -17,7 +17,8 @@ def render_status(console: Console, ov: dict[str, Any]) -> None:
     table = Table(title=f"run of {ov['task']} ({ov['direction']})", show_header=False)
     for status in TrialStatus:
         table.add_row(status.value, str(ov[status.value]))
-    best = f"{ov['best_score']:.6g} (trial #{ov['best_trial']})" if ov["best_score"] is not None else "none"
+    stderr = f" ± {ov['best_stderr']:.3g}" if ov.get("best_stderr") is not None else ""
+    best = f"{ov['best_score']:.6g}{stderr} (trial #{ov['best_trial']})" if ov["best_score"] is not None else "none"
     table.add_row("best score", best)
     champion = ov.get("champion")
     if champion is not None:
@@ -65,6 +66,14 @@ def _seed_text(seed: dict[str, Any]) -> str:
     return text
 
 
+def _stderr_text(metrics: dict[str, Any]) -> str:
+    """' ± stderr (k repeats)' for a score that is the mean of repeated evaluations, else ''."""
+    stderr, repeats = metrics.get("score_stderr"), metrics.get("score_repeats")
+    if not isinstance(stderr, int | float) or not isinstance(repeats, list):
+        return ""
+    return f" ± {stderr:.3g} (mean ± standard error of {len(repeats)} repeats)"
+
+
 def render_best(console: Console, trial: Trial, seed: dict[str, Any]) -> None:
     champion = seed.get("champion")
     if champion is not None:
@@ -73,8 +82,8 @@ def render_best(console: Console, trial: Trial, seed: dict[str, Any]) -> None:
                       f"evaluation{'s' if champion['evaluations'] != 1 else ''}; {trial.proposer})",
                       markup=False, highlight=False)
     else:
-        console.print(f"best: trial #{trial.id} '{trial.name}' score {trial.score:.6g} ({trial.proposer})",
-                      markup=False, highlight=False)
+        console.print(f"best: trial #{trial.id} '{trial.name}' score {trial.score:.6g}{_stderr_text(trial.metrics)} "
+                      f"({trial.proposer})", markup=False, highlight=False)
     single = seed.get("best_single")
     if single is not None:
         console.print(f"best single evaluation: trial #{single['trial']} scored {single['score']:.6g} once, within "

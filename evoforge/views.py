@@ -141,6 +141,7 @@ def run_overview(run_dir: Path) -> dict[str, Any]:
         total=sum(counts.values()),
         best_score=best.score if best else None,
         best_trial=best.id if best else None,
+        best_stderr=best.metrics.get("score_stderr") if best else None,
         champion=None if champion is None else {"trial": champion.trial_id, "mean": champion.mean,
                                                 "stderr": champion.stderr, "evaluations": champion.evaluations},
         **seed_and_gain(trials[0] if trials else None, best, direction),

@@ -33,13 +33,14 @@ from evoforge.config.research import (
 )
 from evoforge.config.roles import ModelChoice, choose_models, local_spec, spec_for
 from evoforge.config.run import STOPPING_FIELDS, RunSettings
-from evoforge.config.task import Objective, TaskConfig
+from evoforge.config.task import MetricSpec, Objective, TaskConfig
 
 __all__ = [
     "STOPPING_FIELDS", "AnalysisSettings", "AnomalyConfig", "BanditSettings", "Bound", "ChampionSettings",
     "CurveGateConfig",
     "FeatureSpec", "GatesConfig", "IslandSettings", "KnowledgeSettings", "LLMSettings", "Limits", "MapElitesSettings",
-    "MedianConfig", "ModelChoice", "ModelSpec", "Objective", "ParentRelativeConfig", "PatchWeights", "PatienceConfig",
+    "MedianConfig", "MetricSpec", "ModelChoice", "ModelSpec", "Objective", "ParentRelativeConfig", "PatchWeights",
+    "PatienceConfig",
     "Price", "PromoteRule", "PromptBudget", "ResearchSettings", "RunSettings", "SlowdownConfig", "StageConfig",
     "StageList", "StaticGateConfig", "Strict", "TaskConfig", "WeightedSettings", "choose_models", "local_spec",
     "spec_for", "split_name",

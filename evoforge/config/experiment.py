@@ -61,6 +61,8 @@ class StageConfig(Strict):
     timeout_s: float = Field(gt=0)
     promote: PromoteRule | None = None
     args: dict[str, Any] = Field(default_factory=dict)
+    repeats: int = Field(default=1, ge=1, le=100, description="evaluations of the stage, each with its own seed; "
+                         "its score is their mean, with the standard error beside it")
 
 
 class StaticGateConfig(Strict):

@@ -3,6 +3,8 @@ this package define."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, model_validator
 
 from evoforge.config._base import Strict
@@ -20,6 +22,17 @@ class Objective(Strict):
     direction: Direction = Direction.MAXIMIZE
 
 
+class MetricSpec(Strict):
+    """What one metric of the evaluator's result must be; a result that breaks it fails as `bad_result`."""
+
+    type: Literal["number", "integer", "boolean", "string"] = "number"
+    required: bool = True
+    min: float | None = None
+    max: float | None = None
+    stages: list[str] | None = Field(default=None, description="the stages whose results must hold it (all when "
+                                     "not given)")
+
+
 class TaskConfig(Strict):
     name: str = Field(description="defaults to the task folder's name")
     problem: str = Field(description="path of the problem text, relative to the task folder, or the text itself")
@@ -27,7 +40,11 @@ class TaskConfig(Strict):
     evaluator: str | None = Field(default=None, description="Python file defining evaluate(program_path)")
     command: str | None = Field(default=None, description="shell command; {program} is the candidate path")
     objective: Objective = Objective()
+    metrics: dict[str, MetricSpec] = Field(default_factory=dict, description="the result's schema: each metric's "
+                                           "type, whether it is required, and its bounds")
     timeout_s: float = Field(default=300.0, gt=0)
+    repeats: int = Field(default=1, ge=1, le=100, description="evaluations of a program when no stages are declared "
+                         "(a stage declares its own), each with its own seed; the score is their mean")
     limits: Limits = Limits()
     llm: LLMSettings = LLMSettings()
     research: ResearchSettings = ResearchSettings()
@@ -46,7 +63,8 @@ class TaskConfig(Strict):
     @property
     def seeded(self) -> bool:
         """Whether the evaluator's score depends on a seed it is given (declared, or `{seed}` in the command)."""
-        return self.champion.seeded or "{seed}" in (self.command or "")
+        repeated = self.repeats > 1 or any(stage.repeats > 1 for stage in self.stages or [])
+        return self.champion.seeded or repeated or "{seed}" in (self.command or "")
 
     @property
     def champion_repeats(self) -> int:

@@ -15,9 +15,11 @@ import asyncio
 import dataclasses
 import functools
 import json
+import math
 import shlex
 import signal
 import socket
+import statistics
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,7 +34,14 @@ from evoforge.experiment.gates import check_static, program_fingerprint
 from evoforge.experiment.harness import ERROR_KEY
 from evoforge.experiment.integrity import EvaluatorSeal
 from evoforge.experiment.launch import HARNESS
-from evoforge.experiment.result import BadResult, last_json_line, metrics_of, read_result_file, validate
+from evoforge.experiment.result import (
+    BadResult,
+    check_schema,
+    last_json_line,
+    metrics_of,
+    read_result_file,
+    validate,
+)
 from evoforge.experiment.sandbox import SandboxResult, child_env, run_sandboxed
 from evoforge.experiment.stages import Cascade, StageRun
 from evoforge.models import EvaluationHistory, GateDecision, Outcome, StageResult, Trial, TrialStatus
@@ -59,9 +68,10 @@ class StageFiles:
     stderr: Path
 
     @classmethod
-    def of(cls, trial_dir: Path, stage: str | None) -> StageFiles:
-        """The implicit stage (stage None) keeps the plain names; a declared stage adds its name."""
-        infix = f".{stage}" if stage is not None else ""
+    def of(cls, trial_dir: Path, stage: str | None, repeat: int = 0) -> StageFiles:
+        """The implicit stage (stage None) keeps the plain names; a declared stage adds its name, a repeat after the
+        first its number (`stdout.full.r2.log`)."""
+        infix = (f".{stage}" if stage is not None else "") + (f".r{repeat}" if repeat else "")
         return cls(trial_dir / f"result{infix}.json", trial_dir / f"telemetry{infix}.jsonl",
                    trial_dir / f"stdout{infix}.log", trial_dir / f"stderr{infix}.log")
 
@@ -73,7 +83,8 @@ class Engineer:
         self.task = task
         self.env_passthrough = tuple(env_passthrough)
         self.implicit = task.config.stages is None
-        self.stages = task.config.stages or [StageConfig(name=IMPLICIT_STAGE, timeout_s=task.config.timeout_s)]
+        self.stages = task.config.stages or [StageConfig(name=IMPLICIT_STAGE, timeout_s=task.config.timeout_s,
+                                                         repeats=task.config.repeats)]
         self.asi = task.config.layout == "asi-evolve"
         self.seal = EvaluatorSeal.of(task)  # every stage checks that the evaluator is still this one
 
@@ -97,7 +108,7 @@ class Engineer:
                            error_message=rejected.reason, decisions=(rejected,))
 
         async def launch(stage: StageConfig, stop: asyncio.Event) -> StageRun:
-            return await self._run_stage(stage, stop, program_path, trial_dir, seed)
+            return await self._run_repeats(stage, stop, program_path, trial_dir, seed)
 
         cascade = Cascade(
             stages=self.stages, gates=self.task.config.gates, direction=self.task.config.objective.direction,
@@ -121,14 +132,43 @@ class Engineer:
                        seconds_saved=previous.seconds, decisions=(decision,), suspect=previous.suspect,
                        reused_from=previous.id)
 
-    def _files(self, trial_dir: Path, stage: str) -> StageFiles:
-        return StageFiles.of(trial_dir, None if self.implicit else stage)
+    def _files(self, trial_dir: Path, stage: str, repeat: int = 0) -> StageFiles:
+        return StageFiles.of(trial_dir, None if self.implicit else stage, repeat)
+
+    async def _run_repeats(self, stage: StageConfig, stop: asyncio.Event, program_path: Path, trial_dir: Path,
+                           seed: int | None) -> StageRun:
+        """Run the stage `stage.repeats` times, one after another, with seeds seed·k … seed·k + k − 1 (k the
+        repeats; a champion's re-evaluation with seed 1 thus gets other seeds than the first evaluation's). The
+        first repeat that does not succeed is the stage's outcome; else the score is the repeats' mean, and the
+        metrics keep every repeat's score (`score_repeats`) and the standard error (`score_stderr`). Curve gates
+        watch the first repeat's telemetry."""
+        k = stage.repeats
+        if k == 1:
+            return await self._run_stage(stage, stop, program_path, trial_dir, seed)
+        runs: list[StageRun] = []
+        for repeat in range(k):
+            run = await self._run_stage(stage, stop, program_path, trial_dir, (seed or 0) * k + repeat, repeat)
+            runs.append(run)
+            if run.result.status is not TrialStatus.SUCCEEDED or run.result.score is None:
+                if run.result.error_message:
+                    message = f"repeat {repeat + 1} of {k}: {run.result.error_message}"
+                    run = dataclasses.replace(run, result=dataclasses.replace(run.result, error_message=message))
+                return run
+        scores = [float(r.result.score or 0.0) for r in runs]
+        mean = statistics.fmean(scores)
+        stderr = statistics.stdev(scores) / math.sqrt(k)
+        last = runs[-1]
+        metrics = {**last.result.metrics, self.task.config.objective.metric: mean, "score_repeats": scores,
+                   "score_stderr": stderr}
+        result = dataclasses.replace(last.result, score=mean, metrics=metrics,
+                                     seconds=sum(r.result.seconds for r in runs))
+        return dataclasses.replace(last, result=result)
 
     async def _run_stage(self, stage: StageConfig, stop: asyncio.Event, program_path: Path,
-                         trial_dir: Path, seed: int | None = None) -> StageRun:
+                         trial_dir: Path, seed: int | None = None, repeat: int = 0) -> StageRun:
         """Run one stage's evaluator process (stopped when `stop` is set) and classify how it ended."""
         self.seal.check()
-        files = self._files(trial_dir, stage.name)
+        files = self._files(trial_dir, stage.name, repeat)
         files.result.unlink(missing_ok=True)
         if self.asi:
             (trial_dir / ASI_RESULT_FILE).unlink(missing_ok=True)
@@ -210,11 +250,12 @@ class Engineer:
         done = {"name": stage.name, "seconds": run.seconds}
         if run.stopped:
             return StageResult(status=TrialStatus.PRUNED, **done)
-        outcome = self._outcome(run, reported, stage.timeout_s)
+        outcome = self._outcome(run, reported, stage.timeout_s, stage.name)
         return StageResult(status=outcome.status, score=outcome.score, metrics=outcome.metrics,
                            error_class=outcome.error_class, error_message=outcome.error_message, **done)
 
-    def _outcome(self, run: SandboxResult, reported: _Reported | BadResult | None, timeout_s: float) -> Outcome:
+    def _outcome(self, run: SandboxResult, reported: _Reported | BadResult | None, timeout_s: float,
+                 stage: str | None = None) -> Outcome:
         tails = {"seconds": run.seconds, "stdout_tail": _tail(run.stdout_tail),
                  "stderr_tail": _tail(run.stderr_tail)}
         if run.limit == "disk_limit":
@@ -234,6 +275,7 @@ class Engineer:
             return _failed("reported_failure", _asi_failure(raw), metrics=metrics_of(raw), **tails)
         try:
             score, metrics = validate(raw, self.task.config.objective.metric)
+            check_schema(raw, self.task.config.metrics, None if self.implicit else stage)
         except BadResult as exc:
             if run.returncode:  # a failed command whose stdout merely held some JSON: the failure is the news
                 return self._no_result(run, **tails)

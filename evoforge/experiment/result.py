@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -80,3 +81,31 @@ def validate(result: Any, metric: str) -> tuple[float, dict[str, Any]]:
     if math.isinf(score):
         raise BadResult(f"{metric} is {'+' if score > 0 else '-'}inf")
     return score, metrics_of(result)
+
+
+_TYPES = {"number": (int, float), "integer": (int,), "boolean": (bool,), "string": (str,)}
+
+
+def check_schema(result: dict[str, Any], specs: Mapping[str, Any], stage: str | None) -> None:
+    """Check the result's metrics against the task's `metrics` schema (MetricSpec: type, required, min, max,
+    stages); raises BadResult naming the metric, what it is and what task.yaml asks."""
+    for name, spec in specs.items():
+        where = f"task.yaml metrics.{name}"
+        if name not in result:
+            if spec.required and (spec.stages is None or stage in spec.stages):
+                raise BadResult(f"metric {name!r} missing from result ({where} requires it): got keys "
+                                f"{sorted(result)}")
+            continue
+        value = result[name]
+        is_bool = isinstance(value, bool)
+        if not isinstance(value, _TYPES[spec.type]) or (is_bool and spec.type != "boolean"):
+            raise BadResult(f"metric {name!r} is a {type(value).__name__} ({value!r:.80}), {where} asks for a "
+                            f"{spec.type}")
+        if spec.type in ("number", "integer"):
+            number = float(value)
+            if math.isnan(number):
+                raise BadResult(f"metric {name!r} is NaN ({where} asks for a number)")
+            if spec.min is not None and number < spec.min:
+                raise BadResult(f"metric {name!r} = {value!r} is below its min {spec.min:g} ({where})")
+            if spec.max is not None and number > spec.max:
+                raise BadResult(f"metric {name!r} = {value!r} is above its max {spec.max:g} ({where})")

@@ -40,6 +40,7 @@ class Step:
     effect: float | None  # score minus the parent's (None for the seed or an unscored parent)
     lines_added: int
     lines_removed: int
+    stderr: float | None = None  # of a score that is the mean of repeated evaluations
 
 
 @dataclass(frozen=True)
@@ -98,8 +99,9 @@ def lineage(trials: dict[int, Trial], champion: Trial | None) -> list[Step]:
         effect = None
         if parent is not None and parent.score is not None and trial.score is not None:
             effect = trial.score - parent.score
+        stderr = trial.metrics.get("score_stderr")
         steps.append(Step(trial.id, trial.name or "", (trial.motivation or "")[:MOTIVATION_CHARS], trial.score,
-                          effect, added, removed))
+                          effect, added, removed, stderr if isinstance(stderr, int | float) else None))
     return steps
 
 
