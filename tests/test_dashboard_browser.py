@@ -5,40 +5,15 @@ appears without a reload, and a screenshot is saved in the test's temp folder.""
 
 from __future__ import annotations
 
-import os
-import shutil
 import socket
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
+from browser import CHROMIUM, FLAGS, WAIT_MS, browser_or_skip
 from dashboard_run import HOSTILE_MOTIVATION, HOSTILE_NAME, TRIALS, add_plain_trial, make_run
-
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-         "--no-first-run", "--disable-quic"]
-WAIT_MS = 60_000  # generous: the box may be loaded; every wait below is for an event, not a duration
-
-
-def _browser_or_skip() -> Any:
-    """Playwright's sync API, or a loud skip (a failure under CI, where `make test` installs Chromium)."""
-    missing = []
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        missing.append("the playwright package (pip install -e '.[dashboard]')")
-        sync_playwright = None
-    if not os.access(CHROMIUM, os.X_OK) and shutil.which("chromium") != CHROMIUM:
-        missing.append(f"Debian's Chromium at {CHROMIUM} (apt-get install -y chromium; `make test` does it)")
-    if missing:
-        reason = "BROWSER TEST NOT RUN: missing " + " and ".join(missing)
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return sync_playwright
 
 
 def _free_port() -> int:
@@ -70,7 +45,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
 
 def test_the_dashboard_in_a_real_browser(served: tuple[str, Path], tmp_path: Path,
                                         capsys: pytest.CaptureFixture[str]) -> None:
-    sync_playwright = _browser_or_skip()
+    sync_playwright = browser_or_skip()
     url, run_dir = served
     hostile_id = TRIALS + 1
     with sync_playwright() as p:

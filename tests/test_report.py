@@ -167,3 +167,33 @@ def test_bad_input_gets_one_line(tmp_path: Path, offline_run: tuple[Path, Path])
     assert few.returncode == 2 and "--k 1" in few.stderr
     not_a_run = evoforge("report", str(tmp_path), check=False)
     assert not_a_run.returncode == 2 and "error" in not_a_run.stderr
+
+
+def test_the_report_renders_in_a_real_browser_without_errors(offline_run: tuple[Path, Path], tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    from browser import CHROMIUM, FLAGS, WAIT_MS, browser_or_skip
+
+    sync_playwright = browser_or_skip()
+    _, run_dir = offline_run
+    evoforge("report", str(run_dir), "--out", str(tmp_path / "r.html"))
+    errors: list[str] = []
+    requests: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+        try:
+            page = browser.new_page()
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.on("request", lambda r: requests.append(r.url))
+            page.goto((tmp_path / "r.html").as_uri(), wait_until="load", timeout=WAIT_MS)
+            sizes = page.eval_on_selector_all(".figure svg", "els => els.map(e => e.getBoundingClientRect().height)")
+            sections = page.eval_on_selector_all("section", "els => els.map(e => e.id)")
+            shot = tmp_path / "report.png"
+            page.screenshot(path=str(shot), full_page=True)
+        finally:
+            browser.close()
+    with capsys.disabled():
+        print(f"\nreport screenshot: {shot}")
+    assert errors == [] and len(sizes) == 2 and all(h > 100 for h in sizes)
+    assert set(sections) == SECTIONS and shot.stat().st_size > 10_000
+    assert all(url.startswith("file://") for url in requests)  # nothing fetched from a network
