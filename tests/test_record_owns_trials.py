@@ -152,6 +152,9 @@ def test_a_sampler_rebuilt_from_the_record_equals_the_live_one(tmp_path: Path, n
         resumed.rebuild(resumed_population, MAX)
         assert resumed.state(resumed_population, MAX) == live
         assert all(t.facts["sampler"] == name and t.facts["turn"] == i for i, t in enumerate(again.trials()[1:]))
+        scanned = _sampler(name)  # the indexes kept trial by trial equal what a scan of a plain list finds
+        scanned.rebuild(again.trials(), MAX)
+        assert scanned.state(again.trials(), MAX) == live
 
 
 def _live_bandit(run_dir: Path, arms: list[Arm], policy: str) -> tuple[dict, list[str]]:

@@ -56,8 +56,8 @@ def test_children_join_their_parents_island_and_migrate_on_a_ring() -> None:
         step(sampler, trials, lambda tid, _parent: float(tid))
     arch = sampler.islands
     assert [t.parent_ids[0] for t in trials[1:]] == [1, 1, 2, 3]
-    # the sampler places a trial when it next sees the run: 5 is not placed yet, so no migration is due
-    assert {tid: arch.islands_of(tid) for tid in range(1, 6)} == {1: [0, 1], 2: [0], 3: [1], 4: [0], 5: []}
+    # each child is placed as soon as it is recorded (observed); the migration now due is made by the next pick
+    assert {tid: arch.islands_of(tid) for tid in range(1, 6)} == {1: [0, 1], 2: [0], 3: [1], 4: [0], 5: [1]}
     assert arch.migrations == 0 and arch.events == []
     child = step(sampler, trials, lambda tid, _parent: float(tid))  # 4 new trials: the migration comes first
     assert arch.migrations == 1

@@ -16,7 +16,7 @@ Inspirations come from the same island first, then from the others.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +48,7 @@ class Archipelago:
                 f"{count}, {migration_interval}, {migration_rate}"
             )
         self.count, self.interval, self.rate = count, migration_interval, migration_rate
+        self.on_join: Callable[[int, Trial], None] | None = None  # told of each trial joining an island (MAP-Elites)
         self.reset()
 
     def reset(self) -> None:
@@ -59,32 +60,42 @@ class Archipelago:
         self.picks = 0  # trials placed by a pick's `island` fact
         self.unrecorded: dict[str, Any] | None = None  # a migration made by a pick whose trial is not recorded yet
         self.last = 0  # the island of the latest pick
-        # Following the loop's pool: one pool per island, caught up from the run pool's log on each update, so a
-        # pick costs the same at 100 or 100,000 trials. (Given plain lists, members are found by a scan instead.)
+        # Following the run's population (`attach`): one pool per island, kept up to date by `observe` with each
+        # trial the record writes, so a pick costs the same at 100 or 100,000 trials. (Given a plain list, members
+        # are found by a scan instead.)
         self._source: TrialPool | None = None
-        self._seen = 0
         self._pools: list[TrialPool] = []
 
     # ---- membership ---------------------------------------------------------------------------------------
+    def attach(self, population: TrialPool) -> None:
+        """Start over from the run's population: place its trials (in id order, replaying the migrations their
+        facts carry) and build one pool per island; from then on `observe` must see every trial written."""
+        self.reset()
+        self._place_new(sorted(population, key=lambda t: t.id), population)
+        self._source = population
+        self._pools = [TrialPool(population.direction, self._scan(population, island)) for island in range(self.count)]
+        if self.on_join is not None:
+            for island, pool in enumerate(self._pools):
+                for trial in pool.iter_best():
+                    self.on_join(island, trial)
+
+    def observe(self, trial: Trial, old: Trial | None) -> None:
+        """A trial the record wrote (new or changed): placed when new, and kept current in its islands' pools."""
+        if trial.id not in self.home:
+            self._place_new([trial], self._source if self._source is not None else ())
+        if self._source is not None:
+            for island in self.islands_of(trial.id):
+                self._join(island, trial)
+
+    def _join(self, island: int, trial: Trial) -> None:
+        self._pools[island].put(trial)
+        if self.on_join is not None:
+            self.on_join(island, trial)
+
     def update(self, trials: Sequence[Trial], direction: Direction) -> None:
-        """Place trials not seen before (and replay the migrations their facts carry)."""
-        source = self._source
-        if trials is source and source is not None and source.direction is direction:
-            changed = list(dict.fromkeys(source.changes(self._seen)))
-            self._seen = source.log_size
-            self._place_new(sorted((t for t in map(source.get, changed) if t is not None and t.id not in self.home),
-                                   key=lambda t: t.id), trials)
-            for trial_id in changed:
-                trial = source.get(trial_id)
-                if trial is not None:
-                    for island in self.islands_of(trial_id):
-                        self._pools[island].put(trial)
-        else:
-            self._source = None
+        """Place the trials of a plain list not seen before (the attached population is kept by `observe`)."""
+        if trials is not self._source:
             self._place_new(sorted((t for t in trials if t.id not in self.home), key=lambda t: t.id), trials)
-            if isinstance(trials, TrialPool):
-                self._pools = [TrialPool(direction, self._scan(trials, island)) for island in range(self.count)]
-                self._source, self._seen = trials, trials.log_size
 
     def _place_new(self, new: Sequence[Trial], trials: Sequence[Trial]) -> None:
         for trial in new:
@@ -124,11 +135,11 @@ class Archipelago:
         for source, target, ids in migration["moves"]:
             new = [int(i) for i in ids if int(i) not in self.migrants[target]]
             self.migrants[target].update(new)
-            if trials is self._source and self._source is not None:
+            if trials is self._source and self._source is not None and self._pools:
                 for trial_id in new:
                     trial = self._source.get(trial_id)
                     if trial is not None:
-                        self._pools[target].put(trial)
+                        self._join(target, trial)
             self.events.append(Migration(int(migration["after"]), source, target, tuple(int(i) for i in ids)))
         del self.events[:-MAX_EVENTS]
 
@@ -144,6 +155,11 @@ class Archipelago:
                 return island
         raise ValueError("no island has a scored trial")
 
+    @property
+    def source(self) -> TrialPool | None:
+        """The population attached (None: plain lists are scanned)."""
+        return self._source
+
     def islands_of(self, trial_id: int) -> list[int]:
         """Every island `trial_id` is a member of (home and migrations)."""
         home = self.home.get(trial_id)
@@ -156,7 +172,7 @@ class Archipelago:
     def members(self, trials: Sequence[Trial], island: int) -> Sequence[Trial]:
         """The trials of `trials` on `island`: roots, those at home there and migrants (the island's pool when
         following the loop's pool and caught up with it, else a scan in the order of `trials`)."""
-        if trials is self._source and self._seen == self._source.log_size:
+        if trials is self._source and self._pools:
             return self._pools[island]
         return self._scan(trials, island)
 
@@ -211,11 +227,14 @@ class IslandSampler(Sampler):
         return chosen
 
     def observe(self, trial: Trial, old: Trial | None) -> None:
-        return None  # placed from the population's log on the next `update` (see Archipelago)
+        self.islands.observe(trial, old)
 
     def rebuild(self, trials: Sequence[Trial], direction: Direction) -> None:
         self.reset()
-        self.islands.update(trials, direction)
+        if isinstance(trials, TrialPool) and trials.direction is direction:
+            self.islands.attach(trials)
+        else:
+            self.islands.update(trials, direction)
 
     def reset(self) -> None:
         super().reset()
