@@ -27,6 +27,7 @@ demo: install
 	$(BIN)/evoforge best $(RUN_DIR)
 	$(BIN)/evoforge report $(RUN_DIR)
 	@echo "Record: $(RUN_DIR)/record.db   (try: $(BIN)/evoforge status $(RUN_DIR); $(BIN)/evoforge export $(RUN_DIR) --format jsonl)"
+	@echo "Report: $(RUN_DIR)/report.html (and report.md)"
 	@echo "Dashboard: $(BIN)/evoforge dashboard $(RUN_DIR)   (then open http://127.0.0.1:8765/)"
 
 sandbox-tools:

@@ -91,8 +91,10 @@ def test_client_error_is_not_retried(fake_llm: FakeLLM) -> None:
 
 
 def test_timeout_is_retried(fake_llm: FakeLLM) -> None:
-    fake_llm.push(Reply.delay(2.0, "too late"), "in time")
-    text, _ = complete(fast_client(fake_llm, timeout_s=0.3, max_retries=1))
+    # the first answer would come long after the timeout (the fake's close wakes it); the retry has the whole
+    # timeout to answer, which a loaded machine needs (0.3 s was too short for it under a full suite)
+    fake_llm.push(Reply.delay(120.0, "too late"), "in time")
+    text, _ = complete(fast_client(fake_llm, timeout_s=3.0, max_retries=1))
     assert text == "in time" and len(fake_llm.requests) == 2
 
 
