@@ -139,7 +139,7 @@ class Ensemble:
 
     def facts(self, arm: Arm) -> dict[str, Any]:
         """What to write on the trial `arm` proposes (taken just after `choose`: the turn is its own)."""
-        return {"arm": arm.key, "model": arm.model, "temperature": arm.temperature, "turn": self.turn() - 1,
+        return {"arm": arm.key, "model": arm.model, "temperature": arm.temperature, "arm_turn": self.turn() - 1,
                 "policy": self.bandit.policy}
 
     def release(self, arm: Arm) -> None:
