@@ -140,6 +140,21 @@ def test_children_of_the_seed_follow_their_picks_island_not_the_id_rule() -> Non
     assert sampler.islands.islands_of(2) == [0]  # no facts: the id rule
 
 
+def test_migrations_due_at_once_are_made_as_one_and_then_keep_their_interval() -> None:
+    sampler = islands(count=2, interval=2)
+    trials = [ok(1, 0.0), *(ok(i, float(i), (1,)) for i in range(2, 11))]  # 9 children, no facts: 4 migrations due
+    first = sampler.pick(trials, MAX, {}, 0)
+    again = sampler.pick(trials, MAX, {first.parent.id: 1}, 0)  # before the first is recorded: the same migration
+    assert first.facts["migration"]["number"] == again.facts["migration"]["number"] == 4
+    assert sampler.islands.migrations == 4 and len(sampler.islands.events) == 2  # one ring migration, two moves
+    trials.append(ok(11, 1.0, (first.parent.id,), facts=first.facts))
+    sampler.observe(trials[-1], None)
+    resumed = islands(count=2, interval=2)
+    resumed.rebuild(trials, MAX)  # migration 4 replayed from trial 11's facts
+    assert resumed.state(trials, MAX) == sampler.state(trials, MAX) and resumed.islands.migrations == 4
+    assert sampler.pick(trials, MAX, {}, 0).facts["migration"]["number"] == 5  # 10 children now: the next one
+
+
 def test_weighted_penalises_prolific_parents() -> None:
     trials = [ok(1, 1.0), ok(2, 1.0)] + [
         Trial(id=i, status=TrialStatus.FAILED, parent_ids=(1,)) for i in range(3, 8)

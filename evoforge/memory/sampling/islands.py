@@ -7,7 +7,8 @@ made before facts, an internal error) joins its parent's home island, and a chil
 
 Migration. Each time the run gains `migration_interval` more non-root trials (any status), every island i copies
 its best `ceil(migration_rate * scored members)` trials into island (i + 1) % N, as members, not new trials. The
-pick that finds a migration due makes it and writes it in its facts (`migration`: its number, when, and who moved);
+pick that finds a migration due makes it and writes it in its facts (`migration`: its number, when, and who moved;
+several due at once, as in a record made before facts, are made as one);
 a resumed run replays it from there, so nothing but the trials is kept. Parents are picked island by island in turn
 (round robin from the pick's turn); inside the island an inner policy (greedy, random, ucb1, weighted) chooses.
 Inspirations come from the same island first, then from the others.
@@ -103,7 +104,7 @@ class Archipelago:
             self.children += bool(trial.parent_ids)
             self.picks += "island" in trial.facts
             migration = trial.facts.get("migration")
-            if migration and int(migration["number"]) == self.migrations + 1:
+            if migration and int(migration["number"]) > self.migrations:
                 self._apply(migration, trials)
             if self.unrecorded is not None and self.unrecorded["number"] <= self.migrations:
                 self.unrecorded = None
@@ -119,14 +120,15 @@ class Archipelago:
 
     def due(self, trials: Sequence[Trial], direction: Direction) -> dict[str, Any] | None:
         """The migration a pick must make now (made, and kept until a recorded trial carries it), or None."""
-        if self.unrecorded is None and self.count > 1 and self.children >= (self.migrations + 1) * self.interval:
+        number = self.children // self.interval  # several due at once (a record from before facts): made as one
+        if self.unrecorded is None and self.count > 1 and number > self.migrations:
             moves = []
             for island in range(self.count):
                 best = ranked(self.members(trials, island), direction)
                 share = math.ceil(self.rate * len(best)) if self.rate > 0 else 0
                 target = (island + 1) % self.count
                 moves.append([island, target, [t.id for t in best[:share] if target not in self.islands_of(t.id)]])
-            self.unrecorded = {"number": self.migrations + 1, "after": self.children, "moves": moves}
+            self.unrecorded = {"number": number, "after": self.children, "moves": moves}
             self._apply(self.unrecorded, trials)
         return self.unrecorded
 
