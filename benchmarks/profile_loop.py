@@ -3,7 +3,11 @@ py-spy samples the process (not its sandbox children) and this prints the shares
 time and the top evoforge functions by time spent in them and below.
 
     .venv/bin/pip install py-spy        # once; not a dependency of evoforge
-    .venv/bin/python benchmarks/profile_loop.py [--trials 1000] [--in-record 0] [--rate 100]
+    .venv/bin/python benchmarks/profile_loop.py [--trials 1000] [--in-record 0] [--rate 100] [--threads]
+
+`--threads` samples each thread apart and prints, per thread, its busy samples and the share of them spent in record
+I/O (the record's modules, SQLAlchemy, sqlite3): for the event loop's thread (MainThread) that is how long the loop
+waits on the database.
 """
 
 from __future__ import annotations
@@ -81,6 +85,32 @@ def report(raw: Path, top: int = 15) -> None:
         print(f"  {100 * n / total:5.1f}%  {frame}")
 
 
+RECORD_IO = ("evoforge/memory/record.py", "evoforge/memory/research_log.py", "evoforge/memory/evaluations.py",
+             "(sqlalchemy/", "sqlite3")
+
+
+def report_threads(raw: Path) -> None:
+    """Per thread (by name, numbered pool threads together): busy samples, and the share of them in record I/O."""
+    busy: Counter[str] = Counter()
+    io: Counter[str] = Counter()
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack.startswith("thread (") or not count.isdigit():
+            continue
+        frames = stack.split(";")
+        name = frames[0].partition(": ")[2].rstrip("0123456789").rstrip("_") or "?"
+        if len(frames) < 2 or any(idle in frames[-1] for idle in IDLE):
+            continue
+        busy[name] += int(count)
+        if any(needle in frame for frame in frames[1:] for needle in RECORD_IO):
+            io[name] += int(count)
+    print("by thread (busy samples; share of them in record I/O):")
+    for name, n in busy.most_common():
+        print(f"  {name:<24} {n:>7}  {100 * io[name] / n:5.1f}% record I/O")
+    loop = busy.get("MainThread", 0)
+    print(f"RESULT event_loop_record_io_share={io['MainThread'] / loop if loop else 0.0:.3f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--trials", type=int, default=1000)
@@ -89,6 +119,7 @@ def main() -> None:
     parser.add_argument("--gil", action="store_true", help="sample only the thread holding the GIL (Python's own "
                         "CPU; numpy's released-GIL work and blocked threads left out)")
     parser.add_argument("--raw", type=Path, default=None, help="keep py-spy's collapsed stacks here")
+    parser.add_argument("--threads", action="store_true", help="per thread: busy samples and their share in record I/O")
     args = parser.parse_args()
     spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
     if spy is None:
@@ -110,9 +141,9 @@ def main() -> None:
                        str(total), "--concurrency", "1"]
         raw = args.raw or tmp / "stacks.txt"
         subprocess.run([spy, "record", "--format", "raw", "--rate", str(args.rate), "--output", str(raw),
-                        *(["--gil"] if args.gil else []), "--", *command],
+                        *(["--gil"] if args.gil else []), *(["--threads"] if args.threads else []), "--", *command],
                        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        report(raw)
+        report_threads(raw) if args.threads else report(raw)
 
 
 if __name__ == "__main__":

@@ -28,10 +28,10 @@ def make_run(run_dir: Path) -> None:
     record = Record.for_run_dir(run_dir, create=True)
     record.create_run(task_name="bench", config={}, seed=0, task_snapshot={}, stopping={"trials": 2})
     seed = record.add_trial(parent_ids=[], inspiration_ids=[], name="seed", motivation="", code="x = 1\n", diff="",
-                            proposer="seed", model=None)
+                            proposer="seed", model=None).id
     record.finish_trial(seed, Outcome(status=TrialStatus.SUCCEEDED, score=1.0, metrics={"x": 1}), Digest("seed"))
     child = record.add_trial(parent_ids=[seed], inspiration_ids=[], name="x=2", motivation="", code="x = 2\n",
-                             diff="-x = 1\n+x = 2\n", proposer="offline", model=None)
+                             diff="-x = 1\n+x = 2\n", proposer="offline", model=None).id
     record.finish_trial(child, Outcome(status=TrialStatus.SUCCEEDED, score=2.0, metrics={"x": 2}), Digest("x=2"))
     record.close()
 

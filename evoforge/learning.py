@@ -1,5 +1,6 @@
 """The loop's glue to long-term memory: retrieval for the researcher (LEARN), the analyzer and its lessons written
-back into the cognition base (ANALYZE), the periodic research review, and the novelty gate before evaluation.
+back into the cognition base (ANALYZE), the periodic research review, and the novelty gate (`NoveltyGate`) that
+screens each proposal before evaluation.
 
 It only moves plain data between the record, the cognition base and the analysis pillar; each owns its rules.
 """
@@ -7,10 +8,11 @@ It only moves plain data between the record, the cognition base and the analysis
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -30,8 +32,9 @@ from evoforge.analysis.novelty import could_reach
 from evoforge.llm.client import LLMClient
 from evoforge.memory.cognition import CognitionBase, Hit, KnowledgeItem
 from evoforge.memory.record import Record
-from evoforge.models import Digest, LLMCall, Outcome, Proposal, Trial, TrialStatus
-from evoforge.research.context import KnowledgeNote
+from evoforge.models import Digest, LLMCall, NoveltyDecision, Outcome, Proposal, ProposalStatus, Trial, TrialStatus
+from evoforge.research import Proposer
+from evoforge.research.context import KnowledgeNote, ResearchContext
 from evoforge.task import Task
 
 log = logging.getLogger(__name__)
@@ -66,6 +69,7 @@ class Learning:
         self.agenda = agendas[-1]["text"] if agendas else ""
         self._finished_since_review = 0
         self._kb_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cognition")
+        self.novelty = NoveltyGate(task, kb, client, self._off_loop)
 
     # ---- LEARN ------------------------------------------------------------------------------------------
     async def _off_loop(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -119,8 +123,8 @@ class Learning:
             log_tail=f"{outcome.stdout_tail}\n{outcome.stderr_tail}", metric=cfg.objective.metric,
             direction=cfg.objective.direction, problem=self.task.problem_text,
         ))
-        self.record.add_llm_calls(trial.id, analysis.llm_calls)
-        self.record.add_analysis(trial.id, "analysis", analysis.text, {**analysis.data, "source": analysis.source})
+        rows: list[tuple[str, str, dict[str, Any]]] = [
+            ("analysis", analysis.text, {**analysis.data, "source": analysis.source})]
         for lesson in analysis.lessons:
             item = KnowledgeItem(
                 kind=lesson.kind, title=lesson.title, content=lesson.content, trigger=lesson.trigger,
@@ -128,11 +132,18 @@ class Learning:
                 provenance={"run": self.run_label, "trial": trial.id, "task": cfg.name},
             )
             item_id, verdict = await self._off_loop(self.kb.add_lesson, item, effect_sign=lesson.effect_sign)
-            self.record.add_analysis(trial.id, "lesson", f"{lesson.title}: {lesson.content}",
-                                     {"item_id": item_id, "verdict": verdict, "trigger": lesson.trigger,
-                                      "effect_sign": lesson.effect_sign})
+            rows.append(("lesson", f"{lesson.title}: {lesson.content}",
+                         {"item_id": item_id, "verdict": verdict, "trigger": lesson.trigger,
+                          "effect_sign": lesson.effect_sign}))
+        await self.record.io(self._write_analysis, trial.id, analysis.llm_calls, rows)  # one transaction
         self._finished_since_review += 1
         return analysis
+
+    def _write_analysis(self, trial_id: int, calls: Sequence[LLMCall], rows: list[tuple[str, str, dict[str, Any]]]
+                        ) -> None:
+        self.record.add_llm_calls(trial_id, calls)
+        for kind, text, data in rows:
+            self.record.add_analysis(trial_id, kind, text, data)
 
     async def maybe_review(self, trials: Sequence[Trial], last_trial_id: int) -> None:
         """Every `analysis.review_every` analysed trials, write a new research agenda and keep it in the record."""
@@ -148,26 +159,64 @@ class Learning:
         lessons = [(i.title, i.content, i.support) for i in learned]
         agenda = await write_agenda(client=self.client, problem=self.task.problem_text, best=scored[:5],
                                     lessons=lessons, failure_classes=dict(failures), previous=self.agenda or None)
-        self.record.add_llm_calls(None, agenda.llm_calls)
-        self.record.add_agenda(last_trial_id, agenda.text, {"directions": agenda.directions,
-                                                            "dead_ends": agenda.dead_ends, "source": agenda.source})
+        await self.record.io(self.record.add_llm_calls, None, agenda.llm_calls)
+        await self.record.io(self.record.add_agenda, last_trial_id, agenda.text, {
+            "directions": agenda.directions, "dead_ends": agenda.dead_ends, "source": agenda.source})
         self.agenda = agenda.text
 
-    # ---- novelty gate -----------------------------------------------------------------------------------
-    async def near_duplicate(
-        self, proposal: Proposal, evaluated: Sequence[Trial]
-    ) -> tuple[Trial | None, list[LLMCall]]:
+    async def aclose(self) -> None:
+        await self.analyzer.aclose()
+        if self.client is not None:
+            await self.client.aclose()
+        await self._off_loop(self.kb.close)
+        self._kb_thread.shutdown(wait=True)
+
+
+def describe(kb: CognitionBase) -> dict[str, Any]:
+    return {"mode": kb.mode, "items": kb.count()}
+
+
+class NoveltyGate:
+    """The novelty gate, one object: is a proposal a near-duplicate of an evaluated trial? Similarity of
+    motivation (embeddings of the cognition base's encoder, else shingles) and code (shingles) at or over
+    `analysis.novelty_threshold`, confirmed by the judge when a model is configured. Runs its encoding on the
+    cognition base's thread (`off_loop`)."""
+
+    def __init__(self, task: Task, kb: CognitionBase, client: LLMClient | None,
+                 off_loop: Callable[..., Awaitable[Any]]) -> None:
+        self.task, self.kb, self.client, self._off_loop = task, kb, client, off_loop
+
+    async def screen(self, proposer: Proposer, ctx: ResearchContext, evaluated: Sequence[Trial]) -> Proposal:
+        """Ask `proposer` for a proposal built on `ctx`; a near-duplicate of an evaluated trial goes back once with
+        that trial shown, and comes out NOT_NOVEL if it still is one. The judge's calls join the proposal's."""
+        proposal = await proposer.propose(ctx)
+        if proposal.status is not ProposalStatus.READY or proposer.tunes_constants:
+            return proposal
+        first = await self.decide(proposal, evaluated)
+        if first.novel:
+            return dataclasses.replace(proposal, llm_calls=proposal.llm_calls + first.llm_calls)
+        proposer.discard(proposal)  # the second answer, not this one, becomes the trial
+        second = await proposer.propose(dataclasses.replace(ctx, near_duplicate=first.near))
+        calls = proposal.llm_calls + first.llm_calls + second.llm_calls
+        if second.status is not ProposalStatus.READY:
+            return dataclasses.replace(second, llm_calls=calls)
+        again = await self.decide(second, evaluated)
+        second = dataclasses.replace(second, llm_calls=calls + again.llm_calls)
+        if again.near is None:
+            return second
+        return dataclasses.replace(second, status=ProposalStatus.NOT_NOVEL, error=(
+            f"not novel: too close to trial #{again.near.id} ('{again.near.name}') even after being shown it"))
+
+    async def decide(self, proposal: Proposal, evaluated: Sequence[Trial]) -> NoveltyDecision:
         """The evaluated trial this proposal repeats (similar hypothesis and code, confirmed by the judge when a
-        model is configured), or None."""
+        model is configured), or a novel verdict."""
         near = await self._off_loop(self._nearest, proposal, evaluated)
-        if near is None:
-            return None, []
-        if self.client is None:
-            return near, []
+        if near is None or self.client is None:
+            return NoveltyDecision(near)
         novel, call = await judge_novelty(self.client, candidate_motivation=proposal.motivation,
                                           candidate_code=proposal.code, near_motivation=near.motivation,
                                           near_code=near.code)
-        return (None if novel else near), [call]
+        return NoveltyDecision(None if novel else near, (call,))
 
     def _nearest(self, proposal: Proposal, evaluated: Sequence[Trial]) -> Trial | None:
         """The most similar evaluated trial at or over the novelty threshold (runs on the base's thread).
@@ -208,14 +257,3 @@ class Learning:
             return proposal_similarity(proposal.motivation, proposal.code, trial.motivation, trial.code)
         cosine = float(np.dot(mine, theirs))
         return 0.4 * cosine + 0.6 * code
-
-    async def aclose(self) -> None:
-        await self.analyzer.aclose()
-        if self.client is not None:
-            await self.client.aclose()
-        await self._off_loop(self.kb.close)
-        self._kb_thread.shutdown(wait=True)
-
-
-def describe(kb: CognitionBase) -> dict[str, Any]:
-    return {"mode": kb.mode, "items": kb.count()}

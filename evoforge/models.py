@@ -57,12 +57,21 @@ class LLMCall:
     retries: int = 0  # failed attempts before this answer (429, 5xx, timeouts, broken bodies)
 
 
+class ProposalStatus(StrEnum):
+    """What became of a proposal, which decides what the loop records."""
+
+    READY = "ready"  # a candidate to evaluate
+    FAILED = "failed"  # no usable program (unparseable answer, edits that do not apply): a failed trial
+    NOT_NOVEL = "not_novel"  # the novelty gate refused it: a rejected trial, never evaluated
+    UNREACHABLE = "unreachable"  # no model could be reached: no trial (the loop tries again or stops)
+
+
 @dataclass(frozen=True)
 class Proposal:
     """What the researcher hands the engineer: a named hypothesis and the candidate program.
 
-    `error` is set when no usable program came out (unparseable answer, edits that do not apply);
-    such a proposal becomes a failed trial with that reason and is never evaluated.
+    `status` says whether it is ready to evaluate; `error` says why not (a proposal given an error and no status
+    is FAILED). A failed proposal becomes a failed trial with that reason, a not-novel one a rejected trial.
     """
 
     name: str
@@ -73,7 +82,16 @@ class Proposal:
     error: str | None = None
     llm_calls: tuple[LLMCall, ...] = ()
     extra_parent_ids: tuple[int, ...] = ()  # a crossover's second parent(s), besides the sampled one
-    unreachable: bool = False  # failed because no model could be reached: no trial (the loop tries again or stops)
+    facts: dict[str, Any] = field(default_factory=dict)  # what the proposer decided (model arm, temperature, ...)
+    status: ProposalStatus = ProposalStatus.READY
+
+    def __post_init__(self) -> None:
+        if self.error is not None and self.status is ProposalStatus.READY:
+            object.__setattr__(self, "status", ProposalStatus.FAILED)
+
+    @property
+    def unreachable(self) -> bool:
+        return self.status is ProposalStatus.UNREACHABLE
 
 
 @dataclass(frozen=True)
@@ -184,6 +202,7 @@ class Trial:
     reused_from: int | None = None
     created_at: datetime | None = None
     finished_at: datetime | None = None
+    facts: dict[str, Any] = field(default_factory=dict)  # what the sampler and proposer decided (see tables.py)
 
     @cached_property
     def scored(self) -> bool:  # cached: samplers ask it of every trial, every time
@@ -191,3 +210,16 @@ class Trial:
         not a new point, and a suspect result is never crowned or built on until re-evaluated."""
         ok = self.status is TrialStatus.SUCCEEDED and self.score is not None and math.isfinite(self.score)
         return ok and self.reused_from is None and not self.suspect
+
+
+@dataclass(frozen=True)
+class NoveltyDecision:
+    """The novelty gate's verdict on a proposal: `near` is the evaluated trial it repeats (None: it is novel), with
+    the judge's LLM calls when one was asked."""
+
+    near: Trial | None = None
+    llm_calls: tuple[LLMCall, ...] = ()
+
+    @property
+    def novel(self) -> bool:
+        return self.near is None

@@ -180,7 +180,7 @@ def _drive(task: Task, record: Record, run_dir: Path, settings: RunSettings, obs
                      f"analyzer: {learning.analyzer.name}",
                      f"sandbox: {describe_isolation(task.config.limits, task.evaluator_path)}"]
             observer.run_started(run_dir=run_dir, proposer=describe_proposer(proposer_name), settings=settings,
-                                 done=len(conductor.state.trials), notes=notes)
+                                 done=len(conductor.population), notes=notes)
         stop_reason = asyncio.run(_run_and_close(conductor, conductor.proposer, conductor.learning))
     except KeyboardInterrupt:
         interrupted = True
@@ -193,7 +193,7 @@ def _drive(task: Task, record: Record, run_dir: Path, settings: RunSettings, obs
         if stop_reason is not None:
             record.save_state("stopped", {"reason": stop_reason})
         if conductor is not None:
-            best, counts = conductor.state.best, conductor.state.counts()
+            best, counts = conductor.state.best, conductor.population.counts()
         else:
             best, counts = record.best(task.config.objective.direction), record.counts()
         _retain_large_files(task, record, run_dir)

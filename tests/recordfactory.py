@@ -21,12 +21,12 @@ def make_record(run_dir: Path, *, close: bool = True) -> Path:
     record.create_run(task_name="knob", config={"task_config": {"objective": {"direction": "maximize"}}}, seed=0,
                       task_snapshot={}, stopping={"trials": 3})
     seed = record.add_trial(parent_ids=[], inspiration_ids=[], name="seed", motivation="", code="x = 1.0\n",
-                            diff="", proposer="seed", model=None)
+                            diff="", proposer="seed", model=None).id
     record.finish_trial(seed, Outcome(status=TrialStatus.SUCCEEDED, score=1.0, metrics={"x": 1.0, "loss": 0.5},
                                       seconds=0.2), Digest("seed scored 1.0 (x=1.0)"))
     child = record.add_trial(parent_ids=[seed], inspiration_ids=[], name="raise x", motivation="larger x scores more",
                              code=f"x = 2.5\n{LONG_LINE}\n", diff=f"-x = 1.0\n+x = 2.5\n+{LONG_LINE}\n",
-                             proposer="llm", model="fake-model")
+                             proposer="llm", model="fake-model").id
     digest = "scored 2.5 (+1.5 over parent #1); x=2.5"
     record.finish_trial(child, Outcome(status=TrialStatus.SUCCEEDED, score=2.5, metrics={"x": 2.5, "loss": 0.25},
                                        seconds=0.3), Digest(digest))
@@ -38,14 +38,14 @@ def make_record(run_dir: Path, *, close: bool = True) -> Path:
                 latency_s=0.7, error=ANALYSIS_ERROR),
     ])
     failed = record.add_trial(parent_ids=[child], inspiration_ids=[seed], name="break it", motivation="",
-                              code="x = (\n", diff="", proposer="llm", model="fake-model")
+                              code="x = (\n", diff="", proposer="llm", model="fake-model").id
     record.fail_trial(failed, "crash:SyntaxError", "'(' was never closed")
     too_good = record.add_trial(parent_ids=[child], inspiration_ids=[], name="too good", motivation="",
-                                code="x = 3.0\n", diff="", proposer="llm", model="fake-model")
+                                code="x = 3.0\n", diff="", proposer="llm", model="fake-model").id
     record.finish_trial(too_good, Outcome(status=TrialStatus.SUCCEEDED, score=9.0, metrics={"x": 3.0},
                                           suspect=True))
     again = record.add_trial(parent_ids=[seed], inspiration_ids=[], name="raise x again", motivation="",
-                             code=f"x = 2.5\n{LONG_LINE}\n", diff="", proposer="llm", model="fake-model")
+                             code=f"x = 2.5\n{LONG_LINE}\n", diff="", proposer="llm", model="fake-model").id
     record.finish_trial(again, Outcome(status=TrialStatus.SUCCEEDED, score=2.5, metrics={"x": 2.5, "loss": 0.25},
                                        reused_from=child))
     if close:

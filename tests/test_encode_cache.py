@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from evoforge.learning import Learning
+from evoforge.learning import NoveltyGate
 from evoforge.memory.cognition import CognitionBase, KnowledgeItem
 from evoforge.memory.cognition.embeddings import HashEncoder, embeddings_available, load_encoder
 from evoforge.models import Proposal, Trial, TrialStatus
@@ -131,11 +131,9 @@ def _reference(threshold: float, encoder: Counting, proposal: Proposal, evaluate
     return None if best is None else best[1]
 
 
-def _learning(tmp_path: Path, encoder: Counting, threshold: float) -> Learning:
-    learning = Learning.__new__(Learning)  # only what the gate reads: the threshold and the base's encoder
-    learning.task = SimpleNamespace(config=SimpleNamespace(analysis=SimpleNamespace(novelty_threshold=threshold)))
-    learning.kb = CognitionBase.open(tmp_path / "kb.db", encoder=encoder)
-    return learning
+def _learning(tmp_path: Path, encoder: Counting, threshold: float) -> NoveltyGate:
+    task = SimpleNamespace(config=SimpleNamespace(analysis=SimpleNamespace(novelty_threshold=threshold)))
+    return NoveltyGate(task, CognitionBase.open(tmp_path / "kb.db", encoder=encoder), None, None)  # type: ignore
 
 
 def _trial(i: int, motivation: str, code: str, rng: random.Random) -> Trial:

@@ -3,7 +3,6 @@ two fake models), cost-awareness, weights, and state that survives a resume."""
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import re
@@ -18,23 +17,27 @@ import evoforge
 import evoforge.runs
 from evoforge.config import BanditSettings, RunSettings
 from evoforge.llm import Arm, Ensemble, improvement
-from evoforge.llm.ensemble import summary_from_state
 from evoforge.memory.record import Record
-from evoforge.models import Direction
+from evoforge.models import Direction, Trial, TrialStatus
 from evoforge.research import LLMProposer, make_proposer
 
 ARMS = [Arm("fake/bad", 0.7), Arm("fake/good", 0.7)]
 
 
 def simulate(ensemble: Ensemble, reward: dict[str, float], steps: int, seed: int = 0,
-             cost: dict[str, float] | None = None) -> list[str]:
-    """Choose and observe `steps` times; an arm improves with probability `reward[model]` (reward 1, else -0.5)."""
+             cost: dict[str, float] | None = None, trials: list[tuple[Trial, float]] | None = None) -> list[str]:
+    """Choose and observe `steps` times as the loop does (the pick's facts on a trial the record writes, finished
+    at once); an arm improves with probability `reward[model]` (reward 1, else -0.5). `trials` collects them."""
     rng = random.Random(seed)
     chosen = []
     for _ in range(steps):
         arm = ensemble.choose()
+        facts = {**ensemble.facts(arm), "cost_usd": (cost or {}).get(arm.model, 0.0)}
         gain = 1.0 if rng.random() < reward[arm.model] else -0.5
-        ensemble.observe(arm.key, gain, (cost or {}).get(arm.model, 0.0))
+        trial = Trial(id=len(trials or ()) + 1, status=TrialStatus.SUCCEEDED, model=arm.model, facts=facts)
+        ensemble.observe(trial, None, gain)
+        if trials is not None:
+            trials.append((trial, gain))
         chosen.append(arm.model)
     return chosen
 
@@ -72,20 +75,20 @@ def test_fixed_policy_follows_weights_and_untried_arms_go_first() -> None:
     assert firsts == ["b@0.7", "a@0.2", "a@1"]
 
 
-def test_state_round_trip_continues_the_same_choices() -> None:
+def test_state_rebuilt_from_the_trials_continues_the_same_choices() -> None:
     settings = BanditSettings(policy="thompson", cost_aware=True)
     reward = {"fake/good": 0.4, "fake/bad": 0.3}
     straight = Ensemble(ARMS, bandit=settings, seed=9)
     whole = simulate(straight, reward, 40, seed=5) + simulate(straight, reward, 40, seed=6)
-    first = Ensemble(ARMS, bandit=settings, seed=9)
-    head = simulate(first, reward, 40, seed=5)
-    state = json.loads(json.dumps(first.state_dict()))  # what the record stores
-    resumed = Ensemble.from_state(state, ARMS, bandit=settings, seed=9)
+    first, trials = Ensemble(ARMS, bandit=settings, seed=9), []
+    head = simulate(first, reward, 40, seed=5, trials=trials)
+    resumed = Ensemble(ARMS, bandit=settings, seed=9)
+    resumed.rebuild(trials)  # what a resumed run does with the record's trials
+    assert resumed.state() == first.state()
     assert head + simulate(resumed, reward, 40, seed=6) == whole
     assert resumed.summary() == straight.summary()
-    assert summary_from_state(state) == [{k: v for k, v in row.items() if k != "benched_s"} for row in first.summary()]
     grown = Ensemble([*ARMS, Arm("fake/new", 0.7)], bandit=settings, seed=9)
-    grown.load_state(state)  # a model added before the resume starts fresh; the others keep their statistics
+    grown.rebuild(trials)  # a model added before the resume starts fresh; the others keep their statistics
     assert [row["pulls"] for row in grown.summary()] == [*[row["pulls"] for row in first.summary()], 0]
 
 
@@ -93,8 +96,19 @@ def test_trials_map_to_arms_by_model_and_nearest_temperature() -> None:
     ensemble = Ensemble([Arm("m", 0.2), Arm("m", 1.2), Arm("n", 0.7)])
     assert ensemble.key_for("m", 0.2) == "m@0.2" and ensemble.key_for("m", 1.0) == "m@1.2"  # 1.2 clamped to 1.0
     assert ensemble.key_for("m", None) == "m@0.2" and ensemble.key_for("other", 0.7) is None
-    ensemble.observe("gone@0.5", 1.0, 0.1)  # an arm configured no more: ignored
-    assert sum(row["pulls"] for row in ensemble.summary()) == 0
+    gone = Trial(id=1, status=TrialStatus.SUCCEEDED, model="gone", facts={"arm": "gone@0.5"})
+    ensemble.observe(gone, None, 1.0)  # an arm configured no more: ignored
+    older = Trial(id=2, status=TrialStatus.SUCCEEDED, model="m")  # a trial recorded before facts: by its model
+    ensemble.observe(older, None, 1.0)
+    assert [row["pulls"] for row in ensemble.summary()] == [1, 0, 0]
+
+
+def test_a_pick_that_proposed_no_trial_is_released() -> None:
+    ensemble = Ensemble([Arm("a", 0.5), Arm("b", 0.5)], bandit=BanditSettings(policy="ucb1"), seed=1)
+    arm = ensemble.choose()
+    assert ensemble.turn() == 1 and ensemble.pending()[arm.key] == 1
+    ensemble.release(arm)  # no model could be reached: no trial carries this pick
+    assert ensemble.turn() == 0 and ensemble.state() == Ensemble([Arm("a", 0.5), Arm("b", 0.5)]).state()
 
 
 def test_improvement_is_signed_by_direction() -> None:

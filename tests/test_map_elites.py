@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import Counter
+from dataclasses import replace
 
 import pytest
 
@@ -102,11 +102,16 @@ def test_per_island_grids_and_resume() -> None:
     me.islands.update(trials, MAX)  # 2 -> island 0, 3 -> island 1 (children of the seed: id % 2)
     assert {c: t.id for c, t in me.island_grid(trials, MAX, 0).items()} == {(2, 0): 1, (0, 0): 2}
     assert {c: t.id for c, t in me.island_grid(trials, MAX, 1).items()} == {(2, 0): 1, (0, 0): 3}  # 3 keeps its cell
-    for _ in range(3):
-        parent = me.sample_parent(trials, MAX)
+    for _ in range(3):  # as the loop does: each pick's facts on the child it makes
+        pick = me.pick(trials, MAX, {}, 1)
         tid = len(trials) + 1
-        trials.append(ok(tid, float(tid % 5), speed=(tid * 0.37) % 1.0, parents=(parent.id,)))
-    resumed = sampler(seed=42, islands=settings)
-    resumed.load_state_dict(json.loads(json.dumps(me.state_dict())))
-    assert [me.sample_parent(trials, MAX).id for _ in range(20)] == [resumed.sample_parent(trials, MAX).id
-                                                                     for _ in range(20)]
+        trials.append(replace(ok(tid, float(tid % 5), speed=(tid * 0.37) % 1.0, parents=(pick.parent.id,)),
+                              facts=pick.facts))
+        me.observe(trials[-1], None)
+    assert [t.facts["island"] for t in trials[3:]] == [0, 1, 0] and all("cell" in t.facts for t in trials[3:])
+    resumed = sampler(seed=1, islands=settings)
+    resumed.rebuild(trials, MAX)  # a resumed run: the state is the record's trials and their facts
+    assert resumed.state(trials, MAX) == me.state(trials, MAX)
+    assert [me.pick(trials, MAX, {}, 1).parent.id for _ in range(20)] == [resumed.pick(trials, MAX, {}, 1).parent.id
+                                                                           for _ in range(20)]
+

@@ -175,8 +175,10 @@ def test_benching_routes_around_a_failing_model(tmp_path: Path, fake_llm: FakeLL
     assert all(p.model == "fake/good" and p.code == "x = 2.0\n" for p in proposals if not p.error)
     assert proposer.ensemble.bench.benchings == {"fake/bad": 1}
     assert {row["model"]: row["chosen"] for row in proposer.summary()} == {"fake/good": 28, "fake/bad": 2}
-    # proposals that yield no candidate are never evaluated, so the proposer credits their arm with reward 0 itself
-    assert {row["model"]: row["pulls"] for row in proposer.summary()} == {"fake/good": 0, "fake/bad": 2}
+    # a proposal that yields no candidate becomes a failed trial carrying its arm: the ensemble learns reward 0 from
+    # the record, like any trial (no record here, so nothing is learned yet)
+    assert {row["model"]: row["pulls"] for row in proposer.summary()} == {"fake/good": 0, "fake/bad": 0}
+    assert all(p.facts["arm"] == f"{p.model}@0.7" and p.facts["patch_type"] for p in proposals)
 
 
 def test_all_benched_waits_for_the_first_to_return(tmp_path: Path, fake_llm: FakeLLM) -> None:

@@ -35,7 +35,7 @@ def _add(record: Record, parents: tuple[int, ...] = (), code: str = "x = 1", **k
     return record.add_trial(
         parent_ids=parents, inspiration_ids=kw.pop("inspirations", ()), name=str(kw.pop("name", "t")),
         motivation="because", code=code, diff="--- a\n+++ b\n", proposer="offline", model=None, **kw,
-    )
+    ).id
 
 
 def _succeed(record: Record, score: float | None, **kw: object) -> int:
@@ -278,7 +278,7 @@ _WRITER = textwrap.dedent(
     rec.create_run(task_name="kill", config={}, seed=0, task_snapshot={}, stopping={})
     for n in range(100_000):
         tid = rec.add_trial(parent_ids=[], inspiration_ids=[], name=f"t{n}", motivation="", code="c" * 5000,
-                            diff="", proposer="offline", model=None)
+                            diff="", proposer="offline", model=None).id
         rec.mark_running(tid)
         rec.finish_trial(tid, Outcome(status=TrialStatus.SUCCEEDED, score=float(n), metrics={"n": n}))
         print(f"finished {tid} {n}", flush=True)

@@ -20,7 +20,7 @@ def record(tmp_path: Path) -> Record:
 
 def _add(record: Record, parent: int | None = None, fingerprint: str | None = None) -> int:
     return record.add_trial(parent_ids=[parent] if parent else [], inspiration_ids=[], name="n", motivation="m",
-                            code="c", diff="", proposer="offline", model=None, fingerprint=fingerprint)
+                            code="c", diff="", proposer="offline", model=None, fingerprint=fingerprint).id
 
 
 def _curve(stage: str, values: list[float]) -> tuple[TelemetryPoint, ...]:

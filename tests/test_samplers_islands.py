@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -15,18 +15,19 @@ from evoforge.models import Direction, Trial, TrialStatus
 MAX, MIN = Direction.MAXIMIZE, Direction.MINIMIZE
 
 
-def ok(tid: int, score: float, parents: tuple[int, ...] = (), inspirations: tuple[int, ...] = ()) -> Trial:
+def ok(tid: int, score: float, parents: tuple[int, ...] = (), inspirations: tuple[int, ...] = (),
+       facts: dict[str, Any] | None = None) -> Trial:
     return Trial(id=tid, status=TrialStatus.SUCCEEDED, score=score, parent_ids=parents,
-                 inspiration_ids=inspirations, code=f"prog{tid}")
+                 inspiration_ids=inspirations, code=f"prog{tid}", facts=dict(facts or {}))
 
 
 def step(sampler: Sampler, trials: list[Trial], score: Callable[[int, Trial], float], k: int = 1) -> Trial:
-    """One loop pass: pick a parent and inspirations, then record the child (id = next id)."""
-    parent = sampler.sample_parent(trials, MAX, {})
-    inspirations = sampler.sample_inspirations(trials, parent, k, MAX)
+    """One loop pass: pick a parent and inspirations, then record the child (id = next id) with the pick's facts."""
+    pick = sampler.pick(trials, MAX, {}, k)
     tid = len(trials) + 1
-    child = ok(tid, score(tid, parent), (parent.id,), tuple(t.id for t in inspirations))
+    child = ok(tid, score(tid, pick.parent), (pick.parent.id,), tuple(t.id for t in pick.inspirations), pick.facts)
     trials.append(child)
+    sampler.observe(child, None)
     return child
 
 
@@ -55,8 +56,8 @@ def test_children_join_their_parents_island_and_migrate_on_a_ring() -> None:
         step(sampler, trials, lambda tid, _parent: float(tid))
     arch = sampler.islands
     assert [t.parent_ids[0] for t in trials[1:]] == [1, 1, 2, 3]
-    # the sampler places a trial when it next sees the run: 5 is not placed yet, so no migration is due
-    assert {tid: arch.islands_of(tid) for tid in range(1, 6)} == {1: [0, 1], 2: [0], 3: [1], 4: [0], 5: []}
+    # each child is placed as soon as it is recorded (observed); the migration now due is made by the next pick
+    assert {tid: arch.islands_of(tid) for tid in range(1, 6)} == {1: [0, 1], 2: [0], 3: [1], 4: [0], 5: [1]}
     assert arch.migrations == 0 and arch.events == []
     child = step(sampler, trials, lambda tid, _parent: float(tid))  # 4 new trials: the migration comes first
     assert arch.migrations == 1
@@ -65,8 +66,12 @@ def test_children_join_their_parents_island_and_migrate_on_a_ring() -> None:
     assert arch.islands_of(4) == [0, 1] and arch.islands_of(3) == [0, 1] and arch.islands_of(5) == [0, 1]
     assert arch.islands_of(2) == [0, 1]
     assert child.parent_ids == (5,)  # island 0 now holds migrant 5, its best
+    assert child.facts["migration"] == {"number": 1, "after": 4, "moves": [[0, 1, [4, 2]], [1, 0, [5, 3]]]}
     arch.update(trials, MAX)
     assert arch.islands_of(child.id) == [0]  # the child joins the island it was picked on, not 5's home
+    resumed = islands()
+    resumed.rebuild(trials, MAX)  # the migration is replayed from the facts of the trial that made it
+    assert resumed.state(trials, MAX) == sampler.state(trials, MAX)
 
 
 def test_each_island_builds_on_its_own_best() -> None:
@@ -93,7 +98,7 @@ def test_inspirations_come_from_the_same_island_first() -> None:
 
 
 @pytest.mark.parametrize("policy", ["ucb1", "weighted", "random"])
-def test_state_round_trip_gives_the_same_next_picks(policy: str) -> None:
+def test_state_rebuilt_from_the_trials_gives_the_same_next_picks(policy: str) -> None:
     def run(sampler: Sampler, trials: list[Trial], n: int) -> list[int]:
         return [step(sampler, trials, lambda tid, parent: (tid * 7919) % 101 / 10.0, k=2).parent_ids[0]
                 for _ in range(n)]
@@ -101,36 +106,53 @@ def test_state_round_trip_gives_the_same_next_picks(policy: str) -> None:
     original = islands(count=3, interval=5, rate=0.3, policy=policy, seed=11)
     trials = [ok(1, 1.0)]
     run(original, trials, 17)
-    state = json.loads(json.dumps(original.state_dict()))  # the record stores JSON
-    resumed = islands(count=3, interval=5, rate=0.3, policy=policy, seed=999)  # a different seed: state wins
-    resumed.load_state_dict(state)
+    resumed = islands(count=3, interval=5, rate=0.3, policy=policy, seed=11)  # the run's seed, from its config
+    resumed.rebuild(trials, MAX)
+    assert resumed.state(trials, MAX) == original.state(trials, MAX)
     ahead, again = list(trials), list(trials)
     assert run(original, ahead, 15) == run(resumed, again, 15)
     assert ahead == again
-    assert original.islands.state_dict() == resumed.islands.state_dict()
+    assert original.state(ahead, MAX) == resumed.state(again, MAX)
 
 
-def test_pending_claims_survive_resume() -> None:
+def test_picks_in_flight_take_the_next_turns_and_keep_their_island_after_a_resume() -> None:
     sampler = islands(count=2, interval=1000)
-    trials = [ok(1, 0.0), ok(2, 3.0, (1,)), ok(3, 1.0, (1,))]  # 2 on island 0, 3 on island 1 (id % 2)
-    first = sampler.sample_parent(trials, MAX, {})  # island 0: trial 2
-    second = sampler.sample_parent(trials, MAX, {})  # island 1: trial 3
+    trials = [ok(1, 0.0), ok(2, 3.0, (1,)), ok(3, 1.0, (1,))]  # no facts: 2 on island 0, 3 on island 1 (id % 2)
+    first = sampler.pick(trials, MAX, {}, 0)
+    second = sampler.pick(trials, MAX, {first.parent.id: 1}, 0)  # the first is in flight: the next island's turn
+    assert (first.facts["island"], second.facts["island"]) == (0, 1) and (first.parent.id, second.parent.id) == (2, 3)
+    assert (first.facts["turn"], second.facts["turn"]) == (0, 1)
+    trials += [ok(4, 5.0, (first.parent.id,), facts=first.facts), ok(5, 4.0, (second.parent.id,), facts=second.facts)]
     resumed = islands(count=2, interval=1000)
-    resumed.load_state_dict(json.loads(json.dumps(sampler.state_dict())))
-    trials += [ok(4, 5.0, (first.id,)), ok(5, 4.0, (second.id,))]
-    resumed.sample_parent(trials, MAX, {})
+    resumed.rebuild(trials, MAX)
     assert resumed.islands.islands_of(4) == [0] and resumed.islands.islands_of(5) == [1]
+    assert resumed.islands.picks == 2
 
 
-def test_children_of_the_seed_follow_their_claim_not_the_id_rule() -> None:
+def test_children_of_the_seed_follow_their_picks_island_not_the_id_rule() -> None:
     sampler = islands(count=2, interval=1000)
-    trials = [ok(1, 0.0)]
-    picks = [sampler.sample_parent(trials, MAX, {}) for _ in range(2)]  # both the seed: island 0, then 1
-    assert [p.id for p in picks] == [1, 1]
-    trials += [ok(2, 1.0, (1,)), ok(3, 1.0, (1,))]  # by id alone 2 -> island 0, 3 -> island 1
-    sampler.sample_parent(trials, MAX, {})
-    assert sampler.islands.islands_of(2) == [0] and sampler.islands.islands_of(3) == [1]
-    assert sampler.islands.overrides == {}  # the claims agreed with lineage: nothing extra to keep
+    trials = [ok(1, 0.0), Trial(id=2, status=TrialStatus.FAILED, parent_ids=(1,))]  # 2: an internal error, no facts
+    picks = [sampler.pick(trials, MAX, {1: n}, 0) for n in range(2)]  # both the seed: island 0, then 1
+    assert [(p.parent.id, p.facts["island"]) for p in picks] == [(1, 0), (1, 1)]
+    trials += [ok(3, 1.0, (1,), facts=picks[0].facts), ok(4, 1.0, (1,), facts=picks[1].facts)]
+    sampler.islands.update(trials, MAX)  # by id alone 3 -> island 1, 4 -> island 0
+    assert sampler.islands.islands_of(3) == [0] and sampler.islands.islands_of(4) == [1]
+    assert sampler.islands.islands_of(2) == [0]  # no facts: the id rule
+
+
+def test_migrations_due_at_once_are_made_as_one_and_then_keep_their_interval() -> None:
+    sampler = islands(count=2, interval=2)
+    trials = [ok(1, 0.0), *(ok(i, float(i), (1,)) for i in range(2, 11))]  # 9 children, no facts: 4 migrations due
+    first = sampler.pick(trials, MAX, {}, 0)
+    again = sampler.pick(trials, MAX, {first.parent.id: 1}, 0)  # before the first is recorded: the same migration
+    assert first.facts["migration"]["number"] == again.facts["migration"]["number"] == 4
+    assert sampler.islands.migrations == 4 and len(sampler.islands.events) == 2  # one ring migration, two moves
+    trials.append(ok(11, 1.0, (first.parent.id,), facts=first.facts))
+    sampler.observe(trials[-1], None)
+    resumed = islands(count=2, interval=2)
+    resumed.rebuild(trials, MAX)  # migration 4 replayed from trial 11's facts
+    assert resumed.state(trials, MAX) == sampler.state(trials, MAX) and resumed.islands.migrations == 4
+    assert sampler.pick(trials, MAX, {}, 0).facts["migration"]["number"] == 5  # 10 children now: the next one
 
 
 def test_weighted_penalises_prolific_parents() -> None:

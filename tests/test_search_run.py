@@ -76,8 +76,12 @@ def test_two_models_islands_and_a_dollar_budget(tmp_path: Path, fake_llm: FakeLL
     assert good["improved"] > 0 and bad["improved"] == 0
     assert good["proposed"] > bad["proposed"], status["models"]  # the bandit moved traffic to the good model
     with Record.for_run_dir(tmp_path / "run") as record:
-        sampler = record.load_state("sampler")
-        assert sampler is not None  # islands keep their state for resume
+        picked = [t for t in record.trials() if t.facts.get("sampler") == "islands"]
+        assert len(picked) >= status["total"] - 1  # every trial but the seed carries its pick's facts
+        assert all(t.facts["island"] in (0, 1) and t.facts["arm"] == f"{t.model}@{t.facts['temperature']:g}"
+                   and isinstance(t.facts["turn"], int) and isinstance(t.facts["arm_turn"], int)
+                   for t in picked if t.model)  # the sampler's turn and the bandit's, side by side
+        assert record.load_state("sampler") is None and record.load_state("bandit") is None  # no blob beside them
     table = subprocess.run([*CLI, "status", str(tmp_path / "run")], capture_output=True, text=True, check=True).stdout
     assert "model fake/good" in table and "improved on their parent" in table and "dollar budget" in table
 

@@ -64,6 +64,7 @@ def test_pool_indexes_match_a_rescan_after_every_change(direction: Direction) ->
         assert pool.best(5) == best_n(trials, direction, 5)
         assert pool.children_counts() == count_children(trials)
         scored = [t for t in trials if t.scored]
+        assert pool.scored_by_id() == sorted(scored, key=lambda t: t.id)
         for parent_id in {p for t in trials for p in t.parent_ids}:
             kids = [float(t.score) for t in scored if parent_id in t.parent_ids]
             total, n = pool.child_scores(parent_id)

@@ -10,7 +10,8 @@ Rewards are the child's improvement over its parent (positive: better). The rule
 cost_aware divides each arm's value (UCB1's mean, Thompson's sample) by its mean cost per call relative to the
 mean over arms (floored at 5%), so a model twice as expensive must improve twice as often to be preferred.
 Arms never tried are tried first (heaviest weight first). All of it is a function of the statistics, which are a
-function of the observation history, and of a seeded RNG: resumable and reproducible.
+function of the observation history (the trials in the record, see ensemble.py), and of a seeded RNG: resumable and
+reproducible.
 """
 
 from __future__ import annotations
@@ -52,11 +53,6 @@ class ArmStats:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> ArmStats:
-        fields = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
-        return cls(**fields)
 
 
 def cost_factors(stats: Mapping[str, ArmStats]) -> dict[str, float]:

@@ -1,12 +1,16 @@
 """The model ensemble: which (model, temperature) arm proposes next, chosen by a bandit rewarded with the child's
-improvement over its parent; routes around benched models, and its state survives resume via `state_dict()`."""
+improvement over its parent; routes around benched models.
+
+Each pick's facts (arm, model, temperature, the pick's turn) are written on the trial it proposed; the bandit's
+statistics are a function of those trials (`observe` folds in each one the record writes, `rebuild` replays a run on
+resume), so nothing else is saved. The bandit's RNG is derived from the seed and the pick's turn."""
 
 from __future__ import annotations
 
 import asyncio
 import random
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -15,12 +19,11 @@ from evoforge.errors import EvoforgeError
 from evoforge.llm._base import ChatClient, LLMError
 from evoforge.llm.bandit import ArmStats, choose_key
 from evoforge.llm.bench import Bench
-from evoforge.models import Direction, LLMCall
+from evoforge.models import Direction, LLMCall, Trial
 
 if TYPE_CHECKING:
     from evoforge.config import LLMSettings
 
-STATE_VERSION = 1
 UNREACHABLE_AFTER = 3  # calls in a row that could not reach any endpoint: the ensemble is taken to be down
 
 
@@ -90,9 +93,8 @@ class Ensemble:
         self.bench = bench or Bench(after_failures=3, bench_s=0.0)
         self.wait_cap_s = wait_cap_s
         self.stats = {key: ArmStats() for key in self.arms}
-        self.choices = 0
         self.max_reward = 0.0
-        self.pending: dict[str, int] = {key: 0 for key in self.arms}
+        self.in_flight: dict[str, int] = {key: 0 for key in self.arms}  # picked, no trial recorded yet
         self.unreachable_streak: list[str] = []  # the calls in a row that reached no endpoint, as messages
 
     @classmethod
@@ -117,16 +119,32 @@ class Ensemble:
             names = sorted({arm.model for arm in self.arms.values()})
             raise ModelsUnavailable(f"every model is benched after repeated failures ({', '.join(names)}); "
                                     f"the first comes back in {wait:.1f} s", wait)
-        rng = random.Random(f"{self.seed}:{self.choices}")
+        turn = self.turn()
+        rng = random.Random(f"{self.seed}:{turn}")
         key = choose_key(
-            self.bandit.policy, free, {k: self.arms[k].weight for k in self.arms}, self.stats, self.pending,
+            self.bandit.policy, free, {k: self.arms[k].weight for k in self.arms}, self.stats, self.pending(),
             max_reward=self.max_reward, exploration=self.bandit.exploration, cost_aware=self.bandit.cost_aware,
             rng=rng,
         )
-        self.choices += 1
-        self.stats[key].chosen += 1
-        self.pending[key] += 1
+        self.in_flight[key] += 1
         return self.arms[key]
+
+    def turn(self) -> int:
+        """The number of the next pick: picks recorded on trials plus picks in flight."""
+        return sum(s.chosen for s in self.stats.values()) + sum(self.in_flight.values())
+
+    def pending(self) -> dict[str, int]:
+        """Per arm, proposals picked whose reward is not known yet (in flight, or recorded and not finished)."""
+        return {key: self.in_flight[key] + s.chosen - s.pulls for key, s in self.stats.items()}
+
+    def facts(self, arm: Arm) -> dict[str, Any]:
+        """What to write on the trial `arm` proposes (taken just after `choose`: the turn is its own)."""
+        return {"arm": arm.key, "model": arm.model, "temperature": arm.temperature, "arm_turn": self.turn() - 1,
+                "policy": self.bandit.policy}
+
+    def release(self, arm: Arm) -> None:
+        """A pick that proposed no trial (no model could be reached): as if it never happened."""
+        self.in_flight[arm.key] = max(self.in_flight[arm.key] - 1, 0)
 
     def down(self) -> str | None:
         """Why the ensemble's endpoints are taken to be down (`UNREACHABLE_AFTER` calls in a row could not connect;
@@ -172,14 +190,36 @@ class Ensemble:
         return text, call
 
     # ---- learning -------------------------------------------------------------------------------------------
-    def observe(self, arm_key: str, reward: float, cost_usd: float) -> None:
-        """Record the reward (child's improvement over its parent) and cost of a proposal made by `arm_key`."""
-        stats = self.stats.get(arm_key)
+    def observe(self, trial: Trial, old: Trial | None, reward: float) -> None:
+        """Fold in a trial the record wrote (`old`: as it stood before, None when new): a new trial proposed by an
+        arm counts as that arm's pick; once finished, `reward` (its improvement over its parent) and its proposal's
+        cost are that arm's. Trials of arms configured no more (the task's models changed before a resume) and of
+        other proposers are ignored; a trial recorded before facts existed is mapped by its model."""
+        key = trial.facts.get("arm")
+        if key is None and trial.model is not None and "sampler" not in trial.facts:
+            key = self.key_for(trial.model, None)
+        stats = self.stats.get(key) if isinstance(key, str) else None
         if stats is None:
-            return  # an arm no longer configured (e.g. the task's models changed before a resume)
-        stats.observe(reward, cost_usd)
-        self.max_reward = max(self.max_reward, reward)
-        self.pending[arm_key] = max(self.pending[arm_key] - 1, 0)
+            return
+        if old is None:
+            stats.chosen += 1
+            self.in_flight[key] = max(self.in_flight[key] - 1, 0)
+        if trial.status.finished and (old is None or not old.status.finished):
+            stats.observe(reward, float(trial.facts.get("cost_usd", 0.0)))
+            self.max_reward = max(self.max_reward, reward)
+
+    def rebuild(self, trials: Iterable[tuple[Trial, float]]) -> None:
+        """Forget the statistics and replay a run's trials with their rewards, in id order."""
+        self.stats = {key: ArmStats() for key in self.arms}
+        self.max_reward = 0.0
+        self.in_flight = {key: 0 for key in self.arms}
+        for trial, reward in sorted(trials, key=lambda pair: pair[0].id):
+            self.observe(trial, None, reward)
+
+    def state(self) -> dict[str, Any]:
+        """The statistics as plain data (a rebuilt ensemble equals the live one on it)."""
+        return {"max_reward": self.max_reward, "arms": {key: s.to_dict() for key, s in self.stats.items()},
+                "in_flight": dict(self.in_flight)}
 
     def key_for(self, model: str | None, temperature: float | None) -> str | None:
         """The arm key of a trial's (model, temperature): the model's arm nearest that temperature (its first
@@ -191,35 +231,14 @@ class Ensemble:
             return arms[0].key
         return min(arms, key=lambda arm: abs(arm.temperature - temperature)).key
 
-    # ---- persistence and reporting --------------------------------------------------------------------------
-    def state_dict(self) -> dict[str, Any]:
-        """JSON-able state: the per-arm statistics, the number of choices made (for the RNG), the reward scale."""
-        return {
-            "version": STATE_VERSION, "policy": self.bandit.policy, "seed": self.seed, "choices": self.choices,
-            "max_reward": self.max_reward, "arms": {key: s.to_dict() for key, s in self.stats.items()},
-        }
-
-    def load_state(self, state: Mapping[str, Any]) -> None:
-        """Continue from `state_dict()` output; arms not configured any more are dropped, new ones start fresh."""
-        if state.get("version") != STATE_VERSION:
-            return
-        self.choices = int(state.get("choices", 0))
-        self.max_reward = float(state.get("max_reward", 0.0))
-        for key, data in dict(state.get("arms", {})).items():
-            if key in self.stats:
-                self.stats[key] = ArmStats.from_dict(data)
-
-    @classmethod
-    def from_state(cls, state: Mapping[str, Any], arms: Sequence[Arm], **kwargs: Any) -> Ensemble:
-        ensemble = cls(arms, **kwargs)
-        ensemble.load_state(state)
-        return ensemble
-
+    # ---- reporting ------------------------------------------------------------------------------------------
     def summary(self) -> list[dict[str, Any]]:
-        """Per arm: choices, rewards observed, mean reward, rewards > 0, total cost, bench time left."""
+        """Per arm: choices (recorded and in flight), rewards observed, mean reward, rewards > 0, total cost, bench
+        time left."""
         return [
-            {**arm_row(arm.model, arm.temperature, stats), "benched_s": self.bench.seconds_left(arm.model)}
-            for arm, stats in zip(self.arms.values(), self.stats.values(), strict=True)
+            {**arm_row(arm.model, arm.temperature, stats), "chosen": stats.chosen + self.in_flight[key],
+             "benched_s": self.bench.seconds_left(arm.model)}
+            for (key, arm), stats in zip(self.arms.items(), self.stats.values(), strict=True)
         ]
 
     async def aclose(self) -> None:
@@ -234,12 +253,3 @@ def arm_row(model: str, temperature: float, stats: ArmStats) -> dict[str, Any]:
         "total_cost_usd": stats.cost_sum,
     }
 
-
-def summary_from_state(state: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """`Ensemble.summary()` rows (without bench times) from a stored `state_dict()`, needing no configuration:
-    for `evoforge status`, which reads only the record."""
-    rows = []
-    for key, data in dict(state.get("arms", {})).items():
-        model, _, temperature = str(key).rpartition("@")
-        rows.append(arm_row(model, float(temperature), ArmStats.from_dict(data)))
-    return rows

@@ -1,14 +1,17 @@
 """The Database of Record: one run's trials, LLM calls and analyses behind one interface, any SQLAlchemy URL.
 
-Every method commits before it returns, so a process killed at any moment loses no completed write.
+Every method commits before it returns (inside `batch`, the batch commits as one), so a process killed at any moment
+loses no completed write. The record owns the trials: a write returns the trial as it now stands (a frozen `Trial`)
+and tells the subscribers (the loop's population); a finished trial never changes (`FinishedTrialError`).
 On SQLite the record runs in WAL mode, so a second process (dashboard, `evoforge status`) can read while the
 loop writes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence, Set
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, func, insert, select, update
@@ -21,7 +24,14 @@ from evoforge.memory import evaluations as ev
 from evoforge.memory import tables as t
 from evoforge.memory.champion_log import ChampionLog
 from evoforge.memory.research_log import ResearchLog
-from evoforge.memory.schema import create_missing_tables, on_sqlite_connect, on_sqlite_connect_read_only, read_only_uri
+from evoforge.memory.schema import (
+    add_missing_columns,
+    create_missing_tables,
+    on_sqlite_connect,
+    on_sqlite_connect_read_only,
+    present_columns,
+    read_only_uri,
+)
 from evoforge.memory.tables import RunInfo, dumps_json, finite_or_none, utcnow
 from evoforge.models import (
     Digest,
@@ -57,6 +67,17 @@ def _make_engine(url: str, *, read_only: bool = False) -> Engine:
     return engine
 
 
+class FinishedTrialError(RunError):
+    """A write to a trial that is finished already (succeeded, failed, pruned, rejected): it never changes."""
+
+
+_OPEN = frozenset({TrialStatus.PROPOSED, TrialStatus.RUNNING})  # what may finish
+
+
+def _trial_from_values(trial_id: int, values: Mapping[str, Any]) -> Trial:
+    return _trial_from_row(SimpleNamespace(id=trial_id, **values))
+
+
 def _trial_from_row(row: Any) -> Trial:
     return Trial(
         id=row.id,
@@ -80,6 +101,7 @@ def _trial_from_row(row: Any) -> Trial:
         reused_from=row.reused_from,
         created_at=row.created_at,
         finished_at=row.finished_at,
+        facts=dict(getattr(row, "facts", None) or {}),
     )
 
 
@@ -95,7 +117,8 @@ def record_file(run_dir: Path, *, must_exist: bool = True) -> Path:
 
 
 class Record(ResearchLog, ChampionLog):
-    """One run's Database of Record. Use from one thread; other processes may open the same file to read."""
+    """One run's Database of Record. The loop sends its calls to the record's own thread (`io`); other processes may
+    open the same file to read."""
 
     def __init__(self, url: str, *, read_only: bool = False) -> None:
         """Open the record at `url`; `read_only` (for commands that only read) makes no table and writes nothing
@@ -105,10 +128,14 @@ class Record(ResearchLog, ChampionLog):
         self._engine = _make_engine(url, read_only=read_only)
         self._shown = self._engine.url.render_as_string(hide_password=True)
         self._run_id: int | None = None
+        self._open_transactions()
+        self._trial_columns = list(t.trials.c)
         if read_only:
+            self._trial_columns = present_columns(t.trials, self._engine)  # an older record may lack new columns
             return
         try:
             create_missing_tables(t.metadata, self._engine)
+            add_missing_columns(t.metadata, self._engine)
         except SQLAlchemyError as exc:
             self._engine.dispose()
             raise RunError(f"cannot open the record at {self._shown}: {type(exc).__name__}: {exc}") from exc
@@ -132,6 +159,7 @@ class Record(ResearchLog, ChampionLog):
         self.close()
 
     def close(self) -> None:
+        self._close_io()
         self._engine.dispose()
 
     # ---- runs -------------------------------------------------------------------------------------------
@@ -175,34 +203,40 @@ class Record(ResearchLog, ChampionLog):
         return self._run_id
 
     # ---- trials: writes ---------------------------------------------------------------------------------
+    # Every write returns the trial as the record now holds it (a frozen `Trial`) and tells the listeners (the
+    # loop's population): nothing is read back after a write. A finished trial never changes: the record refuses.
 
     def add_trial(
         self, *, parent_ids: Sequence[int], inspiration_ids: Sequence[int], name: str, motivation: str,
         code: str, diff: str, proposer: str, model: str | None, status: TrialStatus = TrialStatus.PROPOSED,
-        fingerprint: str | None = None,
-    ) -> int:
+        fingerprint: str | None = None, facts: Mapping[str, Any] | None = None,
+    ) -> Trial:
+        """A new trial; `facts` are what the sampler and the proposer decided for it (island, cell, model arm,
+        temperature, patch type, why), kept on its row so both can be rebuilt from the record."""
         run_id = self._require_run_id()
         status = TrialStatus(status)
         now = utcnow()
-        with self._engine.begin() as conn:
-            result = conn.execute(
-                insert(t.trials).values(
-                    run_id=run_id, parent_ids=[int(p) for p in parent_ids],
-                    inspiration_ids=[int(i) for i in inspiration_ids], status=status.value,
-                    name=name, motivation=motivation, code=code, diff=diff, score=None, metrics={},
-                    error_class=None, error_message=None, seconds=0.0, seconds_saved=0.0, proposer=proposer,
-                    model=model, digest="", fingerprint=fingerprint, suspect=False, created_at=now,
-                    started_at=now if status is TrialStatus.RUNNING else None,
-                    finished_at=now if status.finished else None,
-                )
-            )
-            return int(result.inserted_primary_key[0])
+        values: dict[str, Any] = dict(
+            run_id=run_id, parent_ids=[int(p) for p in parent_ids],
+            inspiration_ids=[int(i) for i in inspiration_ids], status=status.value,
+            name=name, motivation=motivation, code=code, diff=diff, score=None, metrics={},
+            error_class=None, error_message=None, seconds=0.0, seconds_saved=0.0, proposer=proposer,
+            model=model, digest="", fingerprint=fingerprint, suspect=False, reused_from=None, created_at=now,
+            started_at=now if status is TrialStatus.RUNNING else None,
+            finished_at=now if status.finished else None, facts=dict(facts or {}),
+        )
+        with self._writing() as conn:
+            result = conn.execute(insert(t.trials).values(**values))
+            trial_id = int(result.inserted_primary_key[0])
+        return self._wrote(_trial_from_values(trial_id, values))
 
-    def mark_running(self, trial_id: int) -> None:
-        self._update_trial(trial_id, status=TrialStatus.RUNNING.value, started_at=utcnow())
+    def mark_running(self, trial_id: int) -> Trial:
+        return self._transition(trial_id, {TrialStatus.PROPOSED}, status=TrialStatus.RUNNING.value,
+                                started_at=utcnow())
 
-    def finish_trial(self, trial_id: int, outcome: Outcome, digest: Digest | None = None) -> None:
-        """Store the engineer's outcome (status, finite score, metrics, errors, times) and digest if given."""
+    def finish_trial(self, trial_id: int, outcome: Outcome, digest: Digest | None = None) -> Trial:
+        """Store the engineer's outcome (status, finite score, metrics, errors, times) and digest if given, in one
+        transaction; FinishedTrialError when the trial is finished already."""
         if not outcome.status.finished:
             raise ValueError(f"finish_trial needs a finished outcome, got status {outcome.status.value!r}")
         values: dict[str, Any] = dict(
@@ -213,33 +247,33 @@ class Record(ResearchLog, ChampionLog):
         )
         if digest is not None:
             values["digest"] = digest.text  # the digest's data: below, as the trial's analysis of kind "digest"
-        with self._engine.begin() as conn:
-            self._update_trial(trial_id, conn=conn, **values)
+        with self._writing() as conn:
+            trial = self._transition(trial_id, _OPEN, conn=conn, **values)
             ev.write_evaluation(conn, trial_id, outcome)
             if digest is not None:
                 self._write_digest_data(conn, trial_id, digest)
+        return self._wrote(trial)
 
-    def fail_trial(self, trial_id: int, error_class: str, error_message: str, seconds: float = 0.0) -> None:
-        self._update_trial(
-            trial_id, status=TrialStatus.FAILED.value, error_class=error_class, error_message=error_message,
+    def fail_trial(self, trial_id: int, error_class: str, error_message: str, seconds: float = 0.0) -> Trial:
+        return self._transition(
+            trial_id, _OPEN, status=TrialStatus.FAILED.value, error_class=error_class, error_message=error_message,
             seconds=float(seconds), finished_at=utcnow(),
         )
 
-    def reject_trial(self, trial_id: int, error_class: str, reason: str) -> None:
+    def reject_trial(self, trial_id: int, error_class: str, reason: str) -> Trial:
         """Refused before evaluation (e.g. not novel): status rejected, no evaluation time spent."""
-        self._update_trial(
-            trial_id, status=TrialStatus.REJECTED.value, error_class=error_class, error_message=reason,
+        return self._transition(
+            trial_id, _OPEN, status=TrialStatus.REJECTED.value, error_class=error_class, error_message=reason,
             finished_at=utcnow(),
         )
 
-    def set_digest(self, trial_id: int, digest: Digest) -> None:
-        """Set the trial's digest text; its data is kept as the trial's one analysis of kind "digest"."""
-        with self._engine.begin() as conn:
-            self._write_digest(conn, trial_id, digest)
-
-    def _write_digest(self, conn: Connection, trial_id: int, digest: Digest) -> None:
-        self._update_trial(trial_id, conn=conn, digest=digest.text)
-        self._write_digest_data(conn, trial_id, digest)
+    def set_digest(self, trial_id: int, digest: Digest) -> Trial:
+        """Set the trial's digest text; its data is kept as the trial's one analysis of kind "digest". The digest
+        is analysis, not outcome: a finished trial may get one."""
+        with self._writing() as conn:
+            trial = self._transition(trial_id, set(TrialStatus), conn=conn, digest=digest.text)
+            self._write_digest_data(conn, trial_id, digest)
+        return self._wrote(trial)
 
     @staticmethod
     def _write_digest_data(conn: Connection, trial_id: int, digest: Digest) -> None:
@@ -253,35 +287,54 @@ class Record(ResearchLog, ChampionLog):
             )
         )
 
-    def _update_trial(self, trial_id: int, conn: Connection | None = None, **values: Any) -> None:
+    def _transition(self, trial_id: int, allowed: Set[TrialStatus], conn: Connection | None = None,
+                    **values: Any) -> Trial:
+        """Update a trial whose status is in `allowed` (checked by the UPDATE itself, so two writers cannot both
+        pass); returns the new row. FinishedTrialError for a finished trial, RunError for a missing one or a
+        move the life cycle does not have. With `conn` the caller's transaction is used and nobody is told yet."""
         if conn is None:
-            with self._engine.begin() as own:
-                self._update_trial(trial_id, conn=own, **values)
-            return
-        result = conn.execute(update(t.trials).where(t.trials.c.id == trial_id).values(**values))
-        if result.rowcount == 0:
+            with self._writing() as own:
+                trial = self._transition(trial_id, allowed, conn=own, **values)
+            return self._wrote(trial)
+        query = (update(t.trials)
+                 .where(t.trials.c.id == trial_id, t.trials.c.status.in_([s.value for s in allowed]))
+                 .values(**values).returning(*self._trial_columns))
+        row = conn.execute(query).first()
+        if row is not None:
+            return _trial_from_row(row)
+        status = conn.execute(select(t.trials.c.status).where(t.trials.c.id == trial_id)).scalar()
+        if status is None:
             raise RunError(f"no trial {trial_id} in the record at {self._shown}")
+        wanted = values.get("status", "changed")
+        if TrialStatus(status).finished:
+            raise FinishedTrialError(f"trial {trial_id} is {status} already: a finished trial cannot become "
+                                     f"{wanted} (record {self._shown})")
+        raise RunError(f"trial {trial_id} is {status}: it cannot become {wanted} (record {self._shown})")
 
     def requeue_in_flight(self) -> list[int]:
-        """After a crash: RUNNING trials go back to PROPOSED; returns every PROPOSED id, ascending."""
-        with self._engine.begin() as conn:
-            conn.execute(
+        """After a crash: RUNNING trials go back to PROPOSED (the one move back the life cycle has: their
+        evaluation was lost with the process); returns every PROPOSED id, ascending."""
+        with self._writing() as conn:
+            moved = conn.execute(
                 update(t.trials)
                 .where(t.trials.c.status == TrialStatus.RUNNING.value)
                 .values(status=TrialStatus.PROPOSED.value, started_at=None)
-            )
+                .returning(*self._trial_columns)
+            ).all()
             ids = conn.execute(
                 select(t.trials.c.id)
                 .where(t.trials.c.status == TrialStatus.PROPOSED.value)
                 .order_by(t.trials.c.id)
-            ).scalars()
-            return [int(i) for i in ids]
+            ).scalars().all()
+        for row in moved:
+            self._wrote(_trial_from_row(row))
+        return [int(i) for i in ids]
 
     # ---- trials: reads ----------------------------------------------------------------------------------
 
     def trial(self, trial_id: int) -> Trial:
         with self._engine.connect() as conn:
-            row = conn.execute(select(t.trials).where(t.trials.c.id == trial_id)).first()
+            row = conn.execute(select(*self._trial_columns).where(t.trials.c.id == trial_id)).first()
         if row is None:
             raise RunError(f"no trial {trial_id} in the record at {self._shown}")
         return _trial_from_row(row)
@@ -290,7 +343,7 @@ class Record(ResearchLog, ChampionLog):
         self, statuses: Iterable[TrialStatus] | None = None, *, limit: int | None = None,
         newest_first: bool = False,
     ) -> list[Trial]:
-        query = select(t.trials).order_by(t.trials.c.id.desc() if newest_first else t.trials.c.id)
+        query = select(*self._trial_columns).order_by(t.trials.c.id.desc() if newest_first else t.trials.c.id)
         if statuses is not None:
             query = query.where(t.trials.c.status.in_([TrialStatus(s).value for s in statuses]))
         if limit is not None:
@@ -302,7 +355,7 @@ class Record(ResearchLog, ChampionLog):
         """The best succeeded trial with a score (ties: lowest id), or None."""
         score = t.trials.c.score
         query = (
-            select(t.trials)
+            select(*self._trial_columns)
             .where(t.trials.c.status == TrialStatus.SUCCEEDED.value, score.is_not(None),
                    t.trials.c.suspect.is_(False), t.trials.c.reused_from.is_(None))
             .order_by(score.desc() if direction is Direction.MAXIMIZE else score.asc(), t.trials.c.id)
@@ -327,7 +380,7 @@ class Record(ResearchLog, ChampionLog):
         """The first finished, originally evaluated trial whose program has this fingerprint, or None (a rejected
         trial was never evaluated, so it has no outcome to reuse)."""
         query = (
-            select(t.trials)
+            select(*self._trial_columns)
             .where(t.trials.c.fingerprint == fingerprint, t.trials.c.reused_from.is_(None),
                    t.trials.c.status.in_([s.value for s in TrialStatus if s.finished and s != TrialStatus.REJECTED]),
                    t.trials.c.error_class.is_distinct_from("proposal_error"))

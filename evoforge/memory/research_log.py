@@ -7,17 +7,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import insert, select, update
 
 from evoforge.memory import tables as t
 from evoforge.memory.tables import AnalysisRow, LLMCallRow, finite_or_none, utcnow
+from evoforge.memory.transactions import Transactions
 from evoforge.models import LLMCall
 
 
-class ResearchLog:
+class ResearchLog(Transactions):
     """Everything recorded around trials; `Record` provides the engine."""
-
-    _engine: Engine
 
     def add_llm_calls(self, trial_id: int | None, calls: Sequence[LLMCall]) -> None:
         if not calls:
@@ -33,11 +32,11 @@ class ResearchLog:
             )
             for c in calls
         ]
-        with self._engine.begin() as conn:
+        with self._writing() as conn:
             conn.execute(insert(t.llm_calls), rows)
 
     def add_analysis(self, trial_id: int, kind: str, text: str, data: dict[str, Any] | None = None) -> None:
-        with self._engine.begin() as conn:
+        with self._writing() as conn:
             conn.execute(
                 insert(t.analyses).values(
                     trial_id=trial_id, kind=kind, text=text, data=dict(data or {}), created_at=utcnow()
@@ -69,7 +68,7 @@ class ResearchLog:
             return
         rows = [dict(trial_id=trial_id, item_id=i, rank=r, kind=k, title=title, score=finite_or_none(s))
                 for r, (i, k, title, s) in enumerate(shown)]
-        with self._engine.begin() as conn:
+        with self._writing() as conn:
             conn.execute(insert(t.knowledge_shown), rows)
 
     def knowledge_shown(self, trial_id: int) -> list[dict[str, Any]]:
@@ -79,7 +78,7 @@ class ResearchLog:
             return [dict(item_id=r.item_id, kind=r.kind, title=r.title, score=r.score) for r in conn.execute(query)]
 
     def add_agenda(self, after_trial: int, text: str, data: dict[str, Any] | None = None) -> None:
-        with self._engine.begin() as conn:
+        with self._writing() as conn:
             conn.execute(insert(t.agendas).values(after_trial=after_trial, text=text, data=dict(data or {}),
                                                   created_at=utcnow()))
 
@@ -92,7 +91,7 @@ class ResearchLog:
 
     def save_state(self, key: str, value: dict[str, Any]) -> None:
         """Keep a component's state (a sampler's islands, a bandit's counts) so `resume` continues it."""
-        with self._engine.begin() as conn:
+        with self._writing() as conn:
             updated = conn.execute(
                 update(t.loop_state).where(t.loop_state.c.key == key).values(value=value, updated_at=utcnow())
             )

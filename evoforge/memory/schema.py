@@ -1,5 +1,6 @@
 """Opening a SQLite or PostgreSQL database that other processes may open at the same moment: the SQLite
-connection set-up, and the creation of a schema's missing tables.
+connection set-up, the creation of a schema's missing tables, and the migration of older records (a column added
+since: `ALTER TABLE ... ADD COLUMN`, nullable, so older rows read as "none").
 
 Two processes opening one fresh database (a run starting while `evoforge status` polls its record, two runs
 sharing a cognition base) both check that a table is missing and both issue CREATE TABLE; the loser gets "table
@@ -18,8 +19,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from sqlalchemy import Engine, MetaData, inspect
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import Column, Engine, MetaData, Table, inspect, text
+from sqlalchemy.exc import NoSuchTableError, SQLAlchemyError
 
 _RACE_MARKERS = ("already exists", "duplicate key")  # SQLite, PostgreSQL (pg_type unique index)
 BUSY_TIMEOUT_MS = 30_000
@@ -91,3 +92,43 @@ def create_missing_tables(metadata: MetaData, engine: Engine) -> None:
             text = str(exc).lower()
             if attempt + 1 == attempts or not any(marker in text for marker in _RACE_MARKERS):
                 raise
+
+
+def present_columns(table: Table, engine: Engine) -> list[Column[Any]]:
+    """The columns of `table` that the database holds (a read-only opener of an older record reads only those)."""
+    try:
+        names = {column["name"] for column in inspect(engine).get_columns(table.name)}
+    except NoSuchTableError:  # not made yet (a run starting): reads fail later, as they did, with the usual message
+        return list(table.c)
+    return [column for column in table.c if column.name in names]
+
+
+def add_missing_columns(metadata: MetaData, engine: Engine) -> None:
+    """Migrate a record made by an older evoforge: add each nullable column its tables lack. Safe against
+    concurrent openers (SQLite: one BEGIN IMMEDIATE transaction that looks again; elsewhere a column another
+    opener added first is taken as done)."""
+    inspector = inspect(engine)
+    existing = set(inspector.get_table_names())
+    missing = []
+    for table in metadata.sorted_tables:
+        if table.name in existing:
+            have = {column["name"] for column in inspector.get_columns(table.name)}
+            missing += [(table, column) for column in table.c if column.name not in have]
+    if not missing:
+        return  # the common case: one read
+    with engine.connect() as conn:
+        if engine.dialect.name == "sqlite":
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        for table, column in missing:
+            if not column.nullable:
+                raise RuntimeError(f"cannot add the required column {table.name}.{column.name} to an older record")
+            have = {row[1] for row in conn.exec_driver_sql(f"PRAGMA table_info({table.name})")} \
+                if engine.dialect.name == "sqlite" else set()
+            if column.name in have:
+                continue  # another opener migrated it meanwhile
+            kind = column.type.compile(dialect=engine.dialect)
+            statement = f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}"
+            if engine.dialect.name != "sqlite":
+                statement = f"ALTER TABLE {table.name} ADD COLUMN IF NOT EXISTS {column.name} {kind}"
+            conn.execute(text(statement))
+        conn.commit()

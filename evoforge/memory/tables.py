@@ -98,6 +98,9 @@ trials = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("started_at", UTCDateTime, nullable=True),
     Column("finished_at", UTCDateTime, nullable=True),
+    # What the sampler and the proposer decided for the trial (island, grid cell, model arm, temperature, patch
+    # type, why): the facts samplers and the bandit are rebuilt from. Nullable: records made before it have none.
+    Column("facts", JSON, nullable=True),
     Index("ix_trials_status", "status"),
     Index("ix_trials_run_id", "run_id"),
     Index("ix_trials_fingerprint", "fingerprint"),
@@ -275,7 +278,7 @@ def _jsonable(value: Any) -> Any:
 
 
 def dumps_json(value: Any) -> str:
-    """Strict JSON. Plain JSON-ready values (most of them, e.g. a sampler's state saved after every pick) take the
+    """Strict JSON. Plain JSON-ready values (most of them, e.g. a trial's facts) take the
     C encoder directly; anything it refuses (NaN, sets, numpy integers) is converted by `_jsonable` first."""
     try:
         return json.dumps(value, allow_nan=False)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -13,7 +14,7 @@ from evoforge.config import ModelSpec
 from evoforge.errors import EvoforgeError
 from evoforge.llm.client import ChatClient, LLMError
 from evoforge.llm.ensemble import Arm, Ensemble
-from evoforge.models import LLMCall, Proposal
+from evoforge.models import LLMCall, Proposal, ProposalStatus, Trial
 from evoforge.research.base import Proposer
 from evoforge.research.context import ResearchContext
 from evoforge.research.edits import EditError, apply_edits, check_blocks, choose_patch_type
@@ -122,19 +123,29 @@ class LLMProposer(Proposer):
     async def propose(self, ctx: ResearchContext) -> Proposal:
         calls: list[LLMCall] = []
         patch = self._patch_type(ctx)
-        filename = self.task.program_name
         messages = self.prompts.messages(self.task, ctx, patch_type=patch)
         await self._ensure_server()
         try:
             arm = await self.ensemble.pick()
         except EvoforgeError as exc:
             failed = self._failed(Answer(name="no model available"), str(exc), calls, None)
-            return dataclasses.replace(failed, unreachable=self.ensemble.down() is not None)
+            return _unreachable(failed, self.ensemble.down() is not None)
+        picked = self.ensemble.facts(arm)  # at once: its turn is the latest
+        proposal = await self._ask(ctx, arm, patch, messages, calls)
+        if proposal.status is ProposalStatus.UNREACHABLE:
+            self.ensemble.release(arm)  # no trial will carry this pick
+        cost = sum(call.cost_usd for call in proposal.llm_calls)
+        return dataclasses.replace(proposal, facts={**picked, "patch_type": patch, "cost_usd": cost})
+
+    async def _ask(self, ctx: ResearchContext, arm: Arm, patch: str, messages: list[dict[str, str]],
+                   calls: list[LLMCall]) -> Proposal:
+        """The researcher call, and one repair round when its answer cannot be used."""
+        filename = self.task.program_name
         try:
             text, call = await self.ensemble.complete(arm, messages, role="researcher")
         except LLMError as exc:
             failed = self._failed(Answer(name="llm call failed"), str(exc), calls + [exc.call], arm)
-            return dataclasses.replace(failed, unreachable=exc.unreachable)
+            return _unreachable(failed, exc.unreachable)
         calls.append(call)
         partners = (ctx.inspirations[0].id,) if patch == "crossover" and ctx.inspirations else ()
         first = realize(text, ctx.parent.code, filename)
@@ -146,8 +157,7 @@ class LLMProposer(Proposer):
             text, call = await self.ensemble.complete(arm, messages, role="repair")
         except LLMError as exc:
             error = f"{first.error}; the repair call failed: {exc}"
-            return dataclasses.replace(self._failed(first.answer, error, calls + [exc.call], arm),
-                                       unreachable=exc.unreachable)
+            return _unreachable(self._failed(first.answer, error, calls + [exc.call], arm), exc.unreachable)
         calls.append(call)
         second = realize(text, ctx.parent.code, filename)
         if second.error is not None:
@@ -171,9 +181,7 @@ class LLMProposer(Proposer):
         )
 
     def _failed(self, answer: Answer, error: str, calls: list[LLMCall], arm: Arm | None) -> Proposal:
-        """A proposal with no candidate. The loop never evaluates it, so the arm is credited here: reward 0."""
-        if arm is not None:
-            self.ensemble.observe(arm.key, 0.0, sum(call.cost_usd for call in calls))
+        """A proposal with no candidate: its trial fails unevaluated, and the arm learns reward 0 from it."""
         model = arm.model if arm is not None else None
         return Proposal(
             name=answer.name or derive_name(answer.motivation, "unusable answer"),
@@ -186,18 +194,17 @@ class LLMProposer(Proposer):
         )
 
     # ---- the ensemble's learning, for the loop -------------------------------------------------------------------
-    def observe(self, trial_model: str | None, temperature: float | None, reward: float, cost_usd: float) -> None:
-        """Credit the arm that proposed a finished trial (its `model`, the temperature of its LLM calls) with the
-        child's improvement over its parent and what its calls cost; trials of unknown models are ignored."""
-        key = self.ensemble.key_for(trial_model, temperature)
-        if key is not None:
-            self.ensemble.observe(key, reward, cost_usd)
+    def observe(self, trial: Trial, old: Trial | None, reward: float) -> None:
+        """The ensemble learns from each trial the record writes: the arm in its facts, its reward once finished."""
+        self.ensemble.observe(trial, old, reward)
 
-    def state_dict(self) -> dict[str, Any] | None:
-        return self.ensemble.state_dict()
+    def discard(self, proposal: Proposal) -> None:
+        arm = self.ensemble.arms.get(str(proposal.facts.get("arm")))
+        if arm is not None:
+            self.ensemble.release(arm)
 
-    def load_state(self, state: dict[str, Any]) -> None:
-        self.ensemble.load_state(state)
+    def rebuild(self, trials: Iterable[tuple[Trial, float]]) -> None:
+        self.ensemble.rebuild(trials)
 
     def summary(self) -> list[dict[str, Any]]:
         return self.ensemble.summary()
@@ -208,3 +215,8 @@ class LLMProposer(Proposer):
         finally:
             if self._server is not None:
                 await self._server.stop()
+
+
+def _unreachable(proposal: Proposal, unreachable: bool) -> Proposal:
+    """`proposal` (failed) marked UNREACHABLE when no model could be reached."""
+    return dataclasses.replace(proposal, status=ProposalStatus.UNREACHABLE) if unreachable else proposal

@@ -72,6 +72,7 @@ class OfflineProposer(Proposer):
     """Numeric-constant tuning with adaptive steps; seeded, so a run with the same seed proposes the same."""
 
     name = "offline"
+    tunes_constants = True
 
     def __init__(self, seed: int | None = None) -> None:
         self.rng = random.Random(seed)

@@ -1,118 +1,133 @@
 """The parent sampler's interface: pick the trial a new candidate builds on, and the inspirations to show.
 
-The loop calls `sample_parent` once per new trial with every trial of the run (a `TrialPool` it keeps up to date;
-tests may pass a plain list); a sampler looks only at the scored ones (succeeded, finite score). Unscored trials
-still matter to samplers that count children.
+The loop calls `pick` once per new trial with every trial of the run (the population it keeps up to date from the
+record; tests may call `sample_parent` with a plain list); a sampler looks only at the scored ones (succeeded,
+finite score). Unscored trials still matter to samplers that count children.
+
+What a pick decided (the sampler, its turn, the island, the cell, why) comes back as facts the loop writes on the
+trial's row. A sampler's state is a function of those facts: `observe` folds in each trial the record writes, and
+`rebuild` replays a run's trials on start and on resume; nothing else is saved. The randomness of a pick is drawn
+from an RNG derived from the seed and the pick's turn (picks recorded + picks in flight), so a resumed run draws as
+a run never stopped would.
 """
 
 from __future__ import annotations
 
-import heapq
 import random
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from evoforge.memory.sampling.pool import TrialPool, rank_key
+from evoforge.memory.sampling.pool import TrialPool
 from evoforge.models import Direction, Trial
 
 
-class _Memo:
-    """A small memo per helper, keyed by the very sequence passed in, its length and (for a pool) its version: the
-    loop hands the same sequence to `sample_parent` and `sample_inspirations`, so each pass over the run is made
-    once per trial. (A plain list changed in place without changing its length is not noticed: pass a new list.)"""
-
-    SIZE = 4
-
-    def __init__(self) -> None:
-        self.entries: list[tuple[Sequence[Trial], tuple[Any, ...], Any]] = []
-
-    def get(self, trials: Sequence[Trial], extra: Any, compute: Any) -> Any:
-        key = (len(trials), getattr(trials, "version", None), extra)
-        for source, known, value in self.entries:
-            if source is trials and known == key:
-                return value
-        value = compute()
-        self.entries = [(trials, key, value), *self.entries[: self.SIZE - 1]]
-        return value
-
-
-_SCORED, _POOLS, _CHILDREN = _Memo(), _Memo(), _Memo()
-
-
-def pool_for(trials: Sequence[Trial], direction: Direction) -> TrialPool:
-    """`trials` itself when it is a pool ranked for `direction` (what the loop passes), else a pool built from it."""
+def as_pool(trials: Sequence[Trial], direction: Direction = Direction.MAXIMIZE) -> TrialPool:
+    """`trials` itself when it is a pool ranked for `direction` (the loop's population), else a pool built from it
+    (a plain list, as tests pass): every helper below reads the pool's indexes, one path for both."""
     if isinstance(trials, TrialPool) and trials.direction is direction:
         return trials
-    return _POOLS.get(trials, direction, lambda: TrialPool(direction, trials))
+    return TrialPool(direction, trials)
+
+
+pool_for = as_pool  # the name the samplers use
 
 
 def scored_trials(trials: Sequence[Trial]) -> list[Trial]:
-    """The candidates: scored trials in id order; ValueError when there is none."""
-    scored = list(_SCORED.get(trials, None, lambda: sorted((t for t in trials if t.scored), key=lambda t: t.id)))
+    """The candidates: scored trials in id order (the pool's own list: read it, do not change it); ValueError when
+    there is none."""
+    pool = trials if isinstance(trials, TrialPool) else as_pool(trials)
+    scored = pool.scored_by_id()
     if not scored:
         raise ValueError("no scored trial to sample from: a trial must first succeed with a finite score")
     return scored
 
 
 def require_scored(trials: Sequence[Trial]) -> None:
-    """ValueError (the message of `scored_trials`) when no trial is scored; O(1) on a pool."""
-    if isinstance(trials, TrialPool):
-        if not trials.n_scored:
-            scored_trials([])
-        return
-    scored_trials(trials)
+    """ValueError (the message of `scored_trials`) when no trial is scored."""
+    pool = trials if isinstance(trials, TrialPool) else as_pool(trials)
+    if not pool.n_scored:
+        scored_trials([])
 
 
 def count_children(trials: Sequence[Trial]) -> Counter[int]:
     """Children per parent id, any status (a child with its parent listed twice counts once)."""
-    if isinstance(trials, TrialPool):
-        return trials.children_counts()
-    return Counter(_CHILDREN.get(
-        trials, None, lambda: Counter(parent_id for trial in trials for parent_id in set(trial.parent_ids))
-    ))
-
-
-def rng_state(rng: random.Random) -> list[Any]:
-    """`rng`'s position as JSON-friendly lists (for `state_dict`)."""
-    version, internal, gauss = rng.getstate()
-    return [version, list(internal), gauss]
-
-
-def set_rng_state(rng: random.Random, state: Sequence[Any]) -> None:
-    """Restore a position saved by `rng_state`."""
-    version, internal, gauss = state
-    rng.setstate((version, tuple(internal), gauss))
+    return (trials if isinstance(trials, TrialPool) else as_pool(trials)).children_counts()
 
 
 def best_n(trials: Sequence[Trial], direction: Direction, n: int) -> list[Trial]:
     """The n best scored trials, best first (ties: lowest id), without sorting the whole run."""
-    if isinstance(trials, TrialPool) and trials.direction is direction:
-        return trials.best(n)
-    return heapq.nsmallest(n, (tr for tr in trials if tr.scored), key=lambda tr: rank_key(tr, direction))
+    return as_pool(trials, direction).best(n)
 
 
 def ranked(trials: Sequence[Trial], direction: Direction) -> list[Trial]:
     """Scored trials, best first (ties: lowest id)."""
-    return pool_for(trials, direction).best()
+    return as_pool(trials, direction).best()
+
+
+@dataclass(frozen=True)
+class Pick:
+    """One pick: the parent, the inspirations, and the facts to keep on the trial built from them."""
+
+    parent: Trial
+    inspirations: list[Trial]
+    facts: dict[str, Any]
 
 
 class Sampler(ABC):
-    """Chooses parents and inspirations. `self.rng` is the only source of randomness, seeded once."""
+    """Chooses parents and inspirations. `self.rng` is the only source of randomness: seeded once for direct calls,
+    derived from the seed and the turn for each `pick`."""
+
+    name = "sampler"
 
     def __init__(self, seed: int | None = None) -> None:
+        self.seed = seed if seed is not None else random.SystemRandom().getrandbits(32)
         self.rng = random.Random(seed)
+        self.picks = 0  # trials in the record made from one of this sampler's picks
+        self.turn: int | None = None  # the turn of the pick under way (None: a direct call)
+        self.why: dict[str, Any] = {}  # what `sample_parent` decided, for the pick's facts
 
-    def state_dict(self) -> dict[str, Any]:
-        """What a resumed run needs to continue this sampler's picks: its RNG position, plus what subclasses add.
-        JSON-friendly; the loop stores it in the record after each sample."""
-        return {"rng": rng_state(self.rng)}
+    # ---- the facts: written with each trial, read back on start ---------------------------------------------
+    def pick(self, trials: Sequence[Trial], direction: Direction, pending: Mapping[int, int] | None, k: int) -> Pick:
+        """Parent and `k` inspirations for the next trial, with the facts to record on it. `pending` maps a parent
+        id to its children picked but not yet in the record: their number is the picks in flight."""
+        turn = self.recorded_picks(trials, direction) + sum(max(0, n) for n in (pending or {}).values())
+        self.rng, self.turn = random.Random(f"{self.seed}:{turn}"), turn
+        try:
+            parent = self.sample_parent(trials, direction, pending)
+            inspirations = self.sample_inspirations(trials, parent, k, direction)
+            return Pick(parent, inspirations, {"sampler": self.name, "turn": turn, **self.pick_facts(parent)})
+        finally:
+            self.turn = None
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Continue from a `state_dict()` of a sampler built with the same settings (missing keys: kept as is)."""
-        if state.get("rng"):
-            set_rng_state(self.rng, state["rng"])
+    def recorded_picks(self, trials: Sequence[Trial], direction: Direction) -> int:
+        """How many trials in the record were made from this sampler's picks."""
+        return self.picks
+
+    def pick_facts(self, parent: Trial) -> dict[str, Any]:
+        """What this sampler adds to a pick's facts (the island, the cell, why): what `sample_parent` noted."""
+        return dict(self.why)
+
+    def observe(self, trial: Trial, old: Trial | None) -> None:
+        """Fold in a trial the record wrote (`old`: the same trial as it stood before, None when new)."""
+        if old is None and "sampler" in trial.facts:
+            self.picks += 1
+
+    def rebuild(self, trials: Sequence[Trial], direction: Direction) -> None:
+        """Forget everything and replay a run's trials (in id order): the state a live sampler has after them."""
+        self.reset()
+        for trial in sorted(trials, key=lambda tr: tr.id):
+            self.observe(trial, None)
+
+    def reset(self) -> None:
+        self.picks = 0
+
+    def state(self, trials: Sequence[Trial] | None = None, direction: Direction | None = None) -> dict[str, Any]:
+        """What this sampler knows, as plain data (a resumed sampler equals the live one on it); samplers whose
+        indexes are views of the run (MAP-Elites grids) add them when given its trials."""
+        return {"picks": self.picks}
 
     @abstractmethod
     def sample_parent(

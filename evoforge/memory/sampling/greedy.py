@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from evoforge.memory.sampling._base import Sampler, ranked, scored_trials
+from evoforge.memory.sampling._base import Sampler, best_n, require_scored
 from evoforge.models import Direction, Trial
 
 
 class GreedySampler(Sampler):
     """Pure exploitation; `pending` is ignored."""
 
+    name = "greedy"
+
     def sample_parent(
         self, trials: Sequence[Trial], direction: Direction, pending: Mapping[int, int] | None = None
     ) -> Trial:
-        return ranked(scored_trials(trials), direction)[0]
+        require_scored(trials)
+        self.why = {"reason": "best score"}
+        return best_n(trials, direction, 1)[0]

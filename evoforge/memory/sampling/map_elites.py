@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
-import weakref
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from evoforge.config import FeatureSpec
@@ -44,17 +42,10 @@ def bin_index(value: float, spec: FeatureSpec) -> int:
     return min(spec.bins - 1, max(0, math.floor(position)))
 
 
-@dataclass
-class _Grid:
-    """One pool's grid, as of `seen` entries of the pool's log."""
-
-    seen: int
-    elites: dict[Cell, Trial]
-    cell_of: dict[int, Cell]  # each elite's id -> its cell
-
-
 class MapElitesSampler(Sampler):
     """A grid over `features` (one elite per cell), one grid per island of `islands` (None: a single grid)."""
+
+    name = "map_elites"
 
     def __init__(
         self, seed: int | None = None, *, features: Sequence[FeatureSpec], islands: Archipelago | None = None
@@ -65,7 +56,8 @@ class MapElitesSampler(Sampler):
         self.features = list(features)
         self.islands = islands or Archipelago(1)
         self.warned: set[str] = set()
-        self._grids: weakref.WeakKeyDictionary[TrialPool, _Grid] = weakref.WeakKeyDictionary()
+        self._elites: list[dict[Cell, Trial]] = []  # per island, for the attached population (see `rebuild`)
+        self.islands.on_join = self._joined
 
     def feature_value(self, trial: Trial, spec: FeatureSpec) -> float | None:
         """The trial's value on one feature: the metric of that name, else the built-in; None when missing."""
@@ -95,56 +87,75 @@ class MapElitesSampler(Sampler):
         return tuple(bin_index(float(v), spec) for v, spec in zip(values, self.features, strict=True))
 
     def grid(self, trials: Sequence[Trial], direction: Direction) -> dict[Cell, Trial]:
-        """Elite per occupied cell among the scored `trials`: the best score (ties: the lowest id). Read-only: it
-        is kept per pool (what the loop and the islands pass) and caught up from the pool's log, not rebuilt."""
-        pool = pool_for(trials, direction)
-        grid = self._grids.get(pool)
-        if grid is None:
-            elites: dict[Cell, Trial] = {}
-            for trial in pool.iter_best():
-                cell = self.cell(trial)
-                if cell is not None and cell not in elites:
-                    elites[cell] = trial
-            grid = _Grid(pool.log_size, elites, {elite.id: cell for cell, elite in elites.items()})
-            self._grids[pool] = grid
-            return grid.elites
-        for trial_id in dict.fromkeys(pool.changes(grid.seen)):
-            old_cell = grid.cell_of.pop(trial_id, None)
-            if old_cell is not None:  # an elite changed (rare): find its cell's elite again
-                del grid.elites[old_cell]
-                for trial in pool.iter_best():
-                    if self.cell(trial) == old_cell:
-                        grid.elites[old_cell], grid.cell_of[trial.id] = trial, old_cell
-                        break
-            trial = pool.get(trial_id)
-            cell = self.cell(trial) if trial is not None and trial.scored else None
-            if trial is None or cell is None:
-                continue
-            current = grid.elites.get(cell)
-            if current is None or rank_key(trial, direction) < rank_key(current, direction):
-                if current is not None:
-                    grid.cell_of.pop(current.id, None)
-                grid.elites[cell], grid.cell_of[trial.id] = trial, cell
-        grid.seen = pool.log_size
-        return grid.elites
+        """Elite per occupied cell among the scored `trials`: the best score (ties: the lowest id), by a scan."""
+        elites: dict[Cell, Trial] = {}
+        for trial in pool_for(trials, direction).iter_best():
+            cell = self.cell(trial)
+            if cell is not None and cell not in elites:
+                elites[cell] = trial
+        return elites
 
     def island_grid(self, trials: Sequence[Trial], direction: Direction, island: int) -> dict[Cell, Trial]:
-        """The grid of one island (the only grid when there is a single island)."""
+        """The grid of one island (the only grid when there is a single island): kept up to date trial by trial
+        for the attached population, scanned for a plain list."""
         self.islands.update(trials, direction)
+        if self._elites and trials is self.islands.source:
+            return self._elites[island]
         return self.grid(self.islands.members(trials, island), direction)
+
+    def _joined(self, island: int, trial: Trial) -> None:
+        """A trial joined an island of the attached population (recorded, or migrated): the elite of its cell if it
+        beats the one there. Scores never change once a trial is finished, so the best so far is the best."""
+        source = self.islands.source
+        if not self._elites or source is None or not trial.scored:
+            return
+        cell = self.cell(trial)
+        if cell is None:
+            return
+        current = self._elites[island].get(cell)
+        if current is None or current.id == trial.id or (
+                rank_key(trial, source.direction) < rank_key(current, source.direction)):
+            self._elites[island][cell] = trial
 
     def sample_parent(
         self, trials: Sequence[Trial], direction: Direction, pending: Mapping[int, int] | None = None
     ) -> Trial:
         self.islands.update(trials, direction)
-        island = self.islands.pick(trials)
-        elites = self.grid(self.islands.members(trials, island), direction)
+        self.islands.due(trials, direction)
+        island = self.islands.pick(trials, self.turn if self.turn is not None else self.islands.picks)
+        elites = self.island_grid(trials, direction, island)
         if elites:
-            parent = elites[self.rng.choice(sorted(elites))]
+            cell = self.rng.choice(sorted(elites))
+            parent = elites[cell]
+            self.why = {"reason": "elite of a random occupied cell", "island": island, "cell": list(cell)}
         else:  # nothing placed yet (features missing): build on the island's best meanwhile
             parent = best_n(self.islands.members(trials, island), direction, 1)[0]
-        self.islands.claim(parent, island)
+            self.why = {"reason": "island best (no cell occupied yet)", "island": island}
         return parent
+
+    def recorded_picks(self, trials: Sequence[Trial], direction: Direction) -> int:
+        self.islands.update(trials, direction)
+        return self.islands.picks
+
+    def pick_facts(self, parent: Trial) -> dict[str, Any]:
+        migration = self.islands.unrecorded
+        return {**self.why, **({"migration": migration} if migration is not None else {})}
+
+    def observe(self, trial: Trial, old: Trial | None) -> None:
+        self.islands.observe(trial, old)
+
+    def rebuild(self, trials: Sequence[Trial], direction: Direction) -> None:
+        self.reset()
+        if isinstance(trials, TrialPool) and trials.direction is direction:
+            self._elites = [{} for _ in range(self.islands.count)]
+            self.islands.attach(trials)  # each member joins its island's grid as it is placed
+        else:
+            self.islands.update(trials, direction)
+
+    def reset(self) -> None:
+        super().reset()
+        self.islands.reset()
+        self._elites = []
 
     def sample_inspirations(
         self, trials: Sequence[Trial], parent: Trial, k: int, direction: Direction
@@ -153,7 +164,7 @@ class MapElitesSampler(Sampler):
         if k <= 0:
             return []
         self.islands.update(trials, direction)
-        elites = self.grid(self.islands.members(trials, self.islands.last), direction)
+        elites = self.island_grid(trials, direction, self.islands.last)
         origin = self.cell(parent)
         sign = direction.sign()
         chosen: list[Trial] = []
@@ -169,15 +180,17 @@ class MapElitesSampler(Sampler):
                     seen.add(elite.code)
                     chosen.append(elite)
         chosen += fill(trials, parent, chosen, k - len(chosen), direction)
-        self.islands.set_claim_inspirations(parent, chosen)
         return chosen
 
-    def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "islands": self.islands.state_dict()}
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        super().load_state_dict(state)
-        self.islands.load_state_dict(state.get("islands", {}))
+    def state(self, trials: Sequence[Trial] | None = None, direction: Direction | None = None) -> dict[str, Any]:
+        """Membership and migrations; with the run's trials, each island's grid too (cell -> elite id)."""
+        if trials is not None and direction is not None:
+            self.islands.update(trials, direction)  # caught up with the run first
+        state: dict[str, Any] = {"islands": self.islands.state()}
+        if trials is not None and direction is not None:
+            state["grids"] = [{cell: elite.id for cell, elite in self.island_grid(trials, direction, i).items()}
+                              for i in range(self.islands.count)]
+        return state
 
 
 def _distance(a: Cell, b: Cell) -> int:

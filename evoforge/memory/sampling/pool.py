@@ -2,8 +2,8 @@
 parent, and each parent's scored children's scores summed. The conductor keeps one pool up to date, so choosing a
 parent reads these indexes instead of scanning the whole run (the cost of a trial must not grow with the record).
 
-A pool is a `Sequence[Trial]` (in arrival order): samplers accept any sequence, and `_base.pool_for` builds a pool
-from a plain list (once per list, memoised).
+A pool is a `Sequence[Trial]` (in arrival order): samplers accept any sequence, and `_base.as_pool` builds a pool
+from a plain list. The run's one pool is the loop's population (memory/population.py), fed by the record's writes.
 """
 
 from __future__ import annotations
@@ -32,17 +32,17 @@ class TrialPool(Sequence[Trial]):
         self._children: Counter[int] = Counter()  # any status; a parent listed twice counts once
         self._child_sum: dict[int, float] = {}  # raw scores of scored children, per parent
         self._child_n: Counter[int] = Counter()
-        self.version = 0  # bumped by every `put`, so memos keyed on a pool notice in-place changes
-        self._log: list[int] = []  # the id of every put, in order: views built on a pool catch up from it
+        self._scored_ids: list[int] = []  # ids of scored trials, ascending (new trials come last: appended)
+        self._scored_by_id: list[Trial] | None = None  # the same trials, built when asked, until the next `put`
         for trial in trials:  # in bulk: rank once at the end instead of inserting one by one
             self.put(trial, rank=False)
         self._ranked.sort()
 
     # ---- keeping it up to date -------------------------------------------------------------------------------
     def put(self, trial: Trial, *, rank: bool = True) -> None:
-        self.version += 1
-        self._log.append(trial.id)
         old = self._by_id.get(trial.id)
+        if trial.scored or (old is not None and old.scored):
+            self._scored_by_id = None
         if old is None:
             self._order.append(trial.id)
             for parent_id in set(trial.parent_ids):
@@ -51,6 +51,10 @@ class TrialPool(Sequence[Trial]):
             self._unscore(old)
         self._by_id[trial.id] = trial
         if trial.scored:
+            if not self._scored_ids or trial.id > self._scored_ids[-1]:
+                self._scored_ids.append(trial.id)
+            else:
+                bisect.insort(self._scored_ids, trial.id)
             if rank:
                 bisect.insort(self._ranked, self._key(trial))
             else:
@@ -64,6 +68,9 @@ class TrialPool(Sequence[Trial]):
         index = bisect.bisect_left(self._ranked, key)
         if index < len(self._ranked) and self._ranked[index] == key:
             del self._ranked[index]
+        index = bisect.bisect_left(self._scored_ids, trial.id)
+        if index < len(self._scored_ids) and self._scored_ids[index] == trial.id:
+            del self._scored_ids[index]
         for parent_id in set(trial.parent_ids):
             self._child_sum[parent_id] -= float(trial.score or 0.0)
             self._child_n[parent_id] -= 1
@@ -90,13 +97,11 @@ class TrialPool(Sequence[Trial]):
         return (self._by_id[i] for i in self._order)
 
     # ---- what samplers read ---------------------------------------------------------------------------------
-    def changes(self, since: int) -> list[int]:
-        """Ids put since the log had `since` entries (repeats kept, in order); see `log_size`."""
-        return self._log[since:]
-
-    @property
-    def log_size(self) -> int:
-        return len(self._log)
+    def scored_by_id(self) -> list[Trial]:
+        """The scored trials in id order (kept until the next `put`: samplers ask it of every pick)."""
+        if self._scored_by_id is None:
+            self._scored_by_id = [self._by_id[i] for i in self._scored_ids]
+        return self._scored_by_id
 
     def get(self, trial_id: int) -> Trial | None:
         return self._by_id.get(trial_id)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from evoforge.memory.sampling._base import Sampler, pool_for, ranked, scored_trials
 from evoforge.models import Direction, Trial
@@ -25,6 +26,8 @@ from evoforge.models import Direction, Trial
 class UCB1Sampler(Sampler):
     """UCB1 over the elite trials; `exploration` is the constant c (>= 0; 0 is greedy on lineage value),
     `population` the number of best trials that are arms (None: every scored trial)."""
+
+    name = "ucb1"
 
     def __init__(self, seed: int | None = None, exploration: float = 1.0, population: int | None = None) -> None:
         super().__init__(seed)
@@ -50,9 +53,19 @@ class UCB1Sampler(Sampler):
         pending = pending or {}
         unvisited = [arm for arm in arms if pool.children(arm.id) == 0 and pending.get(arm.id, 0) <= 0]
         if unvisited:
+            self.why = {"reason": "untried elite"}
             return ranked(unvisited, direction)[0]
         scores = self.ucb_scores(pool, direction, pending)
-        return max(arms, key=lambda arm: (scores[arm.id], -arm.id))
+        parent = max(arms, key=lambda arm: (scores[arm.id], -arm.id))
+        self.why = {"reason": "highest UCB", "ucb": round(scores[parent.id], 6)}
+        return parent
+
+    def state(self, trials: Sequence[Trial] | None = None, direction: Direction | None = None) -> dict[str, Any]:
+        """Picks made, and with the run's trials the UCB value of every arm (what the next pick reads)."""
+        state = super().state()
+        if trials is not None and direction is not None and pool_for(trials, direction).n_scored:
+            state["ucb"] = self.ucb_scores(trials, direction)
+        return state
 
     def ucb_scores(
         self, trials: Sequence[Trial], direction: Direction, pending: Mapping[int, int] | None = None

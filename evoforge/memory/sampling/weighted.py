@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from evoforge.memory.sampling._base import Sampler, count_children, scored_trials
 from evoforge.models import Direction, Trial
@@ -19,6 +20,8 @@ from evoforge.models import Direction, Trial
 
 class WeightedSampler(Sampler):
     """Draws parents proportionally to `weights`; `sharpness` and `child_penalty` as in the module's rule."""
+
+    name = "weighted"
 
     def __init__(self, seed: int | None = None, sharpness: float = 1.0, child_penalty: float = 1.0) -> None:
         super().__init__(seed)
@@ -46,13 +49,22 @@ class WeightedSampler(Sampler):
             result[trial.id] = _sigmoid(z) / (1.0 + n**self.child_penalty)
         return result
 
+    def state(self, trials: Sequence[Trial] | None = None, direction: Direction | None = None) -> dict[str, Any]:
+        """Picks made, and with the run's trials every scored trial's weight (what the next pick reads)."""
+        state = super().state()
+        if trials is not None and direction is not None and any(t.scored for t in trials):
+            state["weights"] = self.weights(trials, direction)
+        return state
+
     def sample_parent(
         self, trials: Sequence[Trial], direction: Direction, pending: Mapping[int, int] | None = None
     ) -> Trial:
         weights = self.weights(trials, direction, pending)
         by_id = {trial.id: trial for trial in scored_trials(trials)}
         ids = sorted(weights)
-        return by_id[self.rng.choices(ids, weights=[weights[i] for i in ids], k=1)[0]]
+        chosen = self.rng.choices(ids, weights=[weights[i] for i in ids], k=1)[0]
+        self.why = {"reason": "weighted draw", "share": round(weights[chosen] / sum(weights.values()), 6)}
+        return by_id[chosen]
 
 
 def _sigmoid(z: float) -> float:

@@ -1,0 +1,100 @@
+"""How the record's writes become transactions: one per call, several in one `batch`, and `io`, which runs record
+calls on the record's own thread so the event loop never waits on the database. Subscribers (the loop's
+population) hear of every trial written, after its transaction committed, on the thread that asked for the write.
+Mixed into `Record` (through `ResearchLog`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, Engine
+
+from evoforge.models import Trial
+
+T = TypeVar("T")
+
+
+class Transactions:
+    """The transaction state of one record; `Record` provides the engine and calls `_open_transactions`."""
+
+    _engine: Engine
+    _batch: Connection | None = None  # the open transaction of `batch`, used by the thread that opened it
+    _batch_thread: int | None = None
+
+    def _open_transactions(self) -> None:
+        self._listeners: list[Callable[[Trial], None]] = []
+        self._unsent: list[Trial] = []  # trials written inside the open batch, told to the listeners once it commits
+        self._io_thread: ThreadPoolExecutor | None = None  # the record's own thread (see `io`)
+        self._deferred = threading.local()  # `active` on the record's thread inside `io`: the caller tells
+
+    def _close_io(self) -> None:
+        if self._io_thread is not None:
+            self._io_thread.shutdown(wait=True)
+            self._io_thread = None
+
+    @contextmanager
+    def _writing(self) -> Iterator[Connection]:
+        """A connection to write with: the batch's when this thread has one open, else a transaction of its own."""
+        if self._batch is not None and self._batch_thread == threading.get_ident():
+            yield self._batch
+            return
+        with self._engine.begin() as conn:
+            yield conn
+
+    def _wrote(self, trial: Trial) -> Trial:
+        if self._batch is not None and self._batch_thread == threading.get_ident():
+            self._unsent.append(trial)  # told once the batch commits
+            return trial
+        for listener in self._listeners:
+            listener(trial)
+        return trial
+
+    @contextmanager
+    def batch(self) -> Iterator[list[Trial]]:
+        """Make the writes inside (from this thread) one transaction: all committed at the end, or none on an error;
+        subscribers hear of the trials written once it committed. A batch inside a batch joins it. Yields the list
+        the trials written are collected in (what `io` hands to the event loop's thread)."""
+        if self._batch is not None and self._batch_thread == threading.get_ident():
+            yield self._unsent
+            return
+        unsent: list[Trial] = []
+        try:
+            with self._engine.begin() as conn:
+                self._batch, self._batch_thread, self._unsent = conn, threading.get_ident(), unsent
+                yield unsent
+        finally:
+            self._batch = self._batch_thread = None
+            self._unsent = []
+        if not getattr(self._deferred, "active", False):
+            for trial in unsent:
+                self._wrote(trial)
+
+    async def io(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """Run `fn(*args, **kwargs)` (calls on this record) on the record's own thread, as one transaction, so the
+        event loop never waits on the database; the subscribers hear of the trials written on the caller's
+        thread, after the commit and before this returns (so what a write returns is in the population)."""
+        if self._io_thread is None:
+            self._io_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="record")
+
+        def work() -> tuple[T, list[Trial]]:
+            self._deferred.active = True
+            try:
+                with self.batch() as written:
+                    return fn(*args, **kwargs), written
+            finally:
+                self._deferred.active = False
+
+        result, written = await asyncio.get_running_loop().run_in_executor(self._io_thread, work)
+        for trial in written:
+            self._wrote(trial)
+        return result
+
+    def subscribe(self, listener: Callable[[Trial], None]) -> None:
+        """Call `listener` with every trial this record writes (added or changed), after the write committed."""
+        self._listeners.append(listener)
