@@ -50,27 +50,32 @@ class Crowning:
             return False
         return self.holder is None or self.holder.mean is None or self.direction.better(trial.score, self.holder.mean)
 
+    def evaluations_for(self, trial: Trial) -> int:
+        """How many evaluations a challenger needs in all (its own first one included)."""
+        return max(self.repeats, 2) if trial.suspect else self.repeats
+
     async def consider(self, trial: Trial) -> ChampionDecision | None:
-        """Evaluate a challenger again and decide; None when the trial does not challenge."""
+        """Evaluate a challenger again and decide; None when the trial does not challenge. The record's writes go
+        through its own thread (`Record.io`)."""
         if not self.challenges(trial):
             return None
         assert trial.score is not None
-        wanted = max(self.repeats, 2) if trial.suspect else self.repeats
+        wanted = self.evaluations_for(trial)
         scores, failure = [float(trial.score)], None
         for seed in range(1, wanted):
             outcome = await self.engineer.evaluate(trial.code, self.run_dir / "trials" / str(trial.id) /
                                                    f"champion-{seed}", seed=seed)
             failed = outcome.status is not TrialStatus.SUCCEEDED or outcome.score is None
             error = f"{outcome.error_class}: {outcome.error_message}" if failed else None
-            self.record.add_champion_evaluation(trial.id, seed, outcome.status.value, outcome.score, outcome.seconds,
-                                                error)
+            await self.record.io(self.record.add_champion_evaluation, trial.id, seed, outcome.status.value,
+                                 outcome.score, outcome.seconds, error)
             if failed:
                 failure = f"its evaluation with seed {seed} did not score ({outcome.error_class or outcome.status})"
                 break
             scores.append(float(outcome.score))
         mean, stderr = mean_and_stderr(scores)
         decision = self._decide(trial, mean, stderr, len(scores), failure)
-        self.record.add_champion_decision(decision)
+        await self.record.io(self.record.add_champion_decision, decision)
         if decision.crowned:
             self.holder = decision
         return decision

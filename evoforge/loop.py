@@ -211,7 +211,10 @@ class Conductor(Recovery):
         finished = await self.record.io(self._commit, trial.id, outcome, digest, self.budget.wall_s())
         self._finished(finished)  # the trial is complete from here on
         if self.crowning.challenges(finished):  # a new best is evaluated again before it is called the champion
-            async with self.eval_slots:
+            if self.crowning.evaluations_for(finished) > 1:  # evaluations take a slot; a decision alone does not
+                async with self.eval_slots:
+                    await self.crowning.consider(finished)
+            else:
                 await self.crowning.consider(finished)
         if outcome.reused_from is None:  # other workers keep proposing while this one analyses
             await self._analyze(finished, outcome, digest, parent)

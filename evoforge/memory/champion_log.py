@@ -4,10 +4,26 @@ created with the record's (an older record gets them when a run opens it)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Boolean, Column, Engine, Float, ForeignKey, Index, Integer, String, Table, Text, insert, select
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Connection,
+    Engine,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    insert,
+    select,
+)
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from evoforge.memory.tables import UTCDateTime, finite_or_none, metadata, utcnow
@@ -54,19 +70,21 @@ class ChampionDecision:
 
 
 class ChampionLog:
-    """The champion's evaluations and decisions; `Record` provides the engine."""
+    """The champion's evaluations and decisions; `Record` provides the engine and `_writing` (transactions.py: the
+    open batch of this thread, so a write inside `Record.io` joins its transaction)."""
 
     _engine: Engine
+    _writing: Callable[[], AbstractContextManager[Connection]]
 
     def add_champion_evaluation(self, trial_id: int, seed: int, status: str, score: float | None, seconds: float,
                                 error: str | None = None) -> None:
-        with self._engine.begin() as conn:
+        with self._writing() as conn:
             conn.execute(insert(champion_evaluations).values(
                 trial_id=trial_id, seed=seed, status=status, score=finite_or_none(score), seconds=float(seconds),
                 error=error, created_at=utcnow()))
 
     def add_champion_decision(self, decision: ChampionDecision) -> None:
-        with self._engine.begin() as conn:
+        with self._writing() as conn:
             conn.execute(insert(champion_decisions).values(
                 trial_id=decision.trial_id, mean=finite_or_none(decision.mean),
                 stderr=finite_or_none(decision.stderr), evaluations=decision.evaluations, crowned=decision.crowned,
