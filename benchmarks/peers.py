@@ -1,13 +1,14 @@
 """evoforge beside a peer (OpenEvolve), in one run on this machine: trial cost at default settings, concurrency 1.
 
-Both run against the instant loopback fake LLM (tests/fake_llm.py, served from this process) and a trivial
-evaluator; each runs in a child process under benchmarks/_probe.py, which reads the CPU of that process itself
-(RUSAGE_SELF: the fake server's CPU and evoforge's sandbox processes are not in it). evoforge runs as `evoforge
-run` does by default: embeddings, the review and the sandbox on. OpenEvolve is installed from the package registry
-into benchmarks/.peers-venv the first time (skipped, with a message, when that fails); it evaluates in its own worker
-process, unsandboxed. Then: evoforge's CPU per trial with 100 and with 10,000 trials already in the record
-(pre-filled as overhead.py does), the sandbox start ratio (benchmarks/sandbox_start.py, when present) and the
-busy-slots measure. Prints a table and ends with one `RESULT` line.
+Both run against the instant loopback fake LLM (tests/fake_llm.py, served from this process; it sets TCP_NODELAY as
+real servers do — without it, a client that keeps its connection alive, as OpenEvolve's does, waited ~40 ms per answer
+for a delayed ACK) and a trivial evaluator; each runs in a child process under benchmarks/_probe.py, which reads the
+CPU of that process itself (RUSAGE_SELF: the fake server's CPU and evoforge's sandbox processes are not in it).
+evoforge runs as `evoforge run` does by default: embeddings, the review and the sandbox on. OpenEvolve is installed
+from the package registry into benchmarks/.peers-venv the first time (skipped, with a message, when that fails); it
+evaluates in its own worker process, unsandboxed. Then: evoforge's CPU per trial with 100 and with 10,000 trials
+already in the record (pre-filled as overhead.py does), the sandbox start ratio (benchmarks/sandbox_start.py, when
+present) and the busy-slots measure. Prints a table and ends with one `RESULT` line.
 
     .venv/bin/python benchmarks/peers.py [--quick] [--trials N]
 """
