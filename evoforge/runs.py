@@ -22,6 +22,7 @@ from evoforge.learning import Learning, open_knowledge_base
 from evoforge.llm.client import client_for_spec
 from evoforge.loop import Conductor
 from evoforge.memory.record import Record, record_file
+from evoforge.memory.record import record_url as existing_record_url
 from evoforge.memory.sampling import make_sampler
 from evoforge.models import Trial, TrialStatus
 from evoforge.observer import Observer
@@ -55,8 +56,11 @@ def run(
     run_dir: str | Path | None = None,
     settings: RunSettings | None = None,
     observer: Observer | None = None,
+    record_url: str | None = None,
 ) -> RunSummary:
-    """Start a new run of the task in `run_dir` (which must not hold a record yet) and run it to its stopping rule."""
+    """Start a new run of the task in `run_dir` (which must not hold a record yet) and run it to its stopping rule.
+    `record_url` keeps the record in that database (any SQLAlchemy URL, e.g. PostgreSQL) instead of
+    RUN_DIR/record.db; the run folder then names it in record.url."""
     task = load_task(task_path)
     settings = settings or RunSettings()
     if settings.target_score is None and task.config.target_score is not None:  # --target-score overrides it
@@ -64,10 +68,10 @@ def run(
     run_path = Path(run_dir) if run_dir is not None else default_run_dir(task)
     run_path.mkdir(parents=True, exist_ok=True)
     with run_lock(run_path):
-        if record_file(run_path, must_exist=False).exists():
+        if record_file(run_path, must_exist=False).exists() or existing_record_url(run_path) is not None:
             raise RunError(f"{run_path} already holds a run: use `evoforge resume {run_path}` or pick another "
                            "--run-dir")
-        record = Record.for_run_dir(run_path, create=True)
+        record = Record.for_run_dir(run_path, create=True, url=record_url)
         config = {
             "task_path": str(task.root),
             "settings": settings.knobs(),  # the stopping rule is kept apart (`stopping`), once

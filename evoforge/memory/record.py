@@ -43,7 +43,7 @@ from evoforge.models import (
     Trial,
     TrialStatus,
 )
-from evoforge.run_folder import RECORD_FILE
+from evoforge.run_folder import RECORD_FILE, RECORD_URL_FILE
 
 DIGEST_KIND = "digest"
 
@@ -105,10 +105,20 @@ def _trial_from_row(row: Any) -> Trial:
     )
 
 
+def record_url(run_dir: Path) -> str | None:
+    """The URL in `<run_dir>/record.url` (a run whose record is a database server's, e.g. PostgreSQL), else None."""
+    path = Path(run_dir).expanduser().resolve() / RECORD_URL_FILE
+    try:
+        return path.read_text(encoding="utf-8").strip() or None
+    except FileNotFoundError:
+        return None
+
+
 def record_file(run_dir: Path, *, must_exist: bool = True) -> Path:
-    """`<run_dir>/record.db`; with `must_exist`, RunError (saying what to pass instead) when there is none."""
+    """`<run_dir>/record.db`; with `must_exist`, RunError (saying what to pass instead) when there is none and no
+    record.url names a record elsewhere either."""
     path = Path(run_dir).expanduser().resolve() / RECORD_FILE
-    if must_exist and not path.is_file():
+    if must_exist and not path.is_file() and record_url(run_dir) is None:
         raise RunError(
             f"no record at {path}: is this a run directory? "
             "Pass the folder a run was started in (it holds record.db), or start one with `evoforge run`."
@@ -141,10 +151,23 @@ class Record(ResearchLog, ChampionLog):
             raise RunError(f"cannot open the record at {self._shown}: {type(exc).__name__}: {exc}") from exc
 
     @classmethod
-    def for_run_dir(cls, run_dir: Path, *, create: bool = False, read_only: bool = False) -> Record:
-        """The record of a run directory (`<run_dir>/record.db`); `create=True` makes the folder and file;
-        `read_only=True` opens it for reading only, which also works in a folder that cannot be written (an
+    def for_run_dir(cls, run_dir: Path, *, create: bool = False, read_only: bool = False,
+                    url: str | None = None) -> Record:
+        """The record of a run directory (`<run_dir>/record.db`, or the database its record.url names);
+        `create=True` makes the folder and file — or, given `url` (any SQLAlchemy URL, e.g.
+        postgresql+psycopg://…), writes record.url (readable by its owner only: it may hold a password) and opens
+        that; `read_only=True` opens it for reading only, which also works in a folder that cannot be written (an
         archived run)."""
+        if create and url is not None:
+            folder = Path(run_dir).expanduser().resolve()
+            folder.mkdir(parents=True, exist_ok=True)
+            target = folder / RECORD_URL_FILE
+            target.touch(mode=0o600)
+            target.write_text(url + "\n", encoding="utf-8")
+            return cls(url)
+        elsewhere = record_url(run_dir)
+        if elsewhere is not None and not create:
+            return cls(elsewhere, read_only=read_only)
         path = record_file(run_dir, must_exist=not create)
         if create:
             path.parent.mkdir(parents=True, exist_ok=True)
