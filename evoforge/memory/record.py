@@ -25,12 +25,15 @@ from evoforge.memory import tables as t
 from evoforge.memory.champion_log import ChampionLog
 from evoforge.memory.research_log import ResearchLog
 from evoforge.memory.schema import (
+    RecordTooNew,
     add_missing_columns,
     create_missing_tables,
     on_sqlite_connect,
     on_sqlite_connect_read_only,
     present_columns,
     read_only_uri,
+    recorded_version,
+    stamp_version,
 )
 from evoforge.memory.tables import RunInfo, dumps_json, finite_or_none, utcnow
 from evoforge.models import (
@@ -140,12 +143,17 @@ class Record(ResearchLog, ChampionLog):
         self._run_id: int | None = None
         self._open_transactions()
         self._trial_columns = list(t.trials.c)
-        if read_only:
-            self._trial_columns = present_columns(t.trials, self._engine)  # an older record may lack new columns
-            return
         try:
+            if read_only:
+                recorded_version(self._engine, t.schema_version, self._shown, t.SCHEMA_VERSION)
+                self._trial_columns = present_columns(t.trials, self._engine)  # an older record lacks new columns
+                return
             create_missing_tables(t.metadata, self._engine)
             add_missing_columns(t.metadata, self._engine)
+            stamp_version(self._engine, t.schema_version, t.SCHEMA_VERSION, self._shown)
+        except RecordTooNew as exc:
+            self._engine.dispose()
+            raise RunError(str(exc)) from None
         except SQLAlchemyError as exc:
             self._engine.dispose()
             raise RunError(f"cannot open the record at {self._shown}: {type(exc).__name__}: {exc}") from exc

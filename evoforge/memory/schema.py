@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from sqlalchemy import Column, Engine, MetaData, Table, inspect, text
+from sqlalchemy import Column, Engine, MetaData, Table, func, inspect, select, text
 from sqlalchemy.exc import NoSuchTableError, SQLAlchemyError
 
 _RACE_MARKERS = ("already exists", "duplicate key")  # SQLite, PostgreSQL (pg_type unique index)
@@ -132,3 +132,28 @@ def add_missing_columns(metadata: MetaData, engine: Engine) -> None:
                 statement = f"ALTER TABLE {table.name} ADD COLUMN IF NOT EXISTS {column.name} {kind}"
             conn.execute(text(statement))
         conn.commit()
+
+
+def stamp_version(engine: Engine, table: Any, current: int, shown: str) -> None:
+    """After the migrations (missing tables and columns added): refuse a record written by a newer evoforge, and
+    stamp an older one (or one from before versions were kept) with `current`."""
+    found = recorded_version(engine, table, shown, current)
+    if found is None or found < current:
+        with engine.begin() as conn:
+            conn.execute(table.insert().values(version=current))
+
+
+def recorded_version(engine: Engine, table: Any, shown: str, current: int) -> int | None:
+    """The record's schema version (None before versions were kept); RecordTooNew past `current`."""
+    if table.name not in inspect(engine).get_table_names():
+        return None
+    with engine.connect() as conn:
+        found = conn.execute(select(func.max(table.c.version))).scalar()
+    if found is not None and found > current:
+        raise RecordTooNew(f"the record at {shown} was written by a newer evoforge (schema version {found}; this one "
+                           f"reads up to {current}): upgrade evoforge (pip install -U evoforge) to open it")
+    return found
+
+
+class RecordTooNew(RuntimeError):
+    """The record's schema is newer than this evoforge knows."""

@@ -59,6 +59,17 @@ def utcnow() -> datetime:
 
 metadata = MetaData()
 
+# The record's schema version: 1 the first tables, 2 the trials' facts column, 3 the champion tables. Opening a record
+# adds what an older one lacks (schema.create_missing_tables, add_missing_columns) and stamps it; a record stamped
+# with a newer version than this is refused (schema.RecordTooNew) instead of being misread.
+SCHEMA_VERSION = 3
+
+schema_version = Table(
+    "schema_version",
+    metadata,
+    Column("version", Integer, nullable=False),
+)
+
 runs = Table(
     "runs",
     metadata,
