@@ -3,7 +3,6 @@ and its Markdown twin — read from the run's record, plus the champion's progra
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +13,7 @@ import jinja2
 from evoforge.models import TrialStatus
 from evoforge.report.collect import ReportData, collect
 from evoforge.report.plots import PlotsUnavailable, best_so_far, score_plot
+from evoforge.templating import score_text
 
 __all__ = ["PlotsUnavailable", "ReportFiles", "collect", "write_report"]
 
@@ -29,11 +29,7 @@ class ReportFiles:
 
 
 def _fmt(value: Any) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, float):
-        return f"{value:.6g}" if math.isfinite(value) else str(value)
-    return str(value)
+    return "—" if value is None else score_text(value)
 
 
 def _fmt_effect(value: float | None) -> str:

@@ -183,13 +183,14 @@ def collect(run_dir: Path, champion_file: Path | None = None) -> ReportData:
         problem = f"(the task folder {task_path or '?'} is gone)"
     lessons, note = _lessons(info.config, run_dir, task_root)
     by_id = {t.id: t for t in trials}
-    start = min((p.at_s for p in _points(trials)), default=0.0)
-    points = {p.trial_id: p for p in _points(trials)}
+    finished = _points(trials)
+    start = min((p.at_s for p in finished), default=0.0)
+    points = {p.trial_id: p for p in finished}
     crownings = [Point(d.trial_id, "crowned", d.mean, points[d.trial_id].at_s if d.trial_id in points else start)
                  for d in decisions]
     return ReportData(
         run_dir=run_dir, task_name=info.task_name, task_path=task_path, problem=problem, direction=direction,
-        overview=overview, points=_points(trials), champion=champion, lineage=lineage(by_id, champion),
+        overview=overview, points=finished, champion=champion, lineage=lineage(by_id, champion),
         lessons=lessons, knowledge_note=note,
         reproduce=reproduce_commands(task_path, champion_file if champion is not None else None),
         title=title, crownings=crownings, crowned_stderr=[d.stderr or 0.0 for d in decisions],
