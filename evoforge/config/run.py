@@ -30,6 +30,8 @@ class RunSettings(Strict):
     budget_tokens: int | None = Field(default=None, gt=0, description="cap on LLM tokens (in + out)")
     budget_wall_s: float | None = Field(default=None, gt=0, description="cap on the run's wall-clock seconds")
     budget_eval_s: float | None = Field(default=None, gt=0, description="cap on evaluation seconds")
+    ray_address: str | None = Field(default=None, min_length=1, description="run the stages on this Ray cluster "
+                                    "(auto, ray://HOST:PORT, HOST:PORT, local), whatever the task's executor says")
 
     def stopping(self) -> dict[str, float | int | None]:
         """The stopping rule, as the record keeps it."""

@@ -6,19 +6,19 @@ A Python evaluator runs through the harness with the trial folder as working dir
 channel of its own (see broker.py), which also starts its candidate in a separate sandbox on request; a command
 evaluator runs through /bin/sh in the trial folder too and reports via the file named by EVOFORGE_RESULT or its
 last JSON stdout line (in the ASI-Evolve layout: results.json in the trial folder, with eval_score and success).
-Each stage learns its name from EVOFORGE_STAGE (and `{stage}` in a command, ctx["stage"] in Python).
+Each stage learns its name from EVOFORGE_STAGE (and `{stage}` in a command, ctx["stage"] in Python). The Engineer
+prepares each stage run (a `StageJob`) and classifies how it ended; the task's executor (executors/: this machine's
+sandbox, or a Ray node's) runs it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import functools
 import json
 import math
 import shlex
 import signal
-import socket
 import statistics
 import sys
 from collections.abc import Sequence
@@ -27,9 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from evoforge.config import StageConfig
-from evoforge.experiment.broker import Broker, candidate_env
-from evoforge.experiment.broker import close as close_broker
 from evoforge.experiment.disk import MB, clear_trial
+from evoforge.experiment.executors import Executor, StageJob, make_executor
 from evoforge.experiment.gates import check_static, program_fingerprint
 from evoforge.experiment.harness import ERROR_KEY
 from evoforge.experiment.integrity import EvaluatorSeal
@@ -42,10 +41,9 @@ from evoforge.experiment.result import (
     read_result_file,
     validate,
 )
-from evoforge.experiment.sandbox import SandboxResult, child_env, run_sandboxed
+from evoforge.experiment.sandbox import SandboxResult, child_env
 from evoforge.experiment.stages import Cascade, StageRun
 from evoforge.models import EvaluationHistory, GateDecision, Outcome, StageResult, Trial, TrialStatus
-from evoforge.sandbox import CHANNEL_VAR
 from evoforge.task.loader import Task
 from evoforge.telemetry import ENV_VAR as TELEMETRY_VAR
 
@@ -79,8 +77,9 @@ class StageFiles:
 class Engineer:
     """Evaluates candidates for one task; several `evaluate` calls may run at once in one event loop."""
 
-    def __init__(self, task: Task, *, env_passthrough: Sequence[str] = ()) -> None:
+    def __init__(self, task: Task, *, env_passthrough: Sequence[str] = (), executor: Executor | None = None) -> None:
         self.task = task
+        self.executor = executor if executor is not None else make_executor(task.config.executor)
         self.env_passthrough = tuple(env_passthrough)
         self.implicit = task.config.stages is None
         self.stages = task.config.stages or [StageConfig(name=IMPLICIT_STAGE, timeout_s=task.config.timeout_s,
@@ -186,30 +185,23 @@ class Engineer:
             extra["EVOFORGE_RESULT"] = str(files.result)  # a command evaluator reports through a file
         env = child_env(extra, passthrough=self.env_passthrough)
         argv, cwd = self._command(program_path, trial_dir, stage.name, seed)
-        limits = self.task.config.limits
-        sandboxed = functools.partial(run_sandboxed, limits=limits, stop=stop)
-        if self.task.evaluator_path is None:
-            run = await sandboxed(argv, cwd=cwd, env=env, timeout_s=stage.timeout_s, stdout_path=files.stdout,
-                                  stderr_path=files.stderr)
+        job = StageJob(argv=argv, cwd=cwd, env=env, timeout_s=stage.timeout_s, limits=self.task.config.limits,
+                       stdout_path=files.stdout, stderr_path=files.stderr, telemetry_path=files.telemetry,
+                       harness=self.task.evaluator_path is not None, trial_dir=trial_dir,
+                       hidden=tuple(self.task.private_paths), label=f"{trial_dir.name}, stage {stage.name}")
+        done = await self.executor.run(job, stop)
+        run = done.run
+        if done.lost is not None:
+            return StageRun(StageResult(status=TrialStatus.FAILED, name=stage.name, seconds=run.seconds,
+                                        error_class="executor_lost", error_message=done.lost), "", "")
+        if not job.harness:
             run = self._contain_disk(run, trial_dir)
             result_path = trial_dir / ASI_RESULT_FILE if self.asi else files.result
             return StageRun(self._classify(run, self._command_result(run, result_path), stage),
                             _tail(run.stdout_tail), _tail(run.stderr_tail))
-        ours, theirs = socket.socketpair()
-        start = functools.partial(run_sandboxed, env=candidate_env(env), limits=limits,
-                                  hidden=self.task.private_paths)
-        broker = Broker(trial_dir, start, limits.output_bytes)
-        serving = asyncio.create_task(broker.serve(ours))
-        try:
-            env[CHANNEL_VAR] = str(theirs.fileno())
-            run = await sandboxed(argv, cwd=cwd, env=env, timeout_s=stage.timeout_s, stdout_path=files.stdout,
-                                  stderr_path=files.stderr, pass_fds=(theirs.fileno(),), harness=True)
-        finally:
-            theirs.close()
-            await close_broker(serving, ours)
-        reported = _Reported(broker.result) if broker.reported else None
-        if run.limit is None and broker.limits_hit:  # the candidate's own jail outgrew the trial's disk
-            limit, _, why = broker.limits_hit[0].partition(": ")
+        reported = _Reported(done.result) if done.reported else None
+        if run.limit is None and done.limits_hit:  # the candidate's own jail outgrew the trial's disk
+            limit, _, why = done.limits_hit[0].partition(": ")
             run = dataclasses.replace(run, limit=limit, limit_reason=f"the candidate's run: {why}")
         run = self._contain_disk(run, trial_dir)
         return StageRun(self._classify(run, reported, stage), _tail(run.stdout_tail), _tail(run.stderr_tail))
