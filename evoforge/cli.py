@@ -115,6 +115,8 @@ def run(
     budget_tokens: Annotated[int | None, typer.Option(help="cap on LLM tokens, in + out")] = None,
     budget_wall: Annotated[float | None, typer.Option(help="cap on wall-clock seconds")] = None,
     budget_eval: Annotated[float | None, typer.Option(help="cap on evaluation seconds")] = None,
+    ray_address: Annotated[str | None, typer.Option(help="run the stages on a Ray cluster: auto, ray://HOST:PORT, "
+                                                    "HOST:PORT, or local (a Ray started here)")] = None,
 ) -> None:
     """Start a run of a task.
 
@@ -130,7 +132,7 @@ def run(
             trials=trials, concurrency=concurrency, prefetch=prefetch, llm=llm, seed=seed, target_score=target_score,
             sampler=sampler,
             budget_usd=budget_usd, budget_tokens=budget_tokens, budget_wall_s=budget_wall, budget_eval_s=budget_eval,
-            kb=kb,
+            kb=kb, ray_address=ray_address,
         )
     except ValidationError as exc:
         _fail(EvoforgeError(settings_error(exc, OPTIONS)))

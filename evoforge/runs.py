@@ -16,6 +16,7 @@ from evoforge.analysis import make_analyzer
 from evoforge.config import RunSettings, choose_models
 from evoforge.errors import EvoforgeError, RunError
 from evoforge.experiment import Engineer
+from evoforge.experiment.executors import make_executor
 from evoforge.experiment.integrity import EvaluatorSeal
 from evoforge.experiment.isolation import describe_isolation
 from evoforge.learning import Learning, open_knowledge_base
@@ -248,7 +249,9 @@ def _assemble(task: Task, record: Record, run_dir: Path, settings: RunSettings,
     )
     return Conductor(
         task=task, record=record, run_dir=run_dir, settings=settings, proposer=proposer,
-        engineer=Engineer(task), sampler=sampler, learning=learning, observer=observer,
+        engineer=Engineer(task, executor=make_executor(task.config.executor, ray_address=settings.ray_address,
+                                                       concurrency=settings.concurrency)),
+        sampler=sampler, learning=learning, observer=observer,
     )
 
 
