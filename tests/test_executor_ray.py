@@ -116,6 +116,7 @@ def test_a_run_on_ray_gives_the_local_runs_trials(ray_cluster: Any, tmp_path: Pa
     assert remote == local
     ran = [p.read_text() for p in (tmp_path / "ray").rglob("ray-worker.pid")]
     assert len(ran) == 5 and str(os.getpid()) not in ran  # every stage ran in a Ray worker, not here
+    assert len(set(ran)) == 1  # one stage at a time: the one actor was reused, not started anew per stage
 
 
 def _flat(value: float, steps: int = 100) -> Curve:

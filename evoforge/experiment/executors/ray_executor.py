@@ -1,7 +1,11 @@
-"""The Ray executor: each stage runs as a Ray actor on a node of a Ray cluster that has the task's resources
+"""The Ray executor: each stage runs in a Ray actor on a node of a Ray cluster that has the task's resources
 (`executor.resources`), in the same sandbox there, the task and trial folders at the same paths (a shared file
 system). Telemetry streams back while it runs (the gates read it here), a gate's stop reaches the remote process
 group, and a worker or node that dies mid-stage gets the stage run again elsewhere, once, then `executor_lost`.
+
+Actors are kept and reused, one stage at a time each (a new actor costs a worker process start), at most as many
+as the cluster's nodes can hold at once when the executor starts: more would wait for resources our own idle actors
+hold. They are killed when the executor is closed or collected, or with the driver.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ import asyncio
 import contextlib
 import os
 import time
+import weakref
 from typing import Any
 
 from evoforge.config import ExecutorConfig
@@ -79,6 +84,30 @@ class RayExecutor(Executor):
         if problem:
             raise TaskError(problem)
         self._remote = _ray().remote(self.actor_class)
+        self.capacity = self._capacity()
+        self._idle: list[Any] = []  # actors done with their last stage, holding their resources
+        self._slots: asyncio.Semaphore | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._finalizer = weakref.finalize(self, _kill_all, self._idle)
+
+    def close(self) -> None:
+        """Kill the idle actors (their resources go back to the cluster)."""
+        self._finalizer()
+
+    def _capacity(self) -> int:
+        """How many stage actors the live nodes can hold at once (at least 1)."""
+        total = 0
+        for node in _ray().nodes():
+            have = node.get("Resources", {}) if node.get("Alive") else {}
+            fits = [int(have.get(name, 0) // amount) for name, amount in self.wanted.items()]
+            total += min(fits) if fits else 0
+        return max(1, total)
+
+    def _slot(self) -> asyncio.Semaphore:
+        loop = asyncio.get_running_loop()
+        if self._slots is None or self._loop is not loop:
+            self._slots, self._loop = asyncio.Semaphore(self.capacity), loop
+        return self._slots
 
     def unplaceable(self) -> str | None:
         """Why no live node of the cluster can take a stage (its resources are nowhere), or None if one can."""
@@ -112,15 +141,32 @@ class RayExecutor(Executor):
                            f"({len(reasons)} attempt(s)): " + "; ".join(reasons),
                            attempts=len(reasons), seconds=time.monotonic() - started)
 
-    async def _attempt(self, job: StageJob, stop: asyncio.Event) -> JobResult:
-        ray = _ray()
+    def _new_actor(self) -> Any:
         options: dict[str, Any] = {"num_cpus": self.config.resources.num_cpus, "max_restarts": 0}
         if self.config.resources.num_gpus:
             options["num_gpus"] = self.config.resources.num_gpus
         custom = {k: v for k, v in self.wanted.items() if k not in ("CPU", "GPU")}
         if custom:
             options["resources"] = custom
-        actor = self._remote.options(**options).remote()
+        return self._remote.options(**options).remote()
+
+    async def _attempt(self, job: StageJob, stop: asyncio.Event) -> JobResult:
+        """One try on an idle actor or a new one; the actor goes back to the idle ones only if the stage ended."""
+        async with self._slot():
+            actor = self._idle.pop() if self._idle else self._new_actor()
+            healthy = False
+            try:
+                result = await self._drive(actor, job, stop)
+                healthy = True
+                return result
+            finally:
+                if healthy:
+                    self._idle.append(actor)
+                else:
+                    _ray().kill(actor, no_restart=True)
+
+    async def _drive(self, actor: Any, job: StageJob, stop: asyncio.Event) -> JobResult:
+        """Run `job` on `actor`: stream its telemetry into the local file, pass a gate's stop on."""
         running = asyncio.wrap_future(actor.run.remote(job).future())
         stopping = asyncio.ensure_future(stop.wait())
         offset, stop_sent = 0, False
@@ -148,7 +194,6 @@ class RayExecutor(Executor):
             raise
         finally:
             stopping.cancel()
-            ray.kill(actor, no_restart=True)
 
 
 async def _fetch(actor: Any, offset: int, telemetry: Any, running: asyncio.Future[Any]) -> int:
@@ -171,6 +216,13 @@ async def _stop_quietly(actor: Any, running: asyncio.Future[Any]) -> None:
     with contextlib.suppress(Exception):
         await asyncio.wait_for(asyncio.wrap_future(actor.stop.remote().future()), STOP_GRACE_S)
         await asyncio.wait({running}, timeout=STOP_GRACE_S)
+
+
+def _kill_all(actors: list[Any]) -> None:
+    with contextlib.suppress(Exception):
+        ray = _ray()
+        while actors:
+            ray.kill(actors.pop(), no_restart=True)
 
 
 def _show(resources: dict[str, float]) -> str:

@@ -20,30 +20,23 @@ REMOTE_SUFFIX = ".node"  # the worker's own telemetry file beside the stage's (t
 
 
 class StageWorker:
-    """One stage run on a worker node (a Ray async actor: `run`, `telemetry` and `stop` are served concurrently)."""
+    """Runs stages on a worker node, one at a time (a Ray async actor: `run`, `telemetry` and `stop` are served
+    concurrently)."""
 
     def __init__(self) -> None:
         self._stop: asyncio.Event | None = None
-        self._stop_asked = False
         self._telemetry: Path | None = None
-
-    def _event(self) -> asyncio.Event:
-        if self._stop is None:
-            self._stop = asyncio.Event()
-            if self._stop_asked:
-                self._stop.set()
-        return self._stop
 
     async def run(self, job: StageJob) -> JobResult:
         """Run `job` here; the sandbox sees this node's GPUs as Ray assigned them to this actor."""
         remote = job.telemetry_path.with_name(job.telemetry_path.name + REMOTE_SUFFIX)
         remote.unlink(missing_ok=True)
-        self._telemetry = remote
+        self._telemetry, self._stop = remote, asyncio.Event()  # one actor serves one stage after another
         env = {**job.env, TELEMETRY_VAR: str(remote)}
         env.pop(GPU_VAR, None)  # the driver's devices mean nothing here
         if os.environ.get(GPU_VAR) is not None:
             env[GPU_VAR] = os.environ[GPU_VAR]
-        result = await run_job(dataclasses.replace(job, env=env), self._event())
+        result = await run_job(dataclasses.replace(job, env=env), self._stop)
         where = {"node": socket.gethostname(), "pid": os.getpid(), GPU_VAR: env.get(GPU_VAR)}
         return dataclasses.replace(result, where=where)
 
@@ -59,8 +52,8 @@ class StageWorker:
             return b""
 
     async def stop(self) -> None:
-        """A gate fired: stop the stage's process group (the sandbox kills it)."""
-        self._stop_asked = True
+        """A gate fired: stop the stage's process group (the sandbox kills it). Ray starts an actor's calls in
+        the order they were made, so the stage's `run` has begun when this comes."""
         if self._stop is not None:
             self._stop.set()
 
