@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -20,6 +22,8 @@ from evoforge.models import TrialStatus
 # Records which GPUs the stage saw and when it held them (CLOCK_MONOTONIC is one clock for every process here).
 GPU_EVALUATOR = """
 import json
+import subprocess
+import sys
 import os
 import time
 
@@ -79,3 +83,10 @@ def test_executor_config_errors_name_the_field() -> None:
         TaskConfig(**base, executor={"kind": "ray", "resources": {"colour": 1}})
     with pytest.raises(ValueError, match="gpus_per_trial and gpus are for kind: local"):
         TaskConfig(**base, executor={"kind": "ray", "gpus_per_trial": 1})
+
+
+def test_an_empty_ray_address_is_refused_naming_the_option(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "evoforge", "run", str(tmp_path), "--ray-address", ""],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stderr.strip().splitlines() == [
+        "error: --ray-address : string should have at least 1 character"], done.stderr
