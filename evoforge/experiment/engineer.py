@@ -86,6 +86,38 @@ class Engineer:
                                                          repeats=task.config.repeats)]
         self.asi = task.config.layout == "asi-evolve"
         self.seal = EvaluatorSeal.of(task)  # every stage checks that the evaluator is still this one
+        self._ahead: dict[Path, _Ahead] = {}  # first stages started while their trials wait for a slot
+
+    async def start_ahead(self, code: str, trial_dir: Path, *, seed: int | None = None) -> None:
+        """Start the first stage of `evaluate(code, trial_dir, seed=seed)` now, while the trial waits for its
+        evaluation slot: the jail and the harness's interpreter start, and the harness waits for its channel's
+        first line, which `evaluate` sends. Nothing of the candidate or the evaluator runs before that (the
+        evaluator is imported, and the stage's clock starts, after it), so the evaluation is the same as one
+        started then; only the start's latency is hidden. A Python evaluator only; `drop_ahead` (or `evaluate`)
+        kills one not used."""
+        trial_dir = Path(trial_dir).resolve()
+        if self.task.evaluator_path is None or trial_dir in self._ahead:
+            return  # a command runs as soon as it starts
+        if seed is None and self.task.config.seeded:
+            seed = 0  # as `evaluate` decides
+        trial_dir.mkdir(parents=True, exist_ok=True)
+        program_path = trial_dir / self.task.program_name
+        program_path.write_text(code, encoding="utf-8")
+        if check_static(code, self.task) is not None:
+            return
+        job = self._job(self.stages[0], program_path, trial_dir, seed)
+        try:
+            started = await self.executor.start(job)
+        except OSError:  # e.g. no process could be started now: `evaluate` starts it in its turn, and says why
+            return
+        if started is not None:  # else the executor cannot start ahead (GPU slots, a Ray node)
+            self._ahead[trial_dir] = _Ahead(job, started, seed)
+
+    async def drop_ahead(self, trial_dir: Path) -> None:
+        """Kill the stage started ahead for `trial_dir`, if `evaluate` did not use it."""
+        ahead = self._ahead.pop(Path(trial_dir).resolve(), None)
+        if ahead is not None:
+            await ahead.abandon()
 
     async def evaluate(self, code: str, trial_dir: Path, history: EvaluationHistory | None = None, *,
                        seed: int | None = None) -> Outcome:
@@ -114,7 +146,10 @@ class Engineer:
             history=history or EvaluationHistory(), launch=launch,
             telemetry_path=lambda name: self._files(trial_dir, name).telemetry,
         )
-        return await cascade.run()
+        try:
+            return await cascade.run()
+        finally:
+            await self.drop_ahead(trial_dir)
 
     def reuse(self, previous: Trial) -> Outcome:
         """The outcome of a trial whose program is an exact duplicate of `previous` (see `program_fingerprint`):
@@ -166,11 +201,45 @@ class Engineer:
     async def _run_stage(self, stage: StageConfig, stop: asyncio.Event, program_path: Path,
                          trial_dir: Path, seed: int | None = None, repeat: int = 0) -> StageRun:
         """Run one stage's evaluator process (stopped when `stop` is set) and classify how it ended."""
-        self.seal.check()
+        self.seal.check()  # before the harness goes: it imports the evaluator after that
+        ahead = self._ahead.pop(trial_dir, None) if repeat == 0 and stage is self.stages[0] else None
+        if ahead is not None and ahead.seed != seed:
+            await ahead.abandon()
+            ahead = None
+        job = ahead.job if ahead is not None else self._job(stage, program_path, trial_dir, seed, repeat)
+        done = await self.executor.run(job, stop, ahead.handle if ahead is not None else None)
+        run = done.run
+        if done.lost is not None:
+            return StageRun(StageResult(status=TrialStatus.FAILED, name=stage.name, seconds=run.seconds,
+                                        error_class="executor_lost", error_message=done.lost), "", "")
+        if not job.harness:
+            run = self._contain_disk(run, trial_dir)
+            result_path = trial_dir / ASI_RESULT_FILE if self.asi else job.result_path
+            return StageRun(self._classify(run, self._command_result(run, result_path), stage),
+                            _tail(run.stdout_tail), _tail(run.stderr_tail))
+        reported = _Reported(done.result) if done.reported else None
+        if run.limit is None and done.limits_hit:  # the candidate's own jail outgrew the trial's disk
+            limit, _, why = done.limits_hit[0].partition(": ")
+            run = dataclasses.replace(run, limit=limit, limit_reason=f"the candidate's run: {why}")
+        run = self._contain_disk(run, trial_dir)
+        return StageRun(self._classify(run, reported, stage), _tail(run.stdout_tail), _tail(run.stderr_tail))
+
+    def _job(self, stage: StageConfig, program_path: Path, trial_dir: Path, seed: int | None,
+             repeat: int = 0) -> StageJob:
+        """One run of `stage` as the executor takes it; an earlier run's result files are removed first."""
         files = self._files(trial_dir, stage.name, repeat)
         files.result.unlink(missing_ok=True)
         if self.asi:
             (trial_dir / ASI_RESULT_FILE).unlink(missing_ok=True)
+        argv, cwd = self._command(program_path, trial_dir, stage.name, seed)
+        return StageJob(argv=argv, cwd=cwd, env=self._stage_env(stage, trial_dir, files, seed),
+                        timeout_s=stage.timeout_s, limits=self.task.config.limits, stdout_path=files.stdout,
+                        stderr_path=files.stderr, telemetry_path=files.telemetry, result_path=files.result,
+                        harness=self.task.evaluator_path is not None, trial_dir=trial_dir,
+                        hidden=tuple(self.task.private_paths), label=f"{trial_dir.name}, stage {stage.name}")
+
+    def _stage_env(self, stage: StageConfig, trial_dir: Path, files: StageFiles, seed: int | None) -> dict[str, str]:
+        """The environment of one stage's evaluator process."""
         extra = {
             "EVOFORGE_TRIAL_DIR": str(trial_dir),
             "EVOFORGE_TASK_DIR": str(self.task.root.resolve()),
@@ -183,28 +252,7 @@ class Engineer:
             extra["EVOFORGE_SEED"] = str(seed)
         if self.task.evaluator_path is None:
             extra["EVOFORGE_RESULT"] = str(files.result)  # a command evaluator reports through a file
-        env = child_env(extra, passthrough=self.env_passthrough)
-        argv, cwd = self._command(program_path, trial_dir, stage.name, seed)
-        job = StageJob(argv=argv, cwd=cwd, env=env, timeout_s=stage.timeout_s, limits=self.task.config.limits,
-                       stdout_path=files.stdout, stderr_path=files.stderr, telemetry_path=files.telemetry,
-                       harness=self.task.evaluator_path is not None, trial_dir=trial_dir,
-                       hidden=tuple(self.task.private_paths), label=f"{trial_dir.name}, stage {stage.name}")
-        done = await self.executor.run(job, stop)
-        run = done.run
-        if done.lost is not None:
-            return StageRun(StageResult(status=TrialStatus.FAILED, name=stage.name, seconds=run.seconds,
-                                        error_class="executor_lost", error_message=done.lost), "", "")
-        if not job.harness:
-            run = self._contain_disk(run, trial_dir)
-            result_path = trial_dir / ASI_RESULT_FILE if self.asi else files.result
-            return StageRun(self._classify(run, self._command_result(run, result_path), stage),
-                            _tail(run.stdout_tail), _tail(run.stderr_tail))
-        reported = _Reported(done.result) if done.reported else None
-        if run.limit is None and done.limits_hit:  # the candidate's own jail outgrew the trial's disk
-            limit, _, why = done.limits_hit[0].partition(": ")
-            run = dataclasses.replace(run, limit=limit, limit_reason=f"the candidate's run: {why}")
-        run = self._contain_disk(run, trial_dir)
-        return StageRun(self._classify(run, reported, stage), _tail(run.stdout_tail), _tail(run.stderr_tail))
+        return child_env(extra, passthrough=self.env_passthrough)
 
     def _contain_disk(self, run: SandboxResult, trial_dir: Path) -> SandboxResult:
         """After a disk_limit stop: remove what the trial wrote (its program and logs stay) and say so."""
@@ -314,6 +362,23 @@ class Engineer:
                            "nothing was reported (did the candidate, running in that process, exit it?)", **tails)
         where = "no result file at $EVOFORGE_RESULT and no JSON object line on stdout"
         return _failed("bad_result", f"evaluator finished but reported no result ({where})", **tails)
+
+
+@dataclass
+class _Ahead:
+    """A trial's first stage started ahead by the executor, waiting to be let go by `_run_stage`."""
+
+    job: StageJob
+    handle: Any  # what the executor's `start` returned (the local executor's: a harness waiting in its jail)
+    seed: int | None
+
+    @property
+    def started(self) -> Any:
+        """The sandboxed process started ahead (the local executor's)."""
+        return self.handle.started
+
+    async def abandon(self) -> None:
+        await self.handle.abandon()
 
 
 @dataclass(frozen=True)

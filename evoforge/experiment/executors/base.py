@@ -25,6 +25,7 @@ class StageJob:
     stdout_path: Path
     stderr_path: Path
     telemetry_path: Path  # where the gates read the stage's telemetry (env's EVOFORGE_TELEMETRY names it)
+    result_path: Path  # a command evaluator's result file (env's EVOFORGE_RESULT)
     harness: bool  # a Python evaluator: runs through the harness and reports through the broker's channel
     trial_dir: Path
     hidden: tuple[Path, ...] = ()  # emptied in the candidate's jail (the task's private paths)
@@ -56,9 +57,15 @@ class Executor(abc.ABC):
 
     kind: str = ""
 
+    async def start(self, job: StageJob) -> Any | None:
+        """Start `job` ahead, to be let go by `run(job, stop, started)` (its `abandon()` kills it if never run),
+        or None where this executor cannot (then `run` starts it)."""
+        return None
+
     @abc.abstractmethod
-    async def run(self, job: StageJob, stop: asyncio.Event) -> JobResult:
-        """Run `job` to its end; setting `stop` stops its whole process group (the result says stopped=True)."""
+    async def run(self, job: StageJob, stop: asyncio.Event, started: Any | None = None) -> JobResult:
+        """Run `job` (or let go the one `start` returned) to its end; setting `stop` stops its whole process group
+        (the result says stopped=True)."""
 
     def close(self) -> None:  # noqa: B027 - nothing to release by default
         """Release what the executor holds (a Ray it started stays up until the process exits)."""

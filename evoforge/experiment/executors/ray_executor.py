@@ -121,7 +121,7 @@ class RayExecutor(Executor):
                 "lower executor.resources or add a node that has them (`ray start --address HEAD:6379 "
                 "--num-gpus N`)")
 
-    async def run(self, job: StageJob, stop: asyncio.Event) -> JobResult:
+    async def run(self, job: StageJob, stop: asyncio.Event, started: Any | None = None) -> JobResult:
         reasons: list[str] = []
         started = time.monotonic()
         for attempt in range(1, self.config.retries + 2):
