@@ -90,3 +90,18 @@ def test_an_empty_ray_address_is_refused_naming_the_option(tmp_path: Path) -> No
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and done.stderr.strip().splitlines() == [
         "error: --ray-address : string should have at least 1 character"], done.stderr
+
+
+def test_a_stage_with_gpu_slots_is_not_started_ahead(tmp_path: Path) -> None:
+    """A stage started ahead would start before its GPUs are known: with GPU slots it starts in its turn."""
+    task = evaluator_task(tmp_path, evaluator=GPU_EVALUATOR, executor=ExecutorConfig(gpus=[7], gpus_per_trial=1))
+    engineer = Engineer(task)
+
+    async def ahead_then_evaluate() -> object:
+        await engineer.start_ahead("X = 1\n", tmp_path / "trial")
+        assert engineer._ahead == {}
+        return await engineer.evaluate("X = 1\n", tmp_path / "trial")
+
+    outcome = asyncio.run(ahead_then_evaluate())
+    assert outcome.status is TrialStatus.SUCCEEDED
+    assert json.loads((tmp_path / "trial" / "gpu.json").read_text())["seen"] == "7"
