@@ -67,6 +67,8 @@ def run(
     if settings.target_score is None and task.config.target_score is not None:  # --target-score overrides it
         settings = settings.model_copy(update={"target_score": task.config.target_score})
     run_path = Path(run_dir) if run_dir is not None else default_run_dir(task)
+    # refused before any record is made: too few GPUs here, no ray package, no Ray node with the resources
+    make_executor(task.config.executor, ray_address=settings.ray_address, concurrency=settings.concurrency).close()
     run_path.mkdir(parents=True, exist_ok=True)
     with run_lock(run_path):
         if record_file(run_path, must_exist=False).exists() or existing_record_url(run_path) is not None:

@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import evaluator_task
+from helpers import evaluator_task, knob_task
 
-from evoforge.config import ExecutorConfig, TaskConfig
+from evoforge.config import ExecutorConfig, RunSettings, TaskConfig
 from evoforge.errors import TaskError
 from evoforge.experiment import Engineer
 from evoforge.experiment.executors import LocalExecutor, make_executor
@@ -85,11 +85,16 @@ def test_executor_config_errors_name_the_field() -> None:
         TaskConfig(**base, executor={"kind": "ray", "gpus_per_trial": 1})
 
 
-def test_an_empty_ray_address_is_refused_naming_the_option(tmp_path: Path) -> None:
-    done = subprocess.run([sys.executable, "-m", "evoforge", "run", str(tmp_path), "--ray-address", ""],
-                          capture_output=True, text=True, timeout=120)
+def test_a_run_asking_for_more_gpus_than_the_machine_has_stops_before_any_record(tmp_path: Path) -> None:
+    task = knob_task(tmp_path / "task", extra_yaml="executor: {gpus_per_trial: 2, gpus: [0]}\n")
+    done = subprocess.run([sys.executable, "-m", "evoforge", "run", str(task), "--run-dir", str(tmp_path / "run"),
+                           "--llm", "offline"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and done.stderr.strip().splitlines() == [
-        "error: --ray-address : string should have at least 1 character"], done.stderr
+        "error: task.yaml: executor.gpus_per_trial=2 but this machine's GPUs are 1 (0); lower gpus_per_trial, list "
+        "the ids in executor.gpus, or run on a bigger node"], done.stderr
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(ValueError, match="ray_address"):
+        RunSettings(ray_address="")
 
 
 def test_a_stage_with_gpu_slots_is_not_started_ahead(tmp_path: Path) -> None:
