@@ -69,7 +69,8 @@ def lost_errors() -> tuple[type[BaseException], ...]:
 
 
 class RayExecutor(Executor):
-    """Runs each stage in a fresh actor (`actor_class`) holding the task's resources on some node."""
+    """Runs each stage in an actor (`actor_class`) holding the task's resources on some node: an idle one of its
+    own, else a new one."""
 
     kind = "ray"
     actor_class: type = StageWorker
@@ -122,8 +123,9 @@ class RayExecutor(Executor):
                 "--num-gpus N`)")
 
     async def run(self, job: StageJob, stop: asyncio.Event, started: Any | None = None) -> JobResult:
+        del started  # a Ray stage is not started ahead (`start` gives None)
         reasons: list[str] = []
-        started = time.monotonic()
+        began = time.monotonic()
         for attempt in range(1, self.config.retries + 2):
             if attempt > 1:
                 problem = self.unplaceable()
@@ -139,7 +141,7 @@ class RayExecutor(Executor):
                              limits_hit=result.limits_hit, attempts=attempt, where=result.where)
         return lost_result(f"the Ray worker running {job.label or 'the stage'} was lost "
                            f"({len(reasons)} attempt(s)): " + "; ".join(reasons),
-                           attempts=len(reasons), seconds=time.monotonic() - started)
+                           attempts=len(reasons), seconds=time.monotonic() - began)
 
     def _new_actor(self) -> Any:
         options: dict[str, Any] = {"num_cpus": self.config.resources.num_cpus, "max_restarts": 0}
