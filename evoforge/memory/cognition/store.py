@@ -23,6 +23,7 @@ from evoforge.memory.cognition.embeddings import Encoder, load_encoder
 from evoforge.memory.cognition.importer import read_paths
 from evoforge.memory.cognition.items import Hit, KnowledgeError, KnowledgeItem, jaccard, subject, tokens
 from evoforge.memory.cognition.lexical import FTS_TABLE, Fts5Index, LexicalIndex, PythonBM25
+from evoforge.memory.cognition.lexical_pg import postgres_backend, require_postgres
 from evoforge.memory.cognition.retrieval import convex_fusion, cosine_matrix, diversify, jaccard_matrix
 from evoforge.memory.schema import create_missing_tables
 
@@ -34,9 +35,17 @@ _CHUNK = 500
 
 
 def _lexical_backend(engine: Engine, choice: str, df_cap: int) -> LexicalIndex:
-    """FTS5 on SQLite when it is compiled in (rebuilt if the table is new to an existing base), else Python BM25."""
-    if choice not in ("auto", "fts5", "python"):
-        raise KnowledgeError(f"lexical backend {choice!r}: use auto, fts5 or python")
+    """FTS5 on SQLite when it is compiled in (rebuilt if the table is new to an existing base), PostgreSQL's
+    full-text search on PostgreSQL, else Python BM25."""
+    if choice not in ("auto", "fts5", "postgres", "python"):
+        raise KnowledgeError(f"lexical backend {choice!r}: use auto, fts5, postgres or python")
+    if choice == "postgres":
+        require_postgres(engine)
+    if choice in ("auto", "postgres") and engine.dialect.name == "postgresql":
+        found = postgres_backend(engine, df_cap)
+        if found is None and choice == "postgres":
+            raise KnowledgeError("could not add the full-text column to this PostgreSQL knowledge base (see the log)")
+        return found or PythonBM25()
     if choice == "python" or engine.dialect.name != "sqlite":
         if choice == "fts5":
             raise KnowledgeError(f"FTS5 needs SQLite; this knowledge base is {engine.dialect.name}")
@@ -75,7 +84,8 @@ class CognitionBase:
              embeddings: bool | None = None, encoder: Encoder | None = None, lexical: str = "auto") -> CognitionBase:
         """Open (creating tables if needed) a base at a SQLite path or SQLAlchemy URL. `embeddings=False` (or
         settings.embeddings false) makes retrieval lexical; `encoder` replaces the MiniLM model (tests, benchmarks);
-        `lexical` picks the BM25 backend: auto (FTS5 on SQLite), fts5 or python."""
+        `lexical` picks the BM25 backend: auto (FTS5 on SQLite, full-text search on PostgreSQL), fts5, postgres or
+        python."""
         settings = settings or KnowledgeSettings()
         use_dense = settings.embeddings if embeddings is None else embeddings
         engine = make_engine(path_or_url)

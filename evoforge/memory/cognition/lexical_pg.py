@@ -1,0 +1,124 @@
+"""Lexical search on PostgreSQL with its own full-text search: a generated `tsvector` column over the items' index
+text (English stemming) with a GIN index, queried term by term through `plainto_tsquery` (user text never becomes
+tsquery syntax) and ranked by Okapi BM25 computed in SQL from `ts_rank_cd` term counts, as FTS5 ranks on SQLite."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from sqlalchemy import Connection, Engine, bindparam, text
+from sqlalchemy.exc import SQLAlchemyError
+
+from evoforge.memory.cognition.items import KnowledgeError
+from evoforge.memory.cognition.lexical import LexicalIndex, bm25_idf, query_tokens
+
+log = logging.getLogger(__name__)
+
+TSV_COLUMN = "index_tsv"
+TSV_INDEX = "knowledge_items_index_tsv"
+CONFIG = "evoforge_english"  # English snowball stemming (as FTS5's porter) without a stopword list, as FTS5
+_DICTIONARY = "evoforge_english_stem"
+_WORD_TOKENS = "asciiword, asciihword, hword_asciipart, word, hword, hword_part"
+_LOCK_KEY = 0x65766F6B62  # pg_advisory_xact_lock key ("evokb"): openers add the column one at a time
+_LENGTH = f"(SELECT sum(cardinality(positions)) FROM unnest({TSV_COLUMN}))"
+_K1 = 1.2
+_B = 0.75
+
+
+def _term(i: int) -> str:
+    return f"plainto_tsquery('{CONFIG}', :t{i})"
+
+
+class PostgresFts(LexicalIndex):
+    """`knowledge_items.index_tsv` (generated from index_text, GIN-indexed) matched with the OR of the query's
+    word tokens; an item's score is Σ idf(term) · ts_rank_cd(its tsvector, term). As with FTS5, a term matching
+    more than `df_cap` items is dropped as a stopword (query cost stays bounded as the base grows), and a query
+    made only of such common terms requires all of them."""
+
+    name = "postgresql fts"
+
+    def __init__(self, df_cap: int = 1000) -> None:
+        self.df_cap = df_cap
+        self._average: tuple[int, float] = (0, 1.0)  # (items when measured, average lexemes per item)
+
+    def create(self, conn: Connection) -> None:
+        """Add the column and its index when missing (an existing base is indexed once, here)."""
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
+        configured = conn.execute(text("SELECT 1 FROM pg_ts_config WHERE cfgname = :name "
+                                       "AND cfgnamespace = current_schema()::regnamespace"), {"name": CONFIG}).first()
+        if configured is None:  # the built-in `english` drops words (same, more, each, ...) that queries need
+            conn.exec_driver_sql(f"CREATE TEXT SEARCH DICTIONARY {_DICTIONARY} (TEMPLATE = snowball, "
+                                 "LANGUAGE = english)")
+            conn.exec_driver_sql(f"CREATE TEXT SEARCH CONFIGURATION {CONFIG} (COPY = english)")
+            conn.exec_driver_sql(f"ALTER TEXT SEARCH CONFIGURATION {CONFIG} ALTER MAPPING FOR {_WORD_TOKENS} "
+                                 f"WITH {_DICTIONARY}")
+        present = conn.execute(text(
+            "SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema() "
+            "AND table_name = 'knowledge_items' AND column_name = :column"), {"column": TSV_COLUMN}).first()
+        if present is None:
+            conn.exec_driver_sql(
+                f"ALTER TABLE knowledge_items ADD COLUMN {TSV_COLUMN} tsvector "
+                f"GENERATED ALWAYS AS (to_tsvector('{CONFIG}'::regconfig, index_text)) STORED")
+        conn.exec_driver_sql(f"CREATE INDEX IF NOT EXISTS {TSV_INDEX} ON knowledge_items USING gin ({TSV_COLUMN})")
+
+    def _weights(self, conn: Connection, words: list[str]) -> tuple[list[int], dict[int, float], bool]:
+        """(terms that match anything, idf of each, whether the match is an AND of common terms), for the terms
+        given by index into `words`; one statement counts them all (each up to df_cap + 1) and the items."""
+        counts = ", ".join(f"(SELECT count(*) FROM (SELECT 1 FROM knowledge_items WHERE {TSV_COLUMN} @@ {_term(i)} "
+                           "LIMIT :cap) s)" for i in range(len(words)))
+        params: dict[str, object] = {f"t{i}": word for i, word in enumerate(words)}
+        params["cap"] = self.df_cap + 1
+        row = conn.execute(text(f"SELECT (SELECT count(*) FROM knowledge_items), {counts}"), params).one()
+        docs, frequency = int(row[0]), [int(n) for n in row[1:]]
+        measured = self._average[0]
+        if docs and (not measured or abs(docs - measured) * 10 > measured):
+            average = conn.execute(text(f"SELECT avg({_LENGTH}) FROM knowledge_items")).scalar()
+            self._average = (docs, float(average or 1.0) or 1.0)
+        rare = [i for i, df in enumerate(frequency) if 0 < df <= self.df_cap]
+        common = [i for i, df in enumerate(frequency) if df > self.df_cap]
+        chosen = rare or common
+        return chosen, {i: bm25_idf(docs, frequency[i]) for i in chosen}, not rare
+
+    def scored(self, conn: Connection, query: str, n: int, kinds: Sequence[str] | None) -> list[tuple[int, float]]:
+        words = query_tokens(query)
+        if not words:
+            return []
+        chosen, idf, all_common = self._weights(conn, words)
+        if not chosen:
+            return []
+        match = (" && " if all_common else " || ").join(_term(i) for i in chosen)
+        frequencies = ", ".join(f"ts_rank_cd('{{1,1,1,1}}', {TSV_COLUMN}, {_term(i)}, 0) AS f{i}" for i in chosen)
+        score = " + ".join(f":w{i} * f{i} / (f{i} + :norm * (1 - :b + :b * len / :average))" for i in chosen)
+        where = f"{TSV_COLUMN} @@ ({match})"
+        params: dict[str, object] = {f"t{i}": words[i] for i in chosen}
+        params.update({f"w{i}": idf[i] * (_K1 + 1) for i in chosen})
+        params.update({"n": n, "norm": _K1, "b": _B, "average": self._average[1]})
+        if kinds:
+            where += " AND kind IN :kinds"
+            params["kinds"] = list(kinds)
+        stmt = text(f"SELECT id, {score} AS score FROM (SELECT id, {_LENGTH} AS len, {frequencies} "
+                    f"FROM knowledge_items WHERE {where}) matched ORDER BY score DESC, id LIMIT :n")
+        if kinds:
+            stmt = stmt.bindparams(bindparam("kinds", expanding=True))
+        return [(int(row[0]), float(row[1])) for row in conn.execute(stmt, params)]
+
+
+def postgres_backend(engine: Engine, df_cap: int) -> PostgresFts | None:
+    """PostgreSQL's full-text search for this base, or None (logged) where the column cannot be added, e.g. for a
+    user without the right to alter the table: the portable Python BM25 serves then."""
+    fts = PostgresFts(df_cap)
+    try:
+        with engine.begin() as conn:
+            fts.create(conn)
+    except SQLAlchemyError as exc:
+        log.warning("cognition base: no full-text column on PostgreSQL (%s); BM25 runs in Python",
+                    str(exc).splitlines()[0])
+        return None
+    return fts
+
+
+def require_postgres(engine: Engine) -> None:
+    if engine.dialect.name != "postgresql":
+        raise KnowledgeError(f"the postgres lexical backend needs PostgreSQL; this knowledge base is "
+                             f"{engine.dialect.name}")
