@@ -16,12 +16,12 @@ from evoforge.memory.cognition.lexical import LexicalIndex, bm25_idf, query_toke
 log = logging.getLogger(__name__)
 
 TSV_COLUMN = "index_tsv"
+WORDS_COLUMN = "index_words"  # the item's length in words, for BM25's length normalisation
 TSV_INDEX = "knowledge_items_index_tsv"
 CONFIG = "evoforge_english"  # English snowball stemming (as FTS5's porter) without a stopword list, as FTS5
 _DICTIONARY = "evoforge_english_stem"
 _WORD_TOKENS = "asciiword, asciihword, hword_asciipart, word, hword, hword_part"
 _LOCK_KEY = 0x65766F6B62  # pg_advisory_xact_lock key ("evokb"): openers add the column one at a time
-_LENGTH = f"(SELECT sum(cardinality(positions)) FROM unnest({TSV_COLUMN}))"
 _K1 = 1.2
 _B = 0.75
 
@@ -32,15 +32,17 @@ def _term(i: int) -> str:
 
 class PostgresFts(LexicalIndex):
     """`knowledge_items.index_tsv` (generated from index_text, GIN-indexed) matched with the OR of the query's
-    word tokens; an item's score is Σ idf(term) · ts_rank_cd(its tsvector, term). As with FTS5, a term matching
-    more than `df_cap` items is dropped as a stopword (query cost stays bounded as the base grows), and a query
-    made only of such common terms requires all of them."""
+    word tokens, ranked by Okapi BM25 (k1 1.2, b 0.75, as FTS5): a term's frequency in an item is its
+    `ts_rank_cd` with unit weights and no normalisation (one per occurrence), an item's length its number of
+    words (`index_words`, generated too). As with FTS5, a term matching more than `df_cap` items is dropped as a
+    stopword (query cost stays bounded as the base grows), and a query made only of such common terms requires
+    all of them. The average length is read again when the number of items has changed by a tenth."""
 
     name = "postgresql fts"
 
     def __init__(self, df_cap: int = 1000) -> None:
         self.df_cap = df_cap
-        self._average: tuple[int, float] = (0, 1.0)  # (items when measured, average lexemes per item)
+        self._average: tuple[int, float] = (0, 1.0)  # (items when measured, average words per item)
 
     def create(self, conn: Connection) -> None:
         """Add the column and its index when missing (an existing base is indexed once, here)."""
@@ -54,12 +56,15 @@ class PostgresFts(LexicalIndex):
             conn.exec_driver_sql(f"ALTER TEXT SEARCH CONFIGURATION {CONFIG} ALTER MAPPING FOR {_WORD_TOKENS} "
                                  f"WITH {_DICTIONARY}")
         present = conn.execute(text(
-            "SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema() "
-            "AND table_name = 'knowledge_items' AND column_name = :column"), {"column": TSV_COLUMN}).first()
-        if present is None:
+            "SELECT count(*) FROM information_schema.columns WHERE table_schema = current_schema() "
+            "AND table_name = 'knowledge_items' AND column_name IN (:tsv, :words)"),
+            {"tsv": TSV_COLUMN, "words": WORDS_COLUMN}).scalar_one()
+        if present < 2:
             conn.exec_driver_sql(
-                f"ALTER TABLE knowledge_items ADD COLUMN {TSV_COLUMN} tsvector "
-                f"GENERATED ALWAYS AS (to_tsvector('{CONFIG}'::regconfig, index_text)) STORED")
+                f"ALTER TABLE knowledge_items ADD COLUMN IF NOT EXISTS {TSV_COLUMN} tsvector "
+                f"GENERATED ALWAYS AS (to_tsvector('{CONFIG}'::regconfig, index_text)) STORED, "
+                f"ADD COLUMN IF NOT EXISTS {WORDS_COLUMN} integer "
+                r"GENERATED ALWAYS AS (array_length(regexp_split_to_array(index_text, '\W+'), 1)) STORED")
         conn.exec_driver_sql(f"CREATE INDEX IF NOT EXISTS {TSV_INDEX} ON knowledge_items USING gin ({TSV_COLUMN})")
 
     def _weights(self, conn: Connection, words: list[str]) -> tuple[list[int], dict[int, float], bool]:
@@ -73,7 +78,7 @@ class PostgresFts(LexicalIndex):
         docs, frequency = int(row[0]), [int(n) for n in row[1:]]
         measured = self._average[0]
         if docs and (not measured or abs(docs - measured) * 10 > measured):
-            average = conn.execute(text(f"SELECT avg({_LENGTH}) FROM knowledge_items")).scalar()
+            average = conn.execute(text(f"SELECT avg({WORDS_COLUMN}) FROM knowledge_items")).scalar()
             self._average = (docs, float(average or 1.0) or 1.0)
         rare = [i for i, df in enumerate(frequency) if 0 < df <= self.df_cap]
         common = [i for i, df in enumerate(frequency) if df > self.df_cap]
@@ -97,7 +102,7 @@ class PostgresFts(LexicalIndex):
         if kinds:
             where += " AND kind IN :kinds"
             params["kinds"] = list(kinds)
-        stmt = text(f"SELECT id, {score} AS score FROM (SELECT id, {_LENGTH} AS len, {frequencies} "
+        stmt = text(f"SELECT id, {score} AS score FROM (SELECT id, {WORDS_COLUMN} AS len, {frequencies} "
                     f"FROM knowledge_items WHERE {where}) matched ORDER BY score DESC, id LIMIT :n")
         if kinds:
             stmt = stmt.bindparams(bindparam("kinds", expanding=True))
