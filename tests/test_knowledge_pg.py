@@ -229,6 +229,15 @@ print("done", flush=True)
 def test_two_processes_merging_the_same_lessons(pg: str) -> None:
     """Two writer processes add the same 20 lessons at the same time: 20 items, each with support 2 and the other
     writer's evidence, no failed write."""
+    _two_writers(pg)
+
+
+def test_two_processes_merging_the_same_lessons_on_sqlite(tmp_path: Path) -> None:
+    """The same on a SQLite file shared by two processes."""
+    _two_writers(str(tmp_path / "kb.db"))
+
+
+def _two_writers(pg: str) -> None:
     with CognitionBase.open(pg, embeddings=False):
         pass  # tables and the full-text column exist before the writers race
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

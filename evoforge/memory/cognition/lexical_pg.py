@@ -65,7 +65,10 @@ class PostgresFts(LexicalIndex):
                 f"GENERATED ALWAYS AS (to_tsvector('{CONFIG}'::regconfig, index_text)) STORED, "
                 f"ADD COLUMN IF NOT EXISTS {WORDS_COLUMN} integer "
                 r"GENERATED ALWAYS AS (array_length(regexp_split_to_array(index_text, '\W+'), 1)) STORED")
-        conn.exec_driver_sql(f"CREATE INDEX IF NOT EXISTS {TSV_INDEX} ON knowledge_items USING gin ({TSV_COLUMN})")
+        indexed = conn.execute(text("SELECT 1 FROM pg_indexes WHERE schemaname = current_schema() "
+                                    "AND indexname = :name"), {"name": TSV_INDEX}).first()
+        if indexed is None:  # CREATE INDEX IF NOT EXISTS would lock the table even when there is nothing to do
+            conn.exec_driver_sql(f"CREATE INDEX {TSV_INDEX} ON knowledge_items USING gin ({TSV_COLUMN})")
 
     def _weights(self, conn: Connection, words: list[str]) -> tuple[list[int], dict[int, float], bool]:
         """(terms that match anything, idf of each, whether the match is an AND of common terms), for the terms
