@@ -121,6 +121,17 @@ def test_full_text_ranking_and_query_syntax(pg: str) -> None:
         assert kb.count() == len(NOTES)
 
 
+def test_items_another_process_adds_are_found(pg: str) -> None:
+    """A word this opener has searched for in vain, and a common one it has counted, are found in the items another
+    opener adds afterwards."""
+    with CognitionBase.open(pg, embeddings=False) as kb, CognitionBase.open(pg, embeddings=False) as other:
+        kb.add(NOTES)
+        assert kb.rankings("zymurgy", 5)[0] == [] and len(kb.rankings("tolerance", 5)[0]) == 3
+        new = other.add([_item("Zymurgy", "the tolerance of yeast to zymurgy", kind="note")])
+        assert [i for i, _ in kb.rankings("zymurgy", 5)[0]] == new
+        assert len(kb.rankings("tolerance", 5)[0]) == 4
+
+
 def test_a_base_from_before_full_text_search_is_indexed_when_opened(pg: str) -> None:
     """A PostgreSQL base written before this column existed gets it (and its GIN index) on opening, computed for
     the items already there, once; concurrent openers do not trip over each other."""

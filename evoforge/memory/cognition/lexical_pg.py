@@ -22,6 +22,7 @@ CONFIG = "evoforge_english"  # English snowball stemming (as FTS5's porter) with
 _DICTIONARY = "evoforge_english_stem"
 _WORD_TOKENS = "asciiword, asciihword, hword_asciipart, word, hword, hword_part"
 _LOCK_KEY = 0x65766F6B62  # pg_advisory_xact_lock key ("evokb"): openers add the column one at a time
+_DF_MEMORY = 50_000  # words whose document frequency is remembered (forgotten all at once beyond)
 _K1 = 1.2
 _B = 0.75
 
@@ -43,6 +44,8 @@ class PostgresFts(LexicalIndex):
     def __init__(self, df_cap: int = 1000) -> None:
         self.df_cap = df_cap
         self._average: tuple[int, float] = (0, 1.0)  # (items when measured, average words per item)
+        self._docs = 0
+        self._df: dict[str, tuple[int, int]] = {}  # word → (items it matched, capped; items in the base then)
 
     def create(self, conn: Connection) -> None:
         """Add the column and its index when missing (an existing base is indexed once, here)."""
@@ -70,23 +73,40 @@ class PostgresFts(LexicalIndex):
         if indexed is None:  # CREATE INDEX IF NOT EXISTS would lock the table even when there is nothing to do
             conn.exec_driver_sql(f"CREATE INDEX {TSV_INDEX} ON knowledge_items USING gin ({TSV_COLUMN})")
 
+    def sync(self, rows: Sequence[tuple[int, str, str]]) -> None:
+        """Count the items (the base syncs every committed row once, before searching): BM25's N without a
+        count(*), which reads the whole table."""
+        self._docs += len(rows)
+
     def _weights(self, conn: Connection, words: list[str]) -> tuple[list[int], dict[int, float], bool]:
         """(terms that match anything, idf of each, whether the match is an AND of common terms), for the terms
-        given by index into `words`; one statement counts them all (each up to df_cap + 1) and the items."""
-        counts = ", ".join(f"(SELECT count(*) FROM (SELECT 1 FROM knowledge_items WHERE {TSV_COLUMN} @@ {_term(i)} "
-                           "LIMIT :cap) s)" for i in range(len(words)))
-        params: dict[str, object] = {f"t{i}": word for i, word in enumerate(words)}
-        params["cap"] = self.df_cap + 1
-        row = conn.execute(text(f"SELECT (SELECT count(*) FROM knowledge_items), {counts}"), params).one()
-        docs, frequency = int(row[0]), [int(n) for n in row[1:]]
-        measured = self._average[0]
-        if docs and (not measured or abs(docs - measured) * 10 > measured):
+        given by index into `words`. A term's document frequency is counted (up to df_cap + 1, all terms in one
+        statement) unless this process counted it as non-zero while the base was within a tenth of its size: items
+        are only ever added, so a known frequency is a close lower bound and a zero is always counted again."""
+        docs = self._docs or int(conn.execute(text("SELECT count(*) FROM knowledge_items")).scalar_one())
+        if not docs:
+            return [], {}, False
+        known = {w: df for w, (df, at) in ((w, self._df.get(w, (0, 0))) for w in words) if df and docs * 10 <= at * 11}
+        missing = [w for w in words if w not in known]
+        if missing:
+            counts = ", ".join(f"(SELECT count(*) FROM (SELECT 1 FROM knowledge_items WHERE {TSV_COLUMN} @@ "
+                               f"{_term(i)} LIMIT :cap) s)" for i in range(len(missing)))
+            params: dict[str, object] = {f"t{i}": word for i, word in enumerate(missing)}
+            params["cap"] = self.df_cap + 1
+            row = conn.execute(text(f"SELECT {counts}"), params).one()
+            if len(self._df) > _DF_MEMORY:
+                self._df.clear()
+            for word, df in zip(missing, row, strict=True):
+                known[word] = int(df)
+                self._df[word] = (int(df), docs)
+        if not self._average[0] or abs(docs - self._average[0]) * 10 > self._average[0]:
             average = conn.execute(text(f"SELECT avg({WORDS_COLUMN}) FROM knowledge_items")).scalar()
             self._average = (docs, float(average or 1.0) or 1.0)
+        frequency = [known[w] for w in words]
         rare = [i for i, df in enumerate(frequency) if 0 < df <= self.df_cap]
         common = [i for i, df in enumerate(frequency) if df > self.df_cap]
         chosen = rare or common
-        return chosen, {i: bm25_idf(docs, frequency[i]) for i in chosen}, not rare
+        return chosen, {i: bm25_idf(max(docs, frequency[i]), frequency[i]) for i in chosen}, not rare
 
     def scored(self, conn: Connection, query: str, n: int, kinds: Sequence[str] | None) -> list[tuple[int, float]]:
         words = query_tokens(query)
