@@ -44,7 +44,8 @@ class PostgresFts(LexicalIndex):
     def __init__(self, df_cap: int = 1000) -> None:
         self.df_cap = df_cap
         self._average: tuple[int, float] = (0, 1.0)  # (items when measured, average words per item)
-        self._docs = 0
+        self._docs = 0  # items synced, ids up to self._last
+        self._last = 0
         self._df: dict[str, tuple[int, int]] = {}  # word → (items it matched, capped; items in the base then)
 
     def create(self, conn: Connection) -> None:
@@ -76,7 +77,8 @@ class PostgresFts(LexicalIndex):
     def sync(self, rows: Sequence[tuple[int, str, str]]) -> None:
         """Count the items (the base syncs every committed row once, before searching): BM25's N without a
         count(*), which reads the whole table."""
-        self._docs += len(rows)
+        self._docs += sum(1 for row in rows if row[0] > self._last)
+        self._last = max([self._last, *(row[0] for row in rows)])
 
     def _weights(self, conn: Connection, words: list[str]) -> tuple[list[int], dict[int, float], bool]:
         """(terms that match anything, idf of each, whether the match is an AND of common terms), for the terms
