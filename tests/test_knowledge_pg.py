@@ -121,6 +121,21 @@ def test_full_text_ranking_and_query_syntax(pg: str) -> None:
         assert kb.count() == len(NOTES)
 
 
+def test_an_exact_phrase_ranks_first(pg: str) -> None:
+    """BM25 alone prefers the short item that repeats both words; the item holding them as the query's phrase
+    ranks above it (and a phrase made of the same words in another order does not count)."""
+    with CognitionBase.open(pg, embeddings=False) as kb:
+        repeats, phrase = kb.add([
+            _item("Grid first", "grid grid grid; spacing spacing"),
+            _item("Notes on layouts", "Rows of circles, offset by half a diameter, give a hexagonal packing; a "
+                  "uniform spacing grid of equal circles wastes the corners of the unit square, and rows that "
+                  "alternate in size fill them better than any single size does."),
+        ])
+        assert [i for i, _ in kb.rankings("grid spacing", 5)[0]] == [repeats, phrase]
+        assert [i for i, _ in kb.rankings("spacing grid", 5)[0]] == [phrase, repeats]
+        assert [i for i, _ in kb.rankings("Spacing, grid!", 5)[0]] == [phrase, repeats]
+
+
 def test_items_another_process_adds_are_found(pg: str) -> None:
     """A word this opener has searched for in vain, and a common one it has counted, are found in the items another
     opener adds afterwards."""

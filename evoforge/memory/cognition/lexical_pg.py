@@ -23,6 +23,7 @@ _DICTIONARY = "evoforge_english_stem"
 _WORD_TOKENS = "asciiword, asciihword, hword_asciipart, word, hword, hword_part"
 _LOCK_KEY = 0x65766F6B62  # pg_advisory_xact_lock key ("evokb"): openers add the column one at a time
 _DF_MEMORY = 50_000  # words whose document frequency is remembered (forgotten all at once beyond)
+_PHRASE_CHARS = 400  # of the query, matched as a phrase
 _K1 = 1.2
 _B = 0.75
 
@@ -37,7 +38,8 @@ class PostgresFts(LexicalIndex):
     `ts_rank_cd` with unit weights and no normalisation (one per occurrence), an item's length its number of
     words (`index_words`, generated too). As with FTS5, a term matching more than `df_cap` items is dropped as a
     stopword (query cost stays bounded as the base grows), and a query made only of such common terms requires
-    all of them. The average length is read again when the number of items has changed by a tenth."""
+    all of them; an item holding the whole query as a phrase ranks above those that do not. The average length is
+    read again when the number of items has changed by a tenth."""
 
     name = "postgresql fts"
 
@@ -124,6 +126,10 @@ class PostgresFts(LexicalIndex):
         params: dict[str, object] = {f"t{i}": words[i] for i in chosen}
         params.update({f"w{i}": idf[i] * (_K1 + 1) for i in chosen})
         params.update({"n": n, "norm": _K1, "b": _B, "average": self._average[1]})
+        if len(words) > 1:  # the query's words in its order, side by side: above every item without them so
+            frequencies += f", ({TSV_COLUMN} @@ phraseto_tsquery('{CONFIG}', :phrase))::int AS phrase"
+            score += " + :bonus * phrase"  # (each term adds less than its weight)
+            params.update({"phrase": query[:_PHRASE_CHARS], "bonus": sum(idf[i] * (_K1 + 1) for i in chosen)})
         if kinds:
             where += " AND kind IN :kinds"
             params["kinds"] = list(kinds)
