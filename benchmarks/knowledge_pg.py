@@ -18,7 +18,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -91,8 +91,7 @@ def main() -> None:
             for label, location, lexical in (("sqlite fts5", f"{folder}/q.db", "fts5"),
                                              ("pg fts", fresh_database(server, "kbq_fts"), "postgres"),
                                              ("pg python", fresh_database(server, "kbq_py"), "python")):
-                with nullcontext():
-                    numbers = quality(location, lexical, encoder)
+                numbers = quality(location, lexical, encoder)
                 print(f"  {label:>12}: " + "  ".join(f"{k} {v:.3f}" for k, v in numbers.items()), flush=True)
                 tag = label.replace(" ", "_")
                 result += [f"mrr_lexical_{tag}={numbers['mrr_lexical']:.3f}",
