@@ -1,11 +1,13 @@
-"""Starting and resuming runs: wires a task, its record and the pillars into a Conductor (the public API).
+"""Starting, joining and resuming runs: wires a task, its record and the pillars into a Conductor (the public API).
 
-`evoforge.run(task_path, ...)` and `evoforge.resume(run_dir, ...)` are what the CLI calls, and what scripts may call.
+`evoforge.run(task_path, ...)` (with `join`: a second runner on a run of a shared record) and
+`evoforge.resume(run_dir, ...)` are what the CLI calls, and what scripts may call.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,12 +23,14 @@ from evoforge.experiment.isolation import describe_isolation
 from evoforge.learning import Learning, open_knowledge_base
 from evoforge.llm.client import client_for_spec
 from evoforge.loop import Conductor
-from evoforge.memory.record import Record, record_file
+from evoforge.memory.claims import new_runner_id
+from evoforge.memory.record import Record, record_file, run_file_id, write_run_file
 from evoforge.memory.record import record_url as existing_record_url
 from evoforge.memory.sampling import make_sampler
 from evoforge.models import Trial, TrialStatus
 from evoforge.observer import Observer
 from evoforge.research import make_proposer
+from evoforge.run_folder import RUN_FILE
 from evoforge.run_lock import run_lock
 from evoforge.task import Task, load_task
 from evoforge.task.loader import task_snapshot
@@ -57,11 +61,15 @@ def run(
     settings: RunSettings | None = None,
     observer: Observer | None = None,
     record_url: str | None = None,
+    join: int | None = None,
 ) -> RunSummary:
     """Start a new run of the task in `run_dir` (which must not hold a record yet) and run it to its stopping rule.
     `record_url` keeps the record in that database (any SQLAlchemy URL, e.g. PostgreSQL) instead of
-    RUN_DIR/record.db; the run folder then names it in record.url."""
+    RUN_DIR/record.db; the run folder then names it in record.url, and the run in run.json. With `join`, this
+    process is one more runner of that run of the record (see `_join`)."""
     task = load_task(task_path)
+    if join is not None:
+        return _join(task, join, run_dir=run_dir, settings=settings, observer=observer, record_url=record_url)
     settings = settings or RunSettings()
     if settings.target_score is None and task.config.target_score is not None:  # --target-score overrides it
         settings = settings.model_copy(update={"target_score": task.config.target_score})
@@ -77,11 +85,40 @@ def run(
             "settings": settings.knobs(),  # the stopping rule is kept apart (`stopping`), once
             "task_config": task.config.model_dump(mode="json"),
         }
-        record.create_run(
+        run_id = record.create_run(
             task_name=task.config.name, config=config, seed=settings.seed,
             task_snapshot=task_snapshot(task), stopping=settings.stopping(),
         )
+        write_run_file(run_path, run_id, runner=new_runner_id())
         return _drive(task, record, run_path, settings, observer)
+
+
+def _join(task: Task, run_id: int, *, run_dir: str | Path | None, settings: RunSettings | None,
+          observer: Observer | None, record_url: str | None) -> RunSummary:
+    """One more runner on run `run_id` of the record at `record_url` (another machine, most often): its own run
+    folder (record.url, run.json naming the run and this runner, trials/<id>/ for the trials it evaluates, its
+    knowledge base) and the run's settings as recorded, but for what belongs to this machine (concurrency,
+    prefetch, the LLM, the knowledge base, the lease). Trials are claimed through the record, so no two runners
+    evaluate one; the trial budget is the run's, shared."""
+    if record_url is None:
+        raise RunError("--join RUN_ID needs --record URL: the database that holds the run")
+    run_path = Path(run_dir) if run_dir is not None else Path(f"{default_run_dir(task)}-join{run_id}")
+    run_path.mkdir(parents=True, exist_ok=True)
+    with run_lock(run_path):
+        if record_file(run_path, must_exist=False).exists() or existing_record_url(run_path) is not None:
+            raise RunError(f"{run_path} already holds a run: use `evoforge resume {run_path}` or pick another "
+                           "--run-dir")
+        with Record(record_url, read_only=True, run_id=run_id) as probe:
+            info = probe.run_info()  # RunError naming the database when it holds no such run
+        if info.task_name != task.config.name:
+            raise RunError(f"run {run_id} of that record is a run of task {info.task_name!r}, not of "
+                           f"{task.config.name!r}: give that task's folder")
+        local = (settings or RunSettings()).model_dump(include={"concurrency", "prefetch", "llm", "kb", "lease_s"},
+                                                       exclude_unset=True)
+        joined = RunSettings.from_record({**info.config["settings"], **local}, info.stopping)
+        record = Record.for_run_dir(run_path, create=True, url=record_url, run_id=run_id)
+        write_run_file(run_path, run_id, runner=new_runner_id(), joined=True)
+        return _drive(task, record, run_path, joined, observer)
 
 
 def resume(
@@ -101,6 +138,9 @@ def resume(
     run_path = Path(run_dir)
     record_file(run_path)  # "no record at …" before the lock file is made there
     with run_lock(run_path):
+        if run_file_id(run_path) is None:  # a folder from before run.json: its record's one run
+            with Record.for_run_dir(run_path, read_only=True) as record:
+                write_run_file(run_path, record.run_info().id, runner=new_runner_id())
         return _resume_locked(run_path, RuleChange(trials, more, target_score), concurrency, observer)
 
 
@@ -174,6 +214,7 @@ def _drive(task: Task, record: Record, run_dir: Path, settings: RunSettings, obs
     """Assemble the run's pillars and run the conductor. However the run ends — its rule, an error that stops it, a
     Ctrl-C at any moment from here on — why is kept in the record (`evoforge status` shows it)."""
     interrupted, stop_reason, conductor, proposer_name = False, None, None, "none"
+    record.act_as(_runner_of(run_dir), settings.lease_s)
     try:
         conductor = _assemble(task, record, run_dir, settings, observer)
         proposer_name = conductor.proposer.name
@@ -252,9 +293,18 @@ def _assemble(task: Task, record: Record, run_dir: Path, settings: RunSettings,
     )
 
 
+def _runner_of(run_dir: Path) -> str:
+    """The runner a run folder is (its run.json): a resume takes over at once the trials it left unfinished."""
+    try:
+        return str(json.loads((run_dir / RUN_FILE).read_text(encoding="utf-8"))["runner"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return new_runner_id()
+
+
 async def _run_and_close(conductor: Conductor, proposer: Any, learning: Learning) -> str:
     try:
         return await conductor.run()
     finally:
+        await conductor.shared.stop()
         await proposer.aclose()
         await learning.aclose()
