@@ -32,6 +32,7 @@ class SharedRun:
         self._watch: set[int] = set()  # unfinished trials of other runners, followed until they finish
         self._orphans = False  # the last poll saw an unfinished trial whose runner's lease ran out
         self._tasks: list[asyncio.Task[None]] = []
+        self._newest = max((tr.id for tr in population), default=0)  # the highest trial id seen in the run
 
     def start(self, mine: Iterable[int] = ()) -> None:
         """Begin the heartbeat and the poll; the population's unfinished trials not in `mine` are the others'."""
@@ -63,10 +64,12 @@ class SharedRun:
 
     async def poll(self) -> None:
         """Read the trials other runners added or changed since the last poll and put them in the population."""
-        newest = max((tr.id for tr in self.population), default=0)
-        rows = await self.record.io(self.record.others_states, max(0, newest - ID_WINDOW), sorted(self._watch))
+        if len(self.population):
+            self._newest = max(self._newest, self.population[-1].id)
+        rows = await self.record.io(self.record.others_states, max(0, self._newest - ID_WINDOW), sorted(self._watch))
         now, orphans, wanted = utcnow(), False, []
         for trial_id, status, lease_until in rows:
+            self._newest = max(self._newest, trial_id)
             known = self.population.get(trial_id)
             open_ = not TrialStatus(status).finished
             orphans |= open_ and _expired(lease_until, now)

@@ -48,7 +48,7 @@ class RunRows:
 
     def run_info(self) -> RunInfo:
         """The run this object works on: the one given (run folder, `--join`), else the record's first."""
-        query = select(t.runs)
+        query = select(*(c for c in t.runs.c if c.name != "trial_count"))  # a version-3 record read-only: none
         query = query.where(t.runs.c.id == self._run_id) if self._run_id is not None else \
             query.order_by(t.runs.c.id).limit(1)
         with self._engine.connect() as conn:
