@@ -198,16 +198,22 @@ class Conductor(Recovery):
         the trial reuses the recorded outcome and says so."""
         trial = self.population.get(trial_id) or self.record.trial(trial_id)  # its code and parents: as recorded
         fingerprint = self._fingerprints.pop(trial_id, None) or program_fingerprint(trial.code, self.task.program_name)
-        async with self.eval_slots:  # look for the original once a slot is ours: it may have finished meanwhile
-            try:
-                original, trial, history = await self.record.io(self._start, trial, fingerprint)
-            except ClaimLost:  # another runner took it over (this one's lease ran out): it evaluates it
-                return
-            if original is not None:
-                outcome = self.engineer.reuse(original)
-            else:
-                assert history is not None
-                outcome = await self.engineer.evaluate(trial.code, self.run_dir / "trials" / str(trial_id), history)
+        trial_dir = self.run_dir / "trials" / str(trial_id)
+        try:
+            if self.eval_slots.locked():  # its first stage starts while it waits: the start's latency is hidden
+                await self.engineer.start_ahead(trial.code, trial_dir)
+            async with self.eval_slots:  # look for the original once a slot is ours: it may have finished meanwhile
+                try:
+                    original, trial, history = await self.record.io(self._start, trial, fingerprint)
+                except ClaimLost:  # another runner took it over (this one's lease ran out): it evaluates it
+                    return
+                if original is not None:
+                    outcome = self.engineer.reuse(original)
+                else:
+                    assert history is not None
+                    outcome = await self.engineer.evaluate(trial.code, trial_dir, history)
+        finally:
+            await self.engineer.drop_ahead(trial_dir)
         await self._analyze_and_commit(trial, outcome)
 
     def _start(self, trial: Trial, fingerprint: str) -> tuple[Trial | None, Trial, EvaluationHistory | None]:

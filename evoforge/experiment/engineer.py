@@ -42,7 +42,7 @@ from evoforge.experiment.result import (
     read_result_file,
     validate,
 )
-from evoforge.experiment.sandbox import SandboxResult, child_env, run_sandboxed
+from evoforge.experiment.sandbox import SandboxResult, Started, child_env, run_sandboxed, start_sandboxed
 from evoforge.experiment.stages import Cascade, StageRun
 from evoforge.models import EvaluationHistory, GateDecision, Outcome, StageResult, Trial, TrialStatus
 from evoforge.sandbox import CHANNEL_VAR
@@ -87,6 +87,32 @@ class Engineer:
                                                          repeats=task.config.repeats)]
         self.asi = task.config.layout == "asi-evolve"
         self.seal = EvaluatorSeal.of(task)  # every stage checks that the evaluator is still this one
+        self._ahead: dict[Path, _Ahead] = {}  # first stages started while their trials wait for a slot
+
+    async def start_ahead(self, code: str, trial_dir: Path, *, seed: int | None = None) -> None:
+        """Start the first stage of `evaluate(code, trial_dir, seed=seed)` now, while the trial waits for its
+        evaluation slot: the jail and the harness's interpreter start, and the harness waits for its channel's
+        first line, which `evaluate` sends. Nothing of the candidate or the evaluator runs before that (the
+        evaluator is imported, and the stage's clock starts, after it), so the evaluation is the same as one
+        started then; only the start's latency is hidden. A Python evaluator only; `drop_ahead` (or `evaluate`)
+        kills one not used."""
+        trial_dir = Path(trial_dir).resolve()
+        if self.task.evaluator_path is None or trial_dir in self._ahead:
+            return  # a command runs as soon as it starts
+        if seed is None and self.task.config.seeded:
+            seed = 0  # as `evaluate` decides
+        trial_dir.mkdir(parents=True, exist_ok=True)
+        program_path = trial_dir / self.task.program_name
+        program_path.write_text(code, encoding="utf-8")
+        if check_static(code, self.task) is not None:
+            return
+        self._ahead[trial_dir] = await self._start_harness(self.stages[0], program_path, trial_dir, seed, 0)
+
+    async def drop_ahead(self, trial_dir: Path) -> None:
+        """Kill the stage started ahead for `trial_dir`, if `evaluate` did not use it."""
+        ahead = self._ahead.pop(Path(trial_dir).resolve(), None)
+        if ahead is not None:
+            await ahead.abandon()
 
     async def evaluate(self, code: str, trial_dir: Path, history: EvaluationHistory | None = None, *,
                        seed: int | None = None) -> Outcome:
@@ -115,7 +141,10 @@ class Engineer:
             history=history or EvaluationHistory(), launch=launch,
             telemetry_path=lambda name: self._files(trial_dir, name).telemetry,
         )
-        return await cascade.run()
+        try:
+            return await cascade.run()
+        finally:
+            await self.drop_ahead(trial_dir)
 
     def reuse(self, previous: Trial) -> Outcome:
         """The outcome of a trial whose program is an exact duplicate of `previous` (see `program_fingerprint`):
@@ -167,11 +196,30 @@ class Engineer:
     async def _run_stage(self, stage: StageConfig, stop: asyncio.Event, program_path: Path,
                          trial_dir: Path, seed: int | None = None, repeat: int = 0) -> StageRun:
         """Run one stage's evaluator process (stopped when `stop` is set) and classify how it ended."""
-        self.seal.check()
+        self.seal.check()  # before the harness goes: it imports the evaluator after that
+        if self.task.evaluator_path is not None:
+            ahead = self._ahead.pop(trial_dir, None) if repeat == 0 and stage is self.stages[0] else None
+            if ahead is not None and ahead.seed != seed:
+                await ahead.abandon()
+                ahead = None
+            if ahead is None:
+                ahead = await self._start_harness(stage, program_path, trial_dir, seed, repeat)
+            return await self._finish_harness(ahead, stage, stop, trial_dir)
         files = self._files(trial_dir, stage.name, repeat)
         files.result.unlink(missing_ok=True)
         if self.asi:
             (trial_dir / ASI_RESULT_FILE).unlink(missing_ok=True)
+        env = self._stage_env(stage, trial_dir, files, seed)
+        argv, cwd = self._command(program_path, trial_dir, stage.name, seed)
+        run = await run_sandboxed(argv, cwd=cwd, env=env, timeout_s=stage.timeout_s, limits=self.task.config.limits,
+                                  stop=stop, stdout_path=files.stdout, stderr_path=files.stderr)
+        run = self._contain_disk(run, trial_dir)
+        result_path = trial_dir / ASI_RESULT_FILE if self.asi else files.result
+        return StageRun(self._classify(run, self._command_result(run, result_path), stage),
+                        _tail(run.stdout_tail), _tail(run.stderr_tail))
+
+    def _stage_env(self, stage: StageConfig, trial_dir: Path, files: StageFiles, seed: int | None) -> dict[str, str]:
+        """The environment of one stage's evaluator process."""
         extra = {
             "EVOFORGE_TRIAL_DIR": str(trial_dir),
             "EVOFORGE_TASK_DIR": str(self.task.root.resolve()),
@@ -184,29 +232,39 @@ class Engineer:
             extra["EVOFORGE_SEED"] = str(seed)
         if self.task.evaluator_path is None:
             extra["EVOFORGE_RESULT"] = str(files.result)  # a command evaluator reports through a file
-        env = child_env(extra, passthrough=self.env_passthrough)
+        return child_env(extra, passthrough=self.env_passthrough)
+
+    async def _start_harness(self, stage: StageConfig, program_path: Path, trial_dir: Path, seed: int | None,
+                             repeat: int) -> _Ahead:
+        """Start a Python evaluator's stage: the harness in its jail, waiting for its channel's first line."""
+        files = self._files(trial_dir, stage.name, repeat)
+        files.result.unlink(missing_ok=True)
+        env = self._stage_env(stage, trial_dir, files, seed)
         argv, cwd = self._command(program_path, trial_dir, stage.name, seed)
         limits = self.task.config.limits
-        sandboxed = functools.partial(run_sandboxed, limits=limits, stop=stop)
-        if self.task.evaluator_path is None:
-            run = await sandboxed(argv, cwd=cwd, env=env, timeout_s=stage.timeout_s, stdout_path=files.stdout,
-                                  stderr_path=files.stderr)
-            run = self._contain_disk(run, trial_dir)
-            result_path = trial_dir / ASI_RESULT_FILE if self.asi else files.result
-            return StageRun(self._classify(run, self._command_result(run, result_path), stage),
-                            _tail(run.stdout_tail), _tail(run.stderr_tail))
         ours, theirs = socket.socketpair()
         start = functools.partial(run_sandboxed, env=candidate_env(env), limits=limits,
                                   hidden=self.task.private_paths)
-        broker = Broker(trial_dir, start, limits.output_bytes)
-        serving = asyncio.create_task(broker.serve(ours))
         try:
             env[CHANNEL_VAR] = str(theirs.fileno())
-            run = await sandboxed(argv, cwd=cwd, env=env, timeout_s=stage.timeout_s, stdout_path=files.stdout,
-                                  stderr_path=files.stderr, pass_fds=(theirs.fileno(),), harness=True)
+            started = await start_sandboxed(argv, cwd=cwd, env=env, limits=limits, stdout_path=files.stdout,
+                                            stderr_path=files.stderr, pass_fds=(theirs.fileno(),), harness=True)
+        except BaseException:
+            ours.close()
+            raise
         finally:
             theirs.close()
-            await close_broker(serving, ours)
+        return _Ahead(started, Broker(trial_dir, start, limits.output_bytes), ours, seed)
+
+    async def _finish_harness(self, ahead: _Ahead, stage: StageConfig, stop: asyncio.Event,
+                              trial_dir: Path) -> StageRun:
+        """Let a started harness go (the broker's first line), wait for it, and classify how it ended."""
+        broker = ahead.broker
+        serving = asyncio.create_task(broker.serve(ahead.channel))
+        try:
+            run = await ahead.started.finish(stage.timeout_s, stop)
+        finally:
+            await close_broker(serving, ahead.channel)
         reported = _Reported(broker.result) if broker.reported else None
         if run.limit is None and broker.limits_hit:  # the candidate's own jail outgrew the trial's disk
             limit, _, why = broker.limits_hit[0].partition(": ")
@@ -322,6 +380,22 @@ class Engineer:
                            "nothing was reported (did the candidate, running in that process, exit it?)", **tails)
         where = "no result file at $EVOFORGE_RESULT and no JSON object line on stdout"
         return _failed("bad_result", f"evaluator finished but reported no result ({where})", **tails)
+
+
+@dataclass
+class _Ahead:
+    """A Python evaluator's stage started, its harness waiting for the channel's first line."""
+
+    started: Started
+    broker: Broker
+    channel: socket.socket  # our end; the broker serves it once the stage may go
+    seed: int | None
+
+    async def abandon(self) -> None:
+        try:
+            await self.started.abandon()
+        finally:
+            self.channel.close()
 
 
 @dataclass(frozen=True)

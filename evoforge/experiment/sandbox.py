@@ -26,7 +26,7 @@ from evoforge.experiment import disk
 from evoforge.experiment.isolation import resolve as resolve_isolation
 from evoforge.experiment.launch import SUPERVISOR, JailWatch, launch_argv, nproc_rlimit
 
-__all__ = ["SUPERVISOR", "SandboxResult", "child_env", "run_sandboxed", "sweep"]
+__all__ = ["SUPERVISOR", "SandboxResult", "Started", "child_env", "run_sandboxed", "start_sandboxed", "sweep"]
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder that holds the `evoforge` package
 TOKEN_VAR = "EVOFORGE_TRIAL_TOKEN"
 SECRET_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD")
@@ -219,8 +219,30 @@ async def run_sandboxed(
     is its standard input (else /dev/null); `hidden` paths are emptied in the jail (bwrap). `harness`: argv runs
     the harness, which under bwrap supervises itself (one interpreter start, not two).
     """
+    started = await start_sandboxed(argv, cwd=cwd, env=env, limits=limits, stdout_path=stdout_path,
+                                    stderr_path=stderr_path, pass_fds=pass_fds, stdin_path=stdin_path, hidden=hidden,
+                                    harness=harness)
+    return await started.finish(timeout_s, stop)
+
+
+async def start_sandboxed(
+    argv: Sequence[str],
+    *,
+    cwd: Path,
+    env: Mapping[str, str],
+    limits: Limits,
+    stdout_path: Path,
+    stderr_path: Path,
+    pass_fds: Sequence[int] = (),
+    stdin_path: Path | None = None,
+    hidden: Sequence[Path] = (),
+    harness: bool = False,
+) -> Started:
+    """Start `argv` in the sandbox (as `run_sandboxed` does) and return at once; `Started.finish` waits for it.
+
+    A harness started this way starts its interpreter and jail, then waits for its channel's first line: the
+    Engineer starts a trial's first stage while the trial still waits for an evaluation slot."""
     token = uuid.uuid4().hex
-    start = time.monotonic()
     logs = (_CappedLog(stdout_path, limits.output_bytes), _CappedLog(stderr_path, limits.output_bytes))
     jail: JailWatch | None = None
     try:
@@ -243,33 +265,72 @@ async def run_sandboxed(
         jail.started()
     pumps = [asyncio.create_task(_pump(pipe, log)) for pipe, log in zip(pipes, logs, strict=True)]
     folder = Path(env.get("EVOFORGE_TRIAL_DIR") or cwd)
-    try:
-        ended = await _wait_exit(proc, timeout_s, stop, folder, limits.disk_mb)
-        timed_out, stopped = ended == "timeout", ended == "stopped"
-        if ended != "exited":
-            await _stop(proc, jail)
-        seconds = time.monotonic() - start
-        _killpg(proc.pid, signal.SIGKILL)  # strays left in the group after a normal exit
-        if jail is None or ended != "exited":  # bwrap that exited by itself had reaped the jail's PID 1, whose
-            await asyncio.to_thread(sweep, token)  # exit the kernel completes only once all the jail is dead
-        await _finish_pumps(pumps, pipes, grace=DRAIN_GRACE_S)
-    except BaseException:  # cancelled: stop it as on a timeout, then let the cancellation through
+    return Started(proc, pipes, pumps, logs, jail, token, folder, limits.disk_mb)
+
+
+@dataclass
+class Started:
+    """A sandboxed process started by `start_sandboxed`: `finish` waits for it (its clock starts then) and
+    cleans up; `abandon` kills one that will never be waited for."""
+
+    proc: asyncio.subprocess.Process
+    pipes: list[BinaryIO]
+    pumps: list[asyncio.Task[None]]
+    logs: tuple[_CappedLog, _CappedLog]
+    jail: JailWatch | None
+    token: str
+    folder: Path
+    disk_mb: int | None
+    done: bool = False
+
+    async def finish(self, timeout_s: float, stop: asyncio.Event | None = None) -> SandboxResult:
+        """Wait for the process (at most `timeout_s` from now), stop it on `stop`, and say how it ended."""
+        proc, jail, pumps, pipes = self.proc, self.jail, self.pumps, self.pipes
+        self.done = True
+        start = time.monotonic()
         try:
-            await _stop(proc, jail)
+            ended = await _wait_exit(proc, timeout_s, stop, self.folder, self.disk_mb)
+            timed_out, stopped = ended == "timeout", ended == "stopped"
+            if ended != "exited":
+                await _stop(proc, jail)
+            seconds = time.monotonic() - start
+            _killpg(proc.pid, signal.SIGKILL)  # strays left in the group after a normal exit
+            if jail is None or ended != "exited":  # bwrap that exited by itself had reaped the jail's PID 1, whose
+                await asyncio.to_thread(sweep, self.token)  # exit the kernel completes only once the jail is dead
+            await _finish_pumps(pumps, pipes, grace=DRAIN_GRACE_S)
+        except BaseException:  # cancelled: stop it as on a timeout, then let the cancellation through
+            await self._kill()
+            raise
         finally:
-            _killpg(proc.pid, signal.SIGKILL)
-            sweep(token)
-            await _finish_pumps(pumps, pipes, grace=0.0)
-        raise
-    finally:
-        (out_tail, out_dropped), (err_tail, err_dropped) = logs[0].finish(), logs[1].finish()
-        reported = jail.status() if jail is not None else None
-        if jail is not None:
-            jail.close()
-    returncode = proc.returncode if reported is None else reported
-    return SandboxResult(returncode, timed_out, seconds, out_tail, err_tail, out_dropped, err_dropped,
-                         stopped=stopped, limit="disk_limit" if ended.startswith("disk_limit") else None,
-                         limit_reason=ended.partition(": ")[2])
+            (out_tail, out_dropped), (err_tail, err_dropped) = self.logs[0].finish(), self.logs[1].finish()
+            reported = jail.status() if jail is not None else None
+            if jail is not None:
+                jail.close()
+        returncode = proc.returncode if reported is None else reported
+        return SandboxResult(returncode, timed_out, seconds, out_tail, err_tail, out_dropped, err_dropped,
+                             stopped=stopped, limit="disk_limit" if ended.startswith("disk_limit") else None,
+                             limit_reason=ended.partition(": ")[2])
+
+    async def abandon(self) -> None:
+        """Kill a process that will never be waited for (a trial that was not evaluated after all)."""
+        if self.done:
+            return
+        self.done = True
+        try:
+            await self._kill()
+        finally:
+            for log in self.logs:
+                log.finish()
+            if self.jail is not None:
+                self.jail.close()
+
+    async def _kill(self) -> None:
+        try:
+            await _stop(self.proc, self.jail)
+        finally:
+            _killpg(self.proc.pid, signal.SIGKILL)
+            sweep(self.token)
+            await _finish_pumps(self.pumps, self.pipes, grace=0.0)
 
 
 async def _wait_exit(proc: asyncio.subprocess.Process, timeout_s: float, stop: asyncio.Event | None,
