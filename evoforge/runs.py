@@ -305,6 +305,6 @@ async def _run_and_close(conductor: Conductor, proposer: Any, learning: Learning
     try:
         return await conductor.run()
     finally:
-        await conductor.shared.stop()
+        conductor.shared.stop()
         await proposer.aclose()
         await learning.aclose()

@@ -44,10 +44,10 @@ class SharedRun:
         self._tasks = [asyncio.ensure_future(self._every(self.record.lease_s / 3, self._heartbeat)),
                        asyncio.ensure_future(self._every(self.poll_s, self.poll))]
 
-    async def stop(self) -> None:
+    def stop(self) -> None:
+        """Cancel the heartbeat and the poll (the event loop's end collects them)."""
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
 
     @staticmethod

@@ -74,7 +74,7 @@ class ChampionLog:
     open batch of this thread, so a write inside `Record.io` joins its transaction)."""
 
     _engine: Engine
-    run_id: int
+    _read_scope: int
     _writing: Callable[[], AbstractContextManager[Connection]]
 
     def add_champion_evaluation(self, trial_id: int, seed: int, status: str, score: float | None, seconds: float,
@@ -93,7 +93,7 @@ class ChampionLog:
 
     def champion_decisions(self) -> list[ChampionDecision]:
         """Every decision of the run, oldest first (none for a record made before champions were kept)."""
-        of_run = select(trials.c.id).where(trials.c.run_id == self.run_id).scalar_subquery()
+        of_run = select(trials.c.id).where(trials.c.run_id == self._read_scope).scalar_subquery()
         query = (select(champion_decisions).where(champion_decisions.c.trial_id.in_(of_run))
                  .order_by(champion_decisions.c.id))
         try:

@@ -315,7 +315,7 @@ class Record(RunRows, Claims, ResearchLog, ChampionLog):
     def trial(self, trial_id: int) -> Trial:
         with self._engine.connect() as conn:
             row = conn.execute(select(*self._trial_columns).where(t.trials.c.id == trial_id,
-                                                                 t.trials.c.run_id == self.run_id)).first()
+                                                                 t.trials.c.run_id == self._read_scope)).first()
         if row is None:
             raise RunError(f"no trial {trial_id} in the record at {self._shown}")
         return _trial_from_row(row)
@@ -324,7 +324,7 @@ class Record(RunRows, Claims, ResearchLog, ChampionLog):
         self, statuses: Iterable[TrialStatus] | None = None, *, limit: int | None = None,
         newest_first: bool = False,
     ) -> list[Trial]:
-        query = (select(*self._trial_columns).where(t.trials.c.run_id == self.run_id)
+        query = (select(*self._trial_columns).where(t.trials.c.run_id == self._read_scope)
                  .order_by(t.trials.c.id.desc() if newest_first else t.trials.c.id))
         if statuses is not None:
             query = query.where(t.trials.c.status.in_([TrialStatus(s).value for s in statuses]))
@@ -338,7 +338,7 @@ class Record(RunRows, Claims, ResearchLog, ChampionLog):
         score = t.trials.c.score
         query = (
             select(*self._trial_columns)
-            .where(t.trials.c.run_id == self.run_id, t.trials.c.status == TrialStatus.SUCCEEDED.value,
+            .where(t.trials.c.run_id == self._read_scope, t.trials.c.status == TrialStatus.SUCCEEDED.value,
                    score.is_not(None), t.trials.c.suspect.is_(False), t.trials.c.reused_from.is_(None))
             .order_by(score.desc() if direction is Direction.MAXIMIZE else score.asc(), t.trials.c.id)
             .limit(1)
@@ -350,7 +350,7 @@ class Record(RunRows, Claims, ResearchLog, ChampionLog):
     def counts(self) -> dict[str, int]:
         """Number of trials per status, one key per TrialStatus value (zeros included)."""
         counts = {status.value: 0 for status in TrialStatus}
-        query = (select(t.trials.c.status, func.count()).where(t.trials.c.run_id == self.run_id)
+        query = (select(t.trials.c.status, func.count()).where(t.trials.c.run_id == self._read_scope)
                  .group_by(t.trials.c.status))
         with self._engine.connect() as conn:
             for status, n in conn.execute(query).all():
@@ -364,7 +364,7 @@ class Record(RunRows, Claims, ResearchLog, ChampionLog):
         trial was never evaluated, so it has no outcome to reuse)."""
         query = (
             select(*self._trial_columns)
-            .where(t.trials.c.run_id == self.run_id, t.trials.c.fingerprint == fingerprint,
+            .where(t.trials.c.run_id == self._read_scope, t.trials.c.fingerprint == fingerprint,
                    t.trials.c.reused_from.is_(None),
                    t.trials.c.status.in_([s.value for s in TrialStatus if s.finished and s != TrialStatus.REJECTED]),
                    t.trials.c.error_class.is_distinct_from("proposal_error"))
@@ -378,7 +378,7 @@ class Record(RunRows, Claims, ResearchLog, ChampionLog):
     def history(self, parent_id: int | None) -> EvaluationHistory:
         """What the gates compare a child of `parent_id` with (see memory/evaluations.py)."""
         with self._engine.connect() as conn:
-            return ev.build_history(conn, parent_id, self.run_id)
+            return ev.build_history(conn, parent_id, self._read_scope)
 
     def stage_results(self, trial_id: int) -> list[StageResult]:
         with self._engine.connect() as conn:
@@ -390,9 +390,9 @@ class Record(RunRows, Claims, ResearchLog, ChampionLog):
 
     def decisions(self, trial_id: int | None = None) -> list[ev.DecisionRow]:
         with self._engine.connect() as conn:
-            return ev.decisions(conn, trial_id, self.run_id)
+            return ev.decisions(conn, trial_id, self._read_scope)
 
     def savings(self) -> dict[str, Any]:
         """Evaluation seconds in all, and seconds saved per gate."""
         with self._engine.connect() as conn:
-            return ev.savings_by_gate(conn, self.run_id)
+            return ev.savings_by_gate(conn, self._read_scope)

@@ -23,6 +23,7 @@ class ResearchLog(Transactions):
     tables that have a run_id column, none in a version-3 record opened read-only, which holds one run)."""
 
     run_id: int
+    _read_scope: int
     _run_scoped: set[str]
 
     def add_llm_calls(self, trial_id: int | None, calls: Sequence[LLMCall]) -> None:
@@ -57,7 +58,7 @@ class ResearchLog(Transactions):
         if trial_id is not None:
             query = query.where(t.llm_calls.c.trial_id == trial_id)
         elif t.llm_calls.name in self._run_scoped:
-            query = query.where(t.llm_calls.c.run_id == self.run_id)
+            query = query.where(t.llm_calls.c.run_id == self._read_scope)
         with self._engine.connect() as conn:
             rows = conn.execute(query).all()
         return [LLMCallRow(**row._asdict()) for row in rows]
@@ -97,7 +98,7 @@ class ResearchLog(Transactions):
         a = t.agendas.c
         query = select(a.after_trial, a.text, a.data, a.created_at).order_by(a.id)
         if t.agendas.name in self._run_scoped:
-            query = query.where(a.run_id == self.run_id)
+            query = query.where(a.run_id == self._read_scope)
         with self._engine.connect() as conn:
             rows = conn.execute(query).all()
         return [dict(after_trial=r.after_trial, text=r.text, data=dict(r.data or {}), created_at=r.created_at)
@@ -116,7 +117,7 @@ class ResearchLog(Transactions):
 
     def load_state(self, key: str) -> dict[str, Any] | None:
         state = t.run_state
-        query = select(state.c.value).where(state.c.run_id == self.run_id, state.c.key == key)
+        query = select(state.c.value).where(state.c.run_id == self._read_scope, state.c.key == key)
         if not self._run_scoped:  # a version-3 record opened read-only: its one run's state, kept globally
             query = select(_LEGACY_STATE.c.value).where(_LEGACY_STATE.c.key == key)
         try:

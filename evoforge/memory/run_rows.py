@@ -31,6 +31,18 @@ class RunRows:
         """The id of the run this record object reads and writes."""
         return self._require_run_id()
 
+    @property
+    def _read_scope(self) -> int:
+        """The run reads are scoped to: this object's run, or 0 (no run has it) while the record holds none, so
+        reads of an empty record find nothing instead of failing."""
+        if self._run_id is None:
+            with self._engine.connect() as conn:
+                first = conn.execute(select(func.min(t.runs.c.id))).scalar()
+            if first is None:
+                return 0
+            self._run_id = int(first)
+        return self._run_id
+
     def create_run(
         self, *, task_name: str, config: dict[str, Any], seed: int, task_snapshot: dict[str, str],
         stopping: dict[str, Any],
