@@ -1,9 +1,11 @@
 """Several runners on one run, at the record (SQLite and a real PostgreSQL): two claimers racing for the same trials
 each get a trial the other does not; a trial whose runner's lease ran out is taken over, and its first runner can no
-longer finish it; the shared trial budget lets runners together add exactly the run's number of trials."""
+longer finish it; the shared trial budget lets runners together add exactly the run's number of trials; a runner's
+population learns the trials the others write."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -13,8 +15,10 @@ from helpers import wait_until
 from postgres import throwaway_cluster
 
 from evoforge.memory.claims import ClaimLost, TrialBudgetFull
+from evoforge.memory.population import Population
 from evoforge.memory.record import Record
-from evoforge.models import Outcome, Trial, TrialStatus
+from evoforge.models import Direction, Outcome, Trial, TrialStatus
+from evoforge.shared_run import SharedRun
 
 TRIALS = 24
 
@@ -166,3 +170,38 @@ def test_runners_together_add_exactly_the_run_budget(url: str) -> None:
     finally:
         for record in runners:
             record.close()
+
+
+def test_a_runner_sees_the_trials_the_others_write(tmp_path: Path) -> None:
+    """The poll feeds another runner's trials (new, changed, finished) into this runner's population, where its
+    samplers read them; a finished trial is never replaced, and the runner's own trials are not read back."""
+    url = f"sqlite:///{tmp_path / 'record.db'}"
+    run_id = _new_run(url)
+    me, other = _runner(url, run_id, "me"), _runner(url, run_id, "other")
+    try:
+        mine = _add(me)
+        population = Population(Direction.MAXIMIZE, me.trials())
+        me.subscribe(population.put)
+        finished: list[int] = []
+        shared = SharedRun(me, population, on_finished=lambda trial: finished.append(trial.id))
+
+        async def steps() -> None:
+            shared.start([mine.id])
+            try:
+                theirs = _add(other)
+                await shared.poll()
+                assert population.get(theirs.id) is not None and shared.others_seen
+                other.mark_running(theirs.id)
+                other.finish_trial(theirs.id, Outcome(status=TrialStatus.SUCCEEDED, score=7.0))
+                await shared.poll()
+                assert population.get(theirs.id).score == 7.0 and finished == [theirs.id]
+                assert population.best_trial is not None and population.best_trial.id == theirs.id
+                await shared.poll()  # nothing new: nothing told twice
+                assert finished == [theirs.id] and len(population) == 2
+            finally:
+                shared.stop()
+
+        asyncio.run(steps())
+    finally:
+        me.close()
+        other.close()
