@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,13 +23,13 @@ from evoforge.learning import Learning, open_knowledge_base
 from evoforge.llm.client import client_for_spec
 from evoforge.loop import Conductor
 from evoforge.memory.claims import new_runner_id
+from evoforge.memory.locations import run_file
 from evoforge.memory.record import Record, record_file, run_file_id, write_run_file
 from evoforge.memory.record import record_url as existing_record_url
 from evoforge.memory.sampling import make_sampler
 from evoforge.models import Trial, TrialStatus
 from evoforge.observer import Observer
 from evoforge.research import make_proposer
-from evoforge.run_folder import RUN_FILE
 from evoforge.run_lock import run_lock
 from evoforge.task import Task, load_task
 from evoforge.task.loader import task_snapshot
@@ -117,7 +116,7 @@ def _join(task: Task, run_id: int, *, run_dir: str | Path | None, settings: RunS
                                                        exclude_unset=True)
         joined = RunSettings.from_record({**info.config["settings"], **local}, info.stopping)
         record = Record.for_run_dir(run_path, create=True, url=record_url, run_id=run_id)
-        write_run_file(run_path, run_id, runner=new_runner_id(), joined=True)
+        write_run_file(run_path, run_id, runner=new_runner_id(), task_path=str(task.root))
         return _drive(task, record, run_path, joined, observer)
 
 
@@ -181,7 +180,7 @@ def _resume_locked(run_path: Path, change: RuleChange, concurrency: int | None,
         info = record.run_info()
         settings = RunSettings.from_record(info.config["settings"], info.stopping)
         changed = change.apply(settings, record.counts())
-        task_path = Path(info.config["task_path"])
+        task_path = Path(run_file(run_path).get("task_path") or info.config["task_path"])  # a joiner: its own
         if not task_path.exists():
             raise RunError(f"the run's task folder {task_path} is gone; restore it to resume")
         task = load_task(task_path)
@@ -218,7 +217,7 @@ def _drive(task: Task, record: Record, run_dir: Path, settings: RunSettings, obs
     try:
         conductor = _assemble(task, record, run_dir, settings, observer)
         proposer_name = conductor.proposer.name
-        _seal_evaluator(record, conductor.engineer.seal)
+        _seal_evaluator(record, conductor.engineer.seal, task.root)
         if observer is not None:
             learning = conductor.learning
             notes = [f"knowledge base: {learning.kb.mode}, {learning.kb.count()} items",
@@ -249,13 +248,23 @@ def _drive(task: Task, record: Record, run_dir: Path, settings: RunSettings, obs
                       interrupted=interrupted)
 
 
-def _seal_evaluator(record: Record, seal: EvaluatorSeal) -> None:
-    """Keep the evaluator's hashes in the record when the run starts; a resume checks them (EvaluatorChanged)."""
+def _seal_evaluator(record: Record, seal: EvaluatorSeal, task_root: Path) -> None:
+    """Keep the evaluator's hashes in the record when the run starts; a resume checks them (EvaluatorChanged), and
+    so does a runner joining the run (its task folder elsewhere: the files are compared by their place in it)."""
     recorded = record.load_state("evaluator")
     if recorded is None:
         record.save_state("evaluator", seal.hashes)
-    else:
-        seal.matches(recorded)
+        return
+    started_in = Path(str(record.run_info().config.get("task_path", task_root))).resolve()
+    if started_in != task_root.resolve():
+        recorded = {str(_moved(Path(path), started_in, task_root.resolve())): digest
+                    for path, digest in recorded.items()}
+    seal.matches(recorded)
+
+
+def _moved(path: Path, old_root: Path, new_root: Path) -> Path:
+    """`path` as it lies under `new_root` when it lay under `old_root` (a joiner's copy of the task), else as is."""
+    return new_root / path.relative_to(old_root) if path.is_relative_to(old_root) else path
 
 
 def _retain_large_files(task: Task, record: Record, run_dir: Path, keep_best: int = 3) -> None:
@@ -295,10 +304,7 @@ def _assemble(task: Task, record: Record, run_dir: Path, settings: RunSettings,
 
 def _runner_of(run_dir: Path) -> str:
     """The runner a run folder is (its run.json): a resume takes over at once the trials it left unfinished."""
-    try:
-        return str(json.loads((run_dir / RUN_FILE).read_text(encoding="utf-8"))["runner"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return new_runner_id()
+    return str(run_file(run_dir).get("runner") or new_runner_id())
 
 
 async def _run_and_close(conductor: Conductor, proposer: Any, learning: Learning) -> str:

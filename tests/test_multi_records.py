@@ -5,21 +5,26 @@ show, export, report and the dashboard; `evoforge runs --record URL` lists them,
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers import knob_task
 from postgres import throwaway_cluster
 from recordfactory import make_record
 from typer.testing import CliRunner
 
 from evoforge.cli import app
+from evoforge.config import RunSettings
 from evoforge.dashboard.queries import trial_summaries
 from evoforge.dashboard.sources import resolve_sources
+from evoforge.errors import RunError
 from evoforge.memory.claims import TrialBudgetFull
 from evoforge.memory.record import Record, write_run_file
 from evoforge.models import LLMCall, Outcome, TrialStatus
+from evoforge.runs import resume, run
 from evoforge.views import run_overview
 
 V3 = """
@@ -128,3 +133,33 @@ def test_two_runs_of_two_tasks_in_one_database(pg_url: str, tmp_path: Path) -> N
     for source, ids in zip(sources, (alpha, beta, beta), strict=True):
         with source.record() as record:
             assert [s["id"] for s in trial_summaries(record)] == ids
+
+
+def test_a_joined_runner_has_its_own_folder_and_resumes_from_it(tmp_path: Path) -> None:
+    """`run --join` on a record (here a SQLite URL): the joiner's folder names the run, its runner and its own task
+    folder, so it resumes even when the first runner's task folder is not on its machine; the joined run takes the
+    run's rule (its --trials is not the joiner's to set) and a task of another name is refused."""
+    first_task, own_task = knob_task(tmp_path / "task"), knob_task(tmp_path / "copy" / "task")
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    offline = RunSettings(llm="offline", trials=3, concurrency=1)
+    run(first_task, run_dir=tmp_path / "a", settings=offline, record_url=url)
+    run_id = json.loads((tmp_path / "a" / "run.json").read_text())["run_id"]
+    joined = run(own_task, run_dir=tmp_path / "b", settings=RunSettings(llm="offline", trials=50), record_url=url,
+                 join=run_id)
+    assert sum(joined.counts.values()) == 3  # the run held its 3 trials already: the joiner added none
+    b_file = json.loads((tmp_path / "b" / "run.json").read_text())
+    assert b_file["run_id"] == run_id and b_file["task_path"] == str(own_task.resolve())
+    assert b_file["runner"] != json.loads((tmp_path / "a" / "run.json").read_text())["runner"]
+    shutil.rmtree(first_task)  # on the joiner's machine only its own copy exists
+    more = resume(tmp_path / "b", more=2)
+    assert sum(more.counts.values()) == 5
+    with Record(url, read_only=True, run_id=run_id) as record:
+        assert len(record.trials()) == 5 and all(tr.status.finished for tr in record.trials())
+    other = knob_task(tmp_path / "other")
+    (other / "task.yaml").write_text((other / "task.yaml").read_text().replace("name: knob", "name: other"))
+    with pytest.raises(RunError, match="is a run of task 'knob', not of 'other'"):
+        run(other, run_dir=tmp_path / "c", settings=offline, record_url=url, join=run_id)
+    with pytest.raises(RunError, match="holds no run 99"):
+        run(own_task, run_dir=tmp_path / "d", settings=offline, record_url=url, join=99)
+    with pytest.raises(RunError, match="--join RUN_ID needs --record URL"):
+        run(own_task, run_dir=tmp_path / "e", settings=offline, join=run_id)

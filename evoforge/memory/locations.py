@@ -11,7 +11,7 @@ from typing import Any
 from evoforge.errors import RunError
 from evoforge.run_folder import RECORD_FILE, RECORD_URL_FILE, RUN_FILE
 
-__all__ = ["RECORD_FILE", "record_file", "record_url", "run_file_id", "write_run_file"]
+__all__ = ["RECORD_FILE", "record_file", "record_url", "run_file", "run_file_id", "write_run_file"]
 
 
 def record_url(run_dir: Path) -> str | None:
@@ -35,17 +35,26 @@ def record_file(run_dir: Path, *, must_exist: bool = True) -> Path:
     return path
 
 
-def run_file_id(run_dir: Path) -> int | None:
-    """The id of the run a run folder works on (its `run.json`), None for a folder from before a record held
-    several runs (its record's one run)."""
+def run_file(run_dir: Path) -> dict[str, Any]:
+    """What a run folder's `run.json` says: the run it works on ("run_id"), its runner's name ("runner"), and for a
+    runner that joined a run, its own task folder ("task_path"); {} for a folder from before run.json."""
     path = Path(run_dir).expanduser().resolve() / RUN_FILE
     try:
-        return int(json.loads(path.read_text(encoding="utf-8"))["run_id"])
+        found = json.loads(path.read_text(encoding="utf-8"))
+        int(found["run_id"])
     except FileNotFoundError:
-        return None
+        return {}
     except (ValueError, KeyError, TypeError) as exc:
         raise RunError(f"{path}: not a run file ({exc}); it names the run of the record this folder works on, "
                        'as {"run_id": N}') from None
+    return dict(found)
+
+
+def run_file_id(run_dir: Path) -> int | None:
+    """The id of the run a run folder works on (its `run.json`), None for a folder from before a record held
+    several runs (its record's one run)."""
+    found = run_file(run_dir)
+    return int(found["run_id"]) if found else None
 
 
 def write_run_file(run_dir: Path, run_id: int, **more: Any) -> None:
