@@ -17,7 +17,7 @@ from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Engine, and_, func, or_, select, true, update
+from sqlalchemy import ColumnElement, Connection, Engine, and_, bindparam, func, or_, select, true, update
 
 from evoforge.errors import RunError
 from evoforge.memory import tables as t
@@ -27,6 +27,11 @@ from evoforge.models import Trial, TrialStatus
 DEFAULT_LEASE_S = 60.0
 OPEN = frozenset({TrialStatus.PROPOSED, TrialStatus.RUNNING})  # what may finish
 _OPEN_VALUES = [s.value for s in OPEN]
+
+
+_HELD = func.coalesce(t.runs.c.trial_count, 0)
+_COUNT = update(t.runs).where(t.runs.c.id == bindparam("run")).values(trial_count=_HELD + 1)  # built once: per trial
+_COUNT_WITHIN = _COUNT.where(_HELD < bindparam("budget"))
 
 
 class TrialBudgetFull(RunError):
@@ -85,12 +90,9 @@ class Claims:
     def _count_trial(self, conn: Connection, budget: int | None) -> None:
         """Count one more trial in the run (same transaction as its insert); with `budget`, only while the run
         holds fewer (TrialBudgetFull otherwise): runners on several machines together add exactly `budget`."""
-        runs = t.runs
-        held = func.coalesce(runs.c.trial_count, 0)
-        query = update(runs).where(runs.c.id == self._require_run_id()).values(trial_count=held + 1)
-        if budget is not None:
-            query = query.where(held < budget)
-        if conn.execute(query).rowcount == 0:
+        if budget is None:
+            conn.execute(_COUNT, {"run": self._require_run_id()})
+        elif conn.execute(_COUNT_WITHIN, {"run": self._require_run_id(), "budget": budget}).rowcount == 0:
             raise TrialBudgetFull(f"the run holds its {budget} trials already (record {self._shown})")
 
     def requeue_in_flight(self) -> list[int]:
