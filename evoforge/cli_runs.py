@@ -48,13 +48,28 @@ def runs(
 
 
 def _database_runs(url: str) -> list[dict[str, Any]]:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
     from evoforge.memory.record import Record
 
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise EvoforgeError(f"--record {url!r} is not a database URL: {exc}") from None
+    if parsed.get_backend_name() == "sqlite" and parsed.database and not Path(parsed.database).is_file():
+        raise EvoforgeError(f"--record {url}: no such file {parsed.database}")  # (opening it would make one)
     with Record(url, read_only=True) as record:
         shown = record._engine.url.render_as_string(hide_password=True)
+        try:
+            found = record.list_runs()
+        except SQLAlchemyError as exc:  # not a record (no runs table), or out of reach
+            first = str(exc).splitlines()[0]
+            raise EvoforgeError(f"--record {shown}: cannot read its runs ({first}); is it an evoforge record?") \
+                from None
         return [{"id": r.id, "task": r.task_name, "created": r.created_at,
                  "counts": {s.value: r.counts.get(s.value, 0) for s in TrialStatus}, "total": r.total,
-                 "best_score": r.best_score, "state": r.state, "record": shown} for r in record.list_runs()]
+                 "best_score": r.best_score, "state": r.state, "record": shown} for r in found]
 
 
 def _folder_runs(folder: Path) -> list[dict[str, Any]]:

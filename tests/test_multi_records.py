@@ -163,3 +163,15 @@ def test_a_joined_runner_has_its_own_folder_and_resumes_from_it(tmp_path: Path) 
         run(own_task, run_dir=tmp_path / "d", settings=offline, record_url=url, join=99)
     with pytest.raises(RunError, match="--join RUN_ID needs --record URL"):
         run(own_task, run_dir=tmp_path / "e", settings=offline, join=run_id)
+
+
+def test_runs_says_in_one_line_what_it_cannot_list(tmp_path: Path) -> None:
+    cli = CliRunner()
+    missing = tmp_path / "missing.db"
+    done = cli.invoke(app, ["runs", "--record", f"sqlite:///{missing}"])
+    assert done.exit_code == 2 and "no such file" in done.output and not missing.exists()
+    (tmp_path / "empty.db").touch()
+    done = cli.invoke(app, ["runs", "--record", f"sqlite:///{tmp_path / 'empty.db'}"])
+    assert done.exit_code == 2 and "cannot read its runs" in done.output and "is it an evoforge record?" in done.output
+    done = cli.invoke(app, ["runs", str(tmp_path / "nowhere")])
+    assert done.exit_code == 2 and "no such folder" in done.output
