@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from evoforge.errors import RunError
 from evoforge.memory.record import Record, record_file, record_url, run_file_id
@@ -78,8 +78,11 @@ def resolve_sources(targets: Sequence[str | Path]) -> list[RunSource]:
         raw = str(target)
         if _is_url(raw):
             shown = make_url(raw).render_as_string(hide_password=True)
-            with Record(raw, read_only=True) as record:
-                ids = [run.id for run in record.list_runs()]
+            try:
+                with Record(raw, read_only=True) as record:
+                    ids = [run.id for run in record.list_runs()]
+            except SQLAlchemyError as exc:  # not a record, or out of reach
+                raise RunError(f"{shown}: cannot read its runs ({str(exc).splitlines()[0]})") from None
             for run_id in ids or [None]:  # each run the database holds
                 label = shown if len(ids) <= 1 else f"{shown} run {run_id}"
                 sources.append(RunSource(key=str(len(sources)), label=label, url=raw, run_id=run_id))
