@@ -1,5 +1,5 @@
-"""The command line: init, run, resume, status, best, show, export, knowledge, and (cli_results.py) eval, noise
-and report.
+"""The command line: init, run, resume, status, best, show, export, knowledge, (cli_results.py) eval, noise
+and report, and (cli_runs.py) runs.
 
 User errors (EvoforgeError, bad option values) print one line and exit with status 2; anything else is an internal
 error (see evoforge/__main__.py, the entry point). Heavy modules (the loop, the LLM clients, numpy) are imported by
@@ -21,6 +21,7 @@ from evoforge.cli_common import Command, console, fail, new_app, settings_error
 from evoforge.cli_dashboard import register as register_dashboard
 from evoforge.cli_knowledge import app as knowledge_app
 from evoforge.cli_results import register as register_results
+from evoforge.cli_runs import register as register_runs
 from evoforge.errors import EvoforgeError
 
 HELP = "evoforge: research as a closed loop (learn → design → experiment → analyze) over a program and its evaluator."
@@ -28,12 +29,13 @@ app = new_app(HELP)
 app.add_typer(knowledge_app, name="knowledge")
 register_results(app)  # eval, noise, report
 register_dashboard(app)
+register_runs(app)
 _state = {"debug": False}
 
 RunDirArg = Annotated[Path, typer.Argument(metavar="RUN_DIR", help="a run directory (holds record.db)")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
 # RunSettings field → the option that sets it, for one-line messages about bad values
-OPTIONS = {"budget_wall_s": "--budget-wall", "budget_eval_s": "--budget-eval"}
+OPTIONS = {"budget_wall_s": "--budget-wall", "budget_eval_s": "--budget-eval", "lease_s": "--lease"}
 
 
 class ExportFormat(StrEnum):
@@ -115,10 +117,15 @@ def run(
     budget_tokens: Annotated[int | None, typer.Option(help="cap on LLM tokens, in + out")] = None,
     budget_wall: Annotated[float | None, typer.Option(help="cap on wall-clock seconds")] = None,
     budget_eval: Annotated[float | None, typer.Option(help="cap on evaluation seconds")] = None,
+    join: Annotated[int | None, typer.Option(help="join run RUN_ID of the --record database as one more runner "
+                                             "(its settings are the run's; `evoforge runs --record URL` lists "
+                                             "them)", metavar="RUN_ID")] = None,
+    lease: Annotated[float, typer.Option(help="seconds this runner holds a trial between heartbeats; past it "
+                                         "another runner of the run takes the trial over")] = 60.0,
     ray_address: Annotated[str | None, typer.Option(help="run the stages on a Ray cluster: auto, ray://HOST:PORT, "
                                                     "HOST:PORT, or local (a Ray started here)")] = None,
 ) -> None:
-    """Start a run of a task.
+    """Start a run of a task, or (--join) work on a run another runner started.
 
     It goes on until the stopping rule (trials, target score, budgets) holds."""
     from pydantic import ValidationError
@@ -132,13 +139,16 @@ def run(
             trials=trials, concurrency=concurrency, prefetch=prefetch, llm=llm, seed=seed, target_score=target_score,
             sampler=sampler,
             budget_usd=budget_usd, budget_tokens=budget_tokens, budget_wall_s=budget_wall, budget_eval_s=budget_eval,
-            kb=kb, ray_address=ray_address,
+            kb=kb, lease_s=lease, ray_address=ray_address,
         )
     except ValidationError as exc:
         _fail(EvoforgeError(settings_error(exc, OPTIONS)))
+    if join is not None:  # the run's own settings, but for this machine's: those given here
+        settings = RunSettings.model_validate(settings.model_dump(
+            include={"concurrency", "prefetch", "llm", "kb", "lease_s"}, exclude_defaults=True))
     try:
         summary = start_run(task, run_dir=run_dir, settings=settings, observer=ProgressObserver(console),
-                            record_url=record)
+                            record_url=record, join=join)
     except EvoforgeError as exc:
         _fail(exc)
     except OSError as exc:

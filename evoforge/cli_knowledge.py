@@ -77,12 +77,14 @@ def _base(kb: str | None, *, create: bool = False) -> Iterator[CognitionBase]:
 def add(paths: Annotated[list[Path], typer.Argument(help="Markdown, .txt or .jsonl files, or folders")],
         kb: KbOpt = None) -> None:
     """Import files into the base, all or nothing (a bad file names its line and nothing is stored)."""
+    from evoforge.memory.cognition._schema import shown
+
     with _base(kb, create=True) as base:
         before = base.count()
         ids = base.import_paths(paths)
         new = base.count() - before
-        console.print(f"imported {len(ids)} items ({new} new, {len(ids) - new} already present) into {kb}; "
-                      f"retrieval: {base.mode}")
+        console.print(f"imported {len(ids)} items ({new} new, {len(ids) - new} already present) into "
+                      f"{shown(kb or '')}; retrieval: {base.mode}")
 
 
 @app.command(cls=Command)

@@ -23,6 +23,7 @@ from evoforge.errors import RunError
 from evoforge.experiment import Engineer
 from evoforge.experiment.gates.static import program_fingerprint
 from evoforge.learning import Learning
+from evoforge.memory.claims import ClaimLost, TrialBudgetFull
 from evoforge.memory.cognition import Hit
 from evoforge.memory.population import Population
 from evoforge.memory.record import Record
@@ -32,6 +33,7 @@ from evoforge.observer import Observer
 from evoforge.programs import unified_diff
 from evoforge.recovery import INTERNAL_ERRORS_TO_STOP, TRACEBACK_CHARS, Recovery, TrialPass
 from evoforge.research import Proposer, ResearchContext
+from evoforge.shared_run import SharedRun
 from evoforge.state import LoopState
 from evoforge.task import Task
 
@@ -60,18 +62,21 @@ class Conductor(Recovery):
         self.eval_slots = asyncio.Semaphore(settings.concurrency)
         self.crowning = Crowning(task, record, engineer, run_dir)
         self._fingerprints: dict[int, str] = {}  # of the trials recorded and not yet evaluated in this session
+        self.shared = SharedRun(record, self.population, on_finished=lambda _trial: self._check_target())
 
     # ---- the loop -------------------------------------------------------------------------------------------
     async def run(self) -> str:
         """Run until the stopping rule holds; returns why it stopped. RunError when the run cannot go on: the seed
         has no score, the LLM endpoint is unreachable, or internal errors came several times in a row."""
         requeued = await self.record.io(self.record.requeue_in_flight)
+        self.shared.start(requeued)  # stopped by runs._run_and_close
         if not len(self.population):
             await self._guarded(self._evaluate_seed, TrialPass())
             if self.state.best is None:
                 await self._repair_seed()
         if requeued:
             await self._gather(self._guarded(self._evaluate_pass, TrialPass(trial_id)) for trial_id in requeued)
+        await self.shared.settle(self._evaluate_recorded, lambda: self.state.best is not None)  # a joiner: the seed
         if self.state.best is None:
             raise RunError(self.state.why_no_score(self.run_dir))
         self._check_target()  # a run resumed with a target its best trial has reached already starts nothing
@@ -79,11 +84,15 @@ class Conductor(Recovery):
         # freed slot finds its next candidate ready and LLM latency hides behind evaluation time.
         prefetch = self.settings.prefetch if self.settings.prefetch is not None else 2 * self.settings.concurrency
         await self._gather(self._worker() for _ in range(self.settings.concurrency + prefetch))
+        if self.state.halted is None:  # trials other runners left (killed) or still hold: none stays unfinished
+            await self.shared.settle(self._evaluate_recorded)
         if self.state.halted is not None:
             raise RunError(self.state.halted)
         return self.state.stop_reason or f"reached {self.settings.trials} trials"
 
     async def _worker(self) -> None:
+        while (adopted := await self.shared.adopt()) is not None:  # a trial another runner left: evaluate it first
+            await self._guarded(self._evaluate_pass, TrialPass(adopted))
         while self._claim_slot():
             try:
                 await self._guarded(self._one_trial, TrialPass())
@@ -92,6 +101,8 @@ class Conductor(Recovery):
 
     async def _one_trial(self, trial_pass: TrialPass) -> None:
         research = self.task.config.research
+        if self.shared.others_seen:  # other runners work on this run: pick from their latest trials too
+            await self.shared.poll()
         pick = self.sampler.pick(self.population, self.population.direction, self.state.pending_parents,
                                  research.num_inspirations)  # LEARN
         parent = trial_pass.parent = pick.parent
@@ -103,7 +114,11 @@ class Conductor(Recovery):
             if proposal.status is ProposalStatus.UNREACHABLE:  # DESIGN
                 await self._unreachable(proposal)
                 return
-            trial = await self._record_proposal(proposal, parent, pick.inspirations, hits, pick.facts)
+            try:
+                trial = await self._record_proposal(proposal, parent, pick.inspirations, hits, pick.facts)
+            except TrialBudgetFull:  # the run's runners together hold its trials already
+                self.state.stop_reason = self.state.stop_reason or f"reached {self.settings.trials} trials"
+                return
             trial_pass.trial_id = trial.id
         finally:
             self.state.pending_parents[parent.id] -= 1
@@ -153,7 +168,7 @@ class Conductor(Recovery):
             name=proposal.name, motivation=proposal.motivation, code=code,
             diff=unified_diff(parent.code, code, self.task.program_name) if code else "",
             proposer=proposal.proposer, model=proposal.model, fingerprint=fingerprint,
-            facts={**facts, **proposal.facts},
+            facts={**facts, **proposal.facts}, budget=self.settings.trials,
         )
         self.record.add_llm_calls(trial.id, proposal.llm_calls)
         self.learning.record_shown(trial.id, hits)
@@ -188,7 +203,10 @@ class Conductor(Recovery):
             if self.eval_slots.locked():  # its first stage starts while it waits: the start's latency is hidden
                 await self.engineer.start_ahead(trial.code, trial_dir)
             async with self.eval_slots:  # look for the original once a slot is ours: it may have finished meanwhile
-                original, trial, history = await self.record.io(self._start, trial, fingerprint)
+                try:
+                    original, trial, history = await self.record.io(self._start, trial, fingerprint)
+                except ClaimLost:  # another runner took it over (this one's lease ran out): it evaluates it
+                    return
                 if original is not None:
                     outcome = self.engineer.reuse(original)
                 else:
@@ -214,7 +232,10 @@ class Conductor(Recovery):
         digest = digest_outcome(outcome, parent=parent, best=self.state.best,
                                 direction=cfg.objective.direction, metric=cfg.objective.metric)
         self.budget.add_evaluation(outcome.seconds)
-        finished = await self.record.io(self._commit, trial.id, outcome, digest, self.budget.wall_s())
+        try:
+            finished = await self.record.io(self._commit, trial.id, outcome, digest, self.budget.wall_s())
+        except ClaimLost:  # another runner took it over meanwhile: its outcome is the one recorded
+            return
         self._finished(finished)  # the trial is complete from here on
         if self.crowning.challenges(finished):  # a new best is evaluated again before it is called the champion
             if self.crowning.evaluations_for(finished) > 1:  # evaluations take a slot; a decision alone does not
@@ -244,7 +265,7 @@ class Conductor(Recovery):
 
     # ---- bookkeeping ----------------------------------------------------------------------------------------
     def _claim_slot(self) -> bool:
-        if self.state.stop_reason is not None or self.state.started >= self.settings.trials:
+        if self.state.stop_reason is not None or max(self.state.started, len(self.population)) >= self.settings.trials:
             return False
         reason = self.budget.stop_reason(self.state.in_flight, self.population.mean_eval_seconds())
         if reason is not None:

@@ -1,6 +1,7 @@
-"""Starting and resuming runs: wires a task, its record and the pillars into a Conductor (the public API).
+"""Starting, joining and resuming runs: wires a task, its record and the pillars into a Conductor (the public API).
 
-`evoforge.run(task_path, ...)` and `evoforge.resume(run_dir, ...)` are what the CLI calls, and what scripts may call.
+`evoforge.run(task_path, ...)` (with `join`: a second runner on a run of a shared record) and
+`evoforge.resume(run_dir, ...)` are what the CLI calls, and what scripts may call.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from evoforge.experiment.isolation import describe_isolation
 from evoforge.learning import Learning, open_knowledge_base
 from evoforge.llm.client import client_for_spec
 from evoforge.loop import Conductor
-from evoforge.memory.record import Record, record_file
+from evoforge.memory.claims import new_runner_id
+from evoforge.memory.locations import run_file
+from evoforge.memory.record import Record, record_file, run_file_id, write_run_file
 from evoforge.memory.record import record_url as existing_record_url
 from evoforge.memory.sampling import make_sampler
 from evoforge.models import Trial, TrialStatus
@@ -58,11 +61,15 @@ def run(
     settings: RunSettings | None = None,
     observer: Observer | None = None,
     record_url: str | None = None,
+    join: int | None = None,
 ) -> RunSummary:
     """Start a new run of the task in `run_dir` (which must not hold a record yet) and run it to its stopping rule.
     `record_url` keeps the record in that database (any SQLAlchemy URL, e.g. PostgreSQL) instead of
-    RUN_DIR/record.db; the run folder then names it in record.url."""
+    RUN_DIR/record.db; the run folder then names it in record.url, and the run in run.json. With `join`, this
+    process is one more runner of that run of the record (see `_join`)."""
     task = load_task(task_path)
+    if join is not None:
+        return _join(task, join, run_dir=run_dir, settings=settings, observer=observer, record_url=record_url)
     settings = settings or RunSettings()
     if settings.target_score is None and task.config.target_score is not None:  # --target-score overrides it
         settings = settings.model_copy(update={"target_score": task.config.target_score})
@@ -80,11 +87,41 @@ def run(
             "settings": settings.knobs(),  # the stopping rule is kept apart (`stopping`), once
             "task_config": task.config.model_dump(mode="json"),
         }
-        record.create_run(
+        run_id = record.create_run(
             task_name=task.config.name, config=config, seed=settings.seed,
             task_snapshot=task_snapshot(task), stopping=settings.stopping(),
         )
+        write_run_file(run_path, run_id, runner=new_runner_id())
         return _drive(task, record, run_path, settings, observer)
+
+
+def _join(task: Task, run_id: int, *, run_dir: str | Path | None, settings: RunSettings | None,
+          observer: Observer | None, record_url: str | None) -> RunSummary:
+    """One more runner on run `run_id` of the record at `record_url` (another machine, most often): its own run
+    folder (record.url, run.json naming the run and this runner, trials/<id>/ for the trials it evaluates, its
+    knowledge base) and the run's settings as recorded, but for what belongs to this machine (concurrency,
+    prefetch, the LLM, the knowledge base, the lease, the Ray address). Trials are claimed through the record, so
+    no two runners evaluate one; the trial budget is the run's, shared."""
+    if record_url is None:
+        raise RunError("--join RUN_ID needs --record URL: the database that holds the run")
+    run_path = Path(run_dir) if run_dir is not None else Path(f"{default_run_dir(task)}-join{run_id}")
+    run_path.mkdir(parents=True, exist_ok=True)
+    with run_lock(run_path):
+        if record_file(run_path, must_exist=False).exists() or existing_record_url(run_path) is not None:
+            raise RunError(f"{run_path} already holds a run: use `evoforge resume {run_path}` or pick another "
+                           "--run-dir")
+        with Record(record_url, read_only=True, run_id=run_id) as probe:
+            info = probe.run_info()  # RunError naming the database when it holds no such run
+        if info.task_name != task.config.name:
+            raise RunError(f"run {run_id} of that record is a run of task {info.task_name!r}, not of "
+                           f"{task.config.name!r}: give that task's folder")
+        local = (settings or RunSettings()).model_dump(include={"concurrency", "prefetch", "llm", "kb", "lease_s",
+                                                                "ray_address"},
+                                                       exclude_unset=True)
+        joined = RunSettings.from_record({**info.config["settings"], **local}, info.stopping)
+        record = Record.for_run_dir(run_path, create=True, url=record_url, run_id=run_id)
+        write_run_file(run_path, run_id, runner=new_runner_id(), task_path=str(task.root))
+        return _drive(task, record, run_path, joined, observer)
 
 
 def resume(
@@ -104,6 +141,9 @@ def resume(
     run_path = Path(run_dir)
     record_file(run_path)  # "no record at …" before the lock file is made there
     with run_lock(run_path):
+        if run_file_id(run_path) is None:  # a folder from before run.json: its record's one run
+            with Record.for_run_dir(run_path, read_only=True) as record:
+                write_run_file(run_path, record.run_info().id, runner=new_runner_id())
         return _resume_locked(run_path, RuleChange(trials, more, target_score), concurrency, observer)
 
 
@@ -144,7 +184,7 @@ def _resume_locked(run_path: Path, change: RuleChange, concurrency: int | None,
         info = record.run_info()
         settings = RunSettings.from_record(info.config["settings"], info.stopping)
         changed = change.apply(settings, record.counts())
-        task_path = Path(info.config["task_path"])
+        task_path = Path(run_file(run_path).get("task_path") or info.config["task_path"])  # a joiner: its own
         if not task_path.exists():
             raise RunError(f"the run's task folder {task_path} is gone; restore it to resume")
         task = load_task(task_path)
@@ -177,10 +217,11 @@ def _drive(task: Task, record: Record, run_dir: Path, settings: RunSettings, obs
     """Assemble the run's pillars and run the conductor. However the run ends — its rule, an error that stops it, a
     Ctrl-C at any moment from here on — why is kept in the record (`evoforge status` shows it)."""
     interrupted, stop_reason, conductor, proposer_name = False, None, None, "none"
+    record.act_as(_runner_of(run_dir), settings.lease_s)
     try:
         conductor = _assemble(task, record, run_dir, settings, observer)
         proposer_name = conductor.proposer.name
-        _seal_evaluator(record, conductor.engineer.seal)
+        _seal_evaluator(record, conductor.engineer.seal, task.root)
         if observer is not None:
             learning = conductor.learning
             notes = [f"knowledge base: {learning.kb.mode}, {learning.kb.count()} items",
@@ -211,13 +252,23 @@ def _drive(task: Task, record: Record, run_dir: Path, settings: RunSettings, obs
                       interrupted=interrupted)
 
 
-def _seal_evaluator(record: Record, seal: EvaluatorSeal) -> None:
-    """Keep the evaluator's hashes in the record when the run starts; a resume checks them (EvaluatorChanged)."""
+def _seal_evaluator(record: Record, seal: EvaluatorSeal, task_root: Path) -> None:
+    """Keep the evaluator's hashes in the record when the run starts; a resume checks them (EvaluatorChanged), and
+    so does a runner joining the run (its task folder elsewhere: the files are compared by their place in it)."""
     recorded = record.load_state("evaluator")
     if recorded is None:
         record.save_state("evaluator", seal.hashes)
-    else:
-        seal.matches(recorded)
+        return
+    started_in = Path(str(record.run_info().config.get("task_path", task_root))).resolve()
+    if started_in != task_root.resolve():
+        recorded = {str(_moved(Path(path), started_in, task_root.resolve())): digest
+                    for path, digest in recorded.items()}
+    seal.matches(recorded)
+
+
+def _moved(path: Path, old_root: Path, new_root: Path) -> Path:
+    """`path` as it lies under `new_root` when it lay under `old_root` (a joiner's copy of the task), else as is."""
+    return new_root / path.relative_to(old_root) if path.is_relative_to(old_root) else path
 
 
 def _retain_large_files(task: Task, record: Record, run_dir: Path, keep_best: int = 3) -> None:
@@ -257,9 +308,15 @@ def _assemble(task: Task, record: Record, run_dir: Path, settings: RunSettings,
     )
 
 
+def _runner_of(run_dir: Path) -> str:
+    """The runner a run folder is (its run.json): a resume takes over at once the trials it left unfinished."""
+    return str(run_file(run_dir).get("runner") or new_runner_id())
+
+
 async def _run_and_close(conductor: Conductor, proposer: Any, learning: Learning) -> str:
     try:
         return await conductor.run()
     finally:
+        conductor.shared.stop()
         await proposer.aclose()
         await learning.aclose()

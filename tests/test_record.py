@@ -64,8 +64,6 @@ def test_run_round_trip_and_update_stopping(record: Record) -> None:
 
 
 def test_run_errors(tmp_path: Path, record: Record) -> None:
-    with pytest.raises(RunError, match="already holds run"):
-        record.create_run(task_name="again", config={}, seed=0, task_snapshot={}, stopping={})
     empty = Record(f"sqlite:///{tmp_path / 'empty.db'}")
     with pytest.raises(RunError, match="no run"):
         empty.run_info()

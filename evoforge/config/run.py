@@ -30,6 +30,9 @@ class RunSettings(Strict):
     budget_tokens: int | None = Field(default=None, gt=0, description="cap on LLM tokens (in + out)")
     budget_wall_s: float | None = Field(default=None, gt=0, description="cap on the run's wall-clock seconds")
     budget_eval_s: float | None = Field(default=None, gt=0, description="cap on evaluation seconds")
+    lease_s: float = Field(default=60.0, gt=0, le=86400, description=(
+        "seconds a runner holds a trial between heartbeats; past it (the runner killed or cut off) another runner "
+        "of the run takes the trial over"))
     ray_address: str | None = Field(default=None, min_length=1, description="run the stages on this Ray cluster "
                                     "(auto, ray://HOST:PORT, HOST:PORT, local), whatever the task's executor says")
 

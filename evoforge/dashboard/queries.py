@@ -24,7 +24,7 @@ def _iso(value: Any) -> str | None:
 def trial_summaries(record: Record, since: int = 0) -> list[dict[str, Any]]:
     """Every trial with id > `since`, oldest first, as small dicts (no code, diff or motivation)."""
     columns = [t.trials.c[name] for name in SUMMARY_COLUMNS]
-    query = select(*columns).where(t.trials.c.id > since).order_by(t.trials.c.id)
+    query = select(*columns).where(t.trials.c.run_id == record.run_id, t.trials.c.id > since).order_by(t.trials.c.id)
     with record._engine.connect() as conn:  # read through the record's own engine
         rows = conn.execute(query).all()
     out = []
@@ -68,6 +68,8 @@ def llm_usage(record: Record) -> list[Any]:
     megabytes over a long run)."""
     c = t.llm_calls.c
     query = select(c.model, c.role, c.tokens_in, c.tokens_out, c.cost_usd, c.retries, c.error).order_by(c.id)
+    if t.llm_calls.name in record._run_scoped:  # a version-3 record (one run) has no run_id column
+        query = query.where(c.run_id == record.run_id)
     with record._engine.connect() as conn:  # read through the record's own engine
         return list(conn.execute(query).all())
 
@@ -76,7 +78,8 @@ def change_mark(record: Record) -> tuple[Any, ...]:
     """A cheap fingerprint of the trials' state (how many trials per status, the newest id): it changes whenever a
     trial is added or changes status, so the live stream reads the trials only then."""
     c = t.trials.c
-    query = select(c.status, func.count(), func.max(c.id)).group_by(c.status).order_by(c.status)
+    query = (select(c.status, func.count(), func.max(c.id)).where(c.run_id == record.run_id).group_by(c.status)
+             .order_by(c.status))
     with record._engine.connect() as conn:  # read through the record's own engine
         return tuple(tuple(row) for row in conn.execute(query).all())
 
@@ -87,8 +90,8 @@ def trial_facts(record: Record, trial_id: int | None = None) -> dict[int, dict[s
     with record._engine.connect() as conn:  # read through the record's own engine
         if "facts" not in {c["name"] for c in inspect(conn).get_columns("trials")}:
             return {}
-        trials = table("trials", column("id"), column("facts", JSON))
-        query = select(trials.c.id, trials.c.facts).order_by(trials.c.id)
+        trials = table("trials", column("id"), column("run_id"), column("facts", JSON))
+        query = select(trials.c.id, trials.c.facts).where(trials.c.run_id == record.run_id).order_by(trials.c.id)
         if trial_id is not None:
             query = query.where(trials.c.id == trial_id)
         return {row.id: dict(row.facts) for row in conn.execute(query).all() if isinstance(row.facts, dict)}

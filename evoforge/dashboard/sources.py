@@ -1,5 +1,6 @@
-"""The runs a dashboard shows: each one a record opened read-only, named by a run folder or a database URL, with the
-knowledge base beside it when the run folder holds one. Only these fixed locations are ever opened."""
+"""The runs a dashboard shows: each one a run of a record opened read-only, named by a run folder (its run) or a
+database URL (each run it holds), with the knowledge base beside it when the run folder holds one. Only these fixed
+locations are ever opened."""
 
 from __future__ import annotations
 
@@ -10,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from evoforge.errors import RunError
-from evoforge.memory.record import Record, record_file
+from evoforge.memory.record import Record, record_file, record_url, run_file_id
 from evoforge.memory.schema import read_only_uri
 
 KNOWLEDGE_FILE = "knowledge.db"
@@ -27,11 +28,12 @@ class RunSource:
     label: str
     url: str
     run_dir: Path | None = None
+    run_id: int | None = None  # the record's run (None: its first, the one a version-3 record holds)
 
     @contextmanager
     def record(self) -> Iterator[Record]:
         """The record, opened read-only for one request (a fresh engine: requests run on several threads)."""
-        record = Record(self.url, read_only=True)
+        record = Record(self.url, read_only=True, run_id=self.run_id)
         try:
             yield record
         finally:
@@ -72,15 +74,23 @@ def resolve_sources(targets: Sequence[str | Path]) -> list[RunSource]:
     if not targets:
         raise RunError("give at least one run folder (it holds record.db) or a database URL")
     sources = []
-    for key, target in enumerate(targets):
+    for target in targets:
         raw = str(target)
         if _is_url(raw):
             shown = make_url(raw).render_as_string(hide_password=True)
-            sources.append(RunSource(key=str(key), label=shown, url=raw))
+            try:
+                with Record(raw, read_only=True) as record:
+                    ids = [run.id for run in record.list_runs()]
+            except SQLAlchemyError as exc:  # not a record, or out of reach
+                raise RunError(f"{shown}: cannot read its runs ({str(exc).splitlines()[0]})") from None
+            for run_id in ids or [None]:  # each run the database holds
+                label = shown if len(ids) <= 1 else f"{shown} run {run_id}"
+                sources.append(RunSource(key=str(len(sources)), label=label, url=raw, run_id=run_id))
             continue
-        path = record_file(Path(raw))  # RunError when there is no record.db
-        sources.append(RunSource(key=str(key), label=path.parent.name or str(path.parent),
-                                 url=read_only_uri(path), run_dir=path.parent))
+        path = record_file(Path(raw))  # RunError when there is no record.db (nor record.url)
+        url = record_url(path.parent) or read_only_uri(path)
+        sources.append(RunSource(key=str(len(sources)), label=path.parent.name or str(path.parent),
+                                 url=url, run_dir=path.parent, run_id=run_file_id(path.parent)))
     labels = [s.label for s in sources]
     return [s if labels.count(s.label) == 1 or s.run_dir is None else replace(s, label=str(s.run_dir))
             for s in sources]  # two folders of the same name: each shown by its whole path

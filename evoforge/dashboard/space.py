@@ -39,11 +39,12 @@ def search_space(source: RunSource) -> dict[str, Any]:
         sampler_state = record.load_state("sampler") or {}
         c = t.trials.c
         query = select(c.id, c.score, c.metrics, c.code).where(
-            c.status == TrialStatus.SUCCEEDED.value, c.score.is_not(None), c.suspect.is_(False),
-            c.reused_from.is_(None)).order_by(c.id)
+            c.run_id == record.run_id, c.status == TrialStatus.SUCCEEDED.value, c.score.is_not(None),
+            c.suspect.is_(False), c.reused_from.is_(None)).order_by(c.id)
         with record._engine.connect() as conn:  # read through the record's own engine
             rows = conn.execute(query).all()
-            parents = {r.id: list(r.parent_ids or ()) for r in conn.execute(select(c.id, c.parent_ids)).all()}
+            parents = {r.id: list(r.parent_ids or ())
+                       for r in conn.execute(select(c.id, c.parent_ids).where(c.run_id == record.run_id)).all()}
         facts = trial_facts(record)
     research = info.config.get("task_config", {}).get("research", {})
     sampler = info.config.get("settings", {}).get("sampler") or research.get("sampler", "ucb1")

@@ -26,7 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
-from evoforge.memory.tables import UTCDateTime, finite_or_none, metadata, utcnow
+from evoforge.memory.tables import UTCDateTime, finite_or_none, metadata, trials, utcnow
 
 champion_evaluations = Table(
     "champion_evaluations",
@@ -74,6 +74,7 @@ class ChampionLog:
     open batch of this thread, so a write inside `Record.io` joins its transaction)."""
 
     _engine: Engine
+    _read_scope: int
     _writing: Callable[[], AbstractContextManager[Connection]]
 
     def add_champion_evaluation(self, trial_id: int, seed: int, status: str, score: float | None, seconds: float,
@@ -91,8 +92,10 @@ class ChampionLog:
                 reason=decision.reason, created_at=utcnow()))
 
     def champion_decisions(self) -> list[ChampionDecision]:
-        """Every decision, oldest first (none for a record made before champions were kept)."""
-        query = select(champion_decisions).order_by(champion_decisions.c.id)
+        """Every decision of the run, oldest first (none for a record made before champions were kept)."""
+        of_run = select(trials.c.id).where(trials.c.run_id == self._read_scope).scalar_subquery()
+        query = (select(champion_decisions).where(champion_decisions.c.trial_id.in_(of_run))
+                 .order_by(champion_decisions.c.id))
         try:
             with self._engine.connect() as conn:
                 rows = conn.execute(query).all()

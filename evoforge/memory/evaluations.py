@@ -69,10 +69,17 @@ def telemetry(conn: Connection, trial_id: int) -> list[TelemetryPoint]:
     ]
 
 
-def decisions(conn: Connection, trial_id: int | None = None) -> list[DecisionRow]:
+def _of_run(run_id: int | None) -> Any:
+    """Rows of trials of run `run_id` (every run's when None): the trial ids, as a subquery."""
+    return select(t.trials.c.id).where(t.trials.c.run_id == run_id).scalar_subquery() if run_id is not None else None
+
+
+def decisions(conn: Connection, trial_id: int | None = None, run_id: int | None = None) -> list[DecisionRow]:
     query = select(t.gate_decisions).order_by(t.gate_decisions.c.id)
     if trial_id is not None:
         query = query.where(t.gate_decisions.c.trial_id == trial_id)
+    elif run_id is not None:
+        query = query.where(t.gate_decisions.c.trial_id.in_(_of_run(run_id)))
     return [
         DecisionRow(r.trial_id, GateDecision(gate=r.gate, stage=r.stage, action=r.action, reason=r.reason,
                                              evidence=dict(r.evidence or {})))
@@ -101,8 +108,9 @@ def _curves_of(conn: Connection, trial_ids: list[int]) -> dict[int, dict[str, di
     }
 
 
-def build_history(conn: Connection, parent_id: int | None) -> EvaluationHistory:
-    """What the gates compare with: stage scores and curves of completed stages, the parent's, full-run costs."""
+def build_history(conn: Connection, parent_id: int | None, run_id: int | None = None) -> EvaluationHistory:
+    """What the gates compare with: stage scores and curves of completed stages, the parent's, full-run costs (of
+    run `run_id`'s trials when given)."""
     stage_scores: dict[str, list[float]] = defaultdict(list)
     completed: dict[int, set[str]] = defaultdict(set)
     query = (
@@ -111,6 +119,8 @@ def build_history(conn: Connection, parent_id: int | None) -> EvaluationHistory:
         .order_by(t.stage_results.c.id.desc())
         .limit(HISTORY_STAGE_RESULTS)
     )
+    if run_id is not None:
+        query = query.where(t.stage_results.c.trial_id.in_(_of_run(run_id)))
     for trial_id, stage, score in reversed(conn.execute(query).all()):
         completed[trial_id].add(stage)
         if score is not None:
@@ -135,6 +145,8 @@ def build_history(conn: Connection, parent_id: int | None) -> EvaluationHistory:
         .order_by(t.trials.c.id.desc())
         .limit(HISTORY_TRIALS)
     )
+    if run_id is not None:
+        full = full.where(t.trials.c.run_id == run_id)
     return EvaluationHistory(
         stage_scores={k: list(v) for k, v in stage_scores.items()},
         parent_stage_scores=parent_scores,
@@ -144,12 +156,12 @@ def build_history(conn: Connection, parent_id: int | None) -> EvaluationHistory:
     )
 
 
-def savings_by_gate(conn: Connection) -> dict[str, Any]:
-    """Evaluation seconds spent in all, and seconds saved per gate that pruned or reused."""
-    rows = conn.execute(
-        select(t.trials.c.status, t.trials.c.error_class, t.trials.c.seconds, t.trials.c.seconds_saved,
-               t.trials.c.reused_from)
-    ).all()
+def savings_by_gate(conn: Connection, run_id: int | None = None) -> dict[str, Any]:
+    """Evaluation seconds spent in all, and seconds saved per gate that pruned or reused (run `run_id`'s trials
+    when given)."""
+    query = select(t.trials.c.status, t.trials.c.error_class, t.trials.c.seconds, t.trials.c.seconds_saved,
+                   t.trials.c.reused_from)
+    rows = conn.execute(query if run_id is None else query.where(t.trials.c.run_id == run_id)).all()
     saved: dict[str, float] = defaultdict(float)
     pruned: dict[str, int] = defaultdict(int)
     for status, error_class, _seconds, seconds_saved, reused_from in rows:

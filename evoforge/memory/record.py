@@ -1,4 +1,5 @@
-"""The Database of Record: one run's trials, LLM calls and analyses behind one interface, any SQLAlchemy URL.
+"""The Database of Record: one run's trials, LLM calls and analyses behind one interface, any SQLAlchemy URL (one
+database may hold many runs: run_rows.py; several runners may work on one run: claims.py).
 
 Every method commits before it returns (inside `batch`, the batch commits as one), so a process killed at any moment
 loses no completed write. The record owns the trials: a write returns the trial as it now stands (a frozen `Trial`)
@@ -23,7 +24,16 @@ from evoforge.errors import RunError
 from evoforge.memory import evaluations as ev
 from evoforge.memory import tables as t
 from evoforge.memory.champion_log import ChampionLog
+from evoforge.memory.claims import OPEN, ClaimLost, Claims
+from evoforge.memory.locations import (  # noqa: F401 - re-exported: where a run folder keeps its record
+    RECORD_FILE,
+    record_file,
+    record_url,
+    run_file_id,
+    write_run_file,
+)
 from evoforge.memory.research_log import ResearchLog
+from evoforge.memory.run_rows import RunRows
 from evoforge.memory.schema import (
     RecordTooNew,
     add_missing_columns,
@@ -35,7 +45,8 @@ from evoforge.memory.schema import (
     recorded_version,
     stamp_version,
 )
-from evoforge.memory.tables import RunInfo, dumps_json, finite_or_none, utcnow
+from evoforge.memory.tables import dumps_json, finite_or_none, utcnow
+from evoforge.memory.upgrades import upgrade_to_4
 from evoforge.models import (
     Digest,
     Direction,
@@ -46,7 +57,7 @@ from evoforge.models import (
     Trial,
     TrialStatus,
 )
-from evoforge.run_folder import RECORD_FILE, RECORD_URL_FILE
+from evoforge.run_folder import RECORD_URL_FILE
 
 DIGEST_KIND = "digest"
 
@@ -74,7 +85,7 @@ class FinishedTrialError(RunError):
     """A write to a trial that is finished already (succeeded, failed, pruned, rejected): it never changes."""
 
 
-_OPEN = frozenset({TrialStatus.PROPOSED, TrialStatus.RUNNING})  # what may finish
+_OPEN = OPEN  # what may finish
 
 
 def _trial_from_values(trial_id: int, values: Mapping[str, Any]) -> Trial:
@@ -108,48 +119,34 @@ def _trial_from_row(row: Any) -> Trial:
     )
 
 
-def record_url(run_dir: Path) -> str | None:
-    """The URL in `<run_dir>/record.url` (a run whose record is a database server's, e.g. PostgreSQL), else None."""
-    path = Path(run_dir).expanduser().resolve() / RECORD_URL_FILE
-    try:
-        return path.read_text(encoding="utf-8").strip() or None
-    except FileNotFoundError:
-        return None
-
-
-def record_file(run_dir: Path, *, must_exist: bool = True) -> Path:
-    """`<run_dir>/record.db`; with `must_exist`, RunError (saying what to pass instead) when there is none and no
-    record.url names a record elsewhere either."""
-    path = Path(run_dir).expanduser().resolve() / RECORD_FILE
-    if must_exist and not path.is_file() and record_url(run_dir) is None:
-        raise RunError(
-            f"no record at {path}: is this a run directory? "
-            "Pass the folder a run was started in (it holds record.db), or start one with `evoforge run`."
-        )
-    return path
-
-
-class Record(ResearchLog, ChampionLog):
+class Record(RunRows, Claims, ResearchLog, ChampionLog):
     """One run's Database of Record. The loop sends its calls to the record's own thread (`io`); other processes may
     open the same file to read."""
 
-    def __init__(self, url: str, *, read_only: bool = False) -> None:
-        """Open the record at `url`; `read_only` (for commands that only read) makes no table and writes nothing
-        (on SQLite the connection itself is read-only)."""
+    def __init__(self, url: str, *, read_only: bool = False, run_id: int | None = None) -> None:
+        """Open the record at `url`, to work on run `run_id` (None: the one `create_run` adds, else the record's
+        first); `read_only` (for commands that only read) makes no table and writes nothing (on SQLite the
+        connection itself is read-only)."""
         self.url = url
         self.read_only = read_only
         self._engine = _make_engine(url, read_only=read_only)
         self._shown = self._engine.url.render_as_string(hide_password=True)
-        self._run_id: int | None = None
+        self._run_id: int | None = run_id
         self._open_transactions()
         self._trial_columns = list(t.trials.c)
+        self._run_scoped = {t.agendas.name, t.llm_calls.name}  # tables with a run_id (version 4 on)
+        self._from_row = _trial_from_row
         try:
+            found = recorded_version(self._engine, t.schema_version, self._shown, t.SCHEMA_VERSION)
             if read_only:
-                recorded_version(self._engine, t.schema_version, self._shown, t.SCHEMA_VERSION)
                 self._trial_columns = present_columns(t.trials, self._engine)  # an older record lacks new columns
+                if found is None or found < 4:
+                    self._run_scoped = set()  # version 3 and older hold one run: nothing to scope
                 return
             create_missing_tables(t.metadata, self._engine)
             add_missing_columns(t.metadata, self._engine)
+            if found is None or found < t.SCHEMA_VERSION:
+                upgrade_to_4(self._engine)
             stamp_version(self._engine, t.schema_version, t.SCHEMA_VERSION, self._shown)
         except RecordTooNew as exc:
             self._engine.dispose()
@@ -160,28 +157,29 @@ class Record(ResearchLog, ChampionLog):
 
     @classmethod
     def for_run_dir(cls, run_dir: Path, *, create: bool = False, read_only: bool = False,
-                    url: str | None = None) -> Record:
+                    url: str | None = None, run_id: int | None = None) -> Record:
         """The record of a run directory (`<run_dir>/record.db`, or the database its record.url names);
         `create=True` makes the folder and file — or, given `url` (any SQLAlchemy URL, e.g.
         postgresql+psycopg://…), writes record.url (readable by its owner only: it may hold a password) and opens
         that; `read_only=True` opens it for reading only, which also works in a folder that cannot be written (an
-        archived run)."""
+        archived run). The run is the one the folder's run.json names (`run_id` when creating: a run joined)."""
         if create and url is not None:
             folder = Path(run_dir).expanduser().resolve()
             folder.mkdir(parents=True, exist_ok=True)
             target = folder / RECORD_URL_FILE
             target.touch(mode=0o600)
             target.write_text(url + "\n", encoding="utf-8")
-            return cls(url)
+            return cls(url, run_id=run_id)
+        run_id = run_id if create else run_file_id(run_dir)
         elsewhere = record_url(run_dir)
         if elsewhere is not None and not create:
-            return cls(elsewhere, read_only=read_only)
+            return cls(elsewhere, read_only=read_only, run_id=run_id)
         path = record_file(run_dir, must_exist=not create)
         if create:
             path.parent.mkdir(parents=True, exist_ok=True)
         if read_only:
-            return cls(read_only_uri(path), read_only=True)
-        return cls(f"sqlite:///{path}")
+            return cls(read_only_uri(path), read_only=True, run_id=run_id)
+        return cls(f"sqlite:///{path}", run_id=run_id)
 
     def __enter__(self) -> Record:
         return self
@@ -193,46 +191,6 @@ class Record(ResearchLog, ChampionLog):
         self._close_io()
         self._engine.dispose()
 
-    # ---- runs -------------------------------------------------------------------------------------------
-
-    def create_run(
-        self, *, task_name: str, config: dict[str, Any], seed: int, task_snapshot: dict[str, str],
-        stopping: dict[str, Any],
-    ) -> int:
-        """Start the record's one run; RunError if this record already holds a run."""
-        with self._engine.begin() as conn:
-            existing = conn.execute(select(t.runs.c.id).limit(1)).scalar()
-            if existing is not None:
-                raise RunError(f"record {self._shown} already holds run {existing}; use a new run folder")
-            result = conn.execute(
-                insert(t.runs).values(
-                    task_name=task_name, config=config, seed=seed, task_snapshot=task_snapshot,
-                    stopping=stopping, created_at=utcnow(),
-                )
-            )
-            self._run_id = int(result.inserted_primary_key[0])
-        return self._run_id
-
-    def run_info(self) -> RunInfo:
-        with self._engine.connect() as conn:
-            row = conn.execute(select(t.runs).order_by(t.runs.c.id).limit(1)).first()
-        if row is None:
-            raise RunError(f"the record at {self._shown} holds no run yet; start one with `evoforge run`")
-        return RunInfo(
-            id=row.id, task_name=row.task_name, config=dict(row.config), seed=row.seed,
-            task_snapshot=dict(row.task_snapshot), stopping=dict(row.stopping), created_at=row.created_at,
-        )
-
-    def update_stopping(self, stopping: dict[str, Any]) -> None:
-        run_id = self._require_run_id()
-        with self._engine.begin() as conn:
-            conn.execute(update(t.runs).where(t.runs.c.id == run_id).values(stopping=stopping))
-
-    def _require_run_id(self) -> int:
-        if self._run_id is None:
-            self._run_id = self.run_info().id
-        return self._run_id
-
     # ---- trials: writes ---------------------------------------------------------------------------------
     # Every write returns the trial as the record now holds it (a frozen `Trial`) and tells the listeners (the
     # loop's population): nothing is read back after a write. A finished trial never changes: the record refuses.
@@ -240,10 +198,12 @@ class Record(ResearchLog, ChampionLog):
     def add_trial(
         self, *, parent_ids: Sequence[int], inspiration_ids: Sequence[int], name: str, motivation: str,
         code: str, diff: str, proposer: str, model: str | None, status: TrialStatus = TrialStatus.PROPOSED,
-        fingerprint: str | None = None, facts: Mapping[str, Any] | None = None,
+        fingerprint: str | None = None, facts: Mapping[str, Any] | None = None, budget: int | None = None,
     ) -> Trial:
         """A new trial; `facts` are what the sampler and the proposer decided for it (island, cell, model arm,
-        temperature, patch type, why), kept on its row so both can be rebuilt from the record."""
+        temperature, patch type, why), kept on its row so both can be rebuilt from the record. With `budget`, only
+        while the run (all its runners) holds fewer trials: TrialBudgetFull otherwise. An unfinished trial is held
+        by this record's runner (claims.py)."""
         run_id = self._require_run_id()
         status = TrialStatus(status)
         now = utcnow()
@@ -255,15 +215,18 @@ class Record(ResearchLog, ChampionLog):
             model=model, digest="", fingerprint=fingerprint, suspect=False, reused_from=None, created_at=now,
             started_at=now if status is TrialStatus.RUNNING else None,
             finished_at=now if status.finished else None, facts=dict(facts or {}),
+            **(self._lease() if not status.finished else {"runner": self.runner, "lease_until": None}),
         )
         with self._writing() as conn:
+            self._count_trial(conn, budget)
             result = conn.execute(insert(t.trials).values(**values))
             trial_id = int(result.inserted_primary_key[0])
         return self._wrote(_trial_from_values(trial_id, values))
 
     def mark_running(self, trial_id: int) -> Trial:
+        """Start evaluating a proposed trial: this record's runner claims it (ClaimLost when another holds it)."""
         return self._transition(trial_id, {TrialStatus.PROPOSED}, status=TrialStatus.RUNNING.value,
-                                started_at=utcnow())
+                                started_at=utcnow(), **self._lease())
 
     def finish_trial(self, trial_id: int, outcome: Outcome, digest: Digest | None = None) -> Trial:
         """Store the engineer's outcome (status, finite score, metrics, errors, times) and digest if given, in one
@@ -322,50 +285,37 @@ class Record(ResearchLog, ChampionLog):
                     **values: Any) -> Trial:
         """Update a trial whose status is in `allowed` (checked by the UPDATE itself, so two writers cannot both
         pass); returns the new row. FinishedTrialError for a finished trial, RunError for a missing one or a
-        move the life cycle does not have. With `conn` the caller's transaction is used and nobody is told yet."""
+        move the life cycle does not have, ClaimLost for an unfinished trial another runner holds. With `conn` the
+        caller's transaction is used and nobody is told yet."""
         if conn is None:
             with self._writing() as own:
                 trial = self._transition(trial_id, allowed, conn=own, **values)
             return self._wrote(trial)
-        query = (update(t.trials)
-                 .where(t.trials.c.id == trial_id, t.trials.c.status.in_([s.value for s in allowed]))
-                 .values(**values).returning(*self._trial_columns))
+        where = [t.trials.c.id == trial_id, t.trials.c.status.in_([s.value for s in allowed])]
+        if set(allowed) <= _OPEN:
+            where.append(self._not_held_by_others())
+        query = update(t.trials).where(*where).values(**values).returning(*self._trial_columns)
         row = conn.execute(query).first()
         if row is not None:
             return _trial_from_row(row)
-        status = conn.execute(select(t.trials.c.status).where(t.trials.c.id == trial_id)).scalar()
-        if status is None:
+        found = conn.execute(select(t.trials.c.status, t.trials.c.runner).where(t.trials.c.id == trial_id)).first()
+        if found is None:
             raise RunError(f"no trial {trial_id} in the record at {self._shown}")
+        status, runner = found
         wanted = values.get("status", "changed")
         if TrialStatus(status).finished:
             raise FinishedTrialError(f"trial {trial_id} is {status} already: a finished trial cannot become "
                                      f"{wanted} (record {self._shown})")
+        if runner is not None and runner != self.runner and TrialStatus(status) in allowed:
+            raise ClaimLost(f"trial {trial_id} is held by runner {runner} now (record {self._shown})")
         raise RunError(f"trial {trial_id} is {status}: it cannot become {wanted} (record {self._shown})")
-
-    def requeue_in_flight(self) -> list[int]:
-        """After a crash: RUNNING trials go back to PROPOSED (the one move back the life cycle has: their
-        evaluation was lost with the process); returns every PROPOSED id, ascending."""
-        with self._writing() as conn:
-            moved = conn.execute(
-                update(t.trials)
-                .where(t.trials.c.status == TrialStatus.RUNNING.value)
-                .values(status=TrialStatus.PROPOSED.value, started_at=None)
-                .returning(*self._trial_columns)
-            ).all()
-            ids = conn.execute(
-                select(t.trials.c.id)
-                .where(t.trials.c.status == TrialStatus.PROPOSED.value)
-                .order_by(t.trials.c.id)
-            ).scalars().all()
-        for row in moved:
-            self._wrote(_trial_from_row(row))
-        return [int(i) for i in ids]
 
     # ---- trials: reads ----------------------------------------------------------------------------------
 
     def trial(self, trial_id: int) -> Trial:
         with self._engine.connect() as conn:
-            row = conn.execute(select(*self._trial_columns).where(t.trials.c.id == trial_id)).first()
+            row = conn.execute(select(*self._trial_columns).where(t.trials.c.id == trial_id,
+                                                                 t.trials.c.run_id == self._read_scope)).first()
         if row is None:
             raise RunError(f"no trial {trial_id} in the record at {self._shown}")
         return _trial_from_row(row)
@@ -374,7 +324,8 @@ class Record(ResearchLog, ChampionLog):
         self, statuses: Iterable[TrialStatus] | None = None, *, limit: int | None = None,
         newest_first: bool = False,
     ) -> list[Trial]:
-        query = select(*self._trial_columns).order_by(t.trials.c.id.desc() if newest_first else t.trials.c.id)
+        query = (select(*self._trial_columns).where(t.trials.c.run_id == self._read_scope)
+                 .order_by(t.trials.c.id.desc() if newest_first else t.trials.c.id))
         if statuses is not None:
             query = query.where(t.trials.c.status.in_([TrialStatus(s).value for s in statuses]))
         if limit is not None:
@@ -387,8 +338,8 @@ class Record(ResearchLog, ChampionLog):
         score = t.trials.c.score
         query = (
             select(*self._trial_columns)
-            .where(t.trials.c.status == TrialStatus.SUCCEEDED.value, score.is_not(None),
-                   t.trials.c.suspect.is_(False), t.trials.c.reused_from.is_(None))
+            .where(t.trials.c.run_id == self._read_scope, t.trials.c.status == TrialStatus.SUCCEEDED.value,
+                   score.is_not(None), t.trials.c.suspect.is_(False), t.trials.c.reused_from.is_(None))
             .order_by(score.desc() if direction is Direction.MAXIMIZE else score.asc(), t.trials.c.id)
             .limit(1)
         )
@@ -399,7 +350,8 @@ class Record(ResearchLog, ChampionLog):
     def counts(self) -> dict[str, int]:
         """Number of trials per status, one key per TrialStatus value (zeros included)."""
         counts = {status.value: 0 for status in TrialStatus}
-        query = select(t.trials.c.status, func.count()).group_by(t.trials.c.status)
+        query = (select(t.trials.c.status, func.count()).where(t.trials.c.run_id == self._read_scope)
+                 .group_by(t.trials.c.status))
         with self._engine.connect() as conn:
             for status, n in conn.execute(query).all():
                 counts[status] = int(n)
@@ -412,7 +364,8 @@ class Record(ResearchLog, ChampionLog):
         trial was never evaluated, so it has no outcome to reuse)."""
         query = (
             select(*self._trial_columns)
-            .where(t.trials.c.fingerprint == fingerprint, t.trials.c.reused_from.is_(None),
+            .where(t.trials.c.run_id == self._read_scope, t.trials.c.fingerprint == fingerprint,
+                   t.trials.c.reused_from.is_(None),
                    t.trials.c.status.in_([s.value for s in TrialStatus if s.finished and s != TrialStatus.REJECTED]),
                    t.trials.c.error_class.is_distinct_from("proposal_error"))
             .order_by(t.trials.c.id)
@@ -425,7 +378,7 @@ class Record(ResearchLog, ChampionLog):
     def history(self, parent_id: int | None) -> EvaluationHistory:
         """What the gates compare a child of `parent_id` with (see memory/evaluations.py)."""
         with self._engine.connect() as conn:
-            return ev.build_history(conn, parent_id)
+            return ev.build_history(conn, parent_id, self._read_scope)
 
     def stage_results(self, trial_id: int) -> list[StageResult]:
         with self._engine.connect() as conn:
@@ -437,9 +390,9 @@ class Record(ResearchLog, ChampionLog):
 
     def decisions(self, trial_id: int | None = None) -> list[ev.DecisionRow]:
         with self._engine.connect() as conn:
-            return ev.decisions(conn, trial_id)
+            return ev.decisions(conn, trial_id, self._read_scope)
 
     def savings(self) -> dict[str, Any]:
         """Evaluation seconds in all, and seconds saved per gate."""
         with self._engine.connect() as conn:
-            return ev.savings_by_gate(conn)
+            return ev.savings_by_gate(conn, self._read_scope)

@@ -1,5 +1,6 @@
 """The research log kept beside the trials: LLM calls, analyses, the knowledge each researcher saw, research
-agendas, and the loop's component state (sampler, bandit) that `resume` restores. Mixed into `Record`.
+agendas, and the run's component state (wall seconds, why it stopped, the evaluator's seal) that `resume` restores,
+each of the record's run (one database may hold many). Mixed into `Record`.
 """
 
 from __future__ import annotations
@@ -8,15 +9,22 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import insert, select, update
+from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from evoforge.memory import tables as t
 from evoforge.memory.tables import AnalysisRow, LLMCallRow, finite_or_none, utcnow
 from evoforge.memory.transactions import Transactions
+from evoforge.memory.upgrades import LEGACY_STATE as _LEGACY_STATE
 from evoforge.models import LLMCall
 
 
 class ResearchLog(Transactions):
-    """Everything recorded around trials; `Record` provides the engine."""
+    """Everything recorded around trials; `Record` provides the engine and the run (`run_id`; `_run_scoped`: the
+    tables that have a run_id column, none in a version-3 record opened read-only, which holds one run)."""
+
+    run_id: int
+    _read_scope: int
+    _run_scoped: set[str]
 
     def add_llm_calls(self, trial_id: int | None, calls: Sequence[LLMCall]) -> None:
         if not calls:
@@ -24,7 +32,7 @@ class ResearchLog(Transactions):
         now = utcnow()
         rows = [
             dict(
-                trial_id=trial_id, role=c.role, model=c.model, tokens_in=int(c.tokens_in),
+                trial_id=trial_id, run_id=self.run_id, role=c.role, model=c.model, tokens_in=int(c.tokens_in),
                 tokens_out=int(c.tokens_out), latency_s=float(c.latency_s), prompt=c.prompt,
                 response=c.response, error=c.error, cost_usd=float(c.cost_usd), temperature=c.temperature,
                 retries=int(c.retries),
@@ -45,9 +53,12 @@ class ResearchLog(Transactions):
 
     def llm_calls(self, trial_id: int | None = None) -> list[LLMCallRow]:
         """The LLM calls of one trial, or of the whole run when `trial_id` is None; oldest first."""
-        query = select(t.llm_calls).order_by(t.llm_calls.c.id)
+        columns = [c for c in t.llm_calls.c if c.name != "run_id"]
+        query = select(*columns).order_by(t.llm_calls.c.id)
         if trial_id is not None:
             query = query.where(t.llm_calls.c.trial_id == trial_id)
+        elif t.llm_calls.name in self._run_scoped:
+            query = query.where(t.llm_calls.c.run_id == self._read_scope)
         with self._engine.connect() as conn:
             rows = conn.execute(query).all()
         return [LLMCallRow(**row._asdict()) for row in rows]
@@ -79,26 +90,39 @@ class ResearchLog(Transactions):
 
     def add_agenda(self, after_trial: int, text: str, data: dict[str, Any] | None = None) -> None:
         with self._writing() as conn:
-            conn.execute(insert(t.agendas).values(after_trial=after_trial, text=text, data=dict(data or {}),
-                                                  created_at=utcnow()))
+            conn.execute(insert(t.agendas).values(run_id=self.run_id, after_trial=after_trial, text=text,
+                                                  data=dict(data or {}), created_at=utcnow()))
 
     def agendas(self) -> list[dict[str, Any]]:
         """Every research agenda written during the run, oldest first."""
+        a = t.agendas.c
+        query = select(a.after_trial, a.text, a.data, a.created_at).order_by(a.id)
+        if t.agendas.name in self._run_scoped:
+            query = query.where(a.run_id == self._read_scope)
         with self._engine.connect() as conn:
-            rows = conn.execute(select(t.agendas).order_by(t.agendas.c.id)).all()
+            rows = conn.execute(query).all()
         return [dict(after_trial=r.after_trial, text=r.text, data=dict(r.data or {}), created_at=r.created_at)
                 for r in rows]
 
     def save_state(self, key: str, value: dict[str, Any]) -> None:
-        """Keep a component's state (a sampler's islands, a bandit's counts) so `resume` continues it."""
+        """Keep a piece of the run's state (its wall seconds, why it stopped) so `resume` continues it."""
+        state = t.run_state
         with self._writing() as conn:
             updated = conn.execute(
-                update(t.loop_state).where(t.loop_state.c.key == key).values(value=value, updated_at=utcnow())
+                update(state).where(state.c.run_id == self.run_id, state.c.key == key)
+                .values(value=value, updated_at=utcnow())
             )
             if updated.rowcount == 0:
-                conn.execute(insert(t.loop_state).values(key=key, value=value, updated_at=utcnow()))
+                conn.execute(insert(state).values(run_id=self.run_id, key=key, value=value, updated_at=utcnow()))
 
     def load_state(self, key: str) -> dict[str, Any] | None:
-        with self._engine.connect() as conn:
-            value = conn.execute(select(t.loop_state.c.value).where(t.loop_state.c.key == key)).scalar()
+        state = t.run_state
+        query = select(state.c.value).where(state.c.run_id == self._read_scope, state.c.key == key)
+        if not self._run_scoped:  # a version-3 record opened read-only: its one run's state, kept globally
+            query = select(_LEGACY_STATE.c.value).where(_LEGACY_STATE.c.key == key)
+        try:
+            with self._engine.connect() as conn:
+                value = conn.execute(query).scalar()
+        except (OperationalError, ProgrammingError):  # an older record opened read-only: no such table
+            return None
         return None if value is None else dict(value)

@@ -59,10 +59,12 @@ def utcnow() -> datetime:
 
 metadata = MetaData()
 
-# The record's schema version: 1 the first tables, 2 the trials' facts column, 3 the champion tables. Opening a record
-# adds what an older one lacks (schema.create_missing_tables, add_missing_columns) and stamps it; a record stamped
-# with a newer version than this is refused (schema.RecordTooNew) instead of being misread.
-SCHEMA_VERSION = 3
+# The record's schema version: 1 the first tables, 2 the trials' facts column, 3 the champion tables, 4 many runs in
+# one database (run_state per run, run_id on agendas and LLM calls, the runs' trial count, the trials' runner and
+# lease). Opening a record adds what an older one lacks (schema.create_missing_tables, add_missing_columns, then
+# upgrades.upgrade_to_4 fills the new columns) and stamps it; a record stamped with a newer version than this is
+# refused (schema.RecordTooNew) instead of being misread.
+SCHEMA_VERSION = 4
 
 schema_version = Table(
     "schema_version",
@@ -80,6 +82,9 @@ runs = Table(
     Column("task_snapshot", JSON, nullable=False),
     Column("stopping", JSON, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
+    # How many trials the run holds: the shared trial budget is claimed by raising it (memory/claims.py), one
+    # guarded UPDATE, so runners on several machines together add exactly the run's number of trials.
+    Column("trial_count", Integer, nullable=True),
 )
 
 trials = Table(
@@ -112,6 +117,10 @@ trials = Table(
     # What the sampler and the proposer decided for the trial (island, grid cell, model arm, temperature, patch
     # type, why): the facts samplers and the bandit are rebuilt from. Nullable: records made before it have none.
     Column("facts", JSON, nullable=True),
+    # Which runner holds an unfinished trial, until when (renewed by its heartbeat); past it, another runner may
+    # claim the trial (memory/claims.py). Null: no runner holds it (a record from before runners were kept).
+    Column("runner", String(128), nullable=True),
+    Column("lease_until", UTCDateTime, nullable=True),
     Index("ix_trials_status", "status"),
     Index("ix_trials_run_id", "run_id"),
     Index("ix_trials_fingerprint", "fingerprint"),
@@ -174,9 +183,10 @@ knowledge_shown = Table(
     Index("ix_knowledge_shown_trial_id", "trial_id"),
 )
 
-loop_state = Table(
-    "loop_state",
+run_state = Table(  # a run's component state (wall seconds, why it stopped, the evaluator's seal); version 3's
+    "run_state",     # global `loop_state` is copied here by upgrades.upgrade_to_4
     metadata,
+    Column("run_id", Integer, ForeignKey("runs.id"), primary_key=True),
     Column("key", String(128), primary_key=True),
     Column("value", JSON, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
@@ -186,6 +196,7 @@ agendas = Table(
     "agendas",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", Integer, nullable=True),  # null only in a version-3 record opened read-only (one run)
     Column("after_trial", Integer, nullable=False),
     Column("text", Text, nullable=False),
     Column("data", JSON, nullable=False),
@@ -197,6 +208,7 @@ llm_calls = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("trial_id", Integer, ForeignKey("trials.id"), nullable=True),
+    Column("run_id", Integer, nullable=True),  # null only in a version-3 record opened read-only (one run)
     Column("role", Text, nullable=False),
     Column("model", Text, nullable=False),
     Column("tokens_in", Integer, nullable=False),

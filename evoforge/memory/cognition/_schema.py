@@ -4,6 +4,8 @@ other texts (queries, motivations, lessons) keyed by encoder and text hash, so e
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,13 +24,19 @@ from sqlalchemy import (
     Text,
     create_engine,
     event,
+    insert,
+    text,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
+from sqlalchemy.sql.dml import Insert
 
 from evoforge.memory.cognition.items import KnowledgeError, KnowledgeItem
 from evoforge.memory.schema import on_sqlite_connect
+
+LESSON_LOCK_KEY = 0x65766F6C65  # pg_advisory_lock key ("evole") held while a lesson is merged or added
 
 metadata = MetaData()
 
@@ -64,6 +72,17 @@ encoded_table = Table(
 )
 
 
+def shown(path_or_url: str | Path) -> str:
+    """The base's location for messages: a URL without its password."""
+    raw = str(path_or_url)
+    if "://" not in raw:
+        return raw
+    try:
+        return make_url(raw).render_as_string(hide_password=True)
+    except ArgumentError:
+        return raw.split("://", 1)[0] + "://…"
+
+
 def make_engine(path_or_url: str | Path) -> Engine:
     """A plain path is a SQLite file (its folder is created); anything with `://` is a SQLAlchemy URL."""
     raw = str(path_or_url)
@@ -82,11 +101,39 @@ def make_engine(path_or_url: str | Path) -> Engine:
             kwargs = {"poolclass": StaticPool, "connect_args": {"check_same_thread": False}}
         engine = create_engine(url, **kwargs)
     except (ArgumentError, ImportError, SQLAlchemyError) as exc:
-        raise KnowledgeError(f"cannot open knowledge base {path_or_url}: {exc}; give a file path or a database URL") \
-            from exc
+        raise KnowledgeError(f"cannot open knowledge base {shown(path_or_url)}: {exc}; give a file path or a database "
+                             "URL") from exc
     if sqlite:
         event.listen(engine, "connect", on_sqlite_connect)
     return engine
+
+
+def insert_new(dialect: str) -> Insert:
+    """INSERT into knowledge_items that skips a row whose fingerprint is already stored (PostgreSQL, SQLite: ON
+    CONFLICT DO NOTHING), so concurrent writers of one item do not fail; a plain INSERT elsewhere."""
+    if dialect == "postgresql":
+        return postgresql.insert(items_table).on_conflict_do_nothing(index_elements=[items_table.c.fingerprint])
+    if dialect == "sqlite":
+        return sqlite.insert(items_table).on_conflict_do_nothing(index_elements=[items_table.c.fingerprint])
+    return insert(items_table)
+
+
+@contextmanager
+def lesson_lock(engine: Engine) -> Iterator[None]:
+    """On PostgreSQL, one lesson write at a time across all processes on the base (a session advisory lock), so a
+    lesson and its near-duplicate written at the same moment by two runners merge instead of both being added;
+    elsewhere nothing (SQLite serialises writers itself; identical lessons are caught by their fingerprint)."""
+    if engine.dialect.name != "postgresql":
+        yield
+        return
+    with engine.connect() as conn:
+        conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": LESSON_LOCK_KEY})
+        conn.commit()
+        try:
+            yield
+        finally:
+            conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": LESSON_LOCK_KEY})
+            conn.commit()
 
 
 def utcnow() -> datetime:

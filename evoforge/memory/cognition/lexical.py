@@ -1,6 +1,7 @@
-"""Lexical (BM25) search over the items' index text: SQLite FTS5 with its bm25() where the dialect is SQLite, and
-a small in-memory Okapi BM25 for every other database. Queries are reduced to plain word tokens, so FTS5 syntax in
-user text (quotes, AND/OR/NEAR, `*`, `:`) can never break or steer a search."""
+"""Lexical (BM25) search over the items' index text: SQLite FTS5 with its bm25() where the dialect is SQLite
+(PostgreSQL's full-text search is in lexical_pg.py), and a small in-memory Okapi BM25 for every other database.
+Queries are reduced to plain word tokens, so search syntax in user text (quotes, AND/OR/NEAR, `*`, `:`, `&|!<->`)
+can never break or steer a search."""
 
 from __future__ import annotations
 
@@ -19,9 +20,19 @@ _K1 = 1.2
 _B = 0.75
 
 
+def query_tokens(query: str) -> list[str]:
+    """The query's distinct word tokens (letters, digits, underscores; stopwords dropped), at most 32."""
+    return list(dict.fromkeys(tokens(query)))[:_MAX_QUERY_TOKENS]
+
+
 def query_terms(query: str) -> list[str]:
     """The query's distinct word tokens, each quoted for FTS5 (at most 32)."""
-    return [f'"{tok}"' for tok in list(dict.fromkeys(tokens(query)))[:_MAX_QUERY_TOKENS]]
+    return [f'"{tok}"' for tok in query_tokens(query)]
+
+
+def bm25_idf(docs: int, frequency: int) -> float:
+    """Okapi BM25's inverse document frequency (always positive, as in FTS5) of a term in `frequency` of `docs`."""
+    return math.log((docs - frequency + 0.5) / (frequency + 0.5) + 1.0)
 
 
 def fts5_query(query: str) -> str:
@@ -148,7 +159,7 @@ class PythonBM25(LexicalIndex):
             postings = self._postings.get(word, [])
             if not postings:
                 continue
-            idf = math.log((docs - len(postings) + 0.5) / (len(postings) + 0.5) + 1.0)
+            idf = bm25_idf(docs, len(postings))
             for item_id, freq in postings:
                 norm = _K1 * (1 - _B + _B * self._lengths[item_id] / average)
                 scores[item_id] += idf * freq * (_K1 + 1) / (freq + norm)

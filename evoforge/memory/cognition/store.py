@@ -11,18 +11,28 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Connection, Engine, func, insert, select, update
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy import Connection, Engine, func, select, update
+from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 
 from evoforge.config import KnowledgeSettings
 from evoforge.memory.cognition._cache import CachedEncoder
 from evoforge.memory.cognition._dense import DenseState
-from evoforge.memory.cognition._schema import cache_metadata, item_from_row, item_row, make_engine, metadata
+from evoforge.memory.cognition._schema import (
+    cache_metadata,
+    insert_new,
+    item_from_row,
+    item_row,
+    lesson_lock,
+    make_engine,
+    metadata,
+    shown,
+)
 from evoforge.memory.cognition._schema import items_table as t
 from evoforge.memory.cognition.embeddings import Encoder, load_encoder
 from evoforge.memory.cognition.importer import read_paths
 from evoforge.memory.cognition.items import Hit, KnowledgeError, KnowledgeItem, jaccard, subject, tokens
 from evoforge.memory.cognition.lexical import FTS_TABLE, Fts5Index, LexicalIndex, PythonBM25
+from evoforge.memory.cognition.lexical_pg import postgres_backend, require_postgres
 from evoforge.memory.cognition.retrieval import convex_fusion, cosine_matrix, diversify, jaccard_matrix
 from evoforge.memory.schema import create_missing_tables
 
@@ -34,9 +44,17 @@ _CHUNK = 500
 
 
 def _lexical_backend(engine: Engine, choice: str, df_cap: int) -> LexicalIndex:
-    """FTS5 on SQLite when it is compiled in (rebuilt if the table is new to an existing base), else Python BM25."""
-    if choice not in ("auto", "fts5", "python"):
-        raise KnowledgeError(f"lexical backend {choice!r}: use auto, fts5 or python")
+    """FTS5 on SQLite when it is compiled in (rebuilt if the table is new to an existing base), PostgreSQL's
+    full-text search on PostgreSQL, else Python BM25."""
+    if choice not in ("auto", "fts5", "postgres", "python"):
+        raise KnowledgeError(f"lexical backend {choice!r}: use auto, fts5, postgres or python")
+    if choice == "postgres":
+        require_postgres(engine)
+    if choice in ("auto", "postgres") and engine.dialect.name == "postgresql":
+        found = postgres_backend(engine, df_cap)
+        if found is None and choice == "postgres":
+            raise KnowledgeError("could not add the full-text column to this PostgreSQL knowledge base (see the log)")
+        return found or PythonBM25()
     if choice == "python" or engine.dialect.name != "sqlite":
         if choice == "fts5":
             raise KnowledgeError(f"FTS5 needs SQLite; this knowledge base is {engine.dialect.name}")
@@ -75,7 +93,8 @@ class CognitionBase:
              embeddings: bool | None = None, encoder: Encoder | None = None, lexical: str = "auto") -> CognitionBase:
         """Open (creating tables if needed) a base at a SQLite path or SQLAlchemy URL. `embeddings=False` (or
         settings.embeddings false) makes retrieval lexical; `encoder` replaces the MiniLM model (tests, benchmarks);
-        `lexical` picks the BM25 backend: auto (FTS5 on SQLite), fts5 or python."""
+        `lexical` picks the BM25 backend: auto (FTS5 on SQLite, full-text search on PostgreSQL), fts5, postgres or
+        python."""
         settings = settings or KnowledgeSettings()
         use_dense = settings.embeddings if embeddings is None else embeddings
         engine = make_engine(path_or_url)
@@ -83,12 +102,14 @@ class CognitionBase:
             create_missing_tables(metadata, engine)
         except SQLAlchemyError as exc:
             engine.dispose()
-            raise KnowledgeError(f"cannot create the knowledge tables in {path_or_url}: {exc}") from exc
+            reason = " ".join(line.strip() for line in str(exc.orig if isinstance(exc, DBAPIError) else exc)
+                              .splitlines() if line.strip())
+            raise KnowledgeError(f"cannot open the knowledge base {shown(path_or_url)}: {reason}") from exc
         try:
             create_missing_tables(cache_metadata, engine)
         except SQLAlchemyError as exc:  # e.g. a read-only base from before the cache: encoded texts stay in memory
             log.warning("cognition base: no table for encoded texts in %s (%s); they are kept in memory only",
-                        path_or_url, str(exc).splitlines()[0])
+                        shown(path_or_url), str(exc).splitlines()[0])
         if not use_dense:
             encoder, mode = None, "lexical (embeddings disabled)"
         else:
@@ -119,12 +140,15 @@ class CognitionBase:
 
     def add(self, items: Sequence[KnowledgeItem]) -> list[int]:
         """Store items in one transaction and return their ids in order; an item already present (same kind,
-        title, trigger and content) keeps its id and is not duplicated."""
+        title, trigger and content) keeps its id and is not duplicated, also when another process writes it at the
+        same moment."""
         unique = list({item.fingerprint(): item for item in items}.values())
         existing = self._existing([item.fingerprint() for item in unique])
         new = [item for item in unique if item.fingerprint() not in existing]
         vectors = self._encode([item.index_text() for item in new])
         existing.update(self._insert(new, vectors))
+        raced = [item.fingerprint() for item in new if item.fingerprint() not in existing]
+        existing.update(self._existing(raced))  # written by another process between our look-up and insert
         return [existing[item.fingerprint()] for item in items]
 
     def _existing(self, fingerprints: list[str]) -> dict[str, int]:
@@ -143,18 +167,21 @@ class CognitionBase:
         return encoder.encode(texts)
 
     def _insert(self, items: list[KnowledgeItem], vectors: np.ndarray | None) -> dict[str, int]:
+        """Insert the items; fingerprint → id of those written. An item another process has just written (same
+        fingerprint) is skipped, not an error: it is absent from the result."""
         if not items:
             return {}
         model = self._dense.encoder.name if self._dense.encoder is not None else None
         rows = [item_row(item, None if vectors is None else vectors[i], model) for i, item in enumerate(items)]
         try:
             with self._engine.begin() as conn:
-                result = conn.execute(insert(t).returning(t.c.id, sort_by_parameter_order=True), rows)
-                ids = [row[0] for row in result]
-                self._lexical.add(conn, [(i, row["index_text"]) for i, row in zip(ids, rows, strict=True)])
+                stmt = insert_new(self._engine.dialect.name).returning(t.c.id, t.c.fingerprint)
+                written = {fingerprint: item_id for item_id, fingerprint in conn.execute(stmt, rows)}
+                self._lexical.add(conn, [(written[row["fingerprint"]], row["index_text"]) for row in rows
+                                         if row["fingerprint"] in written])
         except SQLAlchemyError as exc:
             raise KnowledgeError(f"could not write {len(rows)} knowledge items: {exc}") from exc
-        return {row["fingerprint"]: i for i, row in zip(ids, rows, strict=True)}
+        return written
 
     def import_paths(self, paths: Sequence[Path]) -> list[int]:
         """Import Markdown, text and JSONL files and folders of them, all or nothing: every file is parsed before
@@ -169,7 +196,10 @@ class CognitionBase:
         sign = effect_sign or item.effect_sign
         if sign not in (-1, 0, 1):
             raise KnowledgeError(f"effect_sign must be -1, 0 or 1, not {sign!r}")
-        item = replace(item, effect_sign=sign)
+        with lesson_lock(self._engine):
+            return self._add_lesson(replace(item, effect_sign=sign), sign, threshold)
+
+    def _add_lesson(self, item: KnowledgeItem, sign: int, threshold: float | None) -> tuple[int, str]:
         self._dense.sync()
         with self._engine.connect() as conn:
             same = conn.execute(select(t.c.id).where(t.c.fingerprint == item.fingerprint())).scalar()
@@ -178,7 +208,10 @@ class CognitionBase:
         vectors = None if self._cache is None else self._cache.encode([item.index_text()])
         match = self._nearest(item, vectors, threshold)
         if match is None:
-            return self._insert([item], vectors)[item.fingerprint()], "added"
+            written = self._insert([item], vectors)
+            if item.fingerprint() in written:
+                return written[item.fingerprint()], "added"
+            match = self._existing([item.fingerprint()])[item.fingerprint()]  # another process wrote it first
         return match, self._merge(match, item, sign)
 
     def _nearest(self, item: KnowledgeItem, vectors: np.ndarray | None, threshold: float | None) -> int | None:
@@ -210,8 +243,14 @@ class CognitionBase:
         return subject(item.title) == subject(title)
 
     def _merge(self, item_id: int, item: KnowledgeItem, sign: int) -> str:
+        """Add this evidence to the stored item, its row locked from the read to the write (FOR UPDATE; a write
+        transaction from the start on SQLite), so that merges by several processes all count and all keep their
+        evidence."""
         with self._engine.begin() as conn:
-            row = conn.execute(select(t.c.effect_sign, t.c.provenance).where(t.c.id == item_id)).one()
+            if self._engine.dialect.name == "sqlite":
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            row = conn.execute(select(t.c.effect_sign, t.c.provenance).where(t.c.id == item_id)
+                               .with_for_update()).one()
             contradicts = sign != 0 and row.effect_sign != 0 and sign != row.effect_sign
             provenance = dict(row.provenance or {})
             evidence = [*provenance.get("evidence", []), {**item.provenance, "sign": sign, "title": item.title}]
