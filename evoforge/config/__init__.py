@@ -5,6 +5,7 @@ vocabulary (`evoforge.models`, `evoforge.errors`), so every pillar may import it
 from evoforge.config._base import Strict
 from evoforge.config.analysis import AnalysisSettings
 from evoforge.config.champion import ChampionSettings
+from evoforge.config.executor import ExecutorConfig, ExecutorResources
 from evoforge.config.experiment import (
     AnomalyConfig,
     Bound,
@@ -37,7 +38,7 @@ from evoforge.config.task import MetricSpec, Objective, TaskConfig
 
 __all__ = [
     "STOPPING_FIELDS", "AnalysisSettings", "AnomalyConfig", "BanditSettings", "Bound", "ChampionSettings",
-    "CurveGateConfig",
+    "CurveGateConfig", "ExecutorConfig", "ExecutorResources",
     "FeatureSpec", "GatesConfig", "IslandSettings", "KnowledgeSettings", "LLMSettings", "Limits", "MapElitesSettings",
     "MedianConfig", "MetricSpec", "ModelChoice", "ModelSpec", "Objective", "ParentRelativeConfig", "PatchWeights",
     "PatienceConfig",

@@ -33,6 +33,8 @@ class RunSettings(Strict):
     lease_s: float = Field(default=60.0, gt=0, le=86400, description=(
         "seconds a runner holds a trial between heartbeats; past it (the runner killed or cut off) another runner "
         "of the run takes the trial over"))
+    ray_address: str | None = Field(default=None, min_length=1, description="run the stages on this Ray cluster "
+                                    "(auto, ray://HOST:PORT, HOST:PORT, local), whatever the task's executor says")
 
     def stopping(self) -> dict[str, float | int | None]:
         """The stopping rule, as the record keeps it."""

@@ -10,6 +10,7 @@ from pydantic import Field, model_validator
 from evoforge.config._base import Strict
 from evoforge.config.analysis import AnalysisSettings
 from evoforge.config.champion import ChampionSettings
+from evoforge.config.executor import ExecutorConfig
 from evoforge.config.experiment import GatesConfig, Limits, StageList
 from evoforge.config.knowledge import KnowledgeSettings
 from evoforge.config.llm import LLMSettings
@@ -55,6 +56,8 @@ class TaskConfig(Strict):
     stages: StageList | None = Field(default=None, description="evaluation cascade, cheapest stage first")
     gates: GatesConfig = GatesConfig()
     champion: ChampionSettings = ChampionSettings()
+    executor: ExecutorConfig = Field(default_factory=ExecutorConfig, description="where stages run: local "
+                                     "(GPU slots) or a Ray cluster")
     hidden: list[str] = Field(default_factory=list, description="task files and folders only the evaluator's "
                               "process sees (e.g. evaluator.py, data/test/); the candidate's jail empties them")
     layout: str = Field(default="evoforge", pattern="^(evoforge|openevolve|asi-evolve)$",

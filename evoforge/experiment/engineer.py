@@ -6,19 +6,19 @@ A Python evaluator runs through the harness with the trial folder as working dir
 channel of its own (see broker.py), which also starts its candidate in a separate sandbox on request; a command
 evaluator runs through /bin/sh in the trial folder too and reports via the file named by EVOFORGE_RESULT or its
 last JSON stdout line (in the ASI-Evolve layout: results.json in the trial folder, with eval_score and success).
-Each stage learns its name from EVOFORGE_STAGE (and `{stage}` in a command, ctx["stage"] in Python).
+Each stage learns its name from EVOFORGE_STAGE (and `{stage}` in a command, ctx["stage"] in Python). The Engineer
+prepares each stage run (a `StageJob`) and classifies how it ended; the task's executor (executors/: this machine's
+sandbox, or a Ray node's) runs it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import functools
 import json
 import math
 import shlex
 import signal
-import socket
 import statistics
 import sys
 from collections.abc import Sequence
@@ -27,9 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from evoforge.config import StageConfig
-from evoforge.experiment.broker import Broker, candidate_env
-from evoforge.experiment.broker import close as close_broker
 from evoforge.experiment.disk import MB, clear_trial
+from evoforge.experiment.executors import Executor, StageJob, make_executor
 from evoforge.experiment.gates import check_static, program_fingerprint
 from evoforge.experiment.harness import ERROR_KEY
 from evoforge.experiment.integrity import EvaluatorSeal
@@ -42,10 +41,9 @@ from evoforge.experiment.result import (
     read_result_file,
     validate,
 )
-from evoforge.experiment.sandbox import SandboxResult, Started, child_env, run_sandboxed, start_sandboxed
+from evoforge.experiment.sandbox import SandboxResult, child_env
 from evoforge.experiment.stages import Cascade, StageRun
 from evoforge.models import EvaluationHistory, GateDecision, Outcome, StageResult, Trial, TrialStatus
-from evoforge.sandbox import CHANNEL_VAR
 from evoforge.task.loader import Task
 from evoforge.telemetry import ENV_VAR as TELEMETRY_VAR
 
@@ -79,8 +77,9 @@ class StageFiles:
 class Engineer:
     """Evaluates candidates for one task; several `evaluate` calls may run at once in one event loop."""
 
-    def __init__(self, task: Task, *, env_passthrough: Sequence[str] = ()) -> None:
+    def __init__(self, task: Task, *, env_passthrough: Sequence[str] = (), executor: Executor | None = None) -> None:
         self.task = task
+        self.executor = executor if executor is not None else make_executor(task.config.executor)
         self.env_passthrough = tuple(env_passthrough)
         self.implicit = task.config.stages is None
         self.stages = task.config.stages or [StageConfig(name=IMPLICIT_STAGE, timeout_s=task.config.timeout_s,
@@ -106,10 +105,13 @@ class Engineer:
         program_path.write_text(code, encoding="utf-8")
         if check_static(code, self.task) is not None:
             return
+        job = self._job(self.stages[0], program_path, trial_dir, seed)
         try:
-            self._ahead[trial_dir] = await self._start_harness(self.stages[0], program_path, trial_dir, seed, 0)
+            started = await self.executor.start(job)
         except OSError:  # e.g. no process could be started now: `evaluate` starts it in its turn, and says why
             return
+        if started is not None:  # else the executor cannot start ahead (GPU slots, a Ray node)
+            self._ahead[trial_dir] = _Ahead(job, started, seed)
 
     async def drop_ahead(self, trial_dir: Path) -> None:
         """Kill the stage started ahead for `trial_dir`, if `evaluate` did not use it."""
@@ -200,26 +202,41 @@ class Engineer:
                          trial_dir: Path, seed: int | None = None, repeat: int = 0) -> StageRun:
         """Run one stage's evaluator process (stopped when `stop` is set) and classify how it ended."""
         self.seal.check()  # before the harness goes: it imports the evaluator after that
-        if self.task.evaluator_path is not None:
-            ahead = self._ahead.pop(trial_dir, None) if repeat == 0 and stage is self.stages[0] else None
-            if ahead is not None and ahead.seed != seed:
-                await ahead.abandon()
-                ahead = None
-            if ahead is None:
-                ahead = await self._start_harness(stage, program_path, trial_dir, seed, repeat)
-            return await self._finish_harness(ahead, stage, stop, trial_dir)
+        ahead = self._ahead.pop(trial_dir, None) if repeat == 0 and stage is self.stages[0] else None
+        if ahead is not None and ahead.seed != seed:
+            await ahead.abandon()
+            ahead = None
+        job = ahead.job if ahead is not None else self._job(stage, program_path, trial_dir, seed, repeat)
+        done = await self.executor.run(job, stop, ahead.handle if ahead is not None else None)
+        run = done.run
+        if done.lost is not None:
+            return StageRun(StageResult(status=TrialStatus.FAILED, name=stage.name, seconds=run.seconds,
+                                        error_class="executor_lost", error_message=done.lost), "", "")
+        if not job.harness:
+            run = self._contain_disk(run, trial_dir)
+            result_path = trial_dir / ASI_RESULT_FILE if self.asi else job.result_path
+            return StageRun(self._classify(run, self._command_result(run, result_path), stage),
+                            _tail(run.stdout_tail), _tail(run.stderr_tail))
+        reported = _Reported(done.result) if done.reported else None
+        if run.limit is None and done.limits_hit:  # the candidate's own jail outgrew the trial's disk
+            limit, _, why = done.limits_hit[0].partition(": ")
+            run = dataclasses.replace(run, limit=limit, limit_reason=f"the candidate's run: {why}")
+        run = self._contain_disk(run, trial_dir)
+        return StageRun(self._classify(run, reported, stage), _tail(run.stdout_tail), _tail(run.stderr_tail))
+
+    def _job(self, stage: StageConfig, program_path: Path, trial_dir: Path, seed: int | None,
+             repeat: int = 0) -> StageJob:
+        """One run of `stage` as the executor takes it; an earlier run's result files are removed first."""
         files = self._files(trial_dir, stage.name, repeat)
         files.result.unlink(missing_ok=True)
         if self.asi:
             (trial_dir / ASI_RESULT_FILE).unlink(missing_ok=True)
-        env = self._stage_env(stage, trial_dir, files, seed)
         argv, cwd = self._command(program_path, trial_dir, stage.name, seed)
-        run = await run_sandboxed(argv, cwd=cwd, env=env, timeout_s=stage.timeout_s, limits=self.task.config.limits,
-                                  stop=stop, stdout_path=files.stdout, stderr_path=files.stderr)
-        run = self._contain_disk(run, trial_dir)
-        result_path = trial_dir / ASI_RESULT_FILE if self.asi else files.result
-        return StageRun(self._classify(run, self._command_result(run, result_path), stage),
-                        _tail(run.stdout_tail), _tail(run.stderr_tail))
+        return StageJob(argv=argv, cwd=cwd, env=self._stage_env(stage, trial_dir, files, seed),
+                        timeout_s=stage.timeout_s, limits=self.task.config.limits, stdout_path=files.stdout,
+                        stderr_path=files.stderr, telemetry_path=files.telemetry, result_path=files.result,
+                        harness=self.task.evaluator_path is not None, trial_dir=trial_dir,
+                        hidden=tuple(self.task.private_paths), label=f"{trial_dir.name}, stage {stage.name}")
 
     def _stage_env(self, stage: StageConfig, trial_dir: Path, files: StageFiles, seed: int | None) -> dict[str, str]:
         """The environment of one stage's evaluator process."""
@@ -236,44 +253,6 @@ class Engineer:
         if self.task.evaluator_path is None:
             extra["EVOFORGE_RESULT"] = str(files.result)  # a command evaluator reports through a file
         return child_env(extra, passthrough=self.env_passthrough)
-
-    async def _start_harness(self, stage: StageConfig, program_path: Path, trial_dir: Path, seed: int | None,
-                             repeat: int) -> _Ahead:
-        """Start a Python evaluator's stage: the harness in its jail, waiting for its channel's first line."""
-        files = self._files(trial_dir, stage.name, repeat)
-        files.result.unlink(missing_ok=True)
-        env = self._stage_env(stage, trial_dir, files, seed)
-        argv, cwd = self._command(program_path, trial_dir, stage.name, seed)
-        limits = self.task.config.limits
-        ours, theirs = socket.socketpair()
-        start = functools.partial(run_sandboxed, env=candidate_env(env), limits=limits,
-                                  hidden=self.task.private_paths)
-        try:
-            env[CHANNEL_VAR] = str(theirs.fileno())
-            started = await start_sandboxed(argv, cwd=cwd, env=env, limits=limits, stdout_path=files.stdout,
-                                            stderr_path=files.stderr, pass_fds=(theirs.fileno(),), harness=True)
-        except BaseException:
-            ours.close()
-            raise
-        finally:
-            theirs.close()
-        return _Ahead(started, Broker(trial_dir, start, limits.output_bytes), ours, seed)
-
-    async def _finish_harness(self, ahead: _Ahead, stage: StageConfig, stop: asyncio.Event,
-                              trial_dir: Path) -> StageRun:
-        """Let a started harness go (the broker's first line), wait for it, and classify how it ended."""
-        broker = ahead.broker
-        serving = asyncio.create_task(broker.serve(ahead.channel))
-        try:
-            run = await ahead.started.finish(stage.timeout_s, stop)
-        finally:
-            await close_broker(serving, ahead.channel)
-        reported = _Reported(broker.result) if broker.reported else None
-        if run.limit is None and broker.limits_hit:  # the candidate's own jail outgrew the trial's disk
-            limit, _, why = broker.limits_hit[0].partition(": ")
-            run = dataclasses.replace(run, limit=limit, limit_reason=f"the candidate's run: {why}")
-        run = self._contain_disk(run, trial_dir)
-        return StageRun(self._classify(run, reported, stage), _tail(run.stdout_tail), _tail(run.stderr_tail))
 
     def _contain_disk(self, run: SandboxResult, trial_dir: Path) -> SandboxResult:
         """After a disk_limit stop: remove what the trial wrote (its program and logs stay) and say so."""
@@ -387,18 +366,19 @@ class Engineer:
 
 @dataclass
 class _Ahead:
-    """A Python evaluator's stage started, its harness waiting for the channel's first line."""
+    """A trial's first stage started ahead by the executor, waiting to be let go by `_run_stage`."""
 
-    started: Started
-    broker: Broker
-    channel: socket.socket  # our end; the broker serves it once the stage may go
+    job: StageJob
+    handle: Any  # what the executor's `start` returned (the local executor's: a harness waiting in its jail)
     seed: int | None
 
+    @property
+    def started(self) -> Any:
+        """The sandboxed process started ahead (the local executor's)."""
+        return self.handle.started
+
     async def abandon(self) -> None:
-        try:
-            await self.started.abandon()
-        finally:
-            self.channel.close()
+        await self.handle.abandon()
 
 
 @dataclass(frozen=True)
