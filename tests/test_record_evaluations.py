@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 
 import pytest
+from sqlalchemy import event
 
 from evoforge.memory.record import Record
 from evoforge.models import GateDecision, Outcome, StageResult, TelemetryPoint, TrialStatus
@@ -104,3 +105,29 @@ def test_loop_state_round_trips_and_survives_reopen(record: Record, tmp_path: Pa
     record.close()
     again = Record.for_run_dir(tmp_path)
     assert again.load_state("sampler") == {"islands": [[1, 2, 5], [3]], "generation": 5}
+
+
+def test_the_history_of_a_run_reads_only_the_recent_rows(record: Record) -> None:
+    """The gates' history is read at every evaluation: in a record of many trials its queries must not list the run's
+    trials or sort all their stage results (SQLite's plan: no list subquery, no sort of its own)."""
+    tid = _add(record)
+    record.mark_running(tid)
+    record.finish_trial(tid, _succeeded(2.0, 3.0, [3.0, 2.0]))
+    statements: list[tuple[str, object]] = []
+
+    def grab(conn: object, cursor: object, statement: str, parameters: object, *_: object) -> None:
+        if "stage_results" in statement and statement.lstrip().upper().startswith("SELECT"):
+            statements.append((statement, parameters))
+
+    event.listen(record._engine, "before_cursor_execute", grab)
+    try:
+        history = record.history(tid)
+    finally:
+        event.remove(record._engine, "before_cursor_execute", grab)
+    assert history.stage_scores["full"] == [2.0]
+    ordered = [(s, p) for s, p in statements if "ORDER BY stage_results.id DESC" in s]
+    assert ordered, statements
+    with record._engine.connect() as conn:
+        for statement, parameters in ordered:
+            plan = " | ".join(row[3] for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters))
+            assert "LIST SUBQUERY" not in plan and "TEMP B-TREE" not in plan, plan

@@ -21,6 +21,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    exists,
     insert,
     select,
 )
@@ -93,9 +94,8 @@ class ChampionLog:
 
     def champion_decisions(self) -> list[ChampionDecision]:
         """Every decision of the run, oldest first (none for a record made before champions were kept)."""
-        of_run = select(trials.c.id).where(trials.c.run_id == self._read_scope).scalar_subquery()
-        query = (select(champion_decisions).where(champion_decisions.c.trial_id.in_(of_run))
-                 .order_by(champion_decisions.c.id))
+        in_run = exists().where(trials.c.id == champion_decisions.c.trial_id, trials.c.run_id == self._read_scope)
+        query = select(champion_decisions).where(in_run).order_by(champion_decisions.c.id)
         try:
             with self._engine.connect() as conn:
                 rows = conn.execute(query).all()

@@ -9,7 +9,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, exists, insert, select
 
 from evoforge.memory import tables as t
 from evoforge.memory.tables import finite_or_none, utcnow
@@ -69,9 +69,11 @@ def telemetry(conn: Connection, trial_id: int) -> list[TelemetryPoint]:
     ]
 
 
-def _of_run(run_id: int | None) -> Any:
-    """Rows of trials of run `run_id` (every run's when None): the trial ids, as a subquery."""
-    return select(t.trials.c.id).where(t.trials.c.run_id == run_id).scalar_subquery() if run_id is not None else None
+def _in_run(trial_id: Any, run_id: int) -> Any:
+    """`trial_id` (a column) names a trial of run `run_id`: a correlated EXISTS on the trials' primary key, so a query
+    ordered by its own id with a LIMIT reads only as many rows as it returns (`trial_id IN (the run's ids)` listed
+    every trial of the run and sorted all their rows, at each evaluation: its cost grew with the record)."""
+    return exists().where(t.trials.c.id == trial_id, t.trials.c.run_id == run_id)
 
 
 def decisions(conn: Connection, trial_id: int | None = None, run_id: int | None = None) -> list[DecisionRow]:
@@ -79,7 +81,7 @@ def decisions(conn: Connection, trial_id: int | None = None, run_id: int | None 
     if trial_id is not None:
         query = query.where(t.gate_decisions.c.trial_id == trial_id)
     elif run_id is not None:
-        query = query.where(t.gate_decisions.c.trial_id.in_(_of_run(run_id)))
+        query = query.where(_in_run(t.gate_decisions.c.trial_id, run_id))
     return [
         DecisionRow(r.trial_id, GateDecision(gate=r.gate, stage=r.stage, action=r.action, reason=r.reason,
                                              evidence=dict(r.evidence or {})))
@@ -120,7 +122,7 @@ def build_history(conn: Connection, parent_id: int | None, run_id: int | None = 
         .limit(HISTORY_STAGE_RESULTS)
     )
     if run_id is not None:
-        query = query.where(t.stage_results.c.trial_id.in_(_of_run(run_id)))
+        query = query.where(_in_run(t.stage_results.c.trial_id, run_id))
     for trial_id, stage, score in reversed(conn.execute(query).all()):
         completed[trial_id].add(stage)
         if score is not None:
