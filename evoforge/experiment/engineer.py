@@ -7,8 +7,8 @@ channel of its own (see broker.py), which also starts its candidate in a separat
 evaluator runs through /bin/sh in the trial folder too and reports via the file named by EVOFORGE_RESULT or its
 last JSON stdout line (in the ASI-Evolve layout: results.json in the trial folder, with eval_score and success).
 Each stage learns its name from EVOFORGE_STAGE (and `{stage}` in a command, ctx["stage"] in Python). The Engineer
-prepares each stage run (a `StageJob`) and classifies how it ended; the task's executor (executors/: this machine's
-sandbox, or a Ray node's) runs it.
+prepares each stage run (a `StageJob`) and classifies how it ended (verdict.py); the task's executor (executors/:
+this machine's sandbox, or a Ray node's) runs it.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import dataclasses
 import json
 import math
 import shlex
-import signal
 import statistics
 import sys
 from collections.abc import Sequence
@@ -30,30 +29,19 @@ from evoforge.config import StageConfig
 from evoforge.experiment.disk import MB, clear_trial
 from evoforge.experiment.executors import Executor, StageJob, make_executor
 from evoforge.experiment.gates import check_static, program_fingerprint
-from evoforge.experiment.harness import ERROR_KEY
 from evoforge.experiment.integrity import EvaluatorSeal
 from evoforge.experiment.launch import HARNESS
-from evoforge.experiment.result import (
-    BadResult,
-    check_schema,
-    last_json_line,
-    metrics_of,
-    read_result_file,
-    validate,
-)
 from evoforge.experiment.sandbox import SandboxResult, child_env
 from evoforge.experiment.stages import Cascade, StageRun
+from evoforge.experiment.verdict import ASI_RESULT_FILE, Reported, Verdicts, tail, traceback_tail
 from evoforge.models import EvaluationHistory, GateDecision, Outcome, StageResult, Trial, TrialStatus
 from evoforge.task.loader import Task
 from evoforge.telemetry import ENV_VAR as TELEMETRY_VAR
 
+__all__ = ["ASI_RESULT_FILE", "Engineer", "StageFiles", "traceback_tail"]
 RESULT_FILE = "result.json"
-ASI_RESULT_FILE = "results.json"  # what an ASI-Evolve eval.sh writes in its working folder
 TELEMETRY_FILE = "telemetry.jsonl"
 IMPLICIT_STAGE = "main"
-TAIL_CHARS = 2048
-TRACEBACK_LINES = 12
-LIMIT_SIGNALS = (signal.SIGKILL, signal.SIGXCPU, signal.SIGXFSZ)
 
 
 @dataclass(frozen=True)
@@ -85,6 +73,8 @@ class Engineer:
         self.stages = task.config.stages or [StageConfig(name=IMPLICIT_STAGE, timeout_s=task.config.timeout_s,
                                                          repeats=task.config.repeats)]
         self.asi = task.config.layout == "asi-evolve"
+        self.verdicts = Verdicts(task.config, harness=task.evaluator_path is not None, implicit=self.implicit,
+                                 asi=self.asi)
         self.seal = EvaluatorSeal.of(task)  # every stage checks that the evaluator is still this one
         self._ahead: dict[Path, _Ahead] = {}  # first stages started while their trials wait for a slot
 
@@ -215,14 +205,14 @@ class Engineer:
         if not job.harness:
             run = self._contain_disk(run, trial_dir)
             result_path = trial_dir / ASI_RESULT_FILE if self.asi else job.result_path
-            return StageRun(self._classify(run, self._command_result(run, result_path), stage),
-                            _tail(run.stdout_tail), _tail(run.stderr_tail))
-        reported = _Reported(done.result) if done.reported else None
+            return StageRun(self.verdicts.classify(run, self.verdicts.command_result(run, result_path), stage),
+                            tail(run.stdout_tail), tail(run.stderr_tail))
+        reported = Reported(done.result) if done.reported else None
         if run.limit is None and done.limits_hit:  # the candidate's own jail outgrew the trial's disk
             limit, _, why = done.limits_hit[0].partition(": ")
             run = dataclasses.replace(run, limit=limit, limit_reason=f"the candidate's run: {why}")
         run = self._contain_disk(run, trial_dir)
-        return StageRun(self._classify(run, reported, stage), _tail(run.stdout_tail), _tail(run.stderr_tail))
+        return StageRun(self.verdicts.classify(run, reported, stage), tail(run.stdout_tail), tail(run.stderr_tail))
 
     def _job(self, stage: StageConfig, program_path: Path, trial_dir: Path, seed: int | None,
              repeat: int = 0) -> StageJob:
@@ -274,96 +264,6 @@ class Engineer:
         command = command.replace("{task}", shlex.quote(str(self.task.root.resolve())))
         return ["/bin/sh", "-c", command], trial_dir
 
-    def _command_result(self, run: SandboxResult, result_path: Path) -> _Reported | BadResult | None:
-        """A command evaluator's result: the $EVOFORGE_RESULT file, else its last JSON object line on stdout."""
-        try:
-            raw = read_result_file(result_path)
-            if raw is None:
-                raw = last_json_line(run.stdout_tail.decode("utf-8", errors="replace"))
-        except BadResult as exc:
-            return exc
-        return None if raw is None else _Reported(raw)
-
-    def _classify(self, run: SandboxResult, reported: _Reported | BadResult | None,
-                  stage: StageConfig) -> StageResult:
-        """How the stage ended: SUCCEEDED with a score, FAILED with a reason, or PRUNED when it was stopped."""
-        done = {"name": stage.name, "seconds": run.seconds}
-        if run.stopped:
-            return StageResult(status=TrialStatus.PRUNED, **done)
-        outcome = self._outcome(run, reported, stage.timeout_s, stage.name)
-        return StageResult(status=outcome.status, score=outcome.score, metrics=outcome.metrics,
-                           error_class=outcome.error_class, error_message=outcome.error_message, **done)
-
-    def _outcome(self, run: SandboxResult, reported: _Reported | BadResult | None, timeout_s: float,
-                 stage: str | None = None) -> Outcome:
-        tails = {"seconds": run.seconds, "stdout_tail": _tail(run.stdout_tail),
-                 "stderr_tail": _tail(run.stderr_tail)}
-        if run.limit == "disk_limit":
-            return _failed("disk_limit", run.limit_reason, **tails)
-        if run.timed_out:
-            what = "timeout_s" if self.implicit else "the stage's timeout_s"
-            return _failed("timeout", f"evaluation exceeded {what}={timeout_s:g}; its processes were killed",
-                           **tails)
-        if isinstance(reported, BadResult):
-            return _failed("bad_result", str(reported), **tails)
-        if reported is None:
-            return self._no_result(run, **tails)
-        raw = reported.value
-        if self.task.evaluator_path is not None and isinstance(raw, dict) and ERROR_KEY in raw:
-            return self._harness_error(raw[ERROR_KEY], **tails)
-        if self.asi and isinstance(raw, dict) and raw.get("success") is not True:
-            return _failed("reported_failure", _asi_failure(raw), metrics=metrics_of(raw), **tails)
-        try:
-            score, metrics = validate(raw, self.task.config.objective.metric)
-            check_schema(raw, self.task.config.metrics, None if self.implicit else stage)
-        except BadResult as exc:
-            if run.returncode:  # a failed command whose stdout merely held some JSON: the failure is the news
-                return self._no_result(run, **tails)
-            return _failed("bad_result", str(exc), metrics=metrics_of(raw), **tails)
-        return Outcome(status=TrialStatus.SUCCEEDED, score=score, metrics=metrics, **tails)
-
-    def _harness_error(self, error: Any, **tails: Any) -> Outcome:
-        """Turn the harness's {"type", "message", "traceback", "error_class"} record into an outcome."""
-        if not isinstance(error, dict):
-            return _failed("bad_result", f"malformed error record from the harness: {error!r:.200}", **tails)
-        kind, message = str(error.get("type", "Exception")), str(error.get("message", ""))
-        error_class = str(error.get("error_class") or f"crash:{kind}")
-        if error_class == "bad_evaluator":
-            return _failed(error_class, message, **tails)
-        lines = traceback_tail(str(error.get("traceback", "")))
-        headline = f"{kind}: {message}" if message else kind
-        if kind == "MemoryError":
-            limit = self.task.config.limits.memory_mb
-            headline = f"{headline} under the memory limit (memory_mb={limit})"
-            error_class = "killed_by_limit"
-        return _failed(error_class, headline + "\n" + "\n".join(lines), **tails)
-
-    def _no_result(self, run: SandboxResult, **tails: Any) -> Outcome:
-        """Classify a run that left no result: killed by a limit or a signal, a failed exit, or silence."""
-        code = run.returncode if run.returncode is not None else -signal.SIGKILL
-        limits = self.task.config.limits
-        is_shell = self.task.evaluator_path is None
-        sig = -code if code < 0 else (code - 128 if is_shell and code > 128 else 0)
-        if sig in LIMIT_SIGNALS:
-            reason = {
-                signal.SIGKILL: f"killed by SIGKILL (memory limit memory_mb={limits.memory_mb} or OOM)",
-                signal.SIGXCPU: f"CPU-time limit exceeded (cpu_s={limits.cpu_s}, SIGXCPU)",
-                signal.SIGXFSZ: "file-size limit exceeded (SIGXFSZ)",
-            }[signal.Signals(sig)]
-            return _failed("killed_by_limit", reason + _stderr_hint(run), **tails)
-        if code < 0:
-            name = signal.Signals(sig).name if sig in signal.valid_signals() else f"signal {sig}"
-            return _failed(f"crash:{name}", f"evaluator killed by {name}" + _stderr_hint(run), **tails)
-        if code != 0:
-            return _failed(f"exit:{code}", f"evaluator exited with code {code} and no valid result"
-                           + _stderr_hint(run), **tails)
-        if not is_shell:
-            return _failed("early_exit", "the evaluator's process exited (code 0) before evaluate() returned, so "
-                           "nothing was reported (did the candidate, running in that process, exit it?)", **tails)
-        where = "no result file at $EVOFORGE_RESULT and no JSON object line on stdout"
-        return _failed("bad_result", f"evaluator finished but reported no result ({where})", **tails)
-
-
 @dataclass
 class _Ahead:
     """A trial's first stage started ahead by the executor, waiting to be let go by `_run_stage`."""
@@ -379,42 +279,3 @@ class _Ahead:
 
     async def abandon(self) -> None:
         await self.handle.abandon()
-
-
-@dataclass(frozen=True)
-class _Reported:
-    """The value an evaluator reported (any JSON value, None included)."""
-
-    value: Any
-
-
-def traceback_tail(text: str, limit: int = TRACEBACK_LINES) -> list[str]:
-    """The last `limit` lines of a traceback, starting at a whole frame ("  File ..."): a cut never begins with a
-    stray source or `^^^^` marker line (fewer lines, then, when a frame would be cut)."""
-    lines = text.rstrip().splitlines()
-    tail = lines[-limit:]
-    if len(lines) > limit:
-        starts = [i for i, line in enumerate(tail) if line.startswith("  File ")]
-        tail = tail[starts[0]:] if starts else tail[-1:]
-    return tail
-
-
-def _asi_failure(raw: dict[str, Any]) -> str:
-    """Why an ASI-Evolve eval.sh said success is not true: its `error` (or `temp.error`), else that alone."""
-    temp = raw.get("temp") if isinstance(raw.get("temp"), dict) else {}
-    error = raw.get("error") or temp.get("error")
-    said = f"success={json.dumps(raw.get('success'))}" if "success" in raw else "no 'success' entry"
-    return f"eval.sh reported {said} in {ASI_RESULT_FILE}" + (f": {error}" if error else "")
-
-
-def _failed(error_class: str, message: str, **fields: Any) -> Outcome:
-    return Outcome(status=TrialStatus.FAILED, error_class=error_class, error_message=message, **fields)
-
-
-def _tail(data: bytes) -> str:
-    return data[-TAIL_CHARS:].decode("utf-8", errors="replace")
-
-
-def _stderr_hint(run: SandboxResult) -> str:
-    lines = run.stderr_tail.decode("utf-8", errors="replace").strip().splitlines()[-5:]
-    return ("; stderr ends with:\n" + "\n".join(lines)) if lines else ""
