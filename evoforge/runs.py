@@ -20,7 +20,6 @@ from evoforge.experiment import Engineer
 from evoforge.experiment.executors import make_executor
 from evoforge.experiment.integrity import EvaluatorSeal
 from evoforge.experiment.isolation import describe_isolation
-from evoforge.experiment.sandbox import pidfd_child_watcher
 from evoforge.learning import Learning, open_knowledge_base
 from evoforge.llm.client import client_for_spec
 from evoforge.loop import Conductor
@@ -316,8 +315,7 @@ def _runner_of(run_dir: Path) -> str:
 
 async def _run_and_close(conductor: Conductor, proposer: Any, learning: Learning) -> str:
     try:
-        with pidfd_child_watcher():
-            return await conductor.run()
+        return await conductor.run()
     finally:
         conductor.shared.stop()
         await proposer.aclose()

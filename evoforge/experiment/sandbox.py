@@ -14,10 +14,9 @@ import asyncio
 import contextlib
 import os
 import signal
-import sys
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -27,8 +26,7 @@ from evoforge.experiment import disk
 from evoforge.experiment.isolation import resolve as resolve_isolation
 from evoforge.experiment.launch import SUPERVISOR, JailWatch, launch_argv, nproc_rlimit
 
-__all__ = ["SUPERVISOR", "SandboxResult", "Started", "child_env", "pidfd_child_watcher", "run_sandboxed",
-           "start_sandboxed", "sweep"]
+__all__ = ["SUPERVISOR", "SandboxResult", "Started", "child_env", "run_sandboxed", "start_sandboxed", "sweep"]
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder that holds the `evoforge` package
 TOKEN_VAR = "EVOFORGE_TRIAL_TOKEN"
 SECRET_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD")
@@ -149,34 +147,6 @@ async def _spawn(argv: list[str], cwd: Path, env: Mapping[str, str], pass_fds: S
         if stdin is not None:
             stdin.close()
     return proc, [open(out_r, "rb", buffering=0), open(err_r, "rb", buffering=0)]  # noqa: SIM115
-
-
-@contextlib.contextmanager
-def pidfd_child_watcher() -> Iterator[None]:
-    """While a run's event loop runs (Python 3.11 on Linux ≥ 5.3): learn of evaluations' exits through pidfds read by
-    the event loop, instead of asyncio's default thread per child blocked in waitpid (a thread start and a wake-up
-    from another thread at every evaluation: ~3 ms of the evoforge process's CPU per trial). The previous watcher is
-    put back after. Python 3.12 and later do this themselves."""
-    if sys.version_info >= (3, 12) or not _pidfd_works():
-        yield
-        return
-    previous = asyncio.get_child_watcher()
-    watcher = asyncio.PidfdChildWatcher()
-    watcher.attach_loop(asyncio.get_running_loop())
-    asyncio.set_child_watcher(watcher)
-    try:
-        yield
-    finally:
-        asyncio.set_child_watcher(previous)
-        watcher.close()
-
-
-def _pidfd_works() -> bool:
-    try:
-        os.close(os.pidfd_open(os.getpid()))
-    except (AttributeError, OSError):
-        return False
-    return True
 
 
 def sweep(token: str) -> list[int]:
