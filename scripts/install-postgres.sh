@@ -9,22 +9,8 @@ if ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then
     echo "install-postgres: PostgreSQL already installed ($(ls -d /usr/lib/postgresql/*/bin | tail -1))"
     exit 0
 fi
-cannot() {
-    echo "install-postgres: CANNOT install Debian's postgresql ($1); the PostgreSQL tests will not run." \
-         "Install it yourself: apt-get install -y postgresql" >&2
-    exit 0
-}
-command -v apt-get >/dev/null 2>&1 || cannot "apt-get not found"
-SUDO=""
-if [ "$(id -u)" != "0" ]; then
-    command -v sudo >/dev/null 2>&1 || cannot "not root and no sudo"
-    SUDO="sudo -n"
-fi
-export DEBIAN_FRONTEND=noninteractive
-if ! $SUDO apt-get install -y -q postgresql >/dev/null 2>&1; then
-    $SUDO apt-get update -q >/dev/null 2>&1 || cannot "apt-get update failed"
-    $SUDO apt-get install -y -q postgresql >/dev/null 2>&1 || cannot "apt-get install -y postgresql failed"
-fi
+. "$(dirname "$0")/apt-install.sh"
+apt_install install-postgres postgresql "the PostgreSQL tests"
 # the package may start its own cluster as a service; the tests start theirs
 $SUDO pg_ctlcluster --help >/dev/null 2>&1 && for c in $(ls /etc/postgresql 2>/dev/null); do
     for n in $(ls /etc/postgresql/"$c" 2>/dev/null); do $SUDO pg_ctlcluster "$c" "$n" stop >/dev/null 2>&1; done

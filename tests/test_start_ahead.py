@@ -46,8 +46,9 @@ def _task(tmp_path: Path, sleep: float = 0.0, timeout_s: float = 30) -> Engineer
     return Engineer(load_task(root))
 
 
-async def _wait_ready(engineer: Engineer, trial_dir: Path) -> None:
-    """Wait (bounded) until the jail started ahead says its supervisor has started."""
+async def _start_ahead(engineer: Engineer, trial_dir: Path) -> None:
+    """Start PROGRAM's first stage ahead in `trial_dir` and wait (bounded) until its jail's supervisor has started."""
+    await engineer.start_ahead(PROGRAM, trial_dir)
     ahead = engineer._ahead[trial_dir.resolve()]
     jail = ahead.started.jail
     assert jail is not None
@@ -64,8 +65,7 @@ def test_nothing_of_the_evaluator_runs_before_evaluate_lets_it_go(tmp_path: Path
     trial_dir = tmp_path / "run" / "trials" / "2"
 
     async def scenario() -> tuple[float, object]:
-        await engineer.start_ahead(PROGRAM, trial_dir)
-        await _wait_ready(engineer, trial_dir)
+        await _start_ahead(engineer, trial_dir)
         await asyncio.sleep(0.3)  # room for a harness that would not wait to go ahead anyway
         assert not (trial_dir / "imported.json").exists(), "the evaluator was imported before the trial went"
         went = time.time()
@@ -85,8 +85,7 @@ def test_the_stage_clock_starts_when_it_goes_not_when_it_started(tmp_path: Path)
     trial_dir = tmp_path / "run" / "trials" / "2"
 
     async def scenario() -> object:
-        await engineer.start_ahead(PROGRAM, trial_dir)
-        await _wait_ready(engineer, trial_dir)
+        await _start_ahead(engineer, trial_dir)
         await asyncio.sleep(2.0)  # longer than the stage's timeout: a clock started with the jail would run out
         return await engineer.evaluate(PROGRAM, trial_dir)
 
@@ -101,8 +100,7 @@ def test_a_stage_started_ahead_and_dropped_leaves_nothing_running(tmp_path: Path
     trial_dir = tmp_path / "run" / "trials" / "2"
 
     async def scenario() -> tuple[int, str]:
-        await engineer.start_ahead(PROGRAM, trial_dir)
-        await _wait_ready(engineer, trial_dir)
+        await _start_ahead(engineer, trial_dir)
         started = engineer._ahead[trial_dir.resolve()].started
         await engineer.drop_ahead(trial_dir)
         return started.proc.pid, started.token
