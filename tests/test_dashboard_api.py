@@ -86,7 +86,8 @@ def test_tree_layout_holds_a_2000_deep_chain_and_a_2000_wide_fan() -> None:
 
 def test_trial_page_has_diff_outcome_curves_and_learning(client: TestClient, run_dir: Path) -> None:
     o = client.get("/api/runs/0/overview").json()
-    child = [t for t in o["trials"] if t["parents"] and t["status"] == "succeeded"][-1]  # late: knowledge exists
+    child = [t for t in o["trials"] if t["parents"] and t["status"] == "succeeded"  # late: knowledge exists;
+             and t["reused_from"] is None][-1]  # evaluated (a reused duplicate has no curves of its own)
     t = client.get(f"/api/runs/0/trials/{child['id']}").json()
     assert t["diff"].startswith("--- a/") and t["parent"]["id"] == t["parent_ids"][0]
     assert len(t["curves"]["main/loss"]) == 6 and len(t["parent"]["curves"]["main/loss"]) == 6
