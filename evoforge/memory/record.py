@@ -133,6 +133,7 @@ class Record(RunRows, Claims, ResearchLog, ChampionLog):
         self._shown = self._engine.url.render_as_string(hide_password=True)
         self._run_id: int | None = run_id
         self._open_transactions()
+        self._analysis_texts = {}
         self._trial_columns = list(t.trials.c)
         self._run_scoped = {t.agendas.name, t.llm_calls.name}  # tables with a run_id (version 4 on)
         self._from_row = _trial_from_row

@@ -17,6 +17,8 @@ from evoforge.memory.transactions import Transactions
 from evoforge.memory.upgrades import LEGACY_STATE as _LEGACY_STATE
 from evoforge.models import LLMCall
 
+ANALYSES_KEPT = 4096  # trials whose latest analysis text the record keeps in memory (`latest_analysis`)
+
 
 class ResearchLog(Transactions):
     """Everything recorded around trials; `Record` provides the engine and the run (`run_id`; `_run_scoped`: the
@@ -25,6 +27,9 @@ class ResearchLog(Transactions):
     run_id: int
     _read_scope: int
     _run_scoped: set[str]
+    # trial id → the text of its latest analysis of kind "analysis", for the trials this object wrote or read one
+    # of (at most ANALYSES_KEPT, the oldest forgotten first); made by `Record`
+    _analysis_texts: dict[int, str]
 
     def add_llm_calls(self, trial_id: int | None, calls: Sequence[LLMCall]) -> None:
         if not calls:
@@ -44,12 +49,43 @@ class ResearchLog(Transactions):
             conn.execute(insert(t.llm_calls), rows)
 
     def add_analysis(self, trial_id: int, kind: str, text: str, data: dict[str, Any] | None = None) -> None:
+        if kind == "analysis":
+            self._analysis_texts.pop(trial_id, None)  # until the new one is committed, read again
         with self._writing() as conn:
             conn.execute(
                 insert(t.analyses).values(
                     trial_id=trial_id, kind=kind, text=text, data=dict(data or {}), created_at=utcnow()
                 )
             )
+        if kind == "analysis":
+            self._after_commit(lambda: self._keep_analysis(trial_id, text))
+
+    def _keep_analysis(self, trial_id: int, text: str) -> None:
+        texts = self._analysis_texts
+        texts.pop(trial_id, None)
+        texts[trial_id] = text
+        if len(texts) > ANALYSES_KEPT:
+            texts.pop(next(iter(texts)), None)
+
+    def known_analysis(self, trial_id: int) -> str | None:
+        """The text of the trial's latest analysis when this object knows it without a read (it wrote or read it),
+        else None; safe to call from any thread."""
+        return self._analysis_texts.get(trial_id)
+
+    def latest_analysis(self, trial_id: int) -> str:
+        """The text of the trial's latest analysis of kind "analysis" ("" while it has none). A trial analysed is
+        read once: its text is kept (an analysis added through this object replaces it)."""
+        known = self.known_analysis(trial_id)
+        if known is not None:
+            return known
+        a = t.analyses.c
+        query = select(a.text).where(a.trial_id == trial_id, a.kind == "analysis").order_by(a.id.desc()).limit(1)
+        with self._engine.connect() as conn:
+            text = conn.execute(query).scalar()
+        if text is None:  # none yet (its analysis may be on its way, maybe from another runner): not kept
+            return ""
+        self._keep_analysis(trial_id, text)
+        return text
 
     def llm_calls(self, trial_id: int | None = None) -> list[LLMCallRow]:
         """The LLM calls of one trial, or of the whole run when `trial_id` is None; oldest first."""

@@ -30,6 +30,7 @@ class Transactions:
     def _open_transactions(self) -> None:
         self._listeners: list[Callable[[Trial], None]] = []
         self._unsent: list[Trial] = []  # trials written inside the open batch, told to the listeners once it commits
+        self._on_commit: list[Callable[[], None]] = []  # what runs once the open batch commits (`_after_commit`)
         self._io_thread: ThreadPoolExecutor | None = None  # the record's own thread (see `io`)
         self._deferred = threading.local()  # `active` on the record's thread inside `io`: the caller tells
 
@@ -55,6 +56,14 @@ class Transactions:
             listener(trial)
         return trial
 
+    def _after_commit(self, hook: Callable[[], None]) -> None:
+        """Run `hook` once what this thread wrote is committed: at the end of its open batch (never, when the batch
+        rolls back), else now (a write outside a batch commits before it returns)."""
+        if self._batch is not None and self._batch_thread == threading.get_ident():
+            self._on_commit.append(hook)
+        else:
+            hook()
+
     @contextmanager
     def batch(self) -> Iterator[list[Trial]]:
         """Make the writes inside (from this thread) one transaction: all committed at the end, or none on an error;
@@ -64,13 +73,17 @@ class Transactions:
             yield self._unsent
             return
         unsent: list[Trial] = []
+        hooks: list[Callable[[], None]] = []
         try:
             with self._engine.begin() as conn:
-                self._batch, self._batch_thread, self._unsent = conn, threading.get_ident(), unsent
+                self._batch, self._batch_thread = conn, threading.get_ident()
+                self._unsent, self._on_commit = unsent, hooks
                 yield unsent
         finally:
             self._batch = self._batch_thread = None
-            self._unsent = []
+            self._unsent, self._on_commit = [], []
+        for hook in hooks:
+            hook()
         if not getattr(self._deferred, "active", False):
             for trial in unsent:
                 self._wrote(trial)
