@@ -25,6 +25,7 @@ from evoforge.memory import evaluations as ev
 from evoforge.memory import tables as t
 from evoforge.memory.champion_log import ChampionLog
 from evoforge.memory.claims import OPEN, ClaimLost, Claims
+from evoforge.memory.history import KeptHistory
 from evoforge.memory.locations import (  # noqa: F401 - re-exported: where a run folder keeps its record
     RECORD_FILE,
     record_file,
@@ -134,6 +135,7 @@ class Record(RunRows, Claims, ResearchLog, ChampionLog):
         self._run_id: int | None = run_id
         self._open_transactions()
         self._analysis_texts = {}
+        self._history: KeptHistory | None = None
         self._trial_columns = list(t.trials.c)
         self._run_scoped = {t.agendas.name, t.llm_calls.name}  # tables with a run_id (version 4 on)
         self._from_row = _trial_from_row
@@ -377,9 +379,13 @@ class Record(RunRows, Claims, ResearchLog, ChampionLog):
         return None if row is None else _trial_from_row(row)
 
     def history(self, parent_id: int | None) -> EvaluationHistory:
-        """What the gates compare a child of `parent_id` with (see memory/evaluations.py)."""
+        """What the gates compare a child of `parent_id` with (see memory/history.py: kept between calls, each reads
+        only what was committed since the last)."""
+        scope = self._read_scope
+        if self._history is None or self._history.run_id != scope:
+            self._history = KeptHistory(scope, incremental=self._engine.dialect.name == "sqlite")
         with self._engine.connect() as conn:
-            return ev.build_history(conn, parent_id, self._read_scope)
+            return self._history.build(conn, parent_id)
 
     def stage_results(self, trial_id: int) -> list[StageResult]:
         with self._engine.connect() as conn:
