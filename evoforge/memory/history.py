@@ -10,10 +10,10 @@ was read) every build reads everything again, as `evaluations.build_history` doe
 from __future__ import annotations
 
 import threading
-from collections import defaultdict, deque
-from collections.abc import Iterable
+from collections import Counter, defaultdict, deque
+from collections.abc import Iterable, Mapping
 
-from sqlalchemy import Connection, Select, bindparam, select
+from sqlalchemy import Connection, Select, bindparam, or_, select
 
 from evoforge.memory import tables as t
 from evoforge.memory.evaluations import _in_run, stage_results
@@ -67,16 +67,23 @@ def _full_seconds(conn: Connection, run_id: int | None) -> list[float]:
     return [float(s) for s in conn.execute(full).scalars()]
 
 
-def _assemble(rows: Iterable[StageRow], parent_id: int | None, curves: dict[int, Curves],
-              parent_scores: dict[str, float], full_seconds: list[float]) -> EvaluationHistory:
-    """The history from the newest stage rows (oldest first), the curves of their newest trials (and the
-    parent's), the parent's stage scores and the full evaluations' seconds."""
-    stage_scores: dict[str, list[float]] = defaultdict(list)
-    completed: dict[int, set[str]] = defaultdict(set)
+def _tally(rows: Iterable[StageRow]) -> tuple[dict[str, list[float]], dict[int, Counter[str]]]:
+    """Stage rows (oldest first) as the scores per stage and the stages each trial completed."""
+    scores: dict[str, list[float]] = defaultdict(list)
+    completed: dict[int, Counter[str]] = defaultdict(Counter)
     for trial_id, stage, score in rows:
-        completed[trial_id].add(stage)
+        completed[trial_id][stage] += 1
         if score is not None:
-            stage_scores[stage].append(float(score))
+            scores[stage].append(float(score))
+    return scores, completed
+
+
+def _assemble(scores: Mapping[str, Iterable[float]], completed: Mapping[int, Counter[str]], parent_id: int | None,
+              curves: dict[int, Curves], parent_scores: dict[str, float], full_seconds: list[float]
+              ) -> EvaluationHistory:
+    """The history from the scores per stage and the stages completed per trial (of the newest stage results),
+    the curves of the newest of those trials (and the parent's), the parent's stage scores and the full
+    evaluations' seconds."""
     compared: dict[str, dict[str, list[Curve]]] = defaultdict(lambda: defaultdict(list))
     for trial_id in recent_trials(completed):
         for stage, metrics in curves.get(trial_id, {}).items():
@@ -84,7 +91,7 @@ def _assemble(rows: Iterable[StageRow], parent_id: int | None, curves: dict[int,
                 for name, curve in metrics.items():
                     compared[stage][name].append(curve)
     return EvaluationHistory(
-        stage_scores={k: list(v) for k, v in stage_scores.items()},
+        stage_scores={k: list(v) for k, v in scores.items()},
         parent_stage_scores=parent_scores,
         curves={stage: dict(metrics) for stage, metrics in compared.items()},
         parent_curves=curves.get(parent_id, {}) if parent_id is not None else {},
@@ -109,21 +116,27 @@ def build_history(conn: Connection, parent_id: int | None, run_id: int | None = 
     full-run costs (of run `run_id`'s trials when given)."""
     query = _succeeded_stages(run_id).order_by(t.stage_results.c.id.desc()).limit(HISTORY_STAGE_RESULTS)
     rows = [(trial_id, stage, score) for _id, trial_id, stage, score in conn.execute(query, {"after": 0}).all()][::-1]
-    recent = recent_trials({trial_id for trial_id, _, _ in rows})
+    scores, completed = _tally(rows)
+    recent = recent_trials(completed)
     ids = recent + ([parent_id] if parent_id is not None and parent_id not in recent else [])
     parent_scores = _parent_scores(conn, parent_id)[0] if parent_id is not None else {}
-    return _assemble(rows, parent_id, curves_of(conn, ids), parent_scores, _full_seconds(conn, run_id))
+    return _assemble(scores, completed, parent_id, curves_of(conn, ids), parent_scores, _full_seconds(conn, run_id))
 
 
 class KeptHistory:
     """One run's history between builds (see the module's docstring); `incremental=False` reads it all each time."""
 
-    def __init__(self, run_id: int | None, *, incremental: bool) -> None:
+    def __init__(self, run_id: int, *, incremental: bool) -> None:
         self.run_id, self.incremental = run_id, incremental
-        self._rows: deque[StageRow] = deque(maxlen=HISTORY_STAGE_RESULTS)
+        self._rows: deque[StageRow] = deque()  # the newest succeeded stage results, oldest first
         self._last_id = 0  # the newest stage result read
+        self._scores: dict[str, deque[float]] = {}  # of `_rows`, per stage, oldest first
+        self._completed: dict[int, Counter[str]] = {}  # of `_rows`: trial id → its stages
         self._curves: dict[int, Curves] = {}  # of trials with stage results (complete: written with them)
         self._parents: dict[int, dict[str, float]] = {}  # parent id → stage scores, of parents with stage results
+        self._newest_trial = 0  # the newest trial read
+        self._open: set[int] = set()  # trials up to it that were unfinished when read: their status may change
+        self._seconds: dict[int, float] = {}  # trial id → seconds, of the newest succeeded, originally evaluated
         self._lock = threading.Lock()
 
     def build(self, conn: Connection, parent_id: int | None) -> EvaluationHistory:
@@ -133,25 +146,64 @@ class KeptHistory:
             return self._build(conn, parent_id)
 
     def _build(self, conn: Connection, parent_id: int | None) -> EvaluationHistory:
-        query = _succeeded_stages(self.run_id).order_by(t.stage_results.c.id)
-        if not self._last_id:  # the first build: only the newest rows are needed
-            query = (_succeeded_stages(self.run_id).order_by(t.stage_results.c.id.desc())
-                     .limit(HISTORY_STAGE_RESULTS))
-        new = conn.execute(query, {"after": self._last_id}).all()
-        for row_id, trial_id, stage, score in sorted(new):
-            self._rows.append((trial_id, stage, score))
-            self._last_id = max(self._last_id, row_id)
-        with_stages = {trial_id for trial_id, _, _ in self._rows}
-        recent = recent_trials(with_stages)
+        self._read_stage_results(conn)
+        completed = self._completed
+        recent = recent_trials(completed)
         ids = recent + ([parent_id] if parent_id is not None and parent_id not in recent else [])
         missing = [i for i in ids if i not in self._curves]
         read = curves_of(conn, missing)
         wanted = set(ids)
         self._curves = {i: c for i, c in self._curves.items() if i in wanted}
-        self._curves.update({i: read.get(i, {}) for i in missing if i in with_stages})
-        known = {**self._curves, **{i: read[i] for i in missing if i not in with_stages and i in read}}
-        return _assemble(self._rows, parent_id, known, self._parent_scores(conn, parent_id),
-                         _full_seconds(conn, self.run_id))
+        self._curves.update({i: read.get(i, {}) for i in missing if i in completed})
+        known = {**self._curves, **{i: read[i] for i in missing if i not in completed and i in read}}
+        return _assemble(self._scores, completed, parent_id, known, self._parent_scores(conn, parent_id),
+                         self._full_seconds(conn))
+
+    def _read_stage_results(self, conn: Connection) -> None:
+        """Add the stage results committed since the last build (at the first, the newest ones) and let the oldest
+        go past HISTORY_STAGE_RESULTS."""
+        query = _succeeded_stages(self.run_id).order_by(t.stage_results.c.id)
+        if not self._last_id:
+            query = _succeeded_stages(self.run_id).order_by(t.stage_results.c.id.desc()).limit(HISTORY_STAGE_RESULTS)
+        for row_id, trial_id, stage, score in sorted(conn.execute(query, {"after": self._last_id}).all()):
+            self._last_id = max(self._last_id, row_id)
+            self._rows.append((trial_id, stage, score))
+            self._completed.setdefault(trial_id, Counter())[stage] += 1
+            if score is not None:
+                self._scores.setdefault(stage, deque()).append(float(score))
+        while len(self._rows) > HISTORY_STAGE_RESULTS:
+            trial_id, stage, score = self._rows.popleft()
+            stages = self._completed[trial_id]
+            stages[stage] -= 1
+            if not stages[stage]:
+                del stages[stage]
+                if not stages:
+                    del self._completed[trial_id]
+            if score is not None:
+                scores = self._scores[stage]
+                scores.popleft()  # the stage's oldest score: rows and scores keep one order
+                if not scores:
+                    del self._scores[stage]
+
+    def _full_seconds(self, conn: Connection) -> list[float]:
+        """Seconds of the run's newest HISTORY_TRIALS succeeded, originally evaluated trials, newest first: read are
+        the trials added since the last build and those that were unfinished then (a finished trial never
+        changes)."""
+        c = t.trials.c
+        query = (select(c.id, c.status, c.seconds, c.reused_from)
+                 .where(c.run_id == self.run_id, or_(c.id > self._newest_trial, c.id.in_(sorted(self._open)))))
+        for trial_id, status, seconds, reused_from in conn.execute(query).all():
+            self._newest_trial = max(self._newest_trial, trial_id)
+            if not TrialStatus(status).finished:
+                self._open.add(trial_id)
+                continue
+            self._open.discard(trial_id)
+            if status == TrialStatus.SUCCEEDED.value and reused_from is None:
+                self._seconds[trial_id] = float(seconds)
+        newest = sorted(self._seconds, reverse=True)[:HISTORY_TRIALS]
+        if len(self._seconds) > 2 * HISTORY_TRIALS:
+            self._seconds = {i: self._seconds[i] for i in newest}
+        return [self._seconds[i] for i in newest]
 
     def _parent_scores(self, conn: Connection, parent_id: int | None) -> dict[str, float]:
         if parent_id is None:
