@@ -197,3 +197,22 @@ def test_a_build_reads_only_the_stage_results_committed_since_the_last(record: R
     with record._engine.connect() as conn:
         read = [len(conn.exec_driver_sql(s, p).all()) for s, p in statements]  # type: ignore[arg-type]
     assert sum(read) <= 2 + 2, (read, statements)  # the new trial's two stages (and the parent's, if read again)
+
+
+def test_the_lookup_of_an_earlier_evaluation_uses_the_fingerprints_index(record: Record) -> None:
+    """At every evaluation the record looks for an earlier trial with the same program: by its fingerprint's index,
+    not a walk over all the run's trials (a cost that grew with the record)."""
+    statements: list[tuple[str, object]] = []
+
+    def grab(conn: object, cursor: object, statement: str, parameters: object, *_: object) -> None:
+        statements.append((statement, parameters))
+
+    event.listen(record._engine, "before_cursor_execute", grab)
+    try:
+        assert record.find_fingerprint("abc") is None
+    finally:
+        event.remove(record._engine, "before_cursor_execute", grab)
+    with record._engine.connect() as conn:
+        plans = [" | ".join(row[3] for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + s, p))  # type: ignore[arg-type]
+                 for s, p in statements if "fingerprint" in s]
+    assert plans and all("ix_trials_fingerprint" in plan for plan in plans), plans

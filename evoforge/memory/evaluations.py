@@ -9,8 +9,9 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, exists, insert, select
+from sqlalchemy import Connection, bindparam, exists, select
 
+from evoforge.memory import statements as st
 from evoforge.memory import tables as t
 from evoforge.memory.tables import finite_or_none, utcnow
 from evoforge.models import GateDecision, Outcome, StageResult, TelemetryPoint, TrialStatus
@@ -27,33 +28,36 @@ class DecisionRow:
 def write_evaluation(conn: Connection, trial_id: int, outcome: Outcome) -> None:
     """Store an outcome's stage results, telemetry and gate decisions (inside the caller's transaction)."""
     if outcome.stages:
-        conn.execute(insert(t.stage_results), [
+        conn.execute(st.INSERT_STAGE_RESULTS, [
             dict(trial_id=trial_id, position=i, stage=s.name, status=s.status.value, score=finite_or_none(s.score),
                  metrics=dict(s.metrics), seconds=float(s.seconds), error_class=s.error_class,
                  error_message=s.error_message)
             for i, s in enumerate(outcome.stages)
         ])
     if outcome.telemetry:
-        conn.execute(insert(t.telemetry), [
+        conn.execute(st.INSERT_TELEMETRY, [
             dict(trial_id=trial_id, stage=p.stage, step=p.step, name=p.name, value=finite_or_none(p.value),
                  elapsed_s=float(p.t))
             for p in outcome.telemetry
         ])
     if outcome.decisions:
         now = utcnow()
-        conn.execute(insert(t.gate_decisions), [
+        conn.execute(st.INSERT_GATE_DECISIONS, [
             dict(trial_id=trial_id, stage=d.stage, gate=d.gate, action=d.action, reason=d.reason,
                  evidence=dict(d.evidence), created_at=now)
             for d in outcome.decisions
         ])
 
 
+_STAGE_RESULTS = (select(t.stage_results).where(t.stage_results.c.trial_id == bindparam("trial_"))
+                  .order_by(t.stage_results.c.position))
+
+
 def stage_results(conn: Connection, trial_id: int) -> list[StageResult]:
-    query = select(t.stage_results).where(t.stage_results.c.trial_id == trial_id).order_by(t.stage_results.c.position)
     return [
         StageResult(name=r.stage, status=TrialStatus(r.status), score=r.score, metrics=dict(r.metrics or {}),
                     seconds=r.seconds, error_class=r.error_class, error_message=r.error_message)
-        for r in conn.execute(query).all()
+        for r in conn.execute(_STAGE_RESULTS, {"trial_": trial_id}).all()
     ]
 
 

@@ -34,6 +34,15 @@ def _succeeded_stages(run_id: int | None) -> Select[tuple[int, int, str, float |
     return query if run_id is None else query.where(_in_run(s.trial_id, run_id))
 
 
+_CURVE_POINTS = (  # parameter: trials_ (a list of trial ids)
+    select(t.telemetry.c.trial_id, t.telemetry.c.stage, t.telemetry.c.name, t.telemetry.c.step,
+           t.telemetry.c.value, t.telemetry.c.elapsed_s)
+    .where(t.telemetry.c.trial_id.in_(bindparam("trials_", expanding=True)), t.telemetry.c.step.is_not(None),
+           t.telemetry.c.value.is_not(None))
+    .order_by(t.telemetry.c.id)
+)
+
+
 def curves_of(conn: Connection, trial_ids: list[int]) -> dict[int, dict[str, dict[str, Curve]]]:
     """trial id → stage → metric → curve (points ordered by step)."""
     if not trial_ids:
@@ -41,13 +50,7 @@ def curves_of(conn: Connection, trial_ids: list[int]) -> dict[int, dict[str, dic
     points: dict[int, dict[str, dict[str, list[tuple[int, float, float]]]]] = defaultdict(
         lambda: defaultdict(lambda: defaultdict(list))
     )
-    query = (
-        select(t.telemetry.c.trial_id, t.telemetry.c.stage, t.telemetry.c.name, t.telemetry.c.step,
-               t.telemetry.c.value, t.telemetry.c.elapsed_s)
-        .where(t.telemetry.c.trial_id.in_(trial_ids), t.telemetry.c.step.is_not(None), t.telemetry.c.value.is_not(None))
-        .order_by(t.telemetry.c.id)
-    )
-    for trial_id, stage, name, step, value, at in conn.execute(query).all():
+    for trial_id, stage, name, step, value, at in conn.execute(_CURVE_POINTS, {"trials_": trial_ids}).all():
         points[trial_id][stage][name].append((int(step), float(value), float(at)))
     return {
         tid: {stage: {name: tuple(sorted(c)) for name, c in metrics.items()} for stage, metrics in stages.items()}
@@ -138,6 +141,13 @@ class KeptHistory:
         self._open: set[int] = set()  # trials up to it that were unfinished when read: their status may change
         self._seconds: dict[int, float] = {}  # trial id → seconds, of the newest succeeded, originally evaluated
         self._lock = threading.Lock()
+        stages = _succeeded_stages(run_id)
+        self._first_stages = stages.order_by(t.stage_results.c.id.desc()).limit(HISTORY_STAGE_RESULTS)
+        self._new_stages = stages.order_by(t.stage_results.c.id)
+        c = t.trials.c
+        self._new_trials = (select(c.id, c.status, c.seconds, c.reused_from)  # parameters: newest_, open_
+                            .where(c.run_id == run_id, or_(c.id > bindparam("newest_"),
+                                                           c.id.in_(bindparam("open_", expanding=True)))))
 
     def build(self, conn: Connection, parent_id: int | None) -> EvaluationHistory:
         if not self.incremental:
@@ -162,9 +172,7 @@ class KeptHistory:
     def _read_stage_results(self, conn: Connection) -> None:
         """Add the stage results committed since the last build (at the first, the newest ones) and let the oldest
         go past HISTORY_STAGE_RESULTS."""
-        query = _succeeded_stages(self.run_id).order_by(t.stage_results.c.id)
-        if not self._last_id:
-            query = _succeeded_stages(self.run_id).order_by(t.stage_results.c.id.desc()).limit(HISTORY_STAGE_RESULTS)
+        query = self._new_stages if self._last_id else self._first_stages
         for row_id, trial_id, stage, score in sorted(conn.execute(query, {"after": self._last_id}).all()):
             self._last_id = max(self._last_id, row_id)
             self._rows.append((trial_id, stage, score))
@@ -189,10 +197,8 @@ class KeptHistory:
         """Seconds of the run's newest HISTORY_TRIALS succeeded, originally evaluated trials, newest first: read are
         the trials added since the last build and those that were unfinished then (a finished trial never
         changes)."""
-        c = t.trials.c
-        query = (select(c.id, c.status, c.seconds, c.reused_from)
-                 .where(c.run_id == self.run_id, or_(c.id > self._newest_trial, c.id.in_(sorted(self._open)))))
-        for trial_id, status, seconds, reused_from in conn.execute(query).all():
+        read = conn.execute(self._new_trials, {"newest_": self._newest_trial, "open_": sorted(self._open)})
+        for trial_id, status, seconds, reused_from in read.all():
             self._newest_trial = max(self._newest_trial, trial_id)
             if not TrialStatus(status).finished:
                 self._open.add(trial_id)

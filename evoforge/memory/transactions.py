@@ -48,6 +48,16 @@ class Transactions:
         with self._engine.begin() as conn:
             yield conn
 
+    @contextmanager
+    def _reading(self) -> Iterator[Connection]:
+        """A connection to read with: the batch's when this thread has one open (no connection taken from the pool
+        and handed back; it sees the batch's own writes), else one of its own."""
+        if self._batch is not None and self._batch_thread == threading.get_ident():
+            yield self._batch
+            return
+        with self._engine.connect() as conn:
+            yield conn
+
     def _wrote(self, trial: Trial) -> Trial:
         if self._batch is not None and self._batch_thread == threading.get_ident():
             self._unsent.append(trial)  # told once the batch commits
