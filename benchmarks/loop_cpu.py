@@ -17,20 +17,39 @@ from pathlib import Path
 
 from _harness import Answers, FakeLLM, make_task
 
-CHILD = """import json, sys, time
+CHILD = """import json, sys, threading, time
 from evoforge import loop
 marks = []
+threads = []  # CPU seconds by thread name at the first and the latest mark
 finished = loop.Conductor._finished
+
+def by_thread():
+    cpu = {}
+    for thread in threading.enumerate():
+        try:
+            seconds = time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
+        except (OSError, TypeError):  # ended meanwhile
+            continue
+        name = thread.name.rstrip("0123456789").rstrip("_-") or "?"
+        cpu[name] = cpu.get(name, 0.0) + seconds
+    return cpu
 
 def timed(self, trial_id):
     trial = finished(self, trial_id)
     marks.append((time.thread_time(), time.process_time()))  # called on the event loop's thread
+    if len(marks) <= 2:
+        threads[:] = [by_thread()]
+    elif len(threads) == 1:
+        threads.append(by_thread())
+    else:
+        threads[1] = by_thread()
     return trial
 
 loop.Conductor._finished = timed
 from evoforge.__main__ import main
 status = main(sys.argv[1:])
 print("MARKS " + json.dumps(marks))
+print("THREADS " + json.dumps(threads))
 sys.exit(status)
 """
 
@@ -56,6 +75,12 @@ def main() -> None:
         process_ms = 1000 * (marks[-1][1] - marks[0][1]) / n
         print(f"{'lean' if args.lean else 'default'} settings, {n} trials in the steady state: event loop thread "
               f"{loop_ms:.1f} ms CPU per trial, whole process {process_ms:.1f} ms")
+        threads = [line for line in done.stdout.splitlines() if line.startswith("THREADS ")]
+        first, last = json.loads(threads[-1].removeprefix("THREADS "))
+        shares = {name: 1000 * (last[name] - first.get(name, 0.0)) / (n - 1) for name in last}
+        shares["(threads not made by Python)"] = process_ms - sum(shares.values())
+        print("by thread, ms CPU per trial: " + ", ".join(f"{name} {ms:.1f}" for name, ms in
+                                                          sorted(shares.items(), key=lambda kv: -kv[1])))
         print(f"RESULT loop_cpu_ms_per_trial={loop_ms:.1f} process_cpu_ms_per_trial={process_ms:.1f}")
 
 
