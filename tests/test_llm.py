@@ -222,6 +222,31 @@ def test_a_request_goes_without_the_openai_sdk(fake_llm: FakeLLM) -> None:
     assert done.stdout.split() == ["hello", "False"], done.stderr
 
 
+def test_a_request_runs_in_the_callers_task(fake_llm: FakeLLM, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The per-call deadline bounds the request where it runs: no task of its own per request (its creation, steps
+    and wake-ups cost event-loop CPU, three calls a trial)."""
+    fake_llm.push("hi")
+    client = fast_client(fake_llm)
+    tasks: list[object] = []
+    real = client._request
+
+    async def spy(*args: object) -> object:
+        tasks.append(asyncio.current_task())
+        return await real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(client, "_request", spy)
+
+    async def go() -> object:
+        try:
+            await client.complete(MESSAGES, role="r")
+            return asyncio.current_task()
+        finally:
+            await client.aclose()
+
+    caller = asyncio.run(go())
+    assert tasks == [caller]
+
+
 def test_answers_that_are_no_chat_completion(fake_llm: FakeLLM) -> None:
     fake_llm.push(Reply(status=200, body='{"id": "x", "choices": [{"message": {"content": "NA'),
                   Reply(status=200, body='{"error": "overloaded"}'),
