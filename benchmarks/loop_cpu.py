@@ -3,7 +3,9 @@ researcher's and the analyzer's calls, the record, prompt building, the sandbox 
 thread (MiniLM encoding, retrieval) and the progress display's, beside the whole process's, in the steady state
 (from the first child's end to the last's). Default settings, instant fake LLM, trivial evaluator, concurrency 1.
 
-    .venv/bin/python benchmarks/loop_cpu.py [--trials 80] [--lean]
+    .venv/bin/python benchmarks/loop_cpu.py [--trials 80] [--lean] [--in-record 0]
+
+`--in-record N` first fills the record with N finished trials (then resumes the run): how the cost grows with it.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _harness import Answers, FakeLLM, make_task
+from _harness import Answers, FakeLLM, make_task, prefill
 
 CHILD = """import json, sys, threading, time
 from evoforge import loop
@@ -58,6 +60,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--trials", type=int, default=80)
     parser.add_argument("--lean", action="store_true", help="embeddings and the review off")
+    parser.add_argument("--in-record", type=int, default=0, help="fill the record with this many trials first")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as name, FakeLLM() as fake:
         tmp = Path(name)
@@ -65,6 +68,11 @@ def main() -> None:
         task = make_task(tmp / "task", 0.0, fake.base_url, lean=args.lean)
         command = [sys.executable, "-c", CHILD, "run", str(task), "--run-dir", str(tmp / "run"), "--llm",
                    "fake-model", "--trials", str(args.trials + 1), "--concurrency", "1"]
+        if args.in_record:
+            subprocess.run([*command[:-4], "--trials", "1", "--concurrency", "1"], capture_output=True, check=True)
+            prefill(tmp / "run", args.in_record)
+            command = [sys.executable, "-c", CHILD, "resume", str(tmp / "run"), "--trials",
+                       str(args.trials + 2 + args.in_record)]
         done = subprocess.run(command, capture_output=True, text=True, check=False)
         lines = [line for line in done.stdout.splitlines() if line.startswith("MARKS ")]
         if done.returncode != 0 or not lines:
