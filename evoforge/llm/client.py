@@ -100,7 +100,12 @@ class LLMClient(ChatClient):
             return Failure(retryable, hint, str(exc))
         retryable = isinstance(exc, httpx2.TransportError)  # no connection, a dropped one, a timeout
         down = unreachable(exc, httpx2.TransportError, httpx2.TimeoutException)
-        return Failure(retryable, None, f"{type(exc).__name__}: {exc}", unreachable=down)
+        what = f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, httpx2.TimeoutException):
+            what = f"Request timed out ({what})"
+        elif retryable:
+            what = f"Connection error ({what})"
+        return Failure(retryable, None, what, unreachable=down)
 
 
 def parse_completion(raw: str) -> Reply:
