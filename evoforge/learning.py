@@ -77,10 +77,17 @@ class Learning:
         timing evaluations and streaming telemetry meanwhile, and the base sees one caller at a time."""
         return await asyncio.get_running_loop().run_in_executor(self._kb_thread, functools.partial(fn, *args, **kwargs))
 
-    async def retrieve(self, parent: Trial, failures: Sequence[Trial]) -> list[Hit]:
-        return await self._off_loop(self._retrieve, parent, failures)
+    async def parent_analysis(self, parent: Trial) -> str:
+        """The text of the parent's latest analysis ("" when it has none yet): a trial analysed in this session, or
+        read once, needs no trip to the record's thread."""
+        known = self.record.known_analysis(parent.id)
+        return known if known is not None else await self.record.io(self.record.latest_analysis, parent.id)
 
-    def _retrieve(self, parent: Trial, failures: Sequence[Trial]) -> list[Hit]:
+    async def retrieve(self, parent: Trial, failures: Sequence[Trial], analysis: str) -> list[Hit]:
+        """Knowledge for the next proposal (`analysis`: the parent's, as `parent_analysis` gives it)."""
+        return await self._off_loop(self._retrieve, parent, failures, analysis)
+
+    def _retrieve(self, parent: Trial, failures: Sequence[Trial], analysis: str) -> list[Hit]:
         """Knowledge for the next proposal, queried with the failure symptoms, the parent's analysis and digest,
         and the start of the problem. The round's specifics come first: the dense encoder reads only the first 256
         tokens of the query, which a long problem statement would otherwise fill on its own."""
@@ -88,8 +95,7 @@ class Learning:
         if k == 0:
             return []
         symptoms = " ".join(f"{t.error_class or ''} {(t.error_message or '')[:200]}" for t in failures)
-        analysis = self.parent_analysis(parent)[:600]
-        query = f"{symptoms}\n{analysis}\n{parent.digest}\n{self.task.problem_text[:QUERY_CHARS]}"
+        query = f"{symptoms}\n{analysis[:600]}\n{parent.digest}\n{self.task.problem_text[:QUERY_CHARS]}"
         return self.kb.search(query.strip(), k)
 
     @staticmethod
@@ -104,10 +110,6 @@ class Learning:
         self.record.add_knowledge_shown(
             trial_id, [(int(h.item.id or 0), h.item.kind, h.item.title, h.score) for h in hits]
         )
-
-    def parent_analysis(self, parent: Trial) -> str:
-        texts = [a.text for a in self.record.analyses(parent.id) if a.kind == "analysis"]
-        return texts[-1] if texts else ""
 
     # ---- ANALYZE ----------------------------------------------------------------------------------------
     async def analyze(self, trial: Trial, outcome: Outcome, digest: Digest, parent: Trial | None,

@@ -108,8 +108,10 @@ class Conductor(Recovery):
         parent = trial_pass.parent = pick.parent
         self.state.pending_parents[parent.id] += 1  # at once: the next pick's turn counts this one
         try:
-            hits = await self.learning.retrieve(parent, list(self.population.failures)[: research.num_failures])
-            ctx = await self._context(parent, pick.inspirations, hits)
+            analysis = await self.learning.parent_analysis(parent)
+            hits = await self.learning.retrieve(parent, list(self.population.failures)[: research.num_failures],
+                                                analysis)
+            ctx = await self._context(parent, pick.inspirations, hits, analysis)
             proposal = await self.learning.novelty.screen(self.proposer, ctx, self.population.novelty_pool(parent))
             if proposal.status is ProposalStatus.UNREACHABLE:  # DESIGN
                 await self._unreachable(proposal)
@@ -135,14 +137,18 @@ class Conductor(Recovery):
         self.sampler.observe(trial, old)
         self.proposer.observe(trial, old, self.population.reward(trial) if trial.status.finished else 0.0)
 
-    async def _context(self, parent: Trial, inspirations: list[Trial], hits: list[Hit]) -> ResearchContext:
+    async def _context(self, parent: Trial, inspirations: list[Trial], hits: list[Hit],
+                       analysis: str | None = None) -> ResearchContext:
+        """What the researcher is shown; `analysis`: the parent's, when the caller has it already."""
         cfg = self.task.config
+        if analysis is None:
+            analysis = await self.learning.parent_analysis(parent)
         return ResearchContext(
             problem=self.task.problem_text, program_name=self.task.program_name, metric=cfg.objective.metric,
             direction=cfg.objective.direction, parent=parent, inspirations=tuple(inspirations),
             failures=tuple(list(self.population.failures)[: cfg.research.num_failures]),
             recent=tuple(self.population.recent), parent_digest=parent.digest,
-            parent_analysis=await self.record.io(self.learning.parent_analysis, parent),
+            parent_analysis=analysis,
             knowledge=self.learning.notes(hits), agenda=self.learning.agenda,
         )
 

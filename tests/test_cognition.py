@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from sqlalchemy import event
 
 from evoforge.config import KnowledgeSettings
 from evoforge.memory.cognition import CognitionBase, KnowledgeError, KnowledgeItem
@@ -234,3 +235,18 @@ def test_item_validation() -> None:
     with pytest.raises(KnowledgeError, match="non-empty title"):
         KnowledgeItem(title="  ", content="c")
     assert KnowledgeItem(title="t", content="c", tags=(" a ", "", "b")).tags == ("a", "b")
+
+
+def test_a_search_runs_statements_built_once(tmp_path: Path) -> None:
+    """Retrieval runs before every proposal: its statements (new rows to sync, term counts, BM25 ranking) are built
+    once and run with parameters, not built again for each query (building and keying one cost SQLAlchemy more
+    than SQLite running it)."""
+    executed: list[object] = []  # kept alive: objects told apart by identity
+    with CognitionBase.open(tmp_path / "kb.db", encoder=HashEncoder(32)) as kb:
+        kb.add([KnowledgeItem(kind="note", title=f"Corner {i}", content=f"Place circle {i} in a corner first.")
+                for i in range(4)])
+        event.listen(kb._engine, "before_execute", lambda _conn, statement, *_: executed.append(statement))
+        for query in ("place the circles", "corner circles first", "place the circles", "corner circles first"):
+            assert kb.search(query, 2)
+    half = len(executed) // 2  # the same two queries again: no statement object made for them
+    assert {id(s) for s in executed[half:]} <= {id(s) for s in executed[:half]}

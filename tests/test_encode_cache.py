@@ -12,6 +12,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from sqlalchemy import event
 
 from evoforge.learning import NoveltyGate
 from evoforge.memory.cognition import CognitionBase, KnowledgeItem
@@ -55,6 +56,18 @@ def test_a_text_seen_before_is_not_encoded_again(tmp_path: Path) -> None:
         for _ in range(3):
             assert kb.search("where to place the circles", 1)
         assert counting.texts == ["where to place the circles"]  # a retrieval query: once
+
+
+def test_the_vectors_are_looked_up_and_kept_by_statements_built_once(tmp_path: Path) -> None:
+    """Each new text (a proposal's motivation, every trial) is looked up in the base and its vector kept: by two
+    statements built once (building and keying a statement cost SQLAlchemy more than SQLite running it)."""
+    executed: list[object] = []  # kept alive: objects told apart by identity
+    with CognitionBase.open(tmp_path / "kb.db", encoder=Counting()) as kb:
+        assert kb.encoder is not None
+        event.listen(kb._engine, "before_execute", lambda _conn, statement, *_: executed.append(statement))
+        for i in range(6):
+            kb.encoder.encode([f"motivation {i}"])
+    assert len(executed) == 12 and len({id(statement) for statement in executed}) == 2
 
 
 def test_the_cache_survives_reopening_and_is_kept_per_encoder(tmp_path: Path) -> None:

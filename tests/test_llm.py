@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import subprocess
+import sys
+import textwrap
 from datetime import UTC, datetime, timedelta
 
-import openai
+import httpx2
 import pytest
 from fake_llm import FakeLLM, Reply
 
@@ -104,7 +107,7 @@ def test_connection_error_fails_after_retries() -> None:
     client = LLMClient(model="m", base_url=url, api_key=None, settings=LLMSettings(max_retries=1))
     client.backoff_base_s = 0.01
     error = fail(client)
-    assert "2 attempt" in str(error) and "APIConnectionError" in str(error)
+    assert "2 attempt" in str(error) and "ConnectError" in str(error)
 
 
 def test_key_sent_but_never_recorded(fake_llm: FakeLLM) -> None:
@@ -171,18 +174,18 @@ def test_one_client_serves_several_event_loops_and_concurrent_calls(fake_llm: Fa
     assert len(fake_llm.requests) == 8
 
 
-def test_one_sdk_client_per_event_loop(fake_llm: FakeLLM, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Building the SDK's client costs more than a request to a local server: one per loop, not one per request;
+def test_one_http_client_per_event_loop(fake_llm: FakeLLM, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Building the HTTP client costs more than a request to a local server: one per loop, not one per request;
     within a loop the requests share one kept-alive connection (a new one per request cost more CPU than the
     request), and `aclose` closes it."""
     built: list[object] = []
-    real = openai.AsyncOpenAI
+    real = httpx2.AsyncClient
 
-    def counting(*args: object, **kwargs: object) -> openai.AsyncOpenAI:
+    def counting(*args: object, **kwargs: object) -> httpx2.AsyncClient:
         built.append(kwargs)
         return real(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(openai, "AsyncOpenAI", counting)
+    monkeypatch.setattr(httpx2, "AsyncClient", counting)
     client = fast_client(fake_llm)
 
     async def three() -> None:
@@ -197,6 +200,51 @@ def test_one_sdk_client_per_event_loop(fake_llm: FakeLLM, monkeypatch: pytest.Mo
     assert not any(headers.get("connection") == "close" for headers in fake_llm.headers)
     first, second = fake_llm.connections[:3], fake_llm.connections[3:]
     assert len(set(first)) == 1 and len(set(second)) == 1 and set(first) != set(second)
+
+
+def test_a_request_goes_without_the_openai_sdk(fake_llm: FakeLLM) -> None:
+    """The client posts the chat completion itself: the OpenAI SDK's request and answer machinery cost more CPU per
+    call than a local server takes to answer (three calls a trial), and its import slowed every start."""
+    fake_llm.push("hello")
+    script = textwrap.dedent(f"""
+        import asyncio, sys
+        from evoforge.config import LLMSettings
+        from evoforge.llm import LLMClient
+        async def go():
+            client = LLMClient(model="m", base_url={fake_llm.base_url!r}, api_key=None, settings=LLMSettings())
+            try:
+                return (await client.complete([{{"role": "user", "content": "hi"}}], role="r"))[0]
+            finally:
+                await client.aclose()
+        print(asyncio.run(go()), "openai" in sys.modules)
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False)
+    assert done.stdout.split() == ["hello", "False"], done.stderr
+
+
+def test_a_request_runs_in_the_callers_task(fake_llm: FakeLLM, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The per-call deadline bounds the request where it runs: no task of its own per request (its creation, steps
+    and wake-ups cost event-loop CPU, three calls a trial)."""
+    fake_llm.push("hi")
+    client = fast_client(fake_llm)
+    tasks: list[object] = []
+    real = client._request
+
+    async def spy(*args: object) -> object:
+        tasks.append(asyncio.current_task())
+        return await real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(client, "_request", spy)
+
+    async def go() -> object:
+        try:
+            await client.complete(MESSAGES, role="r")
+            return asyncio.current_task()
+        finally:
+            await client.aclose()
+
+    caller = asyncio.run(go())
+    assert tasks == [caller]
 
 
 def test_answers_that_are_no_chat_completion(fake_llm: FakeLLM) -> None:

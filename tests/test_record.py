@@ -124,6 +124,28 @@ def test_fail_trial_and_failed_at_birth(record: Record) -> None:
     assert record.trial(born_failed).finished_at is not None
 
 
+def test_latest_analysis_is_kept_once_committed(tmp_path: Path, record: Record) -> None:
+    trial_id = _add(record)
+    assert record.latest_analysis(trial_id) == "" and record.known_analysis(trial_id) is None  # none yet: not kept
+    record.add_analysis(trial_id, "analysis", "first")
+    record.add_analysis(trial_id, "lesson", "a lesson")
+    assert record.known_analysis(trial_id) == "first"
+    with pytest.raises(RuntimeError), record.batch():  # rolled back: neither kept nor in the record
+        record.add_analysis(trial_id, "analysis", "lost")
+        raise RuntimeError("boom")
+    assert record.latest_analysis(trial_id) == "first"
+    with record.batch():
+        record.add_analysis(trial_id, "analysis", "second")
+        assert record.known_analysis(trial_id) is None  # not until the batch commits
+    assert record.known_analysis(trial_id) == "second"
+    other = Record.for_run_dir(tmp_path / "run")  # another runner reads it from the record, once
+    try:
+        assert other.known_analysis(trial_id) is None
+        assert other.latest_analysis(trial_id) == "second" == other.known_analysis(trial_id)
+    finally:
+        other.close()
+
+
 def test_set_digest_replaces_the_digest_analysis(record: Record) -> None:
     trial_id = _succeed(record, 1.0)
     record.set_digest(trial_id, Digest("first", {"n": 1}))

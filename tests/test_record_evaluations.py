@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import event
 
+from evoforge.memory import history
+from evoforge.memory.history import build_history
 from evoforge.memory.record import Record
-from evoforge.models import GateDecision, Outcome, StageResult, TelemetryPoint, TrialStatus
+from evoforge.models import EvaluationHistory, GateDecision, Outcome, StageResult, TelemetryPoint, TrialStatus
 
 
 @pytest.fixture
@@ -131,3 +133,86 @@ def test_the_history_of_a_run_reads_only_the_recent_rows(record: Record) -> None
         for statement, parameters in ordered:
             plan = " | ".join(row[3] for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters))
             assert "LIST SUBQUERY" not in plan and "TEMP B-TREE" not in plan, plan
+
+
+def _history_in_full(record: Record, parent: int | None) -> EvaluationHistory:
+    with record._engine.connect() as conn:
+        return build_history(conn, parent, record.run_id)
+
+
+def test_the_history_kept_between_builds_is_the_history_read_in_full(
+        tmp_path: Path, record: Record, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The record keeps the gates' history and reads only what was committed since: whoever wrote it (a second
+    runner on the run), with old trials falling out of the newest stage results and curves as they should."""
+    monkeypatch.setattr(history, "HISTORY_STAGE_RESULTS", 7)
+    monkeypatch.setattr(history, "HISTORY_TRIALS", 3)
+    other = Record(record.url, run_id=record.run_id)
+    other.act_as("other")
+    trials: list[int] = []
+    pending: int | None = None  # added before the last build, finished after it (an older id finishing late)
+    try:
+        for i in range(12):
+            writer = other if i % 3 == 2 else record
+            tid = _add(writer, parent=trials[-1] if trials else None)
+            if i % 4 == 3:
+                outcome = Outcome(status=TrialStatus.PRUNED, seconds=1.0, telemetry=_curve("full", [9.0]),
+                                  stages=(StageResult("smoke", TrialStatus.SUCCEEDED, score=0.1),
+                                          StageResult("full", TrialStatus.PRUNED)))
+            else:
+                outcome = _succeeded(float(i), 2.0 + i, [5.0 - i, 4.0 - i])
+            writer.finish_trial(tid, outcome)
+            trials.append(tid)
+            if pending is not None:
+                record.finish_trial(pending, _succeeded(-float(i), 1.5, [7.0]) if i % 2 else
+                                    Outcome(status=TrialStatus.FAILED, seconds=0.5))
+                trials.append(pending)
+            pending = _add(record)
+            for parent in (None, trials[0], trials[-1], trials[len(trials) // 2], pending):
+                assert record.history(parent) == _history_in_full(record, parent), (i, parent)
+    finally:
+        other.close()
+
+
+def test_a_build_reads_only_the_stage_results_committed_since_the_last(record: Record) -> None:
+    """Each evaluation's history reads the stage results added since the previous one, not the newest thousands
+    again (a cost that grew with the record up to 2,000 rows per trial)."""
+    for _ in range(5):
+        tid = _add(record)
+        record.finish_trial(tid, _succeeded(2.0, 3.0, [3.0, 2.0]))
+    record.history(tid)
+    new = _add(record, parent=tid)
+    record.finish_trial(new, _succeeded(3.0, 3.0, [3.0, 1.0]))
+    statements: list[tuple[str, object]] = []
+
+    def grab(conn: object, cursor: object, statement: str, parameters: object, *_: object) -> None:
+        if "FROM stage_results" in statement and statement.lstrip().upper().startswith("SELECT"):
+            statements.append((statement, parameters))
+
+    event.listen(record._engine, "before_cursor_execute", grab)
+    try:
+        kept = record.history(tid)
+    finally:
+        event.remove(record._engine, "before_cursor_execute", grab)
+    assert kept == _history_in_full(record, tid) and len(kept.stage_scores["full"]) == 6
+    with record._engine.connect() as conn:
+        read = [len(conn.exec_driver_sql(s, p).all()) for s, p in statements]  # type: ignore[arg-type]
+    assert sum(read) <= 2 + 2, (read, statements)  # the new trial's two stages (and the parent's, if read again)
+
+
+def test_the_lookup_of_an_earlier_evaluation_uses_the_fingerprints_index(record: Record) -> None:
+    """At every evaluation the record looks for an earlier trial with the same program: by its fingerprint's index,
+    not a walk over all the run's trials (a cost that grew with the record)."""
+    statements: list[tuple[str, object]] = []
+
+    def grab(conn: object, cursor: object, statement: str, parameters: object, *_: object) -> None:
+        statements.append((statement, parameters))
+
+    event.listen(record._engine, "before_cursor_execute", grab)
+    try:
+        assert record.find_fingerprint("abc") is None
+    finally:
+        event.remove(record._engine, "before_cursor_execute", grab)
+    with record._engine.connect() as conn:
+        plans = [" | ".join(row[3] for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + s, p))  # type: ignore[arg-type]
+                 for s, p in statements if "fingerprint" in s]
+    assert plans and all("ix_trials_fingerprint" in plan for plan in plans), plans

@@ -172,9 +172,8 @@ class ChatClient(ABC):
         while True:
             remaining = deadline - time.monotonic()
             try:
-                reply = await asyncio.wait_for(
-                    self._request(messages, temp, min(self.settings.timeout_s, remaining)), timeout=remaining
-                )
+                async with asyncio.timeout(remaining):  # the request runs in this task (no task of its own)
+                    reply = await self._request(messages, temp, min(self.settings.timeout_s, remaining))
                 break
             except Exception as exc:  # noqa: BLE001 - classified below, re-raised as LLMError
                 failure = self._timeout_failure() if isinstance(exc, TimeoutError) else self._classify(exc)

@@ -8,7 +8,7 @@ import json
 import os
 from typing import TYPE_CHECKING
 
-import openai
+import httpx2
 
 from evoforge.config import ModelSpec, choose_models
 from evoforge.config.llm import ANTHROPIC, KNOWN_ENDPOINTS, LOCAL, OPENAI
@@ -38,51 +38,74 @@ __all__ = [
 ]
 
 
+OPENAI_URL = "https://api.openai.com/v1"  # the endpoint of a client given none
+ERROR_BODY_CHARS = 1000  # of an error answer's body, in the failure's description
+
+
+class HTTPStatusFailure(Exception):
+    """The endpoint answered with an error status (its headers kept for `Retry-After`)."""
+
+    def __init__(self, status: int, headers: httpx2.Headers, body: str) -> None:
+        super().__init__(f"HTTP {status}: {body[:ERROR_BODY_CHARS]}")
+        self.status, self.headers = status, headers
+
+
 class LLMClient(ChatClient):
     """Chat completions against one model behind an OpenAI-compatible endpoint (OpenAI, vLLM, llama.cpp, ...)."""
 
-    _sdk: tuple[asyncio.AbstractEventLoop, openai.AsyncOpenAI] | None = None
+    _http: tuple[asyncio.AbstractEventLoop, httpx2.AsyncClient] | None = None
 
-    def _client(self) -> openai.AsyncOpenAI:
-        """The SDK client of the running event loop, made on its first request and kept for the next ones.
+    def _client(self) -> httpx2.AsyncClient:
+        """The HTTP client of the running event loop, made on its first request and kept for the next ones.
 
-        Building one costs more than a request to a local server. Its connections are kept alive between requests (a
-        new TCP — or TLS — connection per request cost more CPU than the request itself). A client belongs to its
-        event loop: a request from another loop (a later `asyncio.run`) gets a new one, so one LLMClient serves any
-        number of loops; the client of an ended loop is dropped (`aclose` closes the running loop's). The TLS context
-        is built once per process and shared."""
+        Its connections are kept alive between requests (a new TCP — or TLS — connection per request cost more CPU
+        than the request itself). A client belongs to its event loop: a request from another loop (a later
+        `asyncio.run`) gets a new one, so one LLMClient serves any number of loops; the client of an ended loop is
+        dropped (`aclose` closes the running loop's). The TLS context is built once per process and shared; proxy
+        settings come from the environment (HTTPS_PROXY, NO_PROXY...), as with the OpenAI SDK."""
         loop = asyncio.get_running_loop()
-        if self._sdk is None or self._sdk[0] is not loop:
-            client = openai.AsyncOpenAI(api_key=self._secret, base_url=self.base_url, max_retries=0,
-                                        http_client=openai.DefaultAsyncHttpxClient(verify=tls_context()))
-            self._sdk = (loop, client)
-        return self._sdk[1]
+        if self._http is None or self._http[0] is not loop:
+            client = httpx2.AsyncClient(
+                verify=tls_context(), follow_redirects=True,
+                headers={"authorization": f"Bearer {self._secret}", "content-type": "application/json",
+                         "accept": "application/json"},
+                limits=httpx2.Limits(max_connections=1000, max_keepalive_connections=100),
+            )
+            self._http = (loop, client)
+        return self._http[1]
 
     async def _request(self, messages: list[dict[str, str]], temperature: float | None, timeout_s: float) -> Reply:
-        """One request through the loop's SDK client (see `_client`), with its own timeout.
-
-        It goes through the SDK's plain `post` (its status errors, timeouts and connection errors as before) and
-        reads the answer's JSON itself: the typed `chat.completions.create` spends more CPU converting the request
-        and the answer than a local server takes to answer."""
+        """One POST to the endpoint's /chat/completions through the loop's client (see `_client`), with its own
+        timeout; the answer's JSON is read here. (The OpenAI SDK's request and answer machinery cost more CPU than
+        a local server takes to answer.)"""
         body = {"model": self.api_model, "messages": messages, "temperature": temperature,
                 "max_tokens": self.max_tokens}
-        raw = await self._client().post("/chat/completions", body=body, cast_to=str, options={"timeout": timeout_s})
-        return parse_completion(raw)
+        url = f"{(self.base_url or OPENAI_URL).rstrip('/')}/chat/completions"
+        response = await self._client().post(url, content=json.dumps(body).encode(), timeout=timeout_s)
+        text = response.text
+        if response.status_code >= 400:
+            raise HTTPStatusFailure(response.status_code, response.headers, text.strip())
+        return parse_completion(text)
 
     async def aclose(self) -> None:
-        """Close the SDK client when it belongs to the running loop; one of a loop that has ended is dropped."""
-        sdk, self._sdk = self._sdk, None
-        if sdk is not None and sdk[0] is asyncio.get_running_loop():
-            await sdk[1].close()
+        """Close the HTTP client when it belongs to the running loop; one of a loop that has ended is dropped."""
+        http, self._http = self._http, None
+        if http is not None and http[0] is asyncio.get_running_loop():
+            await http[1].aclose()
 
     def _classify(self, exc: BaseException) -> Failure:
-        if isinstance(exc, openai.APIStatusError):
-            retryable = exc.status_code in RETRYABLE_STATUS or exc.status_code >= 500
-            hint = parse_retry_after(exc.response.headers, self.retry_after_cap_s) if retryable else None
-            return Failure(retryable, hint, f"HTTP {exc.status_code}: {exc.message}")
-        retryable = isinstance(exc, openai.APIConnectionError)  # includes APITimeoutError
-        down = unreachable(exc, openai.APIConnectionError, openai.APITimeoutError)
-        return Failure(retryable, None, f"{type(exc).__name__}: {exc}", unreachable=down)
+        if isinstance(exc, HTTPStatusFailure):
+            retryable = exc.status in RETRYABLE_STATUS or exc.status >= 500
+            hint = parse_retry_after(exc.headers, self.retry_after_cap_s) if retryable else None
+            return Failure(retryable, hint, str(exc))
+        retryable = isinstance(exc, httpx2.TransportError)  # no connection, a dropped one, a timeout
+        down = unreachable(exc, httpx2.TransportError, httpx2.TimeoutException)
+        what = f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, httpx2.TimeoutException):
+            what = f"Request timed out ({what})"
+        elif retryable:
+            what = f"Connection error ({what})"
+        return Failure(retryable, None, what, unreachable=down)
 
 
 def parse_completion(raw: str) -> Reply:

@@ -70,6 +70,10 @@ class ChampionDecision:
     created_at: datetime | None = None
 
 
+_INSERT_EVALUATION = insert(champion_evaluations)  # built once (memory/statements.py says why)
+_INSERT_DECISION = insert(champion_decisions)
+
+
 class ChampionLog:
     """The champion's evaluations and decisions; `Record` provides the engine and `_writing` (transactions.py: the
     open batch of this thread, so a write inside `Record.io` joins its transaction)."""
@@ -81,13 +85,13 @@ class ChampionLog:
     def add_champion_evaluation(self, trial_id: int, seed: int, status: str, score: float | None, seconds: float,
                                 error: str | None = None) -> None:
         with self._writing() as conn:
-            conn.execute(insert(champion_evaluations).values(
+            conn.execute(_INSERT_EVALUATION, dict(
                 trial_id=trial_id, seed=seed, status=status, score=finite_or_none(score), seconds=float(seconds),
                 error=error, created_at=utcnow()))
 
     def add_champion_decision(self, decision: ChampionDecision) -> None:
         with self._writing() as conn:
-            conn.execute(insert(champion_decisions).values(
+            conn.execute(_INSERT_DECISION, dict(
                 trial_id=decision.trial_id, mean=finite_or_none(decision.mean),
                 stderr=finite_or_none(decision.stderr), evaluations=decision.evaluations, crowned=decision.crowned,
                 reason=decision.reason, created_at=utcnow()))

@@ -69,11 +69,6 @@ class Claims:
         until = utcnow() + timedelta(seconds=self.lease_s) if self.runner is not None else None
         return {"runner": self.runner, "lease_until": until}
 
-    def _not_held_by_others(self) -> ColumnElement[bool]:
-        """SQL: the trial is held by this runner or by none (always true for a tool)."""
-        c = t.trials.c
-        return true() if self.runner is None else or_(c.runner.is_(None), c.runner == self.runner)
-
     def _claimable(self, *, others_only: bool = False) -> ColumnElement[bool]:
         """SQL: an unfinished trial of the run that no live runner holds (no runner, or its lease ran out) — or,
         unless `others_only`, one this runner holds (its own, after a restart)."""

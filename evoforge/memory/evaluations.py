@@ -1,5 +1,5 @@
-"""The record's evaluation detail: stage results, telemetry points and gate decisions of each trial, and the
-`EvaluationHistory` the gates compare a new trial with, rebuilt from them.
+"""The record's evaluation detail: stage results, telemetry points and gate decisions of each trial (the
+`EvaluationHistory` the gates compare a new trial with is built from them in history.py).
 """
 
 from __future__ import annotations
@@ -9,14 +9,12 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, exists, insert, select
+from sqlalchemy import Connection, bindparam, exists, select
 
+from evoforge.memory import statements as st
 from evoforge.memory import tables as t
 from evoforge.memory.tables import finite_or_none, utcnow
-from evoforge.models import Curve, EvaluationHistory, GateDecision, Outcome, StageResult, TelemetryPoint, TrialStatus
-
-HISTORY_TRIALS = 200  # the newest completed trials whose curves the gates compare with
-HISTORY_STAGE_RESULTS = 2000  # the newest completed stage results behind quantile rules (bounded cost per trial)
+from evoforge.models import GateDecision, Outcome, StageResult, TelemetryPoint, TrialStatus
 
 
 @dataclass(frozen=True)
@@ -30,33 +28,36 @@ class DecisionRow:
 def write_evaluation(conn: Connection, trial_id: int, outcome: Outcome) -> None:
     """Store an outcome's stage results, telemetry and gate decisions (inside the caller's transaction)."""
     if outcome.stages:
-        conn.execute(insert(t.stage_results), [
+        conn.execute(st.INSERT_STAGE_RESULTS, [
             dict(trial_id=trial_id, position=i, stage=s.name, status=s.status.value, score=finite_or_none(s.score),
                  metrics=dict(s.metrics), seconds=float(s.seconds), error_class=s.error_class,
                  error_message=s.error_message)
             for i, s in enumerate(outcome.stages)
         ])
     if outcome.telemetry:
-        conn.execute(insert(t.telemetry), [
+        conn.execute(st.INSERT_TELEMETRY, [
             dict(trial_id=trial_id, stage=p.stage, step=p.step, name=p.name, value=finite_or_none(p.value),
                  elapsed_s=float(p.t))
             for p in outcome.telemetry
         ])
     if outcome.decisions:
         now = utcnow()
-        conn.execute(insert(t.gate_decisions), [
+        conn.execute(st.INSERT_GATE_DECISIONS, [
             dict(trial_id=trial_id, stage=d.stage, gate=d.gate, action=d.action, reason=d.reason,
                  evidence=dict(d.evidence), created_at=now)
             for d in outcome.decisions
         ])
 
 
+_STAGE_RESULTS = (select(t.stage_results).where(t.stage_results.c.trial_id == bindparam("trial_"))
+                  .order_by(t.stage_results.c.position))
+
+
 def stage_results(conn: Connection, trial_id: int) -> list[StageResult]:
-    query = select(t.stage_results).where(t.stage_results.c.trial_id == trial_id).order_by(t.stage_results.c.position)
     return [
         StageResult(name=r.stage, status=TrialStatus(r.status), score=r.score, metrics=dict(r.metrics or {}),
                     seconds=r.seconds, error_class=r.error_class, error_message=r.error_message)
-        for r in conn.execute(query).all()
+        for r in conn.execute(_STAGE_RESULTS, {"trial_": trial_id}).all()
     ]
 
 
@@ -87,75 +88,6 @@ def decisions(conn: Connection, trial_id: int | None = None, run_id: int | None 
                                              evidence=dict(r.evidence or {})))
         for r in conn.execute(query).all()
     ]
-
-
-def _curves_of(conn: Connection, trial_ids: list[int]) -> dict[int, dict[str, dict[str, Curve]]]:
-    """trial id → stage → metric → curve (points ordered by step)."""
-    if not trial_ids:
-        return {}
-    points: dict[int, dict[str, dict[str, list[tuple[int, float, float]]]]] = defaultdict(
-        lambda: defaultdict(lambda: defaultdict(list))
-    )
-    query = (
-        select(t.telemetry.c.trial_id, t.telemetry.c.stage, t.telemetry.c.name, t.telemetry.c.step,
-               t.telemetry.c.value, t.telemetry.c.elapsed_s)
-        .where(t.telemetry.c.trial_id.in_(trial_ids), t.telemetry.c.step.is_not(None), t.telemetry.c.value.is_not(None))
-        .order_by(t.telemetry.c.id)
-    )
-    for trial_id, stage, name, step, value, at in conn.execute(query).all():
-        points[trial_id][stage][name].append((int(step), float(value), float(at)))
-    return {
-        tid: {stage: {name: tuple(sorted(c)) for name, c in metrics.items()} for stage, metrics in stages.items()}
-        for tid, stages in points.items()
-    }
-
-
-def build_history(conn: Connection, parent_id: int | None, run_id: int | None = None) -> EvaluationHistory:
-    """What the gates compare with: stage scores and curves of completed stages, the parent's, full-run costs (of
-    run `run_id`'s trials when given)."""
-    stage_scores: dict[str, list[float]] = defaultdict(list)
-    completed: dict[int, set[str]] = defaultdict(set)
-    query = (
-        select(t.stage_results.c.trial_id, t.stage_results.c.stage, t.stage_results.c.score)
-        .where(t.stage_results.c.status == TrialStatus.SUCCEEDED.value)
-        .order_by(t.stage_results.c.id.desc())
-        .limit(HISTORY_STAGE_RESULTS)
-    )
-    if run_id is not None:
-        query = query.where(_in_run(t.stage_results.c.trial_id, run_id))
-    for trial_id, stage, score in reversed(conn.execute(query).all()):
-        completed[trial_id].add(stage)
-        if score is not None:
-            stage_scores[stage].append(float(score))
-    recent = sorted(completed)[-HISTORY_TRIALS:]
-    ids = recent + ([parent_id] if parent_id is not None and parent_id not in recent else [])
-    curves_by_trial = _curves_of(conn, ids)
-    curves: dict[str, dict[str, list[Curve]]] = defaultdict(lambda: defaultdict(list))
-    for trial_id in recent:
-        for stage, metrics in curves_by_trial.get(trial_id, {}).items():
-            if stage in completed[trial_id]:
-                for name, curve in metrics.items():
-                    curves[stage][name].append(curve)
-    parent_scores: dict[str, float] = {}
-    if parent_id is not None:
-        for result in stage_results(conn, parent_id):
-            if result.status is TrialStatus.SUCCEEDED and result.score is not None:
-                parent_scores[result.name] = result.score
-    full = (
-        select(t.trials.c.seconds)
-        .where(t.trials.c.status == TrialStatus.SUCCEEDED.value, t.trials.c.reused_from.is_(None))
-        .order_by(t.trials.c.id.desc())
-        .limit(HISTORY_TRIALS)
-    )
-    if run_id is not None:
-        full = full.where(t.trials.c.run_id == run_id)
-    return EvaluationHistory(
-        stage_scores={k: list(v) for k, v in stage_scores.items()},
-        parent_stage_scores=parent_scores,
-        curves={stage: dict(metrics) for stage, metrics in curves.items()},
-        parent_curves=curves_by_trial.get(parent_id, {}) if parent_id is not None else {},
-        full_seconds=[float(s) for s in conn.execute(full).scalars()],
-    )
 
 
 def savings_by_gate(conn: Connection, run_id: int | None = None) -> dict[str, Any]:

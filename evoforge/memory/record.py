@@ -15,16 +15,18 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, func, insert, select, update
+from sqlalchemy import Connection, Engine, create_engine, event, func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
 from evoforge.errors import RunError
 from evoforge.memory import evaluations as ev
+from evoforge.memory import statements as st
 from evoforge.memory import tables as t
 from evoforge.memory.champion_log import ChampionLog
 from evoforge.memory.claims import OPEN, ClaimLost, Claims
+from evoforge.memory.history import KeptHistory
 from evoforge.memory.locations import (  # noqa: F401 - re-exported: where a run folder keeps its record
     RECORD_FILE,
     record_file,
@@ -133,13 +135,17 @@ class Record(RunRows, Claims, ResearchLog, ChampionLog):
         self._shown = self._engine.url.render_as_string(hide_password=True)
         self._run_id: int | None = run_id
         self._open_transactions()
+        self._analysis_texts = {}
+        self._history: KeptHistory | None = None
         self._trial_columns = list(t.trials.c)
         self._run_scoped = {t.agendas.name, t.llm_calls.name}  # tables with a run_id (version 4 on)
         self._from_row = _trial_from_row
+        self._statements = st.TrialStatements(self._trial_columns)
         try:
             found = recorded_version(self._engine, t.schema_version, self._shown, t.SCHEMA_VERSION)
             if read_only:
                 self._trial_columns = present_columns(t.trials, self._engine)  # an older record lacks new columns
+                self._statements = st.TrialStatements(self._trial_columns)
                 if found is None or found < 4:
                     self._run_scoped = set()  # version 3 and older hold one run: nothing to scope
                 return
@@ -219,7 +225,7 @@ class Record(RunRows, Claims, ResearchLog, ChampionLog):
         )
         with self._writing() as conn:
             self._count_trial(conn, budget)
-            result = conn.execute(insert(t.trials).values(**values))
+            result = conn.execute(st.INSERT_TRIAL, values)
             trial_id = int(result.inserted_primary_key[0])
         return self._wrote(_trial_from_values(trial_id, values))
 
@@ -271,15 +277,9 @@ class Record(RunRows, Claims, ResearchLog, ChampionLog):
 
     @staticmethod
     def _write_digest_data(conn: Connection, trial_id: int, digest: Digest) -> None:
-        conn.execute(
-            t.analyses.delete().where(t.analyses.c.trial_id == trial_id, t.analyses.c.kind == DIGEST_KIND)
-        )
-        conn.execute(
-            insert(t.analyses).values(
-                trial_id=trial_id, kind=DIGEST_KIND, text=digest.text, data=dict(digest.data),
-                created_at=utcnow(),
-            )
-        )
+        conn.execute(st.DELETE_ANALYSES_OF_KIND, {"trial_": trial_id, "kind_": DIGEST_KIND})
+        conn.execute(st.INSERT_ANALYSIS, {"trial_id": trial_id, "kind": DIGEST_KIND, "text": digest.text,
+                                          "data": dict(digest.data), "created_at": utcnow()})
 
     def _transition(self, trial_id: int, allowed: Set[TrialStatus], conn: Connection | None = None,
                     **values: Any) -> Trial:
@@ -291,11 +291,9 @@ class Record(RunRows, Claims, ResearchLog, ChampionLog):
             with self._writing() as own:
                 trial = self._transition(trial_id, allowed, conn=own, **values)
             return self._wrote(trial)
-        where = [t.trials.c.id == trial_id, t.trials.c.status.in_([s.value for s in allowed])]
-        if set(allowed) <= _OPEN:
-            where.append(self._not_held_by_others())
-        query = update(t.trials).where(*where).values(**values).returning(*self._trial_columns)
-        row = conn.execute(query).first()
+        checked = set(allowed) <= _OPEN and self.runner is not None  # held by this runner or none
+        query = self._statements.transition(allowed, checked)
+        row = conn.execute(query, {"trial_": trial_id, "runner_": self.runner, **values}).first()
         if row is not None:
             return _trial_from_row(row)
         found = conn.execute(select(t.trials.c.status, t.trials.c.runner).where(t.trials.c.id == trial_id)).first()
@@ -362,23 +360,19 @@ class Record(RunRows, Claims, ResearchLog, ChampionLog):
     def find_fingerprint(self, fingerprint: str) -> Trial | None:
         """The first finished, originally evaluated trial whose program has this fingerprint, or None (a rejected
         trial was never evaluated, so it has no outcome to reuse)."""
-        query = (
-            select(*self._trial_columns)
-            .where(t.trials.c.run_id == self._read_scope, t.trials.c.fingerprint == fingerprint,
-                   t.trials.c.reused_from.is_(None),
-                   t.trials.c.status.in_([s.value for s in TrialStatus if s.finished and s != TrialStatus.REJECTED]),
-                   t.trials.c.error_class.is_distinct_from("proposal_error"))
-            .order_by(t.trials.c.id)
-            .limit(1)
-        )
-        with self._engine.connect() as conn:
-            row = conn.execute(query).first()
+        with self._reading() as conn:
+            row = conn.execute(self._statements.fingerprint, {"fingerprint_": fingerprint,
+                                                              "run_": self._read_scope}).first()
         return None if row is None else _trial_from_row(row)
 
     def history(self, parent_id: int | None) -> EvaluationHistory:
-        """What the gates compare a child of `parent_id` with (see memory/evaluations.py)."""
-        with self._engine.connect() as conn:
-            return ev.build_history(conn, parent_id, self._read_scope)
+        """What the gates compare a child of `parent_id` with (see memory/history.py: kept between calls, each reads
+        only what was committed since the last)."""
+        scope = self._read_scope
+        if self._history is None or self._history.run_id != scope:
+            self._history = KeptHistory(scope, incremental=self._engine.dialect.name == "sqlite")
+        with self._reading() as conn:
+            return self._history.build(conn, parent_id)
 
     def stage_results(self, trial_id: int) -> list[StageResult]:
         with self._engine.connect() as conn:

@@ -8,14 +8,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
+from evoforge.memory import statements as st
 from evoforge.memory import tables as t
 from evoforge.memory.tables import AnalysisRow, LLMCallRow, finite_or_none, utcnow
 from evoforge.memory.transactions import Transactions
 from evoforge.memory.upgrades import LEGACY_STATE as _LEGACY_STATE
 from evoforge.models import LLMCall
+
+ANALYSES_KEPT = 4096  # trials whose latest analysis text the record keeps in memory (`latest_analysis`)
+_LATEST_ANALYSIS = (select(t.analyses.c.text)
+                    .where(t.analyses.c.trial_id == bindparam("trial_"), t.analyses.c.kind == "analysis")
+                    .order_by(t.analyses.c.id.desc()).limit(1))
 
 
 class ResearchLog(Transactions):
@@ -25,6 +31,9 @@ class ResearchLog(Transactions):
     run_id: int
     _read_scope: int
     _run_scoped: set[str]
+    # trial id → the text of its latest analysis of kind "analysis", for the trials this object wrote or read one
+    # of (at most ANALYSES_KEPT, the oldest forgotten first); made by `Record`
+    _analysis_texts: dict[int, str]
 
     def add_llm_calls(self, trial_id: int | None, calls: Sequence[LLMCall]) -> None:
         if not calls:
@@ -41,15 +50,41 @@ class ResearchLog(Transactions):
             for c in calls
         ]
         with self._writing() as conn:
-            conn.execute(insert(t.llm_calls), rows)
+            conn.execute(st.INSERT_LLM_CALLS, rows)
 
     def add_analysis(self, trial_id: int, kind: str, text: str, data: dict[str, Any] | None = None) -> None:
+        if kind == "analysis":
+            self._analysis_texts.pop(trial_id, None)  # until the new one is committed, read again
         with self._writing() as conn:
-            conn.execute(
-                insert(t.analyses).values(
-                    trial_id=trial_id, kind=kind, text=text, data=dict(data or {}), created_at=utcnow()
-                )
-            )
+            conn.execute(st.INSERT_ANALYSIS, {"trial_id": trial_id, "kind": kind, "text": text,
+                                              "data": dict(data or {}), "created_at": utcnow()})
+        if kind == "analysis":
+            self._after_commit(lambda: self._keep_analysis(trial_id, text))
+
+    def _keep_analysis(self, trial_id: int, text: str) -> None:
+        texts = self._analysis_texts
+        texts.pop(trial_id, None)
+        texts[trial_id] = text
+        if len(texts) > ANALYSES_KEPT:
+            texts.pop(next(iter(texts)), None)
+
+    def known_analysis(self, trial_id: int) -> str | None:
+        """The text of the trial's latest analysis when this object knows it without a read (it wrote or read it),
+        else None; safe to call from any thread."""
+        return self._analysis_texts.get(trial_id)
+
+    def latest_analysis(self, trial_id: int) -> str:
+        """The text of the trial's latest analysis of kind "analysis" ("" while it has none). A trial analysed is
+        read once: its text is kept (an analysis added through this object replaces it)."""
+        known = self.known_analysis(trial_id)
+        if known is not None:
+            return known
+        with self._reading() as conn:
+            text = conn.execute(_LATEST_ANALYSIS, {"trial_": trial_id}).scalar()
+        if text is None:  # none yet (its analysis may be on its way, maybe from another runner): not kept
+            return ""
+        self._keep_analysis(trial_id, text)
+        return text
 
     def llm_calls(self, trial_id: int | None = None) -> list[LLMCallRow]:
         """The LLM calls of one trial, or of the whole run when `trial_id` is None; oldest first."""
@@ -80,7 +115,7 @@ class ResearchLog(Transactions):
         rows = [dict(trial_id=trial_id, item_id=i, rank=r, kind=k, title=title, score=finite_or_none(s))
                 for r, (i, k, title, s) in enumerate(shown)]
         with self._writing() as conn:
-            conn.execute(insert(t.knowledge_shown), rows)
+            conn.execute(st.INSERT_KNOWLEDGE_SHOWN, rows)
 
     def knowledge_shown(self, trial_id: int) -> list[dict[str, Any]]:
         shown = t.knowledge_shown
@@ -106,14 +141,12 @@ class ResearchLog(Transactions):
 
     def save_state(self, key: str, value: dict[str, Any]) -> None:
         """Keep a piece of the run's state (its wall seconds, why it stopped) so `resume` continues it."""
-        state = t.run_state
         with self._writing() as conn:
-            updated = conn.execute(
-                update(state).where(state.c.run_id == self.run_id, state.c.key == key)
-                .values(value=value, updated_at=utcnow())
-            )
+            now = utcnow()
+            updated = conn.execute(st.UPDATE_STATE, {"run_": self.run_id, "key_": key, "value": value,
+                                                     "updated_at": now})
             if updated.rowcount == 0:
-                conn.execute(insert(state).values(run_id=self.run_id, key=key, value=value, updated_at=utcnow()))
+                conn.execute(st.INSERT_STATE, {"run_id": self.run_id, "key": key, "value": value, "updated_at": now})
 
     def load_state(self, key: str) -> dict[str, Any] | None:
         state = t.run_state

@@ -30,6 +30,7 @@ class Transactions:
     def _open_transactions(self) -> None:
         self._listeners: list[Callable[[Trial], None]] = []
         self._unsent: list[Trial] = []  # trials written inside the open batch, told to the listeners once it commits
+        self._on_commit: list[Callable[[], None]] = []  # what runs once the open batch commits (`_after_commit`)
         self._io_thread: ThreadPoolExecutor | None = None  # the record's own thread (see `io`)
         self._deferred = threading.local()  # `active` on the record's thread inside `io`: the caller tells
 
@@ -47,6 +48,16 @@ class Transactions:
         with self._engine.begin() as conn:
             yield conn
 
+    @contextmanager
+    def _reading(self) -> Iterator[Connection]:
+        """A connection to read with: the batch's when this thread has one open (no connection taken from the pool
+        and handed back; it sees the batch's own writes), else one of its own."""
+        if self._batch is not None and self._batch_thread == threading.get_ident():
+            yield self._batch
+            return
+        with self._engine.connect() as conn:
+            yield conn
+
     def _wrote(self, trial: Trial) -> Trial:
         if self._batch is not None and self._batch_thread == threading.get_ident():
             self._unsent.append(trial)  # told once the batch commits
@@ -54,6 +65,14 @@ class Transactions:
         for listener in self._listeners:
             listener(trial)
         return trial
+
+    def _after_commit(self, hook: Callable[[], None]) -> None:
+        """Run `hook` once what this thread wrote is committed: at the end of its open batch (never, when the batch
+        rolls back), else now (a write outside a batch commits before it returns)."""
+        if self._batch is not None and self._batch_thread == threading.get_ident():
+            self._on_commit.append(hook)
+        else:
+            hook()
 
     @contextmanager
     def batch(self) -> Iterator[list[Trial]]:
@@ -64,13 +83,17 @@ class Transactions:
             yield self._unsent
             return
         unsent: list[Trial] = []
+        hooks: list[Callable[[], None]] = []
         try:
             with self._engine.begin() as conn:
-                self._batch, self._batch_thread, self._unsent = conn, threading.get_ident(), unsent
+                self._batch, self._batch_thread = conn, threading.get_ident()
+                self._unsent, self._on_commit = unsent, hooks
                 yield unsent
         finally:
             self._batch = self._batch_thread = None
-            self._unsent = []
+            self._unsent, self._on_commit = [], []
+        for hook in hooks:
+            hook()
         if not getattr(self._deferred, "active", False):
             for trial in unsent:
                 self._wrote(trial)

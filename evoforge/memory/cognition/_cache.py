@@ -11,7 +11,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 
 import numpy as np
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, bindparam, insert, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from evoforge.memory.cognition._schema import encoded_table as e
@@ -21,6 +21,10 @@ log = logging.getLogger(__name__)
 
 MEMORY_VECTORS = 4096  # vectors kept in memory (1.5 kB each at 384 dimensions); the database keeps them all
 _CHUNK = 500  # keys per lookup (SQL limits bound parameters)
+# built once and run with parameters (building and keying a statement cost SQLAlchemy more than SQLite running it)
+_LOAD = select(e.c.text_hash, e.c.vector).where(e.c.encoder == bindparam("encoder_"),
+                                                e.c.text_hash.in_(bindparam("hashes_", expanding=True)))
+_STORE = insert(e)
 
 
 def text_key(text: str) -> str:
@@ -77,9 +81,8 @@ class CachedEncoder:
         try:
             with self._engine.connect() as conn:
                 for start in range(0, len(keys), _CHUNK):
-                    stmt = select(e.c.text_hash, e.c.vector).where(e.c.encoder == self.name,
-                                                                   e.c.text_hash.in_(keys[start : start + _CHUNK]))
-                    for key, blob in conn.execute(stmt):
+                    chunk = {"encoder_": self.name, "hashes_": keys[start : start + _CHUNK]}
+                    for key, blob in conn.execute(_LOAD, chunk):
                         vector = np.frombuffer(blob, dtype=np.float32)
                         if vector.shape == (self.dim,):
                             found[key] = vector
@@ -94,7 +97,7 @@ class CachedEncoder:
                 for key, vec in vectors.items()]
         try:
             with self._engine.begin() as conn:
-                conn.execute(insert(e), rows)
+                conn.execute(_STORE, rows)
         except IntegrityError:
             log.debug("cognition base: encoded texts already saved by another process")
         except SQLAlchemyError as exc:

@@ -16,6 +16,9 @@ from evoforge.memory.cognition.index import ExactIndex, VectorIndex, ann_class, 
 from evoforge.memory.cognition.lexical import LexicalIndex
 
 log = logging.getLogger(__name__)
+# the rows newer than the last seen (at every search): built once, run with a parameter
+_NEWER = (select(t.c.id, t.c.kind, t.c.index_text, t.c.embedding, t.c.embedding_model)
+          .where(t.c.id > bindparam("seen_")).order_by(t.c.id))
 
 
 class DenseState:
@@ -36,9 +39,8 @@ class DenseState:
 
     def sync(self) -> None:
         with self._lock:
-            cols = [t.c.id, t.c.kind, t.c.index_text, t.c.embedding, t.c.embedding_model]
             with self._engine.connect() as conn:
-                rows = conn.execute(select(*cols).where(t.c.id > self._seen).order_by(t.c.id)).all()
+                rows = conn.execute(_NEWER, {"seen_": self._seen}).all()
             if not rows:
                 return
             self._lexical.sync([(row.id, row.kind, row.index_text) for row in rows])

@@ -5,12 +5,13 @@ can never break or steer a search."""
 
 from __future__ import annotations
 
+import functools
 import math
 from abc import ABC, abstractmethod
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 
-from sqlalchemy import Connection, bindparam, text
+from sqlalchemy import Connection, TextClause, bindparam, text
 
 from evoforge.memory.cognition.items import tokens
 
@@ -66,6 +67,23 @@ class LexicalIndex(ABC):
         return [item_id for item_id, _ in self.scored(conn, query, n, kinds)]
 
 
+_SCORED_OF_KINDS = text(
+    f"SELECT f.rowid, bm25({FTS_TABLE}) FROM {FTS_TABLE} f JOIN knowledge_items i ON i.id = f.rowid "
+    f"WHERE {FTS_TABLE} MATCH :match AND i.kind IN :kinds ORDER BY bm25({FTS_TABLE}) LIMIT :n"
+).bindparams(bindparam("kinds", expanding=True))
+_SCORED = text(f"SELECT rowid, bm25({FTS_TABLE}) FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH :match "
+               f"ORDER BY bm25({FTS_TABLE}) LIMIT :n")
+
+
+@functools.lru_cache(maxsize=128)
+def _frequency_statement(n: int) -> TextClause:
+    """SELECT the match counts (up to :cap) of terms :t0 … :t{n-1}; built once per number of terms (SQLAlchemy
+    spends more building and keying a statement than SQLite counting)."""
+    counts = ", ".join(f"(SELECT count(*) FROM (SELECT rowid FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH :t{i} "
+                       "LIMIT :cap))" for i in range(n))
+    return text(f"SELECT {counts}")
+
+
 class Fts5Index(LexicalIndex):
     """An external-content FTS5 table over `knowledge_items.index_text` (porter stemming), ranked by bm25().
 
@@ -90,11 +108,9 @@ class Fts5Index(LexicalIndex):
         dozens of terms, and a statement each cost more than the counting)."""
         if not terms:
             return {}
-        counts = ", ".join(f"(SELECT count(*) FROM (SELECT rowid FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH :t{i} "
-                           "LIMIT :cap))" for i in range(len(terms)))
         params: dict[str, object] = {f"t{i}": term for i, term in enumerate(terms)}
         params["cap"] = self.df_cap + 1
-        row = conn.execute(text(f"SELECT {counts}"), params).one()
+        row = conn.execute(_frequency_statement(len(terms)), params).one()
         return dict(zip(terms, (int(n) for n in row), strict=True))
 
     def create(self, conn: Connection) -> None:
@@ -115,15 +131,9 @@ class Fts5Index(LexicalIndex):
         if not match:
             return []
         if kinds:
-            stmt = text(
-                f"SELECT f.rowid, bm25({FTS_TABLE}) FROM {FTS_TABLE} f JOIN knowledge_items i ON i.id = f.rowid "
-                f"WHERE {FTS_TABLE} MATCH :match AND i.kind IN :kinds ORDER BY bm25({FTS_TABLE}) LIMIT :n"
-            ).bindparams(bindparam("kinds", expanding=True))
-            params = {"match": match, "kinds": list(kinds), "n": n}
+            stmt, params = _SCORED_OF_KINDS, {"match": match, "kinds": list(kinds), "n": n}
         else:
-            stmt = text(f"SELECT rowid, bm25({FTS_TABLE}) FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH :match "
-                        f"ORDER BY bm25({FTS_TABLE}) LIMIT :n")
-            params = {"match": match, "n": n}
+            stmt, params = _SCORED, {"match": match, "n": n}
         return [(row[0], -float(row[1])) for row in conn.execute(stmt, params)]  # FTS5's bm25() is negated
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Connection, Engine, func, select, update
+from sqlalchemy import Connection, Engine, bindparam, func, select, update
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 
 from evoforge.config import KnowledgeSettings
@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 _MAX_EVIDENCE = 50
 _MERGE_CANDIDATES = 10  # nearest items a new lesson is compared with before it is added as new
 _CHUNK = 500
+_ITEMS = select(t).where(t.c.id.in_(bindparam("ids_", expanding=True)))  # built once: read at every search
 
 
 def _lexical_backend(engine: Engine, choice: str, df_cap: int) -> LexicalIndex:
@@ -298,7 +299,7 @@ class CognitionBase:
 
     def _fetch(self, ids: list[int]) -> dict[int, KnowledgeItem]:
         with self._engine.connect() as conn:
-            rows = conn.execute(select(t).where(t.c.id.in_(ids))).all()
+            rows = conn.execute(_ITEMS, {"ids_": ids}).all()
         return {row.id: item_from_row(row) for row in rows}
 
     def get(self, item_id: int) -> KnowledgeItem:

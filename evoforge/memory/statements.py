@@ -1,0 +1,67 @@
+"""The statements the record runs at every trial, built once and given their values as parameters: SQLAlchemy spends
+more CPU building, checking and keying a statement than SQLite spends running it (a few hundred microseconds
+against a few tens), and a statement object built once is keyed once. An UPDATE built with no SET clause sets the
+columns its parameters name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Set
+from typing import Any
+
+from sqlalchemy import Delete, Select, Update, bindparam, insert, or_, select, update
+
+from evoforge.memory import tables as t
+from evoforge.models import TrialStatus
+
+INSERT_TRIAL = insert(t.trials)
+INSERT_LLM_CALLS = insert(t.llm_calls)
+INSERT_ANALYSIS = insert(t.analyses)
+INSERT_KNOWLEDGE_SHOWN = insert(t.knowledge_shown)
+INSERT_STAGE_RESULTS = insert(t.stage_results)
+INSERT_TELEMETRY = insert(t.telemetry)
+INSERT_GATE_DECISIONS = insert(t.gate_decisions)
+INSERT_STATE = insert(t.run_state)
+# parameters: run_, key_, and the columns to set (value, updated_at)
+UPDATE_STATE = update(t.run_state).where(t.run_state.c.run_id == bindparam("run_"),
+                                         t.run_state.c.key == bindparam("key_"))
+DELETE_ANALYSES_OF_KIND: Delete = t.analyses.delete().where(t.analyses.c.trial_id == bindparam("trial_"),
+                                                            t.analyses.c.kind == bindparam("kind_"))
+_REUSABLE = [s.value for s in TrialStatus if s.finished and s != TrialStatus.REJECTED]
+
+
+class TrialStatements:
+    """The statements of one record's trials (its trial columns: all of them, or those an older record has)."""
+
+    def __init__(self, columns: Collection[Any]) -> None:
+        self._columns = list(columns)
+        self._transitions: dict[tuple[frozenset[TrialStatus], bool], Update] = {}
+        c = t.trials.c
+        # `run_id + 0`: not the run's index (SQLite would walk all the run's trials), the fingerprint's
+        self.fingerprint: Select[Any] = (
+            select(*self._columns)
+            .where(c.fingerprint == bindparam("fingerprint_"), (c.run_id + 0) == bindparam("run_"),
+                   c.reused_from.is_(None), c.status.in_(_REUSABLE),
+                   c.error_class.is_distinct_from("proposal_error"))
+            .order_by(c.id)
+            .limit(1)
+        )
+
+    def transition(self, allowed: Set[TrialStatus], runner_checked: bool) -> Update:
+        """UPDATE trials (the columns its parameters name) of id `trial_` whose status is in `allowed` and, when
+        `runner_checked`, held by runner `runner_` or by none; returning the row."""
+        key = (frozenset(allowed), runner_checked)
+        statement = self._transitions.get(key)
+        if statement is None:
+            c = t.trials.c
+            where = [c.id == bindparam("trial_"), c.status.in_(sorted(s.value for s in allowed))]
+            if runner_checked:
+                where.append(or_(c.runner.is_(None), c.runner == bindparam("runner_")))
+            statement = self._transitions[key] = update(t.trials).where(*where).returning(*self._columns)
+        return statement
+
+
+__all__ = [
+    "DELETE_ANALYSES_OF_KIND", "INSERT_ANALYSIS", "INSERT_GATE_DECISIONS", "INSERT_KNOWLEDGE_SHOWN", "INSERT_LLM_CALLS",
+    "INSERT_STAGE_RESULTS", "INSERT_STATE", "INSERT_TELEMETRY", "INSERT_TRIAL", "UPDATE_STATE", "TrialStatements",
+]
