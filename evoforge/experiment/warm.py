@@ -57,6 +57,7 @@ CAPS = ("CAP_SYS_ADMIN", "CAP_SETPCAP")  # what the zygote keeps to build each c
 READY_TIMEOUT_S = 60.0
 MAX_IDLE = 8  # idle workers kept per pool; more are ended when they come back
 CHANNEL_FD = 3  # where a child finds the stage's channel
+ROOM_VAR, ROOM_BYTES = "EVOFORGE_ENVIRON_ROOM", 64 * 1024  # room in the zygote's environ for each child's (zygote.py)
 REPLY_BYTES = 1 << 16
 
 
@@ -116,8 +117,8 @@ class Worker:
                 "--trials", str(jail.writable)]
         try:
             proc = await asyncio.create_subprocess_exec(
-                *argv, cwd="/", env={**env, TOKEN_VAR: token}, start_new_session=True, stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.DEVNULL, stderr=err_w,
+                *argv, cwd="/", env={**env, TOKEN_VAR: token, ROOM_VAR: "x" * ROOM_BYTES}, start_new_session=True,
+                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=err_w,
                 pass_fds=(theirs.fileno(), watch.status_w, watch.info_w, watch.life_r))
         except BaseException:
             for fd in (err_r,):

@@ -66,18 +66,17 @@ def mount_points() -> list[str]:
         return [_unescape(line.split()[4]) for line in fh]
 
 
-def _skeleton(old: str, new: str) -> None:
-    """Copy the folders, symlinks and (empty) files of the file system at `old` to `new`, without entering mounts:
-    bwrap made them there as mount points and links; their mounts are bound again afterwards."""
+def _skeleton(old: str, new: str, skip: tuple[str, ...]) -> None:
+    """Copy the folders, symlinks and (empty) files of the file system at `old` to `new`, without entering mounts
+    or `skip`: bwrap made them there as mount points and links; their mounts are bound again afterwards."""
     device = os.lstat(old).st_dev
     for folder, dirs, files in os.walk(old):
-        rel = os.path.relpath(folder, old)
-        if rel.split(os.sep)[0] == FRESH:
-            dirs[:] = []
-            continue
-        target = os.path.normpath(os.path.join(new, rel))
+        target = os.path.normpath(os.path.join(new, os.path.relpath(folder, old)))
         for name in list(dirs):
             path, dest = os.path.join(folder, name), os.path.join(target, name)
+            if path in skip:
+                dirs.remove(name)
+                continue
             if os.path.islink(path):
                 os.symlink(os.readlink(path), dest)
                 continue
@@ -92,7 +91,7 @@ def _skeleton(old: str, new: str) -> None:
                 os.close(os.open(dest, os.O_CREAT | os.O_WRONLY, 0o644))
 
 
-def fresh_tmpfs(path: str, size_mb: int | None) -> None:
+def fresh_tmpfs(path: str, size_mb: int | None, staging: str) -> None:
     """Mount an empty tmpfs over `path` (/tmp, /dev/shm) in this mount namespace, keeping what the jail mounted
     below it (read-only binds of a virtualenv or task folder under /tmp, the run folder's masks)."""
     scratch = os.path.join(path, FRESH)
@@ -100,7 +99,7 @@ def fresh_tmpfs(path: str, size_mb: int | None) -> None:
     tops = [p for p in inner if not any(p.startswith(q + "/") for q in inner)]
     options = "mode=1777" + (f",size={size_mb * 1024 * 1024}" if size_mb else "")
     _mount("tmpfs", scratch, "tmpfs", MS_NOSUID | MS_NODEV, options)
-    _skeleton(path, scratch)
+    _skeleton(path, scratch, (scratch, staging))
     for top in dict.fromkeys(tops):
         _mount(top, scratch + top[len(path):], None, MS_BIND | MS_REC)
     _mount(scratch, path, None, MS_MOVE)
@@ -138,8 +137,24 @@ def enter(job: dict, trials: str, staging: str) -> None:
     _trial_folder(trials, staging, job["trial"])
     _check(_libc.umount2(staging.encode(), MNT_DETACH), f"detach {staging}")
     for path in ("/tmp", "/dev/shm"):
-        fresh_tmpfs(path, job.get("tmp_mb"))
+        fresh_tmpfs(path, job.get("tmp_mb"), staging)
     drop_capabilities()
+
+
+def show_environ(env: dict) -> None:
+    """Write `env` over this process's initial environment block, what /proc/PID/environ shows (evoforge's sweep and
+    the tests find a trial's processes by it; a forked child would still show the zygote's). The worker starts with
+    a padding variable that makes room; call it once os.environ no longer points into the block (cleared)."""
+    with open("/proc/self/stat", "rb") as fh:
+        fields = fh.read().rsplit(b")", 1)[1].split()
+    start, end = int(fields[47]), int(fields[48])  # env_start and env_end (fields 50 and 51 of proc(5))
+    data = b""
+    for name, value in env.items():
+        entry = f"{name}={value}".encode(errors="surrogateescape") + b"\0"
+        if len(data) + len(entry) > end - start:
+            break
+        data += entry
+    ctypes.memmove(start, data.ljust(end - start, b"\0"), end - start)
 
 
 def _options(job: dict) -> supervisor.Options:
@@ -166,6 +181,7 @@ def child(job: dict, fds: list[int], trials: str, staging: str) -> None:
         supervisor._apply_limits(_options(job))  # rlimits, no blocked signal, only 0-3 left open
         os.chdir(job["cwd"])
         os.environ.clear()
+        show_environ(job["env"])
         os.environ.update(job["env"])
         sys.argv = [harness.__file__, *job["argv"]]
         sys.path[0] = job["cwd"]  # as `python -m` in the trial folder would have it
@@ -208,11 +224,17 @@ def run_job(job: dict, fds: list[int], trials: str, staging: str, lifeline: int 
         return 127 << 8, "exited", True
     if pid == 0:
         child(job, fds, trials, staging)
+    own = os.dup(2)
+    os.dup2(fds[2], 2)  # what the supervisor says of the job (a process limit) goes to the job's stderr
     for fd in fds:
         os.close(fd)
-    opts = _options(job)
-    status, ended = supervisor.wait_child(pid, max_tasks=opts.max_processes, lifeline=lifeline)
-    return status, ended or "exited", kill_all()
+    try:
+        status, ended = supervisor.wait_child(pid, max_tasks=_options(job).max_processes, lifeline=lifeline)
+        return status, ended or "exited", kill_all()
+    finally:
+        sys.stderr.flush()
+        os.dup2(own, 2)
+        os.close(own)
 
 
 def _send(control: socket.socket, message: dict) -> None:
