@@ -55,6 +55,7 @@ ZYGOTE = "evoforge.experiment.zygote"
 STAGING = Path("/tmp/.evoforge-trials")  # inside the worker's own /tmp: where its PID 1 sees the trials folder
 CAPS = ("CAP_SYS_ADMIN", "CAP_SETPCAP")  # what the zygote keeps to build each child's jail (the child drops them)
 READY_TIMEOUT_S = 60.0
+RETIRE_GRACE_S = 1.0
 MAX_IDLE = 8  # idle workers kept per pool; more are ended when they come back
 CHANNEL_FD = 3  # where a child finds the stage's channel
 ROOM_VAR, ROOM_BYTES = "EVOFORGE_ENVIRON_ROOM", 64 * 1024  # room in the zygote's environ for each child's (zygote.py)
@@ -159,11 +160,19 @@ class Worker:
         try:
             await self.proc.wait()
         except asyncio.CancelledError:
-            self.kill()
-            await self.proc.wait()
+            await self.retire()
             raise
         finally:
             self.close()
+
+    async def retire(self) -> None:
+        """End an idle worker: its zygote exits at EOF of its control socket (so bwrap reaps it and the CPU time of
+        its children is accounted for), else within RETIRE_GRACE_S it is killed."""
+        self.control.close()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self.proc.wait()), RETIRE_GRACE_S)
+        self.kill()
+        await self.proc.wait()
 
     async def receive(self) -> dict[str, Any]:
         """The zygote's next message ({} when the socket closed: the worker is gone)."""
@@ -195,7 +204,7 @@ class Worker:
             await _stop(self.proc, self.jail)
         self.kill()
         await self.proc.wait()
-        sweep(self.token)
+        await asyncio.to_thread(sweep, self.token)
         if self.keeper is not None:
             await asyncio.gather(self.keeper, return_exceptions=True)
         self.close()
@@ -262,11 +271,11 @@ class WarmPool:
                 worker.kill()
         return None
 
-    def release(self, worker: Worker) -> None:
+    async def release(self, worker: Worker) -> None:
         if worker.alive and len(self.idle) < MAX_IDLE:
             self.idle.append(worker)
         else:
-            worker.kill()
+            await worker.retire()
 
     def _warn(self, why: str) -> None:
         if not self.warned:
@@ -347,7 +356,7 @@ class WarmStarted:
             (out_tail, out_dropped), (err_tail, err_dropped) = self.logs[0].finish(), self.logs[1].finish()
         healthy = ended == "exited" and reply.get("ended") in ("exited", "too_many") and reply.get("empty") is True
         if healthy:
-            self.pool.release(worker)
+            await self.pool.release(worker)
         elif worker.alive:
             await worker.end()
         return SandboxResult(_returncode(reply, worker), ended == "timeout", seconds, out_tail, err_tail, out_dropped,
