@@ -18,6 +18,7 @@ import pytest
 from containment import BWRAP, IN_PROCESS, make_task, survivors, trial_dir
 
 from evoforge.experiment import Engineer, warm
+from evoforge.experiment.sandbox import TOKEN_VAR
 from evoforge.experiment.warm import STAGING, Worker
 from evoforge.models import Outcome, TrialStatus
 
@@ -249,6 +250,38 @@ def test_a_worker_that_cannot_start_leaves_the_evaluations_to_the_cold_path_with
     assert len(warnings) == 1, warnings
     assert "no_such_zygote" in warnings[0].getMessage()
     assert engineer.executor.warm.idle == []
+
+
+def test_a_stage_started_ahead_and_dropped_gives_its_worker_back_with_an_empty_jail(tmp_path: Path) -> None:
+    engineer = Engineer(make_task(tmp_path, IN_PROCESS))
+    dropped, after = trial_dir(tmp_path, 1), trial_dir(tmp_path, 2)
+
+    async def scenario() -> tuple[list[int], Worker, list[str], Outcome, Worker]:
+        await engineer.start_ahead(HONEST, dropped)
+        started = engineer._ahead[dropped.resolve()].started
+        marker = f"{TOKEN_VAR}={started.token}\0".encode()
+        for _ in range(400):  # at most 20 s: until its child is set up and waits for the channel
+            if survivors(marker):
+                break
+            await asyncio.sleep(0.05)
+        assert survivors(marker), "the child started ahead never showed up"
+        await engineer.drop_ahead(dropped)
+        left, worker = survivors(marker), _worker(engineer)
+        children = Path(f"/proc/{worker.proc.pid}").exists() and _children(worker.jail.pid1)
+        outcome = await _evaluate(engineer, HONEST, after)
+        return left, worker, children, outcome, _worker(engineer)
+
+    left, worker, children, outcome, again = asyncio.run(scenario())
+    assert left == [] and children == [], "the dropped stage's child (or its jail) is still running"
+    assert outcome.status is TrialStatus.SUCCEEDED and outcome.score == 2.5
+    assert again is worker  # the worker went back to the pool and served the next evaluation
+    assert (dropped / "stderr.log").read_bytes() == b""  # killed before anything ran: no traceback left
+
+
+def _children(pid: int | None) -> list[str]:
+    """Pids of the children of `pid` (its main thread's)."""
+    assert pid is not None
+    return Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
 
 
 def test_the_workers_end_with_the_event_loop(tmp_path: Path) -> None:

@@ -56,6 +56,7 @@ STAGING = Path("/tmp/.evoforge-trials")  # inside the worker's own /tmp: where i
 CAPS = ("CAP_SYS_ADMIN", "CAP_SETPCAP")  # what the zygote keeps to build each child's jail (the child drops them)
 READY_TIMEOUT_S = 60.0
 RETIRE_GRACE_S = 1.0
+ABANDON_WAIT_S = 2.0  # for the zygote's report on a child killed before it was let go
 MAX_IDLE = 8  # idle workers kept per pool; more are ended when they come back
 CHANNEL_FD = 3  # where a child finds the stage's channel
 ROOM_VAR, ROOM_BYTES = "EVOFORGE_ENVIRON_ROOM", 64 * 1024  # room in the zygote's environ for each child's (zygote.py)
@@ -386,12 +387,25 @@ class WarmStarted:
         return ("stopped" if stopper is not None and stopper in done else "timeout"), {}
 
     async def abandon(self) -> None:
-        """End the worker of a job that will never be let go (a trial that was not evaluated after all)."""
+        """Kill the child of a job that will never be let go (a trial that was not evaluated after all: nothing of
+        the task ran, its harness still waits for the channel's first line); its worker goes back to the pool once
+        its zygote reports the jail empty, else the worker ends."""
         if self.done:
             return
         self.done = True
         try:
+            if await asyncio.to_thread(sweep, self.token):  # found by its environment: its setup is done
+                reply = {}
+                with contextlib.suppress(TimeoutError):
+                    reply = await asyncio.wait_for(self.worker.receive(), ABANDON_WAIT_S)
+                if reply.get("ended") == "exited" and reply.get("empty") is True:
+                    await _finish_pumps(self.pumps, self.pipes, grace=DRAIN_GRACE_S)
+                    await self.pool.release(self.worker)
+                    return
             await self._kill()
+        except BaseException:
+            await self._kill()
+            raise
         finally:
             for one in self.logs:
                 one.finish()
