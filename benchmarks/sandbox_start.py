@@ -34,6 +34,7 @@ import evoforge
 from evoforge.errors import EvoforgeError
 from evoforge.experiment.engineer import Engineer
 from evoforge.experiment.isolation import resolve
+from evoforge.memory.record import Record
 from evoforge.models import TrialStatus
 from evoforge.task.loader import Task, load_task
 
@@ -118,7 +119,8 @@ def run_cpu(trials: int) -> dict[str, float]:
         lines = [line.split() for line in done.stdout.splitlines() if line.startswith("RUSAGE ")]
         if done.returncode != 0 or not lines:
             raise SystemExit(f"evoforge run exited {done.returncode}: {done.stderr[-2000:]}")
-        evaluated = sum(1 for _ in (run / "trials").glob("*/stdout.log"))
+        with Record.for_run_dir(run, read_only=True) as record:
+            evaluated = sum(1 for trial in record.trials() if trial.reused_from is None)
     own, children = float(lines[-1][1]), float(lines[-1][2])
     return {"evaluated": evaluated, "own_ms": 1000 * own / evaluated, "children_ms": 1000 * children / evaluated}
 

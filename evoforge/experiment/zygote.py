@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import _signal as signal
 import ctypes
+import gc
 import json
 import os
 import select
@@ -269,6 +270,7 @@ def serve(control: socket.socket, trials: str, staging: str, lifeline: int | Non
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGCHLD})
     for path in ("/tmp", "/dev/shm"):
         os.makedirs(os.path.join(path, FRESH), exist_ok=True)
+    gc.freeze()  # what is here stays out of the children's collections: fewer of its pages copied on write
     why = _probe(trials, staging)
     if why:
         _send(control, {"ready": False, "error": why})
