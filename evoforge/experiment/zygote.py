@@ -96,7 +96,8 @@ def fresh_tmpfs(path: str, size_mb: int | None, staging: str) -> None:
     """Mount an empty tmpfs over `path` (/tmp, /dev/shm) in this mount namespace, keeping what the jail mounted
     below it (read-only binds of a virtualenv or task folder under /tmp, the run folder's masks)."""
     scratch = os.path.join(path, FRESH)
-    inner = [p for p in mount_points() if p.startswith(path + "/") and not p.startswith(scratch)]
+    inner = [p for p in mount_points() if p.startswith(path + "/")
+             and not any(p == q or p.startswith(q + "/") for q in (scratch, staging))]
     tops = [p for p in inner if not any(p.startswith(q + "/") for q in inner)]
     options = "mode=1777" + (f",size={size_mb * 1024 * 1024}" if size_mb else "")
     _mount("tmpfs", scratch, "tmpfs", MS_NOSUID | MS_NODEV, options)
@@ -136,7 +137,8 @@ def enter(job: dict, trials: str, staging: str) -> None:
     _check(_libc.unshare(CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS), "unshare")
     _mount(None, "/", None, MS_REC | MS_PRIVATE)
     _trial_folder(trials, staging, job["trial"])
-    _check(_libc.umount2(staging.encode(), MNT_DETACH), f"detach {staging}")
+    if _libc.umount2(staging.encode(), MNT_DETACH) != 0:  # locked (an unprivileged bwrap's mounts): covered instead
+        _mount("tmpfs", staging, "tmpfs", MS_NOSUID | MS_NODEV | MS_RDONLY, "size=4k,mode=0")
     for path in ("/tmp", "/dev/shm"):
         fresh_tmpfs(path, job.get("tmp_mb"), staging)
     drop_capabilities()
