@@ -145,8 +145,7 @@ class Worker:
         if reply.get("ready") is not True:
             await worker.end()
             said = worker.said.decode(errors="replace").strip()[-300:]
-            raise WarmError(str(reply.get("error") or f"the worker ended at start (bwrap exit "
-                                                        f"{proc.returncode}): {said or 'no message'}"))
+            raise WarmError(str(reply.get("error") or f"the worker ended at start: {said or 'no message'}"))
         return worker
 
     def _drain(self) -> None:
