@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from containment import BWRAP, IN_PROCESS, make_task, survivors, trial_dir
 
-from evoforge.experiment import Engineer, warm
+from evoforge.experiment import Engineer, warm, warm_worker
 from evoforge.experiment.sandbox import TOKEN_VAR
 from evoforge.experiment.warm import STAGING, Worker
 from evoforge.models import Outcome, TrialStatus
@@ -237,7 +237,7 @@ def test_a_timeout_ends_the_whole_tree_and_the_next_evaluation_gets_a_fresh_work
 
 def test_a_worker_that_cannot_start_leaves_the_evaluations_to_the_cold_path_with_one_warning(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
-    monkeypatch.setattr(warm, "ZYGOTE", "evoforge.experiment.no_such_zygote")
+    monkeypatch.setattr(warm_worker, "ZYGOTE", "evoforge.experiment.no_such_zygote")
     engineer = Engineer(make_task(tmp_path, IN_PROCESS))
 
     async def scenario() -> list[Outcome]:
