@@ -78,7 +78,8 @@ def result():
     return {"score": 1.0, **caps, "no_new_privs": float(status["NoNewPrivs"]),
             "other_trial": readable("OTHER"), "trials_listed": float(len(os.listdir("TRIALS"))),
             "staging": float(os.path.exists("STAGING")), "record": readable("RECORD"),
-            "pid1_environ": readable("/proc/1/environ"), "task_write": writable("TASK/evil.py"),
+            "pid1_environ": readable("/proc/1/environ"), "pid1_root": readable("/proc/1/root/STAGING"),
+            "task_write": writable("TASK/evil.py"),
             "trials_write": writable("TRIALS/evil"), "own_write": writable("OWN/ok.txt"),
             "policy": float(os.sched_getscheduler(0)), "ppid": float(os.getppid()),
             "pid1_zygote": float(b"evoforge.experiment.zygote" in pid1),
@@ -155,7 +156,7 @@ def test_a_child_holds_no_capability_and_sees_only_its_own_trial(tmp_path: Path)
         ("CapEff", "CapPrm", "CapBnd", "CapAmb", "CapInh"), 0.0)
     assert seen["no_new_privs"] == 1.0
     assert seen["other_trial"] == 0.0 and seen["trials_listed"] == 1.0 and seen["staging"] == 0.0
-    assert seen["record"] == 0.0 and seen["pid1_environ"] == 0.0
+    assert seen["record"] == 0.0 and seen["pid1_environ"] == 0.0 and seen["pid1_root"] == 0.0  # nor through PID 1
     assert seen["task_write"] == 0.0 and seen["trials_write"] == 0.0 and seen["own_write"] == 1.0
     assert seen["policy"] == float(os.SCHED_OTHER)  # the worker's real-time boost is not inherited
     assert seen["ppid"] == 1.0 and seen["pid1_zygote"] == 1.0  # a child of the worker's PID 1, the zygote
