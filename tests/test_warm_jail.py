@@ -31,6 +31,10 @@ import ctypes, os, time
 def result():
     open("/tmp/x", "w").write("left by candidate 1")
     open("/dev/shm/y", "w").write("left by candidate 1")
+    try:
+        open("/dev/z", "w").write("left by candidate 1")
+    except OSError:
+        pass
     segment = ctypes.CDLL(None, use_errno=True).shmget(KEY, 4096, 0o1000 | 0o600)  # IPC_CREAT
     os.environ["LEFT_BEHIND"] = "1"
     if os.fork() == 0:
@@ -47,6 +51,7 @@ import ctypes, os
 def result():
     libc = ctypes.CDLL(None, use_errno=True)
     return {"score": 1.0, "tmp": float(os.path.exists("/tmp/x")), "dev_shm": float(os.path.exists("/dev/shm/y")),
+            "dev": float(os.path.exists("/dev/z")),
             "sysv": float(libc.shmget(KEY, 0, 0) >= 0), "env": float("LEFT_BEHIND" in os.environ),
             "processes": float(len([p for p in os.listdir("/proc") if p.isdigit()]))}
 """
@@ -127,8 +132,8 @@ def test_nothing_of_one_candidate_reaches_the_next_in_the_same_worker(tmp_path: 
     assert pids[0] is not None and pids[0] == pids[1], "the two candidates did not run in the same warm worker"
     assert left == [], "candidate 1's detached background process outlived its evaluation"
     assert second.status is TrialStatus.SUCCEEDED, second
-    seen = {name: second.metrics[name] for name in ("tmp", "dev_shm", "sysv", "env")}
-    assert seen == {"tmp": 0.0, "dev_shm": 0.0, "sysv": 0.0, "env": 0.0}
+    seen = {name: second.metrics[name] for name in ("tmp", "dev_shm", "dev", "sysv", "env")}
+    assert seen == {"tmp": 0.0, "dev_shm": 0.0, "dev": 0.0, "sysv": 0.0, "env": 0.0}
     assert second.metrics["processes"] == 2.0  # the worker's PID 1 and candidate 2 itself: no one else in the jail
 
 

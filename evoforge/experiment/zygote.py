@@ -30,6 +30,7 @@ from evoforge.experiment import harness, supervisor
 CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC = 0x20000, 0x4000000, 0x8000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_BIND, MS_MOVE, MS_REC, MS_PRIVATE = (
     0x1, 0x2, 0x4, 0x20, 0x1000, 0x2000, 0x4000, 0x40000)
+MS_NOEXEC, MS_NOATIME, MS_NODIRATIME, MS_RELATIME, ST_RELATIME = 0x8, 0x400, 0x800, 0x200000, 0x1000
 MNT_DETACH = 2
 PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL = 24, 38, 47, 4
 CAP_VERSION_3 = 0x20080522
@@ -107,6 +108,14 @@ def fresh_tmpfs(path: str, size_mb: int | None, staging: str) -> None:
     _mount(scratch, path, None, MS_MOVE)
 
 
+def read_only(path: str) -> None:
+    """Remount the mount at `path` read-only, keeping its other flags (an unprivileged bwrap's are locked)."""
+    flags = os.statvfs(path).f_flag
+    keep = flags & (MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_NOATIME | MS_NODIRATIME)
+    keep |= MS_RELATIME if flags & ST_RELATIME else 0
+    _mount(None, path, None, MS_REMOUNT | MS_BIND | MS_RDONLY | keep)
+
+
 def _trial_folder(trials: str, staging: str, name: str) -> None:
     """Mount only the trial `name` at its real path: a fresh tmpfs over the (masked) trials folder, the trial's
     folder bound from the staging mount onto it, the tmpfs made read-only."""
@@ -141,6 +150,7 @@ def enter(job: dict, trials: str, staging: str) -> None:
         _mount("tmpfs", staging, "tmpfs", MS_NOSUID | MS_NODEV | MS_RDONLY, "size=4k,mode=0")
     for path in ("/tmp", "/dev/shm"):
         fresh_tmpfs(path, job.get("tmp_mb"), staging)
+    read_only("/dev")  # the jail's /dev (a tmpfs of device nodes) is the worker's: nothing written there stays
     drop_capabilities()
 
 
