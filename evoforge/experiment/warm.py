@@ -134,7 +134,7 @@ class WarmPool:
 @dataclass(eq=False)
 class WarmStarted:
     """A stage's harness started in a warm worker, waiting for its channel's first line: `finish` lets it go and waits
-    for it (its clock starts then); `abandon` ends a worker whose job will never be let go. As `sandbox.Started`."""
+    for it (its clock starts then); `abandon` kills a child whose job will never be let go. As `sandbox.Started`."""
 
     pool: WarmPool
     worker: Worker

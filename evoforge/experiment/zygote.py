@@ -162,7 +162,8 @@ def show_environ(env: dict) -> None:
         fields = fh.read().rsplit(b")", 1)[1].split()
     start, end = int(fields[47]), int(fields[48])  # env_start and env_end (fields 50 and 51 of proc(5))
     data = b""
-    for name, value in env.items():
+    first = sorted(env, key=lambda name: not name.startswith("EVOFORGE_TRIAL"))  # the token and folder, if cut short
+    for name, value in ((name, env[name]) for name in first):
         entry = f"{name}={value}".encode(errors="surrogateescape") + b"\0"
         if len(data) + len(entry) > end - start:
             break
@@ -184,6 +185,7 @@ def _options(job: dict) -> supervisor.Options:
 def child(job: dict, fds: list[int], trials: str, staging: str) -> None:
     """The child of one job: becomes its own jail, takes the job's descriptors (channel 3, stdout 1, stderr 2, stdin
     /dev/null) and environment, then runs the harness's evaluation. Never returns."""
+    stderr = fds[2]
     try:
         enter(job, trials, staging)
         os.setsid()
@@ -191,6 +193,7 @@ def child(job: dict, fds: list[int], trials: str, staging: str) -> None:
         null = os.open("/dev/null", os.O_RDONLY)
         for fd, target in ((null, 0), (high[1], 1), (high[2], 2), (high[0], 3)):
             os.dup2(fd, target)
+        stderr = 2
         supervisor._apply_limits(_options(job))  # rlimits, no blocked signal, only 0-3 left open
         os.chdir(job["cwd"])
         os.environ.clear()
@@ -200,8 +203,8 @@ def child(job: dict, fds: list[int], trials: str, staging: str) -> None:
         sys.path[0] = job["cwd"]  # as `python -m` in the trial folder would have it
     except BaseException as exc:  # noqa: BLE001 - whatever happens here, the child must not return
         try:
-            os.write(fds[2] if len(fds) > 2 else 2, f"evoforge warm worker: cannot set up the evaluation: "
-                     f"{type(exc).__name__}: {exc}\n".encode())
+            os.write(stderr, f"evoforge warm worker: cannot set up the evaluation: {type(exc).__name__}: {exc}\n"
+                     .encode())
         finally:
             os._exit(SETUP_FAILED)
     harness._evaluate(job["argv"])  # exits the process
@@ -250,8 +253,13 @@ def run_job(job: dict, fds: list[int], trials: str, staging: str, lifeline: int 
         os.close(own)
 
 
-def _send(control: socket.socket, message: dict) -> None:
-    control.send(json.dumps(message).encode())
+def _send(control: socket.socket, message: dict) -> bool:
+    """Send one message to evoforge; False when it is gone."""
+    try:
+        control.send(json.dumps(message).encode())
+    except OSError:
+        return False
+    return True
 
 
 def _probe(trials: str, staging: str) -> str:
@@ -310,9 +318,10 @@ def serve(control: socket.socket, trials: str, staging: str, lifeline: int | Non
             _send(control, {"error": f"bad job: {exc}"})
             continue
         status, ended, empty = run_job(job, fds, trials, staging, lifeline)
-        _send(control, {"status": status, "ended": ended, "empty": empty})
-        if ended == "terminated" or not empty:
-            return 128 + signal.SIGTERM if ended == "terminated" else 1
+        if not _send(control, {"status": status, "ended": ended, "empty": empty}) or not empty:
+            return 1
+        if ended == "terminated":
+            return 128 + signal.SIGTERM
 
 
 def main(argv: list[str]) -> None:
