@@ -64,7 +64,8 @@ def plan(job: StageJob) -> tuple[tuple[Any, ...], Jail, dict[str, str]] | None:
     if (trials not in jail.masked or jail.cwd != jail.writable or not trials.is_dir()
             or trials in (Path("/"), Path("/tmp"), Path("/dev/shm")) or STAGING.is_relative_to(trials)
             or any(Path(tmp).is_relative_to(p) for tmp in ("/tmp", "/dev") for p in (*jail.readonly, *jail.masked))
-            or any(p != trials and p.is_relative_to(trials) for p in (*jail.readonly, *jail.masked, *jail.hidden))):
+            or any(p.is_relative_to(trials) for p in (*jail.readonly, *jail.hidden))
+            or any(p != trials and p.is_relative_to(trials) for p in jail.masked)):
         return None
     base = {k: v for k, v in job.env.items() if not k.startswith("EVOFORGE_")}
     worker_jail = dataclasses.replace(jail, writable=trials, staging=STAGING, caps=CAPS, cwd=Path("/"), tmp_mb=None)
