@@ -319,3 +319,17 @@ def test_the_worker_jail_keeps_two_capabilities_for_its_pid_1_and_binds_the_tria
     at = argv.index("--bind")
     assert argv[at + 1 : at + 3] == [trials, str(STAGING)]
     assert str(trial_dir(tmp_path, 1).resolve()) not in argv  # no trial folder of its own
+
+
+def test_the_cold_path_keeps_what_a_warm_worker_cannot_lay_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    task = make_task(tmp_path, IN_PROCESS)
+    engineer = Engineer(task)
+
+    def job(folder: Path) -> Any:
+        folder.mkdir(parents=True, exist_ok=True)
+        return engineer._job(engineer.stages[0], folder / "program.py", folder, None)
+
+    assert warm.plan(job(trial_dir(tmp_path, 1))) is not None
+    assert warm.plan(job(task.root / "trial")) is None  # its trials folder is the task folder, bound read-only
+    monkeypatch.setenv(warm.SWITCH, "0")
+    assert warm.plan(job(trial_dir(tmp_path, 1))) is None
