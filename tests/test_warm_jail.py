@@ -333,3 +333,30 @@ def test_the_cold_path_keeps_what_a_warm_worker_cannot_lay_out(tmp_path: Path, m
     assert warm.plan(job(task.root / "trial")) is None  # its trials folder is the task folder, bound read-only
     monkeypatch.setenv(warm.SWITCH, "0")
     assert warm.plan(job(trial_dir(tmp_path, 1))) is None
+
+
+SLEEPER = "import time\n\ndef result():\n    time.sleep(120)\n    return {'score': 1.0}\n"
+
+
+def test_a_worker_killed_mid_evaluation_ends_that_evaluation_at_once(tmp_path: Path) -> None:
+    engineer = Engineer(make_task(tmp_path, IN_PROCESS, timeout=60))  # timeout_s 120: far past the test's own end
+    where = trial_dir(tmp_path, 2)
+
+    async def scenario() -> tuple[Outcome, Outcome, int | None, int | None]:
+        await _evaluate(engineer, HONEST, trial_dir(tmp_path, 1))
+        pid1 = _worker(engineer).jail.pid1
+        assert pid1 is not None
+        running = asyncio.ensure_future(_evaluate(engineer, SLEEPER, where))
+        marker = f"EVOFORGE_TRIAL_DIR={where.resolve()}\0".encode()
+        for _ in range(400):  # at most 20 s: until its child runs
+            if survivors(marker):
+                break
+            await asyncio.sleep(0.05)
+        os.kill(pid1, 9)  # the worker's PID 1 (the zygote), from outside: its jail dies with it
+        killed = await asyncio.wait_for(running, 60)
+        after = await _evaluate(engineer, HONEST, trial_dir(tmp_path, 3))
+        return killed, after, pid1, _worker(engineer).jail.pid1
+
+    killed, after, pid1, again = asyncio.run(scenario())
+    assert killed.status is TrialStatus.FAILED and killed.error_class != "timeout", killed
+    assert after.status is TrialStatus.SUCCEEDED and again not in (None, pid1)

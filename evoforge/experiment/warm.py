@@ -121,6 +121,7 @@ class WarmPool:
         return None
 
     async def release(self, worker: Worker) -> None:
+        worker.busy = False
         if worker.alive and len(self.idle) < MAX_IDLE:
             self.idle.append(worker)
         else:
@@ -171,6 +172,7 @@ class WarmStarted:
         (out_r, out_w), (err_r, err_w) = os.pipe(), os.pipe()
         try:
             worker.send(message, [channel.fileno(), out_w, err_w])
+            worker.busy = True
         except BaseException:
             for fd in (out_r, err_r):
                 os.close(fd)
@@ -217,9 +219,10 @@ class WarmStarted:
         """Wait for the zygote's report, the timeout, `stop`, or the folder outgrowing `disk_mb`: ("exited", report),
         ("timeout", {}), ("stopped", {}) or ("disk_limit: REASON", {})."""
         waiter = asyncio.ensure_future(self.worker.receive())
+        gone = asyncio.ensure_future(self.worker.proc.wait())  # the worker died (its report may never come)
         stopper = asyncio.ensure_future(stop.wait()) if stop is not None else None
         watcher = asyncio.ensure_future(disk.watch(self.folder, self.disk_mb)) if self.disk_mb is not None else None
-        waiting = {t for t in (waiter, stopper, watcher) if t is not None}
+        waiting = {t for t in (waiter, gone, stopper, watcher) if t is not None}
         try:
             done, _ = await asyncio.wait(waiting, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -228,8 +231,8 @@ class WarmStarted:
             await asyncio.gather(*waiting, return_exceptions=True)
         if waiter in done and not waiter.cancelled() and waiter.exception() is None:
             return "exited", waiter.result()
-        if waiter in done:
-            return "exited", {}
+        if waiter in done or gone in done:
+            return "exited", self.worker.pending()
         if watcher is not None and watcher in done and not watcher.cancelled() and watcher.exception() is None:
             return f"disk_limit: {watcher.result()}", {}
         return ("stopped" if stopper is not None and stopper in done else "timeout"), {}

@@ -45,6 +45,7 @@ class Worker:
     loop: asyncio.AbstractEventLoop
     said: bytearray = field(default_factory=bytearray)  # the last bytes the zygote wrote to its stderr
     keeper: asyncio.Task[None] | None = None
+    busy: bool = False  # a job was handed to it and its report not yet read
 
     @classmethod
     async def start(cls, key: tuple[Any, ...], jail: Jail, env: dict[str, str]) -> Worker:
@@ -104,8 +105,9 @@ class Worker:
             await self.proc.wait()
         except asyncio.CancelledError:
             await self.retire()
+            self.close()
             raise
-        finally:
+        if not self.busy:  # else its job's waiter hears the end on the control socket, and closes it
             self.close()
 
     async def retire(self) -> None:
