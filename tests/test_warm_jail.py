@@ -26,9 +26,10 @@ pytestmark = BWRAP
 SHM_KEY = 0x5EED0000 + os.getpid() % 0xFFFF
 
 LEAVE_STATE = """
-import ctypes, os, time
+import ctypes, os, signal, time
 
 def result():
+    os.kill(1, signal.SIGINT)  # the worker's PID 1: it must not fall to the candidate's KeyboardInterrupt
     open("/tmp/x", "w").write("left by candidate 1")
     open("/dev/shm/y", "w").write("left by candidate 1")
     try:
@@ -46,11 +47,12 @@ def result():
     return {"score": 1.0, "segment": float(segment >= 0)}
 """
 LOOK_FOR_STATE = """
-import ctypes, os
+import ctypes, os, signal
 
 def result():
     libc = ctypes.CDLL(None, use_errno=True)
-    return {"score": 1.0, "tmp": float(os.path.exists("/tmp/x")), "dev_shm": float(os.path.exists("/dev/shm/y")),
+    return {"score": 1.0, "sigint": float(signal.getsignal(signal.SIGINT) is signal.default_int_handler),
+            "tmp": float(os.path.exists("/tmp/x")), "dev_shm": float(os.path.exists("/dev/shm/y")),
             "dev": float(os.path.exists("/dev/z")),
             "sysv": float(libc.shmget(KEY, 0, 0) >= 0), "env": float("LEFT_BEHIND" in os.environ),
             "processes": float(len([p for p in os.listdir("/proc") if p.isdigit()]))}
@@ -135,6 +137,7 @@ def test_nothing_of_one_candidate_reaches_the_next_in_the_same_worker(tmp_path: 
     seen = {name: second.metrics[name] for name in ("tmp", "dev_shm", "dev", "sysv", "env")}
     assert seen == {"tmp": 0.0, "dev_shm": 0.0, "dev": 0.0, "sysv": 0.0, "env": 0.0}
     assert second.metrics["processes"] == 2.0  # the worker's PID 1 and candidate 2 itself: no one else in the jail
+    assert second.metrics["sigint"] == 1.0  # Ctrl-C handled as in a fresh interpreter
 
 
 def test_a_child_holds_no_capability_and_sees_only_its_own_trial(tmp_path: Path) -> None:

@@ -188,6 +188,7 @@ def child(job: dict, fds: list[int], trials: str, staging: str) -> None:
     stderr = fds[2]
     try:
         enter(job, trials, staging)
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # as a fresh interpreter has it
         os.setsid()
         high = [os.dup(fd) for fd in fds]  # above 3 before anything is placed there
         null = os.open("/dev/null", os.O_RDONLY)
@@ -288,6 +289,7 @@ def _probe(trials: str, staging: str) -> str:
 def serve(control: socket.socket, trials: str, staging: str, lifeline: int | None, status_fd: int | None) -> int:
     """Say ready, then run jobs until the control socket or the lifeline closes, or SIGTERM; returns the exit code."""
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGCHLD})
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the one signal a child could send its PID 1 (Python handles it)
     for path in ("/tmp", "/dev/shm"):
         os.makedirs(os.path.join(path, FRESH), exist_ok=True)
     gc.freeze()  # what is here stays out of the children's collections: fewer of its pages copied on write
