@@ -5,8 +5,9 @@ The jail is the evaluator's jail of the run (bwrap keeps CAP_SYS_ADMIN and CAP_S
 instead of one trial folder the run's trials folder is bound writable at `--staging`. Per job (one JSON message on
 the control socket, the stage's channel, stdout and stderr as SCM_RIGHTS descriptors) it forks a child which,
 before anything of the task runs, enters mount, IPC and UTS namespaces of its own, mounts its trial folder at its
-real path (nothing else of the trials folder), detaches the staging mount, gets a fresh /tmp and /dev/shm, drops
-every capability for good, sets the rlimits and runs the harness's evaluation in place of a new interpreter. The
+real path (nothing else of the trials folder), detaches the staging mount (covers it where an unprivileged bwrap
+locked it), gets a fresh /tmp and /dev/shm and a read-only /dev, drops every capability for good, shows the job's
+environment in /proc, sets the rlimits and runs the harness's evaluation in place of a new interpreter. The
 child is waited for as supervisor.py waits (max_processes poll, exact wait status); then every other process in
 the jail's PID namespace is killed and reaped, and the status is reported on the control socket. On SIGTERM or at
 EOF of the lifeline (evoforge gone) the job is stopped as supervisor.py stops one and the zygote exits.
