@@ -27,7 +27,7 @@ def test_killing_evoforge_mid_evaluation_leaves_no_trial_process(tmp_path: Path,
         proc = subprocess.Popen([*CLI, "run", str(task), "--run-dir", str(run_dir), "--llm", "offline",
                                  "--trials", "2"], stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        assert wait_until(lambda: len(survivors(marker)) >= 2 or proc.poll() is not None, timeout_s=120), \
+        assert wait_until(lambda: len(survivors(marker)) >= 1 or proc.poll() is not None, timeout_s=120), \
             "the seed's evaluation never started: " + log.read_text()[-2000:]
         assert proc.poll() is None, "the run ended early: " + log.read_text()[-2000:]
         os.kill(proc.pid, sig)

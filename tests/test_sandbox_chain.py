@@ -158,7 +158,9 @@ def evaluate(program_path):
 
 
 @BWRAP
-def test_under_bwrap_the_harness_is_the_jails_supervisor_and_evaluates_in_a_limited_child(tmp_path: Path) -> None:
+def test_under_bwrap_the_harness_is_the_jails_supervisor_and_evaluates_in_a_limited_child(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EVOFORGE_WARM", "0")  # the cold chain (Ray nodes, the fallback); warm: test_warm_jail.py
     task = make_task(tmp_path, WHERE, memory_mb=700, max_open_files=99)
     out = evaluate(task, "x = 1\n", trial_dir(tmp_path))
     assert out.status is TrialStatus.SUCCEEDED, (out.error_class, out.error_message)

@@ -103,10 +103,11 @@ def test_a_stage_started_ahead_and_dropped_leaves_nothing_running(tmp_path: Path
         await _start_ahead(engineer, trial_dir)
         started = engineer._ahead[trial_dir.resolve()].started
         await engineer.drop_ahead(trial_dir)
+        assert sweep(started.token) == []  # at once, no process carries the trial's token
         return started.proc.pid, started.token
 
     pid, token = asyncio.run(scenario())
-    assert sweep(token) == []  # no process carries the trial's token
+    assert sweep(token) == []
     assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
     assert not (trial_dir / "imported.json").exists()
 

@@ -16,6 +16,7 @@ evaluation's time.
 Under bwrap it is also the jail's supervisor: `python -m evoforge.experiment.harness --supervised OPTIONS --
 EVALUATOR PROGRAM` (OPTIONS as supervisor.py's) makes this process the jail's PID 1, which runs the evaluation in a
 forked child under the limits and supervises it as supervisor.py would, so one interpreter starts, not two.
+That is the cold path; a warm worker's zygote (zygote.py) calls `_evaluate` in a fresh child of its own instead.
 """
 
 from __future__ import annotations

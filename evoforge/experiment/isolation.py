@@ -75,6 +75,8 @@ class Jail:
     masked: tuple[Path, ...] = ()  # bwrap: emptied before `readonly` is bound (home folders, the run folder)
     hidden: tuple[Path, ...] = ()  # bwrap: emptied after `readonly` is bound (files only the evaluator sees)
     tmp_mb: int | None = None  # bwrap: size of the private /tmp and /dev/shm (in memory)
+    staging: Path | None = None  # bwrap: where `writable` is bound instead of its own path (a warm worker's)
+    caps: tuple[str, ...] = ()  # bwrap: capabilities the jail's PID 1 keeps (a warm worker's zygote)
 
 
 def _probe_argv(mode: str) -> list[str]:
@@ -254,7 +256,7 @@ def wrapper_argv(jail: Jail, info_fd: int | None = None) -> list[str]:
     if jail.mode != "bwrap":
         return []
     argv = ["bwrap", "--die-with-parent", "--new-session", "--unshare-pid", "--as-pid-1", "--cap-drop", "ALL",
-            *([] if jail.network else ["--unshare-net"]),
+            *[arg for cap in jail.caps for arg in ("--cap-add", cap)], *([] if jail.network else ["--unshare-net"]),
             "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
     size = [] if jail.tmp_mb is None else ["--size", str(jail.tmp_mb * 1024 * 1024)]
     argv += [*size, "--tmpfs", "/tmp", *size, "--tmpfs", "/dev/shm"]
@@ -271,9 +273,10 @@ def wrapper_argv(jail: Jail, info_fd: int | None = None) -> list[str]:
     for _, bind, path in steps:
         argv += ["--ro-bind", str(path), str(path)] if bind else _masks([path])
     argv += _masks(jail.hidden)
-    argv += ["--bind", str(jail.writable), str(jail.writable), "--setenv", "TMPDIR", "/tmp"]
+    target = jail.staging or jail.writable
+    argv += ["--bind", str(jail.writable), str(target), "--setenv", "TMPDIR", "/tmp"]
     argv += _links(linked, tmpfs=[Path("/tmp"), Path("/dev/shm"), *jail.masked, *jail.hidden],
-                   binds=[Path("/"), *bound, jail.writable])
+                   binds=[Path("/"), *bound, target])
     for path in (*jail.masked, *jail.hidden):  # the masks' empty tmpfs read-only (the binds inside stay as they are)
         if path.is_dir():
             argv += ["--remount-ro", str(path)]
