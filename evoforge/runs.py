@@ -20,6 +20,7 @@ from evoforge.experiment import Engineer
 from evoforge.experiment.executors import make_executor
 from evoforge.experiment.integrity import EvaluatorSeal
 from evoforge.experiment.isolation import describe_isolation
+from evoforge.interrupts import HeldInterrupt
 from evoforge.learning import Learning, open_knowledge_base
 from evoforge.llm.client import client_for_spec
 from evoforge.loop import Conductor
@@ -81,18 +82,25 @@ def run(
         if record_file(run_path, must_exist=False).exists() or existing_record_url(run_path) is not None:
             raise RunError(f"{run_path} already holds a run: use `evoforge resume {run_path}` or pick another "
                            "--run-dir")
-        record = Record.for_run_dir(run_path, create=True, url=record_url)
-        config = {
-            "task_path": str(task.root),
-            "settings": settings.knobs(),  # the stopping rule is kept apart (`stopping`), once
-            "task_config": task.config.model_dump(mode="json"),
-        }
-        run_id = record.create_run(
-            task_name=task.config.name, config=config, seed=settings.seed,
-            task_snapshot=task_snapshot(task), stopping=settings.stopping(),
-        )
-        write_run_file(run_path, run_id, runner=new_runner_id())
-        return _drive(task, record, run_path, settings, observer)
+        with HeldInterrupt() as held:  # a Ctrl-C from the run's first row on is recorded as the run's end
+            return _start_new(task, run_path, settings, observer, record_url, held)
+
+
+def _start_new(task: Task, run_path: Path, settings: RunSettings, observer: Observer | None,
+               record_url: str | None, held: HeldInterrupt) -> RunSummary:
+    """The record and its new run, then the run driven (under the run folder's lock)."""
+    record = Record.for_run_dir(run_path, create=True, url=record_url)
+    config = {
+        "task_path": str(task.root),
+        "settings": settings.knobs(),  # the stopping rule is kept apart (`stopping`), once
+        "task_config": task.config.model_dump(mode="json"),
+    }
+    run_id = record.create_run(
+        task_name=task.config.name, config=config, seed=settings.seed,
+        task_snapshot=task_snapshot(task), stopping=settings.stopping(),
+    )
+    write_run_file(run_path, run_id, runner=new_runner_id())
+    return _drive(task, record, run_path, settings, observer, held)
 
 
 def _join(task: Task, run_id: int, *, run_dir: str | Path | None, settings: RunSettings | None,
@@ -119,9 +127,10 @@ def _join(task: Task, run_id: int, *, run_dir: str | Path | None, settings: RunS
                                                                 "ray_address"},
                                                        exclude_unset=True)
         joined = RunSettings.from_record({**info.config["settings"], **local}, info.stopping)
-        record = Record.for_run_dir(run_path, create=True, url=record_url, run_id=run_id)
-        write_run_file(run_path, run_id, runner=new_runner_id(), task_path=str(task.root))
-        return _drive(task, record, run_path, joined, observer)
+        with HeldInterrupt() as held:
+            record = Record.for_run_dir(run_path, create=True, url=record_url, run_id=run_id)
+            write_run_file(run_path, run_id, runner=new_runner_id(), task_path=str(task.root))
+            return _drive(task, record, run_path, joined, observer, held)
 
 
 def resume(
@@ -213,12 +222,16 @@ def _learning(task: Task, record: Record, run_dir: Path, settings: RunSettings) 
     return Learning(task=task, record=record, kb=kb, analyzer=analyzer, client=client, run_label=str(run_dir))
 
 
-def _drive(task: Task, record: Record, run_dir: Path, settings: RunSettings, observer: Observer | None) -> RunSummary:
+def _drive(task: Task, record: Record, run_dir: Path, settings: RunSettings, observer: Observer | None,
+           held: HeldInterrupt | None = None) -> RunSummary:
     """Assemble the run's pillars and run the conductor. However the run ends — its rule, an error that stops it, a
-    Ctrl-C at any moment from here on — why is kept in the record (`evoforge status` shows it)."""
+    Ctrl-C at any moment from here on (or one `held` back since the run's first row) — why is kept in the record
+    (`evoforge status` shows it)."""
     interrupted, stop_reason, conductor, proposer_name = False, None, None, "none"
-    record.act_as(_runner_of(run_dir), settings.lease_s)
     try:
+        if held is not None:
+            held.release()
+        record.act_as(_runner_of(run_dir), settings.lease_s)
         conductor = _assemble(task, record, run_dir, settings, observer)
         proposer_name = conductor.proposer.name
         _seal_evaluator(record, conductor.engineer.seal, task.root)

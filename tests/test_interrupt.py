@@ -74,3 +74,28 @@ def test_ctrl_c_gives_one_line_status_130_and_a_recorded_reason(tmp_path: Path, 
     status = subprocess.run([*CLI, "status", str(run_dir), "--json"], capture_output=True, text=True, timeout=120)
     assert status.returncode == 0, status.stderr
     assert json.loads(status.stdout)["stopped_because"].startswith("interrupted (Ctrl-C)")
+
+
+def test_a_ctrl_c_just_after_the_runs_first_row_is_recorded_as_the_runs_end(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The moment between the run's row and the code that records a stop (a loaded machine hit it once): the
+    interrupt is held until that code is in place, so the run still ends interrupted with its reason recorded."""
+    import evoforge
+    from evoforge.config import RunSettings
+    from evoforge.memory.record import Record
+
+    real = Record.create_run
+
+    def create_then_interrupt(self: Record, **kwargs: object) -> int:
+        run_id = real(self, **kwargs)
+        signal.raise_signal(signal.SIGINT)  # Python raises it at once, in this (the main) thread, unless held
+        return run_id
+
+    monkeypatch.setattr(Record, "create_run", create_then_interrupt)
+    summary = evoforge.run(make_task(tmp_path / "task"), run_dir=tmp_path / "run",
+                           settings=RunSettings(trials=3, llm="offline"))
+    assert summary.interrupted and "interrupted (Ctrl-C)" in summary.stop_reason
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the usual handler is back
+    with Record.for_run_dir(tmp_path / "run", read_only=True) as record:
+        assert "interrupted" in (record.load_state("stopped") or {}).get("reason", "")
+        assert record.trials() == []
