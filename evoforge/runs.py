@@ -292,7 +292,8 @@ def _retain_large_files(task: Task, record: Record, run_dir: Path, keep_best: in
     try:
         trials = record.trials()
         direction = task.config.objective.direction
-        scored = [tr for tr in trials if tr.status is TrialStatus.SUCCEEDED and tr.score is not None]
+        scored = [tr for tr in trials  # a reused duplicate ran nothing: its folder holds no files of its own
+                  if tr.status is TrialStatus.SUCCEEDED and tr.score is not None and tr.reused_from is None]
         scored.sort(key=lambda tr: (-tr.score if direction.value == "maximize" else tr.score, tr.id))
         keep = {tr.id for tr in scored[:keep_best]} | {tr.id for tr in trials[:1]}
         failed = {tr.id for tr in trials if tr.status is not TrialStatus.SUCCEEDED}
