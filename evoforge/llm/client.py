@@ -27,6 +27,7 @@ from evoforge.llm._base import (
     tls_context,
     unreachable,
 )
+from evoforge.llm._http import http_client
 from evoforge.llm.pricing import price_for
 
 if TYPE_CHECKING:
@@ -62,14 +63,15 @@ class LLMClient(ChatClient):
         than the request itself). A client belongs to its event loop: a request from another loop (a later
         `asyncio.run`) gets a new one, so one LLMClient serves any number of loops; the client of an ended loop is
         dropped (`aclose` closes the running loop's). The TLS context is built once per process and shared; proxy
-        settings come from the environment (HTTPS_PROXY, NO_PROXY...), as with the OpenAI SDK."""
+        settings come from the environment (HTTPS_PROXY, NO_PROXY...), as with the OpenAI SDK. A request goes out in
+        one write (see `_http`)."""
         loop = asyncio.get_running_loop()
         if self._http is None or self._http[0] is not loop:
-            client = httpx2.AsyncClient(
-                verify=tls_context(), follow_redirects=True,
-                headers={"authorization": f"Bearer {self._secret}", "content-type": "application/json",
-                         "accept": "application/json"},
-                limits=httpx2.Limits(max_connections=1000, max_keepalive_connections=100),
+            client = http_client(
+                tls_context(),
+                {"authorization": f"Bearer {self._secret}", "content-type": "application/json",
+                 "accept": "application/json"},
+                httpx2.Limits(max_connections=1000, max_keepalive_connections=100),
             )
             self._http = (loop, client)
         return self._http[1]
