@@ -61,3 +61,33 @@ def test_a_proxy_from_the_environment_is_used(fake_llm: FakeLLM, monkeypatch: py
     with pytest.raises(LLMError, match="Connection error"):
         run_calls(client_for(fake_llm.base_url, max_retries=0), 1)
     assert fake_llm.requests == []  # it went to the proxy, not to the server
+
+
+def test_a_closed_connection_is_seen_without_asking_anyio(fake_llm: FakeLLM, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before each request on a kept-alive connection the pool asks, a few times, whether the server closed it; AnyIO
+    answers by building all of the stream's attributes (system calls among them) each time: its socket is asked."""
+    asked: list[str] = []
+    real = anyio_backend.AnyIOStream.get_extra_info
+
+    def spy(self: object, info: str) -> object:
+        asked.append(info)
+        return real(self, info)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(anyio_backend.AnyIOStream, "get_extra_info", spy)
+    monkeypatch.delenv("HTTP_PROXY", raising=False)
+    monkeypatch.delenv("http_proxy", raising=False)
+    client = client_for(fake_llm.base_url, max_retries=0)
+
+    async def go() -> list[str]:
+        try:
+            first = (await client.complete(MESSAGES, role="r"))[0]
+            second = (await client.complete(MESSAGES, role="r"))[0]
+            fake_llm._server.drop_connections()  # the server ends the kept-alive connection
+            return [first, second, (await client.complete(MESSAGES, role="r"))[0]]
+        finally:
+            await client.aclose()
+
+    fake_llm.push("one", "two", "three")
+    assert asyncio.run(go()) == ["one", "two", "three"]  # the third on a new connection
+    assert len(set(fake_llm.connections)) == 2
+    assert "is_readable" not in asked

@@ -1,5 +1,6 @@
 """The HTTP transport of the OpenAI-compatible client: httpx2's own, over a network backend that sends a request's
-head and body in one write (httpcore writes them apart: two sends, two wake-ups of the server, per call)."""
+head and body in one write (httpcore writes them apart: two sends, two wake-ups of the server, per call) and asks
+its socket directly whether a kept-alive connection was closed by the server."""
 
 from __future__ import annotations
 
@@ -10,16 +11,20 @@ from typing import Any
 
 import httpcore2
 import httpx2
+from httpcore2._utils import is_socket_readable
 
 __all__ = ["http_client"]
 
 
 class _OneWriteStream(httpcore2.AsyncNetworkStream):
     """A connection's stream that holds what is written until the next read (the answer is read only once the
-    request was written whole) and sends it then in one write."""
+    request was written whole) and sends it then in one write. Whether it is readable (the pool asks before each
+    request on a kept-alive connection, a few times) is asked of its socket, found once: AnyIO builds all of a
+    stream's attributes, with system calls, for each question."""
 
     def __init__(self, stream: httpcore2.AsyncNetworkStream) -> None:
         self._stream = stream
+        self._socket = stream.get_extra_info("socket")
         self._held: list[bytes] = []
         self._timeout: float | None = None
 
@@ -46,6 +51,8 @@ class _OneWriteStream(httpcore2.AsyncNetworkStream):
         return _OneWriteStream(await self._stream.start_tls(ssl_context, server_hostname, timeout))
 
     def get_extra_info(self, info: str) -> Any:
+        if info == "is_readable":
+            return is_socket_readable(self._socket)
         return self._stream.get_extra_info(info)
 
 
