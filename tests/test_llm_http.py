@@ -7,6 +7,7 @@ import asyncio
 import socket
 
 import httpcore2._backends.anyio as anyio_backend
+import httpx2._urls as httpx_urls
 import pytest
 from fake_llm import FakeLLM
 
@@ -91,3 +92,18 @@ def test_a_closed_connection_is_seen_without_asking_anyio(fake_llm: FakeLLM, mon
     assert asyncio.run(go()) == ["one", "two", "three"]  # the third on a new connection
     assert len(set(fake_llm.connections)) == 2
     assert "is_readable" not in asked
+
+
+def test_the_url_is_parsed_once(fake_llm: FakeLLM, monkeypatch: pytest.MonkeyPatch) -> None:
+    """httpx2 parsing the endpoint's URL string was half of building each request: it is parsed once."""
+    parsed: list[str] = []
+    real = httpx_urls.urlparse
+
+    def counting(url: str = "", **kwargs: object) -> object:
+        parsed.append(url)
+        return real(url, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(httpx_urls, "urlparse", counting)
+    fake_llm.push("one", "two", "three")
+    assert run_calls(client_for(fake_llm.base_url), 3) == ["one", "two", "three"]
+    assert parsed.count(f"{fake_llm.base_url}/chat/completions") <= 1  # three before: one a request

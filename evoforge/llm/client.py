@@ -4,6 +4,7 @@ task settings: `client_for_spec` (one `ModelSpec`) and `client_from_settings` (a
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 from typing import TYPE_CHECKING
@@ -82,8 +83,8 @@ class LLMClient(ChatClient):
         a local server takes to answer.)"""
         body = {"model": self.api_model, "messages": messages, "temperature": temperature,
                 "max_tokens": self.max_tokens}
-        url = f"{(self.base_url or OPENAI_URL).rstrip('/')}/chat/completions"
-        response = await self._client().post(url, content=json.dumps(body).encode(), timeout=timeout_s)
+        response = await self._client().post(completions_url(self.base_url), content=json.dumps(body).encode(),
+                                             timeout=timeout_s)
         text = response.text
         if response.status_code >= 400:
             raise HTTPStatusFailure(response.status_code, response.headers, text.strip())
@@ -108,6 +109,13 @@ class LLMClient(ChatClient):
         elif retryable:
             what = f"Connection error ({what})"
         return Failure(retryable, None, what, unreachable=down)
+
+
+@functools.lru_cache(maxsize=64)
+def completions_url(base_url: str | None) -> httpx2.URL:
+    """The /chat/completions URL of an endpoint, parsed once (httpx2 parsing a URL string was half the CPU of
+    building each request)."""
+    return httpx2.URL(f"{(base_url or OPENAI_URL).rstrip('/')}/chat/completions")
 
 
 def parse_completion(raw: str) -> Reply:
