@@ -1,18 +1,29 @@
-"""The LLM client's HTTP cost per call: a request goes out in one write (head and body together), and a proxy named
-in the environment is still used."""
+"""The LLM client's HTTP cost per call: a request goes out in one write (head and body together) over asyncio's own
+streams (not AnyIO's), the URL is parsed once, a closed kept-alive connection is noticed, and a proxy named in the
+environment is still used."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import shutil
 import socket
+import ssl
+import subprocess
+import threading
+from asyncio import selector_events
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import httpcore2._backends.anyio as anyio_backend
+import httpx2
 import httpx2._urls as httpx_urls
 import pytest
 from fake_llm import FakeLLM
 
 from evoforge.config import LLMSettings
 from evoforge.llm import LLMClient, LLMError
+from evoforge.llm._http import http_client
 
 MESSAGES = [{"role": "user", "content": "say hello " * 50}]
 
@@ -35,14 +46,14 @@ def test_a_request_is_one_write(fake_llm: FakeLLM, monkeypatch: pytest.MonkeyPat
     """httpcore writes a request's head and its body apart: two sends, and two wake-ups of the server, per call
     (three calls a trial); they go out together."""
     writes: list[bytes] = []
-    real = anyio_backend.AnyIOStream.write
+    real = selector_events._SelectorSocketTransport.write
 
-    async def counting(self: object, buffer: bytes, timeout: float | None = None) -> None:
-        if buffer:  # an empty one sends nothing
-            writes.append(buffer)
-        await real(self, buffer, timeout)  # type: ignore[arg-type]
+    def counting(self: object, data: bytes) -> None:
+        if data:  # an empty one sends nothing
+            writes.append(bytes(data))
+        real(self, data)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(anyio_backend.AnyIOStream, "write", counting)
+    monkeypatch.setattr(selector_events._SelectorSocketTransport, "write", counting)
     monkeypatch.delenv("HTTP_PROXY", raising=False)
     monkeypatch.delenv("http_proxy", raising=False)
     fake_llm.push("one", "two", "three")
@@ -64,9 +75,11 @@ def test_a_proxy_from_the_environment_is_used(fake_llm: FakeLLM, monkeypatch: py
     assert fake_llm.requests == []  # it went to the proxy, not to the server
 
 
-def test_a_closed_connection_is_seen_without_asking_anyio(fake_llm: FakeLLM, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Before each request on a kept-alive connection the pool asks, a few times, whether the server closed it; AnyIO
-    answers by building all of the stream's attributes (system calls among them) each time: its socket is asked."""
+def test_requests_go_without_anyio(fake_llm: FakeLLM, monkeypatch: pytest.MonkeyPatch) -> None:
+    """AnyIO's streams (httpcore's default under asyncio) cost more CPU than the rest of a request to a local server:
+    its cancel scopes and checkpoints around each read and write, its pausing of the socket's reading after each
+    read, and its answer to whether a kept-alive connection was closed (asked a few times a request), all of the
+    stream's attributes built with system calls. A connection the server closed is still noticed."""
     asked: list[str] = []
     real = anyio_backend.AnyIOStream.get_extra_info
 
@@ -74,7 +87,14 @@ def test_a_closed_connection_is_seen_without_asking_anyio(fake_llm: FakeLLM, mon
         asked.append(info)
         return real(self, info)  # type: ignore[arg-type]
 
+    real_read = anyio_backend.AnyIOStream.read
+
+    async def read_spy(self: object, max_bytes: int, timeout: float | None = None) -> bytes:
+        asked.append("read")
+        return await real_read(self, max_bytes, timeout)  # type: ignore[arg-type]
+
     monkeypatch.setattr(anyio_backend.AnyIOStream, "get_extra_info", spy)
+    monkeypatch.setattr(anyio_backend.AnyIOStream, "read", read_spy)
     monkeypatch.delenv("HTTP_PROXY", raising=False)
     monkeypatch.delenv("http_proxy", raising=False)
     client = client_for(fake_llm.base_url, max_retries=0)
@@ -91,7 +111,7 @@ def test_a_closed_connection_is_seen_without_asking_anyio(fake_llm: FakeLLM, mon
     fake_llm.push("one", "two", "three")
     assert asyncio.run(go()) == ["one", "two", "three"]  # the third on a new connection
     assert len(set(fake_llm.connections)) == 2
-    assert "is_readable" not in asked
+    assert asked == []  # ['ssl_object', 'read', 'read', 'is_readable', ...] before
 
 
 def test_the_url_is_parsed_once(fake_llm: FakeLLM, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -107,3 +127,51 @@ def test_the_url_is_parsed_once(fake_llm: FakeLLM, monkeypatch: pytest.MonkeyPat
     fake_llm.push("one", "two", "three")
     assert run_calls(client_for(fake_llm.base_url), 3) == ["one", "two", "three"]
     assert parsed.count(f"{fake_llm.base_url}/chat/completions") <= 1  # three before: one a request
+
+
+def test_requests_over_tls(tmp_path: Path) -> None:
+    """An https endpoint (every hosted provider): the TLS handshake on the connection, two requests on it."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("no openssl command to make a test certificate with")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True, timeout=60)
+    peers: list[tuple[str, int]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:  # noqa: N802 - the name http.server calls
+            body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+            peers.append(self.client_address)
+            data = json.dumps({"choices": [{"message": {"content": f"tls {len(body['messages'])}"}}]}).encode()
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"https://127.0.0.1:{server.server_address[1]}/v1/chat/completions"
+
+    async def go() -> list[str]:
+        client = http_client(ssl.create_default_context(cafile=str(cert)), {}, httpx2.Limits())
+        async with client:
+            return [(await client.post(url, json={"messages": MESSAGES * n}, timeout=30)).json()["choices"][0]
+                    ["message"]["content"] for n in (1, 2)]
+
+    try:
+        assert asyncio.run(go()) == ["tls 1", "tls 2"]
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert len(peers) == 2 and peers[0] == peers[1]  # one kept-alive connection
