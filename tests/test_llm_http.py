@@ -22,7 +22,7 @@ import pytest
 from fake_llm import FakeLLM
 
 from evoforge.config import LLMSettings
-from evoforge.llm import LLMClient, LLMError
+from evoforge.llm import LLMClient, LLMError, _http
 from evoforge.llm._http import http_client
 
 MESSAGES = [{"role": "user", "content": "say hello " * 50}]
@@ -175,3 +175,21 @@ def test_requests_over_tls(tmp_path: Path) -> None:
         server.shutdown()
         server.server_close()
     assert len(peers) == 2 and peers[0] == peers[1]  # one kept-alive connection
+
+
+def test_a_long_answer_is_read_whole(fake_llm: FakeLLM, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An answer longer than what a connection holds unread pauses the socket's reading until it is read (flow
+    control), and comes through whole."""
+    paused: list[int] = []
+    real = _http._Protocol.data_received
+
+    def spy(self: _http._Protocol, data: bytes) -> None:
+        real(self, data)
+        paused.append(self.paused_reading)
+
+    monkeypatch.setattr(_http, "READ_PAUSE_BYTES", 4096)
+    monkeypatch.setattr(_http._Protocol, "data_received", spy)
+    long = "word " * 200_000  # ~1 MB
+    fake_llm.push(long, "short")
+    assert run_calls(client_for(fake_llm.base_url), 2) == [long, "short"]
+    assert any(paused)
