@@ -193,3 +193,28 @@ def test_a_long_answer_is_read_whole(fake_llm: FakeLLM, monkeypatch: pytest.Monk
     fake_llm.push(long, "short")
     assert run_calls(client_for(fake_llm.base_url), 2) == [long, "short"]
     assert any(paused)
+
+
+def test_a_long_prompt_is_sent_whole(fake_llm: FakeLLM, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A request longer than the socket takes at once waits for room (the transport pauses the writing) and
+    arrives whole."""
+    paused: list[bool] = []
+    real = _http._Protocol.pause_writing
+
+    def spy(self: _http._Protocol) -> None:
+        paused.append(True)
+        real(self)
+
+    monkeypatch.setattr(_http._Protocol, "pause_writing", spy)
+    long = "word " * 2_000_000  # 10 MB
+    fake_llm.push("ok")
+    client = client_for(fake_llm.base_url)
+
+    async def go() -> str:
+        try:
+            return (await client.complete([{"role": "user", "content": long}], role="r"))[0]
+        finally:
+            await client.aclose()
+
+    assert asyncio.run(go()) == "ok"
+    assert paused and fake_llm.requests[0]["messages"][0]["content"] == long

@@ -74,6 +74,10 @@ class _Protocol(asyncio.Protocol):
         finally:
             self._waiter = None
 
+    @property
+    def writing_paused(self) -> bool:
+        return self._drained is not None and not self._drained.done()
+
     async def drain(self) -> None:
         if self._drained is not None:
             await self._drained
@@ -98,6 +102,8 @@ class _Stream(httpcore2.AsyncNetworkStream):
         if self._transport.is_closing():
             return  # as httpcore does on a write error: read what the server may have answered before it closed
         self._transport.write(held)
+        if not self._protocol.writing_paused:
+            return  # the socket took it, or the transport's buffer holds it under its high-water mark
         try:
             async with asyncio.timeout(self._timeout):
                 await self._protocol.drain()
