@@ -218,3 +218,10 @@ def test_a_long_prompt_is_sent_whole(fake_llm: FakeLLM, monkeypatch: pytest.Monk
 
     assert asyncio.run(go()) == "ok"
     assert paused and fake_llm.requests[0]["messages"][0]["content"] == long
+
+
+def test_a_host_name_is_resolved(fake_llm: FakeLLM) -> None:
+    """A named host (every hosted provider): its addresses are looked up and tried (IPv6 and IPv4 raced), here
+    'localhost', whose IPv6 address, where it has one, refuses (the fake server listens on 127.0.0.1)."""
+    fake_llm.push("named")
+    assert run_calls(client_for(fake_llm.base_url.replace("127.0.0.1", "localhost")), 1) == ["named"]
