@@ -64,8 +64,8 @@ class LLMClient(ChatClient):
         than the request itself). A client belongs to its event loop: a request from another loop (a later
         `asyncio.run`) gets a new one, so one LLMClient serves any number of loops; the client of an ended loop is
         dropped (`aclose` closes the running loop's). The TLS context is built once per process and shared; proxy
-        settings come from the environment (HTTPS_PROXY, NO_PROXY...), as with the OpenAI SDK. A request goes out in
-        one write (see `_http`)."""
+        settings come from the environment (HTTPS_PROXY, NO_PROXY...), as with the OpenAI SDK. Its connections are
+        asyncio's own streams, and a request goes out in one write (see `_http`)."""
         loop = asyncio.get_running_loop()
         if self._http is None or self._http[0] is not loop:
             client = http_client(
