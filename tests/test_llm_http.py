@@ -225,3 +225,26 @@ def test_a_host_name_is_resolved(fake_llm: FakeLLM) -> None:
     'localhost', whose IPv6 address, where it has one, refuses (the fake server listens on 127.0.0.1)."""
     fake_llm.push("named")
     assert run_calls(client_for(fake_llm.base_url.replace("127.0.0.1", "localhost")), 1) == ["named"]
+
+
+def test_without_httpcores_private_helper_the_stock_transport_serves(fake_llm: FakeLLM,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The backend leans on two private names of httpx2/httpcore2; a release without them must not break the client:
+    it falls back to httpx2's own transport (two writes a request, as before) and answers the same."""
+    from evoforge.llm import _http
+
+    writes: list[bytes] = []
+    real = selector_events._SelectorSocketTransport.write
+
+    def counting(self: object, data: bytes) -> None:
+        if data:
+            writes.append(bytes(data))
+        real(self, data)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(selector_events._SelectorSocketTransport, "write", counting)
+    monkeypatch.setattr(_http, "is_socket_readable", None)
+    monkeypatch.delenv("HTTP_PROXY", raising=False)
+    monkeypatch.delenv("http_proxy", raising=False)
+    fake_llm.push("one", "two")
+    assert run_calls(client_for(fake_llm.base_url), 2) == ["one", "two"]
+    assert len(writes) == 4  # the stock transport: head and body apart

@@ -13,7 +13,11 @@ from typing import Any
 
 import httpcore2
 import httpx2
-from httpcore2._utils import is_socket_readable
+
+try:  # private to httpcore2: a release without it gets httpx2's stock transport (see `http_client`)
+    from httpcore2._utils import is_socket_readable
+except ImportError:  # pragma: no cover - depends on the installed httpcore2
+    is_socket_readable = None
 
 __all__ = ["http_client"]
 
@@ -207,9 +211,12 @@ def http_client(verify: ssl.SSLContext, headers: dict[str, str], limits: httpx2.
     """An httpx2 client over the backend above, except through a proxy named in the environment (HTTPS_PROXY...:
     httpx2's own transports then, as they read it)."""
     options: dict[str, Any] = dict(verify=verify, follow_redirects=True, headers=headers, limits=limits)
-    if urllib.request.getproxies():
-        return httpx2.AsyncClient(**options)
     transport = httpx2.AsyncHTTPTransport(verify=verify, limits=limits)
+    # httpx2 takes no network backend: its transport's pool (private) is replaced. A release that moves either
+    # private name gets the stock transport, slower but the same behaviour.
+    if urllib.request.getproxies() or is_socket_readable is None or not isinstance(
+            getattr(transport, "_pool", None), httpcore2.AsyncConnectionPool):
+        return httpx2.AsyncClient(**options)
     transport._pool = httpcore2.AsyncConnectionPool(  # the same pool httpx2 builds, with the backend above
         ssl_context=verify, max_connections=limits.max_connections,
         max_keepalive_connections=limits.max_keepalive_connections, keepalive_expiry=limits.keepalive_expiry,
