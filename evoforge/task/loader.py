@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import functools
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,11 +35,13 @@ class Task:
         the ASI-Evolve layout, whose eval.sh reads it there)."""
         return ASI_PROGRAM if self.config.layout == "asi-evolve" else Path(self.config.program).name
 
-    @property
+    # Both are asked for at each stage; resolved once per Task (its config is not edited in place: a changed task
+    # is a new Task). What would make them stale: the task folder's files moved or re-linked during a run.
+    @functools.cached_property
     def evaluator_path(self) -> Path | None:
         return (self.root / self.config.evaluator).resolve() if self.config.evaluator else None
 
-    @property
+    @functools.cached_property
     def private_paths(self) -> tuple[Path, ...]:
         """What only the evaluator's process sees: task.yaml, the evaluator and the task's `hidden` paths."""
         paths = [self.root / TASK_FILE, *([self.evaluator_path] if self.evaluator_path else [])]

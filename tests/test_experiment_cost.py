@@ -1,0 +1,74 @@
+"""Work the experiment side does once, not at each trial or stage: a program is parsed once for its fingerprint and
+its static check, a trial started ahead is not written again when it is evaluated, and the warm workers' jail
+layout is worked out once per trials folder."""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from containment import BWRAP
+from taskfactory import make_task
+
+import evoforge
+from evoforge.config import RunSettings
+from evoforge.experiment import warm
+from evoforge.experiment.gates import static
+from evoforge.memory.record import Record
+from evoforge.models import Trial
+
+Counts = dict[str, Counter[Any]]
+
+
+def counted_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, trials: int) -> tuple[Counts, list[Trial]]:
+    """An offline run (concurrency 1) with, counted: the static gate's parses (by program), the programs written
+    into trial folders (by folder) and the warm workers' jail layouts worked out (by trial folder)."""
+    counts: Counts = {"parse": Counter(), "write": Counter(), "layout": Counter()}
+    real_parse, real_write, real_jail_for = static.ast.parse, Path.write_text, warm.jail_for
+
+    def parse(source: Any, *args: Any, **kwargs: Any) -> Any:
+        if sys._getframe(1).f_globals.get("__name__") == static.__name__:
+            counts["parse"][source] += 1
+        return real_parse(source, *args, **kwargs)
+
+    def write_text(self: Path, data: str, *args: Any, **kwargs: Any) -> int:
+        if self.name == "program.py" and self.parent.parent.name == "trials":
+            counts["write"][self.parent.name] += 1
+        return real_write(self, data, *args, **kwargs)
+
+    def jail_for(mode: str, network: bool, env: Any, cwd: Path, *args: Any, **kwargs: Any) -> Any:
+        counts["layout"][env.get("EVOFORGE_TRIAL_DIR")] += 1
+        return real_jail_for(mode, network, env, cwd, *args, **kwargs)
+
+    static._parsed.cache_clear()
+    warm._layouts.clear()
+    monkeypatch.setattr(static.ast, "parse", parse)
+    monkeypatch.setattr(Path, "write_text", write_text)
+    monkeypatch.setattr(warm, "jail_for", jail_for)
+    evoforge.run(make_task(tmp_path / "task"), run_dir=tmp_path / "run",
+                 settings=RunSettings(trials=trials, concurrency=1, llm="offline"))
+    with Record.for_run_dir(tmp_path / "run") as record:
+        done = record.trials()
+    assert len(done) == trials and all(t.status.finished for t in done)
+    return counts, done
+
+
+def test_each_program_is_parsed_once_and_written_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    counts, done = counted_run(tmp_path, monkeypatch, 5)
+    # its fingerprint at its proposal, its static check when started ahead and when evaluated: one parse (3 before)
+    assert set(counts["parse"]) == {t.code for t in done}
+    assert set(counts["parse"].values()) == {1}
+    # into its trial folder when started ahead, or when evaluated; not again when the one started ahead is evaluated
+    assert set(counts["write"].values()) == {1}
+    assert len(counts["write"]) == len({t.code for t in done})
+
+
+@BWRAP
+def test_the_warm_jail_layout_is_worked_out_once_per_trials_folder(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    counts, done = counted_run(tmp_path, monkeypatch, 4)
+    assert sum(counts["layout"].values()) == 1  # at the first stage; each one's before
+    assert all(t.score is not None for t in done)  # and every trial ran (warm) with it
