@@ -72,3 +72,65 @@ def test_the_warm_jail_layout_is_worked_out_once_per_trials_folder(tmp_path: Pat
     counts, done = counted_run(tmp_path, monkeypatch, 4)
     assert sum(counts["layout"].values()) == 1  # at the first stage; each one's before
     assert all(t.score is not None for t in done)  # and every trial ran (warm) with it
+
+
+TRICKY = '''"""module doc"""
+import os
+def f():
+    """f's doc"""
+    if os.sep:
+        def g():
+            "g's doc"
+            return 1
+    else:
+        class C:
+            """C's doc"""
+            x: int = 1
+    for _ in range(2):
+        async def h(): "h"; return None
+    while False:
+        pass
+    else:
+        def i(): "i"
+    try:
+        def j(): "j"
+    except* ValueError:
+        def k(): "k"
+    finally:
+        def l(): "l"
+    with open(os.devnull) as fh:
+        def m(): "m"
+    match fh:
+        case [1, *rest] if rest:
+            def n(): "n"
+        case {"a": b, **kw}:
+            "not a docstring"
+    return lambda: "a lambda's string" + f"{g!r:>10}" + b"bytes".decode() + str(1j) + str(...)
+'''
+
+
+def _reference_fingerprint(code: str) -> str:
+    """The fingerprint as it was first computed (ast.walk over every node, ast.dump): records hold these."""
+    import ast
+    import hashlib
+
+    tree = ast.parse(code)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+                    and isinstance(body[0].value.value, str):
+                node.body = body[1:] or [ast.Pass()]
+    return hashlib.sha256(b"py:" + ast.dump(tree).encode()).hexdigest()
+
+
+def test_fingerprints_are_those_a_record_already_holds() -> None:
+    import asyncio
+    import json
+
+    sources = [TRICKY, "", "x = 1\n", '"""only a docstring"""\n']
+    for module in (evoforge, asyncio, json, pytest):
+        sources += [p.read_text() for p in sorted(Path(module.__file__).parent.rglob("*.py"))]
+    assert len(sources) > 150
+    for code in sources:
+        assert static.program_fingerprint(code, "program.py") == _reference_fingerprint(code)

@@ -8,6 +8,7 @@ import ast
 import functools
 import hashlib
 import re
+import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -113,14 +114,58 @@ def _parsed(code: str) -> _Parsed:
         return _Parsed(None, None, str(exc), syntax=False)
     names = frozenset(_top_level_names(tree))
     _strip_docstrings(tree)  # after the names: it edits the tree
-    return _Parsed(names, hashlib.sha256(b"py:" + ast.dump(tree).encode()).hexdigest())
+    return _Parsed(names, hashlib.sha256(b"py:" + _dump(tree).encode()).hexdigest())
+
+
+_SCOPES = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)  # what may open with a docstring
+_BLOCKS = ("body", "orelse", "finalbody", "handlers", "cases")  # the fields that hold statements (or their blocks)
 
 
 def _strip_docstrings(tree: ast.Module) -> None:
-    for node in ast.walk(tree):
-        if not isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
-            continue
-        body = node.body
-        if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
-                and isinstance(body[0].value.value, str):
-            node.body = body[1:] or [ast.Pass()]
+    """Drop the docstring of the module and of every class and function in it. A definition is a statement, so
+    only the statement lists are walked (if/for/while/try/with/match blocks, handlers, cases), not expressions."""
+    stack: list[ast.AST] = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, _SCOPES):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+                    and isinstance(body[0].value.value, str):
+                node.body = body[1:] or [ast.Pass()]
+        for field in _BLOCKS:
+            block = getattr(node, field, None)
+            if type(block) is list:
+                stack.extend(block)
+
+
+def _dump(tree: ast.AST) -> str:
+    """`ast.dump(tree)` (its defaults: field names, no positions, one line), the same text in about half the time:
+    the fingerprints of programs already in a record must not change. Python 3.13 changed ast.dump's text (empty
+    fields left out); there, and on any later version, ast.dump itself is used."""
+    if sys.version_info >= (3, 13):
+        return ast.dump(tree)
+    return _format(tree)
+
+
+def _format(node: object) -> str:
+    if isinstance(node, ast.AST):
+        cls = type(node)
+        fields = _FIELDS.get(cls)
+        if fields is None:
+            fields = _FIELDS[cls] = tuple((name, getattr(cls, name, ...) is None) for name in cls._fields)
+        parts = []
+        for name, optional in fields:
+            try:
+                value = getattr(node, name)
+            except AttributeError:
+                continue
+            if value is None and optional:
+                continue
+            parts.append(f"{name}={_format(value)}")
+        return f"{cls.__name__}({', '.join(parts)})"
+    if isinstance(node, list):
+        return f"[{', '.join([_format(item) for item in node])}]"
+    return repr(node)
+
+
+_FIELDS: dict[type, tuple[tuple[str, bool], ...]] = {}  # per node class: (field, None may be left out)
