@@ -134,3 +134,23 @@ def test_fingerprints_are_those_a_record_already_holds() -> None:
     assert len(sources) > 150
     for code in sources:
         assert static.program_fingerprint(code, "program.py") == _reference_fingerprint(code)
+
+
+def test_a_tasks_paths_are_resolved_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from evoforge.task.loader import load_task
+
+    task = load_task(make_task(tmp_path / "task"))
+    resolved: list[Path] = []
+    real = Path.resolve
+
+    def resolve(self: Path, *args: Any, **kwargs: Any) -> Path:
+        resolved.append(self)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "resolve", resolve)
+    first = (task.evaluator_path, task.private_paths, task.program_name)
+    assert resolved and first[0] is not None and first[0] in first[1]
+    before = len(resolved)
+    for _ in range(3):  # each stage asks again
+        assert (task.evaluator_path, task.private_paths, task.program_name) == first
+    assert len(resolved) == before

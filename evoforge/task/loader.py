@@ -29,14 +29,14 @@ class Task:
     problem_text: str
     seed_program: str
 
-    @property
+    # These are asked for at each stage: worked out once per Task (its config is not edited in place: a changed task
+    # is a new Task). What would make them stale: the task folder's files moved or re-linked during a run.
+    @functools.cached_property
     def program_name(self) -> str:
         """File name the candidate is written under in each trial folder (e.g. `initial_program.py`; `code` in
         the ASI-Evolve layout, whose eval.sh reads it there)."""
         return ASI_PROGRAM if self.config.layout == "asi-evolve" else Path(self.config.program).name
 
-    # Both are asked for at each stage; resolved once per Task (its config is not edited in place: a changed task
-    # is a new Task). What would make them stale: the task folder's files moved or re-linked during a run.
     @functools.cached_property
     def evaluator_path(self) -> Path | None:
         return (self.root / self.config.evaluator).resolve() if self.config.evaluator else None
