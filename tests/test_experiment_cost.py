@@ -154,3 +154,16 @@ def test_a_tasks_paths_are_resolved_once(tmp_path: Path, monkeypatch: pytest.Mon
     for _ in range(3):  # each stage asks again
         assert (task.evaluator_path, task.private_paths, task.program_name) == first
     assert len(resolved) == before
+
+
+def test_each_variable_name_is_judged_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from evoforge.experiment import sandbox
+
+    monkeypatch.setenv("EVOFORGE_COST_API_KEY", "s3cret")
+    monkeypatch.setenv("EVOFORGE_COST_PLAIN", "kept")
+    first = sandbox.child_env({"EVOFORGE_STAGE": "main"})
+    assert "EVOFORGE_COST_API_KEY" not in first and first["EVOFORGE_COST_PLAIN"] == "kept"
+    judged = sandbox._secret.cache_info().misses
+    for _ in range(3):  # each stage builds its environment again
+        assert sandbox.child_env({"EVOFORGE_STAGE": "main"}) == first
+    assert sandbox._secret.cache_info().misses == judged
