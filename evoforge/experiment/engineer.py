@@ -77,6 +77,8 @@ class Engineer:
                                  asi=self.asi)
         self.seal = EvaluatorSeal.of(task)  # every stage checks that the evaluator is still this one
         self._ahead: dict[Path, _Ahead] = {}  # first stages started while their trials wait for a slot
+        self._resolved: dict[Path, Path] = {}  # the trial folder of each of those, as given → resolved
+        self._task_dir = str(task.root.resolve())  # the task folder does not move during a run
 
     async def start_ahead(self, code: str, trial_dir: Path, *, seed: int | None = None) -> None:
         """Start the first stage of `evaluate(code, trial_dir, seed=seed)` now, while the trial waits for its
@@ -85,7 +87,8 @@ class Engineer:
         evaluator is imported, and the stage's clock starts, after it), so the evaluation is the same as one
         started then; only the start's latency is hidden. A Python evaluator only; `drop_ahead` (or `evaluate`)
         kills one not used."""
-        trial_dir = Path(trial_dir).resolve()
+        given = Path(trial_dir)
+        trial_dir = given.resolve()
         if self.task.evaluator_path is None or trial_dir in self._ahead:
             return  # a command runs as soon as it starts
         if seed is None and self.task.config.seeded:
@@ -101,13 +104,23 @@ class Engineer:
         except OSError:  # e.g. no process could be started now: `evaluate` starts it in its turn, and says why
             return
         if started is not None:  # else the executor cannot start ahead (GPU slots, a Ray node)
-            self._ahead[trial_dir] = _Ahead(job, started, seed)
+            self._ahead[trial_dir] = _Ahead(job, started, seed, code)
+            self._resolved[given] = trial_dir
 
     async def drop_ahead(self, trial_dir: Path) -> None:
         """Kill the stage started ahead for `trial_dir`, if `evaluate` did not use it."""
-        ahead = self._ahead.pop(Path(trial_dir).resolve(), None)
+        if not self._ahead:
+            return  # nothing to drop (the usual case: `evaluate` took it)
+        ahead = self._ahead.pop(self._resolve(trial_dir), None)
         if ahead is not None:
             await ahead.abandon()
+
+    def _resolve(self, trial_dir: Path) -> Path:
+        """`trial_dir` resolved (as `start_ahead` resolved it, for a trial started ahead)."""
+        if len(self._resolved) > len(self._ahead):  # forget the trials no longer waiting
+            self._resolved = {g: r for g, r in self._resolved.items() if r in self._ahead}
+        given = Path(trial_dir)
+        return self._resolved.get(given) or given.resolve()
 
     async def evaluate(self, code: str, trial_dir: Path, history: EvaluationHistory | None = None, *,
                        seed: int | None = None) -> Outcome:
@@ -119,10 +132,12 @@ class Engineer:
         """
         if seed is None and self.task.config.seeded:
             seed = 0  # a seeded evaluator's first evaluation of a program; a champion's repeats use 1, 2, …
-        trial_dir = Path(trial_dir).resolve()
-        trial_dir.mkdir(parents=True, exist_ok=True)
+        trial_dir = self._resolve(trial_dir)
         program_path = trial_dir / self.task.program_name
-        program_path.write_text(code, encoding="utf-8")
+        ahead = self._ahead.get(trial_dir)
+        if ahead is None or ahead.code != code:  # else `start_ahead` wrote this program there and checked it
+            trial_dir.mkdir(parents=True, exist_ok=True)
+            program_path.write_text(code, encoding="utf-8")
         rejected = check_static(code, self.task)
         if rejected is not None:
             return Outcome(status=TrialStatus.FAILED, error_class=f"static:{rejected.evidence['check']}",
@@ -232,7 +247,7 @@ class Engineer:
         """The environment of one stage's evaluator process."""
         extra = {
             "EVOFORGE_TRIAL_DIR": str(trial_dir),
-            "EVOFORGE_TASK_DIR": str(self.task.root.resolve()),
+            "EVOFORGE_TASK_DIR": self._task_dir,
             TELEMETRY_VAR: str(files.telemetry),
             "EVOFORGE_STAGE": stage.name,
             "EVOFORGE_STAGE_ARGS": json.dumps(stage.args),
@@ -261,7 +276,7 @@ class Engineer:
         command = (self.task.config.command or "").replace("{program}", shlex.quote(str(program_path)))
         command = command.replace("{stage}", shlex.quote(stage))
         command = command.replace("{seed}", str(seed) if seed is not None else "0")
-        command = command.replace("{task}", shlex.quote(str(self.task.root.resolve())))
+        command = command.replace("{task}", shlex.quote(self._task_dir))
         return ["/bin/sh", "-c", command], trial_dir
 
 @dataclass
@@ -271,6 +286,7 @@ class _Ahead:
     job: StageJob
     handle: Any  # what the executor's `start` returned (the local executor's: a harness waiting in its jail)
     seed: int | None
+    code: str  # the program written into the trial folder
 
     @property
     def started(self) -> Any:

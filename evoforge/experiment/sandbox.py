@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import signal
 import time
@@ -62,16 +63,18 @@ def child_env(
     """
     source = os.environ if base is None else base
     keep = set(passthrough)
-
-    def secret(name: str) -> bool:
-        upper = name.upper()
-        return any(word in upper for word in SECRET_WORDS) or upper.startswith(SECRET_PREFIXES)
-
-    env = {k: v for k, v in source.items() if k in keep or not secret(k)}
+    env = {k: v for k, v in source.items() if k in keep or not _secret(k)}
     paths = [str(PACKAGE_ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
     env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
     env.update(extra)
     return env
+
+
+@functools.lru_cache(maxsize=4096)
+def _secret(name: str) -> bool:
+    """Whether a variable of this name may hold a secret (asked for every variable at each stage: kept by name)."""
+    upper = name.upper()
+    return any(word in upper for word in SECRET_WORDS) or upper.startswith(SECRET_PREFIXES)
 
 
 class _CappedLog:

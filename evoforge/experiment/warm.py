@@ -27,7 +27,7 @@ from typing import Any, BinaryIO
 
 from evoforge.errors import EvoforgeError
 from evoforge.experiment import disk
-from evoforge.experiment.isolation import Jail, jail_for
+from evoforge.experiment.isolation import Jail, jail_for, runtime_paths
 from evoforge.experiment.isolation import resolve as resolve_isolation
 from evoforge.experiment.launch import HARNESS, TERMINATED, JailWatch, nproc_rlimit
 from evoforge.experiment.sandbox import DRAIN_GRACE_S, TOKEN_VAR, SandboxResult, _CappedLog, _finish_pumps, _pump, sweep
@@ -59,6 +59,35 @@ def plan(job: StageJob) -> tuple[tuple[Any, ...], Jail, dict[str, str]] | None:
             return None
     except EvoforgeError:
         return None  # the cold path says why
+    trial = Path(job.env.get("EVOFORGE_TRIAL_DIR") or job.cwd)
+    facts = (job.limits.network, job.env.get("EVOFORGE_TASK_DIR"), tuple(runtime_paths()), os.environ.get("HOME"))
+    cacheable = job.cwd == trial and trial.is_absolute() and trial.name not in ("", ".", "..")
+    cache_key = (str(trial.parent), *facts) if cacheable else None
+    layout = _layouts.get(cache_key) if cache_key is not None else None
+    if layout is None or os.path.islink(trial):  # a trial folder reached through a link: laid out afresh
+        layout = _layout(job)
+        if cache_key is not None and not os.path.islink(trial):
+            if len(_layouts) >= LAYOUTS_KEPT:
+                _layouts.clear()
+            _layouts[cache_key] = layout
+    if not layout:
+        return None
+    prefix, worker_jail = layout
+    base = {k: v for k, v in job.env.items() if not k.startswith("EVOFORGE_")}
+    return (*prefix, tuple(sorted(base.items()))), worker_jail, base
+
+
+# The workers' layout of a trials folder: (pool key's first part, the worker's jail), or () where the warm path
+# cannot lay it out. Worked out once per trials folder (and interpreter paths, task folder, network, HOME), not per
+# stage: the jail's paths are checked on disk (is_dir/exists/resolve of every runtime path, mask and home folder),
+# which is what the layout depends on besides those keys. A folder that appears or goes during the run (a secret
+# path, the record file beside the trials) is thus seen only by the next run, as a warm worker, which keeps its
+# jail while it lives, sees only the layout it started with anyway.
+_layouts: dict[tuple[Any, ...], tuple[tuple[Any, ...], Jail] | tuple[()]] = {}
+LAYOUTS_KEPT = 16
+
+
+def _layout(job: StageJob) -> tuple[tuple[Any, ...], Jail] | tuple[()]:
     jail = jail_for("bwrap", job.limits.network, job.env, job.cwd)
     trials = jail.writable.parent
     if (trials not in jail.masked or jail.cwd != jail.writable or not trials.is_dir()
@@ -66,11 +95,9 @@ def plan(job: StageJob) -> tuple[tuple[Any, ...], Jail, dict[str, str]] | None:
             or any(Path(tmp).is_relative_to(p) for tmp in ("/tmp", "/dev") for p in (*jail.readonly, *jail.masked))
             or any(p.is_relative_to(trials) for p in (*jail.readonly, *jail.hidden))
             or any(p != trials and p.is_relative_to(trials) for p in jail.masked)):
-        return None
-    base = {k: v for k, v in job.env.items() if not k.startswith("EVOFORGE_")}
+        return ()
     worker_jail = dataclasses.replace(jail, writable=trials, staging=STAGING, caps=CAPS, cwd=Path("/"), tmp_mb=None)
-    key = (sys.executable, trials, jail.network, jail.readonly, jail.masked, tuple(sorted(base.items())))
-    return key, worker_jail, base
+    return (sys.executable, trials, jail.network, jail.readonly, jail.masked), worker_jail
 
 
 class WarmPool:

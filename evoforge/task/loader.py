@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import functools
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,17 +29,19 @@ class Task:
     problem_text: str
     seed_program: str
 
-    @property
+    # These are asked for at each stage: worked out once per Task (its config is not edited in place: a changed task
+    # is a new Task). What would make them stale: the task folder's files moved or re-linked during a run.
+    @functools.cached_property
     def program_name(self) -> str:
         """File name the candidate is written under in each trial folder (e.g. `initial_program.py`; `code` in
         the ASI-Evolve layout, whose eval.sh reads it there)."""
         return ASI_PROGRAM if self.config.layout == "asi-evolve" else Path(self.config.program).name
 
-    @property
+    @functools.cached_property
     def evaluator_path(self) -> Path | None:
         return (self.root / self.config.evaluator).resolve() if self.config.evaluator else None
 
-    @property
+    @functools.cached_property
     def private_paths(self) -> tuple[Path, ...]:
         """What only the evaluator's process sees: task.yaml, the evaluator and the task's `hidden` paths."""
         paths = [self.root / TASK_FILE, *([self.evaluator_path] if self.evaluator_path else [])]

@@ -5,8 +5,11 @@ stay under the size limit; and the program's fingerprint, which finds exact dupl
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import re
+import sys
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from evoforge.models import GateDecision
@@ -15,6 +18,7 @@ if TYPE_CHECKING:
     from evoforge.task.loader import Task
 
 GATE = "static"
+PARSED_CACHE = 64  # programs whose parse is kept (a few trials in flight, each asking up to three times)
 
 
 def _reject(check: str, reason: str, **evidence: object) -> GateDecision:
@@ -42,14 +46,12 @@ def check_static(code: str, task: Task) -> GateDecision | None:
     if not _is_python(name):
         missing = [e for e in cfg.entry_points if not re.search(rf"\b{re.escape(e)}\b", code)]
         return _missing(missing, name)
-    try:
-        tree = ast.parse(code, filename=name)
-    except SyntaxError as exc:
-        return _reject("syntax", f"{name}: syntax error at line {exc.lineno}: {exc.msg}", line=exc.lineno)
-    except ValueError as exc:  # null bytes
-        return _reject("syntax", f"{name}: cannot be parsed: {exc}")
-    defined = _top_level_names(tree)
-    return _missing([e for e in cfg.entry_points if e not in defined], name)
+    parsed = _parsed(code)
+    if parsed.names is None:
+        if not parsed.syntax:  # null bytes
+            return _reject("syntax", f"{name}: cannot be parsed: {parsed.error}")
+        return _reject("syntax", f"{name}: syntax error at line {parsed.line}: {parsed.error}", line=parsed.line)
+    return _missing([e for e in cfg.entry_points if e not in parsed.names], name)
 
 
 def _missing(missing: list[str], program_name: str) -> GateDecision | None:
@@ -77,22 +79,93 @@ def program_fingerprint(code: str, program_name: str) -> str:
     """sha256 of the normalised program: for Python the AST without docstrings (so comments, blank lines,
     formatting and docstrings do not count); for other files (or unparseable Python) whitespace-collapsed text."""
     if _is_python(program_name):
-        try:
-            tree = ast.parse(code)
-        except (SyntaxError, ValueError):
-            pass
-        else:
-            _strip_docstrings(tree)
-            return hashlib.sha256(b"py:" + ast.dump(tree).encode()).hexdigest()
+        fingerprint = _parsed(code).fingerprint
+        if fingerprint is not None:
+            return fingerprint
+    return _text_fingerprint(code)
+
+
+def _text_fingerprint(code: str) -> str:
     collapsed = " ".join(code.split())
     return hashlib.sha256(b"text:" + collapsed.encode("utf-8", errors="replace")).hexdigest()
 
 
+@dataclass(frozen=True)
+class _Parsed:
+    """What the static gate and the fingerprint need of one Python program, from a single parse."""
+
+    names: frozenset[str] | None  # its top-level names; None: it does not parse
+    fingerprint: str | None  # sha256 of its AST without docstrings; None: it does not parse
+    error: str = ""  # why it does not parse
+    line: int | None = None  # where
+    syntax: bool = True  # False: it cannot be parsed at all (null bytes)
+
+
+@functools.lru_cache(maxsize=PARSED_CACHE)
+def _parsed(code: str) -> _Parsed:
+    """Parse `code` once for both the static gate and the fingerprint: a trial asks for its fingerprint when it is
+    proposed and for its static check when its first stage starts ahead and again when it is evaluated. A result
+    depends on the text alone (keyed by it), so nothing invalidates an entry; the least recently used go first."""
+    try:
+        tree = ast.parse(code)
+    except SyntaxError as exc:
+        return _Parsed(None, None, exc.msg, exc.lineno)
+    except ValueError as exc:  # null bytes
+        return _Parsed(None, None, str(exc), syntax=False)
+    names = frozenset(_top_level_names(tree))
+    _strip_docstrings(tree)  # after the names: it edits the tree
+    return _Parsed(names, hashlib.sha256(b"py:" + _dump(tree).encode()).hexdigest())
+
+
+_SCOPES = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)  # what may open with a docstring
+_BLOCKS = ("body", "orelse", "finalbody", "handlers", "cases")  # the fields that hold statements (or their blocks)
+
+
 def _strip_docstrings(tree: ast.Module) -> None:
-    for node in ast.walk(tree):
-        if not isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
-            continue
-        body = node.body
-        if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
-                and isinstance(body[0].value.value, str):
-            node.body = body[1:] or [ast.Pass()]
+    """Drop the docstring of the module and of every class and function in it. A definition is a statement, so
+    only the statement lists are walked (if/for/while/try/with/match blocks, handlers, cases), not expressions."""
+    stack: list[ast.AST] = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, _SCOPES):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+                    and isinstance(body[0].value.value, str):
+                node.body = body[1:] or [ast.Pass()]
+        for field in _BLOCKS:
+            block = getattr(node, field, None)
+            if type(block) is list:
+                stack.extend(block)
+
+
+def _dump(tree: ast.AST) -> str:
+    """`ast.dump(tree)` (its defaults: field names, no positions, one line), the same text in about half the time:
+    the fingerprints of programs already in a record must not change. Python 3.13 changed ast.dump's text (empty
+    fields left out); there, and on any later version, ast.dump itself is used."""
+    if sys.version_info >= (3, 13):
+        return ast.dump(tree)
+    return _format(tree)
+
+
+def _format(node: object) -> str:
+    if isinstance(node, ast.AST):
+        cls = type(node)
+        fields = _FIELDS.get(cls)
+        if fields is None:
+            fields = _FIELDS[cls] = tuple((name, getattr(cls, name, ...) is None) for name in cls._fields)
+        parts = []
+        for name, optional in fields:
+            try:
+                value = getattr(node, name)
+            except AttributeError:
+                continue
+            if value is None and optional:
+                continue
+            parts.append(f"{name}={_format(value)}")
+        return f"{cls.__name__}({', '.join(parts)})"
+    if isinstance(node, list):
+        return f"[{', '.join([_format(item) for item in node])}]"
+    return repr(node)
+
+
+_FIELDS: dict[type, tuple[tuple[str, bool], ...]] = {}  # per node class: (field, None may be left out)

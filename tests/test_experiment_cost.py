@@ -1,0 +1,169 @@
+"""Work the experiment side does once, not at each trial or stage: a program is parsed once for its fingerprint and
+its static check, a trial started ahead is not written again when it is evaluated, and the warm workers' jail
+layout is worked out once per trials folder."""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from containment import BWRAP
+from taskfactory import make_task
+
+import evoforge
+from evoforge.config import RunSettings
+from evoforge.experiment import warm
+from evoforge.experiment.gates import static
+from evoforge.memory.record import Record
+from evoforge.models import Trial
+
+Counts = dict[str, Counter[Any]]
+
+
+def counted_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, trials: int) -> tuple[Counts, list[Trial]]:
+    """An offline run (concurrency 1) with, counted: the static gate's parses (by program), the programs written
+    into trial folders (by folder) and the warm workers' jail layouts worked out (by trial folder)."""
+    counts: Counts = {"parse": Counter(), "write": Counter(), "layout": Counter()}
+    real_parse, real_write, real_jail_for = static.ast.parse, Path.write_text, warm.jail_for
+
+    def parse(source: Any, *args: Any, **kwargs: Any) -> Any:
+        if sys._getframe(1).f_globals.get("__name__") == static.__name__:
+            counts["parse"][source] += 1
+        return real_parse(source, *args, **kwargs)
+
+    def write_text(self: Path, data: str, *args: Any, **kwargs: Any) -> int:
+        if self.name == "program.py" and self.parent.parent.name == "trials":
+            counts["write"][self.parent.name] += 1
+        return real_write(self, data, *args, **kwargs)
+
+    def jail_for(mode: str, network: bool, env: Any, cwd: Path, *args: Any, **kwargs: Any) -> Any:
+        counts["layout"][env.get("EVOFORGE_TRIAL_DIR")] += 1
+        return real_jail_for(mode, network, env, cwd, *args, **kwargs)
+
+    static._parsed.cache_clear()
+    warm._layouts.clear()
+    monkeypatch.setattr(static.ast, "parse", parse)
+    monkeypatch.setattr(Path, "write_text", write_text)
+    monkeypatch.setattr(warm, "jail_for", jail_for)
+    evoforge.run(make_task(tmp_path / "task"), run_dir=tmp_path / "run",
+                 settings=RunSettings(trials=trials, concurrency=1, llm="offline"))
+    with Record.for_run_dir(tmp_path / "run") as record:
+        done = record.trials()
+    assert len(done) == trials and all(t.status.finished for t in done)
+    return counts, done
+
+
+def test_each_program_is_parsed_once_and_written_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    counts, done = counted_run(tmp_path, monkeypatch, 5)
+    # its fingerprint at its proposal, its static check when started ahead and when evaluated: one parse (3 before)
+    assert set(counts["parse"]) == {t.code for t in done}
+    assert set(counts["parse"].values()) == {1}
+    # into its trial folder when started ahead, or when evaluated; not again when the one started ahead is evaluated
+    assert set(counts["write"].values()) == {1}
+    assert len(counts["write"]) == len({t.code for t in done})
+
+
+@BWRAP
+def test_the_warm_jail_layout_is_worked_out_once_per_trials_folder(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    counts, done = counted_run(tmp_path, monkeypatch, 4)
+    assert sum(counts["layout"].values()) == 1  # at the first stage; each one's before
+    assert all(t.score is not None for t in done)  # and every trial ran (warm) with it
+
+
+TRICKY = '''"""module doc"""
+import os
+def f():
+    """f's doc"""
+    if os.sep:
+        def g():
+            "g's doc"
+            return 1
+    else:
+        class C:
+            """C's doc"""
+            x: int = 1
+    for _ in range(2):
+        async def h(): "h"; return None
+    while False:
+        pass
+    else:
+        def i(): "i"
+    try:
+        def j(): "j"
+    except* ValueError:
+        def k(): "k"
+    finally:
+        def l(): "l"
+    with open(os.devnull) as fh:
+        def m(): "m"
+    match fh:
+        case [1, *rest] if rest:
+            def n(): "n"
+        case {"a": b, **kw}:
+            "not a docstring"
+    return lambda: "a lambda's string" + f"{g!r:>10}" + b"bytes".decode() + str(1j) + str(...)
+'''
+
+
+def _reference_fingerprint(code: str) -> str:
+    """The fingerprint as it was first computed (ast.walk over every node, ast.dump): records hold these."""
+    import ast
+    import hashlib
+
+    tree = ast.parse(code)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+                    and isinstance(body[0].value.value, str):
+                node.body = body[1:] or [ast.Pass()]
+    return hashlib.sha256(b"py:" + ast.dump(tree).encode()).hexdigest()
+
+
+def test_fingerprints_are_those_a_record_already_holds() -> None:
+    import asyncio
+    import json
+
+    sources = [TRICKY, "", "x = 1\n", '"""only a docstring"""\n']
+    for module in (evoforge, asyncio, json, pytest):
+        sources += [p.read_text() for p in sorted(Path(module.__file__).parent.rglob("*.py"))]
+    assert len(sources) > 150
+    for code in sources:
+        assert static.program_fingerprint(code, "program.py") == _reference_fingerprint(code)
+
+
+def test_a_tasks_paths_are_resolved_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from evoforge.task.loader import load_task
+
+    task = load_task(make_task(tmp_path / "task"))
+    resolved: list[Path] = []
+    real = Path.resolve
+
+    def resolve(self: Path, *args: Any, **kwargs: Any) -> Path:
+        resolved.append(self)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "resolve", resolve)
+    first = (task.evaluator_path, task.private_paths, task.program_name)
+    assert resolved and first[0] is not None and first[0] in first[1]
+    before = len(resolved)
+    for _ in range(3):  # each stage asks again
+        assert (task.evaluator_path, task.private_paths, task.program_name) == first
+    assert len(resolved) == before
+
+
+def test_each_variable_name_is_judged_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from evoforge.experiment import sandbox
+
+    monkeypatch.setenv("EVOFORGE_COST_API_KEY", "s3cret")
+    monkeypatch.setenv("EVOFORGE_COST_PLAIN", "kept")
+    first = sandbox.child_env({"EVOFORGE_STAGE": "main"})
+    assert "EVOFORGE_COST_API_KEY" not in first and first["EVOFORGE_COST_PLAIN"] == "kept"
+    judged = sandbox._secret.cache_info().misses
+    for _ in range(3):  # each stage builds its environment again
+        assert sandbox.child_env({"EVOFORGE_STAGE": "main"}) == first
+    assert sandbox._secret.cache_info().misses == judged
