@@ -334,6 +334,9 @@ def test_the_cold_path_keeps_what_a_warm_worker_cannot_lay_out(tmp_path: Path, m
 
     assert warm.plan(job(trial_dir(tmp_path, 1))) is not None
     assert warm.plan(job(task.root / "trial")) is None  # its trials folder is the task folder, bound read-only
+    off = Engineer(make_task(tmp_path / "off", IN_PROCESS, warm_workers=False))  # task.yaml turns it off
+    assert warm.plan(off._job(off.stages[0], trial_dir(tmp_path, 2) / "program.py", trial_dir(tmp_path, 2), None)) \
+        is None
     monkeypatch.setenv(warm.SWITCH, "0")
     assert warm.plan(job(trial_dir(tmp_path, 1))) is None
 

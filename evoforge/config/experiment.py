@@ -34,6 +34,9 @@ class Limits(Strict):
         default="auto", pattern="^(auto|bwrap|unshare|none)$",
         description="auto picks bwrap, else unshare (never none: name it); see evoforge/experiment/isolation.py",
     )
+    warm_workers: bool = Field(default=True, description="bwrap: a warm jail per evaluation slot forks a fresh "
+                               "child per Python evaluator stage (README, Sandbox); false: a jail and an interpreter "
+                               "per evaluation")
 
 
 STAGE_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"

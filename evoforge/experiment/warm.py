@@ -7,7 +7,8 @@ binds the run's trials folder at a staging path only its PID 1 uses; each child 
 evaluations the zygote kills every process left in the jail. A timeout, a gate's stop, a disk limit or a cancellation
 ends the worker as the cold path ends a jail; the next evaluation gets a fresh one. Anything the warm path cannot do
 (another isolation, a command evaluator, a worker that fails to start) takes the cold path (sandbox.start_sandboxed),
-with one warning per pool. EVOFORGE_WARM=0 in evoforge's environment turns the warm path off.
+with one warning per pool. task.yaml `limits.warm_workers: false` (or EVOFORGE_WARM=0 in evoforge's environment)
+turns the warm path off.
 """
 
 from __future__ import annotations
@@ -51,8 +52,9 @@ def plan(job: StageJob) -> tuple[tuple[Any, ...], Jail, dict[str, str]] | None:
     """(pool key, the worker's jail, the worker's environment) for a job the warm path can run, else None: a Python
     evaluator's stage run by this interpreter's harness under bwrap, in a trial folder whose parent is masked."""
     argv = job.argv
-    if os.environ.get(SWITCH, "1") == "0" or not job.harness or len(argv) != 5 or argv[:3] != [
-            sys.executable, "-m", HARNESS]:
+    if not job.limits.warm_workers or os.environ.get(SWITCH, "1") == "0":
+        return None
+    if not job.harness or len(argv) != 5 or argv[:3] != [sys.executable, "-m", HARNESS]:
         return None
     try:
         if resolve_isolation(job.limits.isolation, job.limits.network) != "bwrap":
