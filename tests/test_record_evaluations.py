@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from sqlalchemy import event
@@ -12,6 +14,8 @@ from evoforge.memory import history
 from evoforge.memory.history import build_history
 from evoforge.memory.record import Record
 from evoforge.models import EvaluationHistory, GateDecision, Outcome, StageResult, TelemetryPoint, TrialStatus
+
+T = TypeVar("T")
 
 
 @pytest.fixture
@@ -37,6 +41,21 @@ def _succeeded(score: float, seconds: float, values: list[float]) -> Outcome:
     return Outcome(status=TrialStatus.SUCCEEDED, score=score, seconds=seconds, stages=stages,
                    telemetry=_curve("full", values))
 
+
+
+def _selects(record: Record, needle: str, call: Callable[[], T]) -> tuple[T, list[tuple[str, object]]]:
+    """What `call()` returns, and the SELECT statements (with their parameters) naming `needle` it ran."""
+    statements: list[tuple[str, object]] = []
+
+    def grab(conn: object, cursor: object, statement: str, parameters: object, *_: object) -> None:
+        if needle in statement and statement.lstrip().upper().startswith("SELECT"):
+            statements.append((statement, parameters))
+
+    event.listen(record._engine, "before_cursor_execute", grab)
+    try:
+        return call(), statements
+    finally:
+        event.remove(record._engine, "before_cursor_execute", grab)
 
 def test_stages_telemetry_and_decisions_round_trip(record: Record) -> None:
     tid = _add(record)
@@ -115,17 +134,7 @@ def test_the_history_of_a_run_reads_only_the_recent_rows(record: Record) -> None
     tid = _add(record)
     record.mark_running(tid)
     record.finish_trial(tid, _succeeded(2.0, 3.0, [3.0, 2.0]))
-    statements: list[tuple[str, object]] = []
-
-    def grab(conn: object, cursor: object, statement: str, parameters: object, *_: object) -> None:
-        if "stage_results" in statement and statement.lstrip().upper().startswith("SELECT"):
-            statements.append((statement, parameters))
-
-    event.listen(record._engine, "before_cursor_execute", grab)
-    try:
-        history = record.history(tid)
-    finally:
-        event.remove(record._engine, "before_cursor_execute", grab)
+    history, statements = _selects(record, "stage_results", lambda: record.history(tid))
     assert history.stage_scores["full"] == [2.0]
     ordered = [(s, p) for s, p in statements if "ORDER BY stage_results.id DESC" in s]
     assert ordered, statements
@@ -182,17 +191,7 @@ def test_a_build_reads_only_the_stage_results_committed_since_the_last(record: R
     record.history(tid)
     new = _add(record, parent=tid)
     record.finish_trial(new, _succeeded(3.0, 3.0, [3.0, 1.0]))
-    statements: list[tuple[str, object]] = []
-
-    def grab(conn: object, cursor: object, statement: str, parameters: object, *_: object) -> None:
-        if "FROM stage_results" in statement and statement.lstrip().upper().startswith("SELECT"):
-            statements.append((statement, parameters))
-
-    event.listen(record._engine, "before_cursor_execute", grab)
-    try:
-        kept = record.history(tid)
-    finally:
-        event.remove(record._engine, "before_cursor_execute", grab)
+    kept, statements = _selects(record, "FROM stage_results", lambda: record.history(tid))
     assert kept == _history_in_full(record, tid) and len(kept.stage_scores["full"]) == 6
     with record._engine.connect() as conn:
         read = [len(conn.exec_driver_sql(s, p).all()) for s, p in statements]  # type: ignore[arg-type]

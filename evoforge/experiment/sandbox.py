@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from evoforge.config import Limits
 from evoforge.experiment import disk
@@ -343,15 +343,28 @@ async def _wait_exit(proc: asyncio.subprocess.Process, timeout_s: float, stop: a
     waiter = asyncio.ensure_future(proc.wait())
     stopper = asyncio.ensure_future(stop.wait()) if stop is not None else None
     watcher = asyncio.ensure_future(disk.watch(folder, disk_mb)) if disk_mb is not None else None
-    waiting = {t for t in (waiter, stopper, watcher) if t is not None}
+    done = await first_done(timeout_s, waiter, stopper, watcher)
+    if waiter in done:
+        return "exited"
+    return why_not_exited(done, stopper, watcher)
+
+
+async def first_done(timeout_s: float, *futures: asyncio.Future[Any] | None) -> set[asyncio.Future[Any]]:
+    """Wait at most `timeout_s` for the first of `futures` (None ones left out) to finish; returns those done. The
+    others are cancelled and awaited, so none outlives the wait."""
+    waiting = {f for f in futures if f is not None}
     try:
         done, _ = await asyncio.wait(waiting, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for task in waiting:
-            task.cancel()
+        for future in waiting:
+            future.cancel()
         await asyncio.gather(*waiting, return_exceptions=True)
-    if waiter in done:
-        return "exited"
+    return done
+
+
+def why_not_exited(done: set[asyncio.Future[Any]], stopper: asyncio.Future[Any] | None,
+                   watcher: asyncio.Future[Any] | None) -> str:
+    """How a wait that did not see the process exit ended: "disk_limit: REASON", "stopped" or "timeout"."""
     if watcher is not None and watcher in done and not watcher.cancelled() and watcher.exception() is None:
         return f"disk_limit: {watcher.result()}"
     return "stopped" if stopper is not None and stopper in done else "timeout"

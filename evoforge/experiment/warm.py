@@ -31,7 +31,17 @@ from evoforge.experiment import disk
 from evoforge.experiment.isolation import Jail, jail_for, runtime_paths
 from evoforge.experiment.isolation import resolve as resolve_isolation
 from evoforge.experiment.launch import HARNESS, TERMINATED, JailWatch, nproc_rlimit
-from evoforge.experiment.sandbox import DRAIN_GRACE_S, TOKEN_VAR, SandboxResult, _CappedLog, _finish_pumps, _pump, sweep
+from evoforge.experiment.sandbox import (
+    DRAIN_GRACE_S,
+    TOKEN_VAR,
+    SandboxResult,
+    _CappedLog,
+    _finish_pumps,
+    _pump,
+    first_done,
+    sweep,
+    why_not_exited,
+)
 from evoforge.experiment.warm_worker import STAGING, WarmError, Worker
 from evoforge.sandbox import CHANNEL_VAR
 
@@ -251,20 +261,12 @@ class WarmStarted:
         gone = asyncio.ensure_future(self.worker.proc.wait())  # the worker died (its report may never come)
         stopper = asyncio.ensure_future(stop.wait()) if stop is not None else None
         watcher = asyncio.ensure_future(disk.watch(self.folder, self.disk_mb)) if self.disk_mb is not None else None
-        waiting = {t for t in (waiter, gone, stopper, watcher) if t is not None}
-        try:
-            done, _ = await asyncio.wait(waiting, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in waiting:
-                task.cancel()
-            await asyncio.gather(*waiting, return_exceptions=True)
+        done = await first_done(timeout_s, waiter, gone, stopper, watcher)
         if waiter in done and not waiter.cancelled() and waiter.exception() is None:
             return "exited", waiter.result()
         if waiter in done or gone in done:
             return "exited", self.worker.pending()
-        if watcher is not None and watcher in done and not watcher.cancelled() and watcher.exception() is None:
-            return f"disk_limit: {watcher.result()}", {}
-        return ("stopped" if stopper is not None and stopper in done else "timeout"), {}
+        return why_not_exited(done, stopper, watcher), {}
 
     async def abandon(self) -> None:
         """Kill the child of a job that will never be let go (a trial that was not evaluated after all: nothing of
