@@ -5,6 +5,7 @@ none: its record's one run)."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,9 @@ def run_file_id(run_dir: Path) -> int | None:
 
 
 def write_run_file(run_dir: Path, run_id: int, **more: Any) -> None:
-    """Name the run a run folder works on (`run.json`, beside record.db or record.url)."""
+    """Name the run a run folder works on (`run.json`, beside record.db or record.url). Written aside and renamed
+    into place, so a reader (another runner, `evoforge runs`, the dashboard) never finds it empty or half written."""
     path = Path(run_dir).expanduser().resolve() / RUN_FILE
-    path.write_text(json.dumps({"run_id": run_id, **more}) + "\n", encoding="utf-8")
+    partial = path.with_name(f".{RUN_FILE}.{os.getpid()}")
+    partial.write_text(json.dumps({"run_id": run_id, **more}) + "\n", encoding="utf-8")
+    os.replace(partial, path)
