@@ -278,6 +278,7 @@ def test_blas_is_one_thread_inside_small_encoder_calls_only() -> None:
     if not before or before == {1}:
         pytest.skip("BLAS already runs on one thread here (or threadpoolctl sees none): nothing to observe")
     encoder._forward = spy  # type: ignore[attr-defined]
+    onnx, encoder._onnx = encoder._onnx, None  # numpy's pass (ONNX Runtime's runs on a thread of its own)
     try:
         encoder.encode(["one small call"])
         assert seen == [{1}] and blas_threads() == before
@@ -293,6 +294,7 @@ def test_blas_is_one_thread_inside_small_encoder_calls_only() -> None:
         assert seen == [before] and blas_threads() == before
     finally:
         del encoder._forward  # type: ignore[attr-defined]
+        encoder._onnx = onnx
 
 
 def test_the_judge_compiles_its_built_in_templates_once(fake_llm, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001

@@ -101,15 +101,19 @@ class MiniLMEncoder:
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Encode each distinct text once, in batches of similar length (less padding); rows come back in the input
-        order. Small batches (a trial's few texts) run BLAS on one thread: its threads would fight the sandboxed
-        evaluations for the cores (one short text on a busy 2-core machine: ~20 ms on one thread, ~70 ms on two)."""
+        order. Small batches (a trial's few texts) run on one thread: ONNX Runtime's int8 graph (_onnx.py) when
+        installed, else numpy with BLAS limited to one thread — threads would fight the sandboxed evaluations for
+        the cores (one short text on a busy 2-core machine: ~20 ms on one thread, ~70 ms on two). Large batches
+        (a knowledge folder's import) run through numpy in float32."""
         distinct = list(dict.fromkeys(text or " " for text in texts))
         vectors = np.zeros((len(distinct), DIM), dtype=np.float32)
         order = sorted(range(len(distinct)), key=lambda i: len(distinct[i]))
         for start in range(0, len(order), _BATCH):
             chunk = order[start : start + _BATCH]
             ids = self._token_ids([distinct[i] for i in chunk])
-            if len(chunk) <= _SMALL_BATCH:
+            if len(chunk) <= _SMALL_BATCH and self._onnx is not None:  # ONNX Runtime: one thread of its own
+                vectors[chunk] = self._forward(ids, small=True)
+            elif len(chunk) <= _SMALL_BATCH:
                 with one_blas_thread():
                     vectors[chunk] = self._forward(ids, small=True)
             else:
