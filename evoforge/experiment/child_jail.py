@@ -15,6 +15,7 @@ MNT_DETACH = 2
 PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL = 24, 38, 47, 4
 CAP_VERSION_3 = 0x20080522
 FRESH = ".evoforge-fresh"  # the scratch folder a child builds its fresh /tmp (/dev/shm) in before moving it over
+ROOM_VAR = "EVOFORGE_ENVIRON_ROOM"  # the padding variable that makes room in a zygote's environment block
 PROBE = ".evoforge-probe"  # the trial name of the self-test each zygote runs before it says ready
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -149,9 +150,10 @@ def drop_capabilities(last: int) -> None:
 class Layout:
     """What each child of this worker sets up alike, worked out once by the zygote before its first fork (so no
     child reads /proc/self/mountinfo or walks /tmp): the trials folder and the staging path, the fresh /tmp and
-    /dev/shm, the last capability to drop, and where the environment block lies (fork keeps it in place)."""
+    /dev/shm, the last capability to drop, and where the environment block lies (fork keeps it in place) with how
+    much of it the zygote's own environment fills (settle_environ)."""
 
-    __slots__ = ("trials", "staging", "fresh", "last_cap", "environ")
+    __slots__ = ("trials", "staging", "fresh", "last_cap", "environ", "shown")
 
     def __init__(self, trials: str, staging: str) -> None:
         self.trials, self.staging = trials, staging
@@ -160,6 +162,7 @@ class Layout:
         with open("/proc/self/stat", "rb") as fh:
             fields = fh.read().rsplit(b")", 1)[1].split()
         self.environ = int(fields[47]), int(fields[48])  # env_start and env_end (fields 50 and 51 of proc(5))
+        self.shown = 0
 
 
 def enter(job: dict, layout: Layout) -> None:
@@ -176,11 +179,30 @@ def enter(job: dict, layout: Layout) -> None:
     drop_capabilities(layout.last_cap)
 
 
-def show_environ(env: dict, block: tuple[int, int]) -> None:
-    """Write `env` over this process's initial environment block (`block`: its start and end address), what
-    /proc/PID/environ shows (evoforge's sweep and the tests find a trial's processes by it; a forked child would still
-    show the zygote's). The worker starts with a padding variable that makes room; call it once os.environ no longer
-    points into the block (cleared)."""
+def settle_environ(layout: Layout) -> None:
+    """In the zygote, once: its environment (but the room) copied off the initial block, so that no variable points
+    into it and a child may write over it (show_environ) and keep every variable it shares with its job as it is
+    (take_environ); then the block shows that environment, zeros after it."""
+    own = {name: value for name, value in os.environ.items() if name != ROOM_VAR}
+    os.environ.clear()
+    os.environ.update(own)
+    layout.shown = show_environ(own, layout.environ, layout.environ[1] - layout.environ[0])
+
+
+def take_environ(env: dict) -> None:
+    """Make os.environ (and the C library's environment) `env`, setting only what differs from the zygote's."""
+    for name in [name for name in os.environ if name not in env]:
+        del os.environ[name]
+    for name, value in env.items():
+        if os.environ.get(name) != value:
+            os.environ[name] = value
+
+
+def show_environ(env: dict, block: tuple[int, int], shown: int) -> int:
+    """Write `env` over this process's initial environment block (`block`: its start and end address; its first
+    `shown` bytes in use, zeros after them), what /proc/PID/environ shows (evoforge's sweep and the tests find a
+    trial's processes by it; a forked child would still show the zygote's). The worker starts with a padding variable
+    that makes room; settle_environ made sure no variable points into the block. Returns the bytes written."""
     start, end = block
     data = b""
     first = sorted(env, key=lambda name: not name.startswith("EVOFORGE_TRIAL"))  # the token and folder, if cut short
@@ -189,6 +211,8 @@ def show_environ(env: dict, block: tuple[int, int]) -> None:
         if len(data) + len(entry) > end - start:
             break
         data += entry
-    ctypes.memmove(start, data.ljust(end - start, b"\0"), end - start)
+    size = max(len(data), shown)
+    ctypes.memmove(start, data.ljust(size, b"\0"), size)
+    return len(data)
 
 

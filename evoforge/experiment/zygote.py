@@ -31,7 +31,7 @@ import time
 import traceback  # noqa: F401 - see PREIMPORTED
 
 from evoforge.experiment import harness, supervisor
-from evoforge.experiment.child_jail import PROBE, Layout, Setup, enter, show_environ
+from evoforge.experiment.child_jail import PROBE, Layout, Setup, enter, settle_environ, show_environ, take_environ
 
 # Standard-library modules each child would otherwise import at every evaluation, imported once here (nothing of
 # the task's or the candidate's): pkgutil, which runpy.run_path (a common way for an evaluator to load the program;
@@ -69,9 +69,8 @@ def child(job: dict, fds: list[int], layout: Layout) -> None:
         stderr = 2
         supervisor._apply_limits(_options(job))  # rlimits, no blocked signal, only 0-3 left open
         os.chdir(job["cwd"])
-        os.environ.clear()
-        show_environ(job["env"], layout.environ)
-        os.environ.update(job["env"])
+        take_environ(job["env"])
+        show_environ(job["env"], layout.environ, layout.shown)
         sys.argv = [harness.__file__, *job["argv"]]
         sys.path[0] = job["cwd"]  # as `python -m` in the trial folder would have it
     except BaseException as exc:  # noqa: BLE001 - whatever happens here, the child must not return
@@ -164,6 +163,7 @@ def serve(control: socket.socket, trials: str, staging: str, lifeline: int | Non
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the one signal a child could send its PID 1 (Python handles it)
     try:
         layout = Layout(trials, staging)
+        settle_environ(layout)
     except (OSError, ValueError, IndexError) as exc:
         _send(control, {"ready": False, "error": f"cannot lay out the children's jails: {type(exc).__name__}: {exc}"})
         return SETUP_FAILED

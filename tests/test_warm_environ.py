@@ -1,0 +1,64 @@
+"""A warm worker's child starts with its job's environment exactly, as a fresh interpreter would: os.environ, the C
+library's environment and /proc/PID/environ agree, nothing of the zygote's own (its padding, its worker's token) is
+left, and a variable the job changes or drops is changed or dropped (each child takes only what differs from its
+zygote's environment)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+from containment import BWRAP, IN_PROCESS, make_task, trial_dir
+
+from evoforge.experiment import Engineer
+from evoforge.experiment.child_jail import ROOM_VAR
+from evoforge.models import Outcome, TrialStatus
+
+pytestmark = BWRAP
+
+LOOK_AT_ENVIRON = """
+import ctypes, json, os
+
+def result():
+    shown = dict(e.split("=", 1) for e in open("/proc/self/environ", errors="surrogateescape").read().split("\\0") if e)
+    shown.pop("EVOFORGE_CHANNEL_FD")  # the harness takes it out of os.environ, not out of the block
+    table = ctypes.POINTER(ctypes.c_char_p).in_dll(ctypes.CDLL(None), "environ")
+    entries = []
+    while table[len(entries)] is not None and len(entries) < 10000:
+        entries.append(table[len(entries)].decode(errors="surrogateescape"))
+    in_c = dict(e.split("=", 1) for e in entries)
+    return {"score": 1.0, "python": json.dumps(dict(os.environ), sort_keys=True),
+            "c": json.dumps(in_c, sort_keys=True), "c_entries": float(len(entries)),
+            "proc": json.dumps(shown, sort_keys=True)}
+"""
+
+
+def test_a_warm_child_has_its_jobs_environment_in_python_in_c_and_in_proc(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EVOFORGE_TEST_CHANGED", "zygote")
+    monkeypatch.setenv("EVOFORGE_TEST_DROPPED", "zygote")
+    engineer = Engineer(make_task(tmp_path, IN_PROCESS))
+
+    async def scenario() -> tuple[list[Outcome], set[int | None]]:
+        first = await engineer.evaluate(LOOK_AT_ENVIRON, trial_dir(tmp_path, 1))
+        pid1 = engineer.executor.warm.idle[0].jail.pid1
+        monkeypatch.setenv("EVOFORGE_TEST_CHANGED", "job")  # EVOFORGE_ variables are no part of the worker's key
+        monkeypatch.delenv("EVOFORGE_TEST_DROPPED")
+        second = await engineer.evaluate(LOOK_AT_ENVIRON, trial_dir(tmp_path, 2))
+        return [first, second], {pid1, engineer.executor.warm.idle[0].jail.pid1}
+
+    (first, second), pids = asyncio.run(scenario())
+    assert len(pids) == 1 and None not in pids, "the two evaluations did not run in the same warm worker"
+    for outcome, changed in ((first, "zygote"), (second, "job")):
+        assert outcome.status is TrialStatus.SUCCEEDED, outcome
+        python = json.loads(outcome.metrics["python"])
+        assert json.loads(outcome.metrics["c"]) == python and outcome.metrics["c_entries"] == len(python)
+        assert json.loads(outcome.metrics["proc"]) == python
+        assert ROOM_VAR not in python and python["TMPDIR"] == "/tmp"
+        assert python["EVOFORGE_TRIAL_DIR"] == str(trial_dir(tmp_path, 1 if changed == "zygote" else 2))
+        assert python["EVOFORGE_TEST_CHANGED"] == changed
+        assert ("EVOFORGE_TEST_DROPPED" in python) == (changed == "zygote")
+    tokens = {json.loads(o.metrics["python"])["EVOFORGE_TRIAL_TOKEN"] for o in (first, second)}
+    assert len(tokens) == 2  # each job's own token, not its worker's
