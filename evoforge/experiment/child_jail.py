@@ -126,20 +126,27 @@ def _trial_folder(trials: str, staging: str, name: str) -> None:
     _mount(None, trials, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
 
 
-def last_capability() -> int:
-    """The highest capability number this kernel knows."""
+def bounding_set() -> list[int]:
+    """The capabilities in this process's bounding set (CapBnd of /proc/self/status; every one this kernel knows
+    where that cannot be read): a child drops these. The set can only shrink, so a child of this process holds no
+    other."""
     try:
-        with open("/proc/sys/kernel/cap_last_cap") as fh:
-            return int(fh.read())
-    except (OSError, ValueError):
-        return 63
+        with open("/proc/self/status") as fh:
+            bits = int(next(line for line in fh if line.startswith("CapBnd:")).split()[1], 16)
+        return [cap for cap in range(bits.bit_length()) if bits >> cap & 1]
+    except (OSError, ValueError, StopIteration):
+        try:
+            with open("/proc/sys/kernel/cap_last_cap") as fh:
+                return list(range(int(fh.read()) + 1))
+        except (OSError, ValueError):
+            return list(range(64))
 
 
-def drop_capabilities(last: int) -> None:
-    """No capability left, none to regain: ambient cleared, bounding set emptied (capabilities 0 to `last`),
-    no_new_privs, capset to zero."""
+def drop_capabilities(bounding: list[int]) -> None:
+    """No capability left, none to regain: ambient cleared, bounding set emptied (`bounding`: the capabilities in it,
+    bounding_set()), no_new_privs, capset to zero."""
     _check(_libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0), "clear the ambient capabilities")
-    for cap in range(last + 1):
+    for cap in bounding:
         _check(_libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0), f"drop capability {cap}")
     _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "set no_new_privs")
     header = (ctypes.c_uint32 * 2)(CAP_VERSION_3, 0)
@@ -150,15 +157,15 @@ def drop_capabilities(last: int) -> None:
 class Layout:
     """What each child of this worker sets up alike, worked out once by the zygote before its first fork (so no
     child reads /proc/self/mountinfo or walks /tmp): the trials folder and the staging path, the fresh /tmp and
-    /dev/shm, the last capability to drop, and where the environment block lies (fork keeps it in place) with how
-    much of it the zygote's own environment fills (settle_environ)."""
+    /dev/shm, the capabilities to drop from the bounding set, and where the environment block lies (fork keeps it
+    in place) with how much of it the zygote's own environment fills (settle_environ)."""
 
-    __slots__ = ("trials", "staging", "fresh", "last_cap", "environ", "shown")
+    __slots__ = ("trials", "staging", "fresh", "bounding", "environ", "shown")
 
     def __init__(self, trials: str, staging: str) -> None:
         self.trials, self.staging = trials, staging
         self.fresh = [Fresh(path, staging) for path in ("/tmp", "/dev/shm")]
-        self.last_cap = last_capability()
+        self.bounding = bounding_set()
         with open("/proc/self/stat", "rb") as fh:
             fields = fh.read().rsplit(b")", 1)[1].split()
         self.environ = int(fields[47]), int(fields[48])  # env_start and env_end (fields 50 and 51 of proc(5))
@@ -176,7 +183,7 @@ def enter(job: dict, layout: Layout) -> None:
     for fresh in layout.fresh:
         fresh_tmpfs(fresh, job.get("tmp_mb"))
     read_only("/dev")  # the jail's /dev (a tmpfs of device nodes) is the worker's: nothing written there stays
-    drop_capabilities(layout.last_cap)
+    drop_capabilities(layout.bounding)
 
 
 def settle_environ(layout: Layout) -> None:
