@@ -62,3 +62,16 @@ def test_a_warm_child_has_its_jobs_environment_in_python_in_c_and_in_proc(
         assert python["PLAIN_SETTING"] == "at the start" and "SET_MID_RUN" not in python
     tokens = {json.loads(o.metrics["python"])["EVOFORGE_TRIAL_TOKEN"] for o in (first, second)}
     assert len(tokens) == 2  # each job's own token, not its worker's
+
+
+def test_the_environment_block_shows_whole_variables_the_trials_first_and_zeros_over_the_zygotes() -> None:
+    import ctypes
+
+    from evoforge.experiment.child_jail import show_environ
+
+    block = ctypes.create_string_buffer(b"Z" * 40 + b"\0" * 24)  # the zygote's own (shown: 40 bytes), zeros after
+    span = (ctypes.addressof(block), ctypes.addressof(block) + 64)
+    env = {"A": "1", "LONG": "x" * 37, "EVOFORGE_TRIAL_TOKEN": "t0"}
+    assert show_environ(env, span, 40) == len(b"EVOFORGE_TRIAL_TOKEN=t0\0A=1\0")  # LONG does not fit whole: cut
+    assert block.raw[:64] == b"EVOFORGE_TRIAL_TOKEN=t0\0A=1\0".ljust(64, b"\0")
+    assert show_environ({"B": "2"}, span, 40) == 4 and block.raw[:64] == b"B=2\0".ljust(64, b"\0")

@@ -160,7 +160,7 @@ class Layout:
     /dev/shm, the capabilities to drop from the bounding set, and where the environment block lies (fork keeps it
     in place) with how much of it the zygote's own environment fills (settle_environ)."""
 
-    __slots__ = ("trials", "staging", "fresh", "bounding", "environ", "shown")
+    __slots__ = ("trials", "staging", "fresh", "bounding", "environ", "shown", "env")
 
     def __init__(self, trials: str, staging: str) -> None:
         self.trials, self.staging = trials, staging
@@ -169,7 +169,7 @@ class Layout:
         with open("/proc/self/stat", "rb") as fh:
             fields = fh.read().rsplit(b")", 1)[1].split()
         self.environ = int(fields[47]), int(fields[48])  # env_start and env_end (fields 50 and 51 of proc(5))
-        self.shown = 0
+        self.shown, self.env = 0, dict(os.environ)
 
 
 def enter(job: dict, layout: Layout) -> None:
@@ -190,18 +190,20 @@ def settle_environ(layout: Layout) -> None:
     """In the zygote, once: its environment (but the room) copied off the initial block, so that no variable points
     into it and a child may write over it (show_environ) and keep every variable it shares with its job as it is
     (take_environ); then the block shows that environment, zeros after it."""
-    own = {name: value for name, value in os.environ.items() if name != ROOM_VAR}
+    layout.env = {name: value for name, value in os.environ.items() if name != ROOM_VAR}
     os.environ.clear()
-    os.environ.update(own)
-    layout.shown = show_environ(own, layout.environ, layout.environ[1] - layout.environ[0])
+    os.environ.update(layout.env)
+    layout.shown = show_environ(layout.env, layout.environ, layout.environ[1] - layout.environ[0])
 
 
-def take_environ(env: dict) -> None:
-    """Make os.environ (and the C library's environment) `env`, setting only what differs from the zygote's."""
-    for name in [name for name in os.environ if name not in env]:
+def take_environ(env: dict, layout: Layout) -> None:
+    """Make os.environ (and the C library's environment) `env`, setting only what differs from the zygote's
+    (`layout.env`, which os.environ holds at the fork)."""
+    own = layout.env
+    for name in [name for name in own if name not in env]:
         del os.environ[name]
     for name, value in env.items():
-        if os.environ.get(name) != value:
+        if own.get(name) != value:
             os.environ[name] = value
 
 
@@ -211,13 +213,10 @@ def show_environ(env: dict, block: tuple[int, int], shown: int) -> int:
     trial's processes by it; a forked child would still show the zygote's). The worker starts with a padding variable
     that makes room; settle_environ made sure no variable points into the block. Returns the bytes written."""
     start, end = block
-    data = b""
     first = sorted(env, key=lambda name: not name.startswith("EVOFORGE_TRIAL"))  # the token and folder, if cut short
-    for name, value in ((name, env[name]) for name in first):
-        entry = f"{name}={value}".encode(errors="surrogateescape") + b"\0"
-        if len(data) + len(entry) > end - start:
-            break
-        data += entry
+    data = "".join(f"{name}={env[name]}\0" for name in first).encode(errors="surrogateescape")
+    if len(data) > end - start:  # cut after the last whole variable that fits
+        data = data[: data.rfind(b"\0", 0, end - start) + 1]
     size = max(len(data), shown)
     ctypes.memmove(start, data.ljust(size, b"\0"), size)
     return len(data)

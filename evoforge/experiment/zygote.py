@@ -69,7 +69,7 @@ def child(job: dict, fds: list[int], layout: Layout) -> None:
         stderr = 2
         supervisor._apply_limits(_options(job))  # rlimits, no blocked signal, only 0-3 left open
         os.chdir(job["cwd"])
-        take_environ(job["env"])
+        take_environ(job["env"], layout)
         show_environ(job["env"], layout.environ, layout.shown)
         sys.argv = [harness.__file__, *job["argv"]]
         sys.path[0] = job["cwd"]  # as `python -m` in the trial folder would have it
