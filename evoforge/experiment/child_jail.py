@@ -52,7 +52,8 @@ class Fresh:
     mounts below `path` to bind again. The zygote's /tmp and /dev/shm stay as they were at its start: only processes
     of its mount namespace can write them (each child leaves it before anything of the task runs), and no mount can
     appear directly on them (private mounts made inside the jail); mounts that appear below a bound folder later
-    (propagated from the host) come along, as each top is bound recursively in the child."""
+    (propagated from the host) come along, as each top is bound recursively in the child. Were the layout stale, a
+    child's fresh /tmp could only lack an entry (or fail to set up), never show one more."""
 
     __slots__ = ("path", "scratch", "skeleton", "tops")
 
