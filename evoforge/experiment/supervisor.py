@@ -232,10 +232,9 @@ def wait_child(pid: int, *, max_tasks: int | None = None, skip: Collection[int] 
     """Wait for the child with SIGTERM and SIGCHLD blocked; returns (raw status, "" / "terminated" / "too_many").
 
     Orphans re-parented to us are reaped as they die. With `max_tasks` the tree is counted every POLL_S or more
-    (first POLL_S after the fork, when the tree was the child alone) and the wait ends when it holds more
-    tasks. On SIGTERM, or once the `lifeline` pipe's far end (evoforge) is gone, every
-    descendant except those in `skip` gets SIGTERM and the child a grace of `grace_s`; the caller then SIGKILLs
-    whatever is left.
+    (first POLL_S after the fork, when it was the child alone) and the wait ends when it holds more tasks. On
+    SIGTERM, or once the `lifeline` pipe's far end (evoforge) is gone, every descendant except those in `skip` gets
+    SIGTERM and the child a grace of `grace_s`; the caller then SIGKILLs whatever is left.
     """
     watched = {signal.SIGTERM, signal.SIGCHLD}
     pause = 1.0 if lifeline is None else LIFELINE_S
