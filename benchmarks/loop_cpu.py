@@ -52,6 +52,9 @@ from evoforge.__main__ import main
 status = main(sys.argv[1:])
 print("MARKS " + json.dumps(marks))
 print("THREADS " + json.dumps(threads))
+import resource
+children = resource.getrusage(resource.RUSAGE_CHILDREN)  # the sandboxes and evaluations, the whole run
+print("CHILDREN " + json.dumps([children.ru_utime, children.ru_stime]))
 sys.exit(status)
 """
 
@@ -89,7 +92,12 @@ def main() -> None:
         shares["(threads not made by Python)"] = process_ms - sum(shares.values())
         print("by thread, ms CPU per trial: " + ", ".join(f"{name} {ms:.1f}" for name, ms in
                                                           sorted(shares.items(), key=lambda kv: -kv[1])))
-        print(f"RESULT loop_cpu_ms_per_trial={loop_ms:.1f} process_cpu_ms_per_trial={process_ms:.1f}")
+        user, system = json.loads(next(line for line in done.stdout.splitlines() if line.startswith("CHILDREN "))[9:])
+        children_ms = 1000 * (user + system) / (args.trials + 1)
+        print(f"child processes (sandboxes, evaluations; the whole run): {children_ms:.1f} ms CPU per trial "
+              f"(user {1000 * user / (args.trials + 1):.1f}, system {1000 * system / (args.trials + 1):.1f})")
+        print(f"RESULT loop_cpu_ms_per_trial={loop_ms:.1f} process_cpu_ms_per_trial={process_ms:.1f} "
+              f"children_cpu_ms_per_trial={children_ms:.1f}")
 
 
 if __name__ == "__main__":

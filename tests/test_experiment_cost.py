@@ -1,6 +1,7 @@
 """Work the experiment side does once, not at each trial or stage: a program is parsed once for its fingerprint and
-its static check, a trial started ahead is not written again when it is evaluated, and the warm workers' jail
-layout is worked out once per trials folder."""
+its static check, a trial started ahead is not written again when it is evaluated, the warm workers' jail
+layout is worked out once per trials folder, and what each warm child would read or import alike is done once by
+its zygote."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from containment import BWRAP
+from containment import BWRAP, trial_dir
+from containment import make_task as make_jailed_task
 from taskfactory import make_task
 
 import evoforge
@@ -72,6 +74,41 @@ def test_the_warm_jail_layout_is_worked_out_once_per_trials_folder(tmp_path: Pat
     counts, done = counted_run(tmp_path, monkeypatch, 4)
     assert sum(counts["layout"].values()) == 1  # at the first stage; each one's before
     assert all(t.score is not None for t in done)  # and every trial ran (warm) with it
+
+
+COUNTING = """
+import sys
+READS = dict(line.split(": ") for line in open("/proc/self/io").read().splitlines())["syscr"]  # since the fork
+MODULES = set(sys.modules)
+
+def evaluate(program_path):
+    import runpy, traceback
+    runpy.run_path(program_path)
+    try:
+        raise ValueError("handled")
+    except ValueError:
+        traceback.format_exc()
+    return {"score": 1.0, "reads": float(READS), "imported": " ".join(sorted(set(sys.modules) - MODULES))}
+"""
+
+
+@BWRAP
+def test_a_warm_child_reads_and_imports_nothing_its_zygote_can_do_once(tmp_path: Path) -> None:
+    import asyncio
+
+    from evoforge.experiment import Engineer
+
+    engineer = Engineer(make_jailed_task(tmp_path, COUNTING))
+
+    async def scenario() -> list[Any]:
+        return [await engineer.evaluate("def result():\n    return 1\n", trial_dir(tmp_path, n)) for n in (1, 2)]
+
+    for outcome in asyncio.run(scenario()):  # a fresh worker's first child, then the next child of the same worker
+        assert outcome.score == 1.0, outcome
+        # its job's channel line and the evaluator's file (3 reads): not /proc/self/mountinfo (twice), cap_last_cap
+        # or /proc/self/stat (15 reads when each child worked its jail's layout out)
+        assert outcome.metrics["reads"] <= 4
+        assert outcome.metrics["imported"] == ""  # runpy.run_path's pkgutil (and typing), traceback: in the zygote
 
 
 TRICKY = '''"""module doc"""

@@ -207,3 +207,45 @@ def test_the_chains_modules_are_byte_compiled_for_the_jail_which_cannot(tmp_path
     cached.unlink(missing_ok=True)  # as a fresh checkout, or PYTHONDONTWRITEBYTECODE, leaves it
     launch.compile_chain.__wrapped__()
     assert cached.exists() and cached.stat().st_mtime >= launch.SUPERVISOR.stat().st_mtime
+
+
+def test_the_supervisor_counts_a_tree_once_it_had_time_to_grow_not_at_the_fork(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A quick evaluation ends before its supervisor (or a warm worker's zygote) first lists /proc: the tree is first
+    counted POLL_S after the fork, when at the fork it was the child alone; a child that lives on is counted."""
+    import signal
+    import types
+
+    from evoforge.experiment import supervisor
+
+    counted: list[int] = []
+    release_r, release_w = os.pipe()
+
+    def count() -> int:
+        if not counted:  # the first count lets the waiting child go
+            os.close(release_w)
+        counted.append(1)
+        return 1
+
+    monkeypatch.setattr(supervisor, "_task_count", count)
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
+    try:
+        with monkeypatch.context() as frozen:  # time stands still: no count falls due while the child exits
+            frozen.setattr(supervisor, "time", types.SimpleNamespace(monotonic=lambda: 0.0))
+            pid = os.fork()
+            if pid == 0:
+                os._exit(7)
+            status, ended = supervisor.wait_child(pid, max_tasks=10)
+        assert os.waitstatus_to_exitcode(status) == 7 and ended == "" and counted == []
+        pid = os.fork()
+        if pid == 0:  # lives until the supervisor counts its tree
+            os.close(release_w)
+            os.read(release_r, 1)
+            os._exit(0)
+        status, ended = supervisor.wait_child(pid, max_tasks=10)
+        assert os.waitstatus_to_exitcode(status) == 0 and ended == "" and len(counted) >= 1
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
+        os.close(release_r)
+        if not counted:
+            os.close(release_w)

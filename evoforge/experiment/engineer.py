@@ -79,6 +79,10 @@ class Engineer:
         self._ahead: dict[Path, _Ahead] = {}  # first stages started while their trials wait for a slot
         self._resolved: dict[Path, Path] = {}  # the trial folder of each of those, as given → resolved
         self._task_dir = str(task.root.resolve())  # the task folder does not move during a run
+        # The evaluations' environment is evoforge's as the run starts (less secrets), taken once: a library evoforge
+        # loads mid-run (threadpoolctl sets KMP_DUPLICATE_LIB_OK) changes neither what a trial sees nor the warm
+        # workers' key (which would start a new worker per slot), and no stage decodes os.environ again.
+        self._environ = child_env({}, passthrough=self.env_passthrough)
 
     async def start_ahead(self, code: str, trial_dir: Path, *, seed: int | None = None) -> None:
         """Start the first stage of `evaluate(code, trial_dir, seed=seed)` now, while the trial waits for its
@@ -257,7 +261,7 @@ class Engineer:
             extra["EVOFORGE_SEED"] = str(seed)
         if self.task.evaluator_path is None:
             extra["EVOFORGE_RESULT"] = str(files.result)  # a command evaluator reports through a file
-        return child_env(extra, passthrough=self.env_passthrough)
+        return {**self._environ, **extra}
 
     def _contain_disk(self, run: SandboxResult, trial_dir: Path) -> SandboxResult:
         """After a disk_limit stop: remove what the trial wrote (its program and logs stay) and say so."""

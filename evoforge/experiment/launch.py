@@ -62,8 +62,8 @@ def compile_chain() -> None:
     the jail cannot write bytecode, and PYTHONDONTWRITEBYTECODE (or a fresh checkout) would leave each evaluation
     compiling them again (milliseconds each). A read-only install is left as it is."""
     package = Path(__file__).resolve().parents[1]
-    for source in (SUPERVISOR, Path(__file__).with_name("harness.py"), Path(__file__).with_name("zygote.py"),
-                   package / "sandbox.py",
+    here = Path(__file__).parent
+    for source in (SUPERVISOR, here / "harness.py", here / "zygote.py", here / "child_jail.py", package / "sandbox.py",
                    package / "__init__.py", package / "experiment" / "__init__.py"):
         cached = Path(importlib.util.cache_from_source(str(source)))
         with contextlib.suppress(OSError):

@@ -231,13 +231,14 @@ def wait_child(pid: int, *, max_tasks: int | None = None, skip: Collection[int] 
                grace_s: float = GRACE_S, lifeline: int | None = None) -> tuple[int, str]:
     """Wait for the child with SIGTERM and SIGCHLD blocked; returns (raw status, "" / "terminated" / "too_many").
 
-    Orphans re-parented to us are reaped as they die. With `max_tasks` the tree is polled and the wait ends
-    when it holds more tasks. On SIGTERM, or once the `lifeline` pipe's far end (evoforge) is gone, every
-    descendant except those in `skip` gets SIGTERM and the child a grace of `grace_s`; the caller then SIGKILLs
-    whatever is left.
+    Orphans re-parented to us are reaped as they die. With `max_tasks` the tree is counted every POLL_S or more
+    (first POLL_S after the fork, when it was the child alone) and the wait ends when it holds more tasks. On
+    SIGTERM, or once the `lifeline` pipe's far end (evoforge) is gone, every descendant except those in `skip` gets
+    SIGTERM and the child a grace of `grace_s`; the caller then SIGKILLs whatever is left.
     """
     watched = {signal.SIGTERM, signal.SIGCHLD}
     pause = 1.0 if lifeline is None else LIFELINE_S
+    next_scan = time.monotonic() + POLL_S  # at the fork the tree is the child alone: first counted POLL_S later
     while True:
         done, status = os.waitpid(pid, os.WNOHANG)
         if done:
@@ -245,15 +246,18 @@ def wait_child(pid: int, *, max_tasks: int | None = None, skip: Collection[int] 
         if lifeline is not None and lifeline_cut(lifeline):
             break
         _reap_orphans(pid)
+        timeout = pause
         if max_tasks is not None:
-            scan_start = time.monotonic()
-            if (count := _task_count()) > max_tasks:
-                sys.stderr.write(f"evoforge supervisor: process limit exceeded ({count} processes and threads > "
-                                 f"max_processes={max_tasks}); killed the whole process tree\n")
-                return signal.SIGKILL, "too_many"
-            pause = max(POLL_S, SCAN_SHARE * (time.monotonic() - scan_start))  # at most ~5% of a core
-            pause = pause if lifeline is None else min(pause, LIFELINE_S)
-        info = signal.sigtimedwait(watched, pause)
+            if (scan_start := time.monotonic()) >= next_scan:  # not at each wake (a dying orphan's SIGCHLD)
+                if (count := _task_count()) > max_tasks:
+                    sys.stderr.write(f"evoforge supervisor: process limit exceeded ({count} processes and threads > "
+                                     f"max_processes={max_tasks}); killed the whole process tree\n")
+                    return signal.SIGKILL, "too_many"
+                pause = max(POLL_S, SCAN_SHARE * (time.monotonic() - scan_start))  # at most ~5% of a core
+                pause = pause if lifeline is None else min(pause, LIFELINE_S)
+                next_scan = time.monotonic() + pause
+            timeout = min(pause, max(next_scan - time.monotonic(), 0.001))
+        info = signal.sigtimedwait(watched, timeout)
         if info is not None and info.si_signo == signal.SIGTERM:
             break
     signal_all(signal.SIGTERM, skip)

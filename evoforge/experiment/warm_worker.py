@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from evoforge.experiment.child_jail import ROOM_VAR
 from evoforge.experiment.isolation import Jail, wrapper_argv
 from evoforge.experiment.launch import JailWatch, compile_chain
 from evoforge.experiment.sandbox import TOKEN_VAR, _killpg, _stop, sweep
@@ -24,7 +25,7 @@ ZYGOTE = "evoforge.experiment.zygote"
 STAGING = Path("/tmp/.evoforge-trials")  # inside the worker's own /tmp: where its PID 1 sees the trials folder
 READY_TIMEOUT_S = 60.0
 RETIRE_GRACE_S = 1.0
-ROOM_VAR, ROOM_BYTES = "EVOFORGE_ENVIRON_ROOM", 64 * 1024  # room in the zygote's environ for each child's (zygote.py)
+ROOM_BYTES = 64 * 1024  # room in the zygote's environ for each child's (child_jail.py)
 REPLY_BYTES = 1 << 16
 
 
