@@ -2,6 +2,10 @@
 only the stage results committed since the previous one (and the curves of the trials they belong to), not the
 newest thousands again. Stage results and telemetry are written once, with the trial's outcome, and never change.
 
+What the record wrote itself is not read back: a trial's stage results and telemetry are written once, with its
+outcome, so the curves and stage scores of an outcome this record committed are taken from it (`wrote`), not from
+a SELECT at the next build.
+
 Reading "what is new" by id is exact where ids are handed out in commit order: on SQLite (one writer at a time, ids
 never reused while no row is deleted). Elsewhere (PostgreSQL: a transaction may commit a lower id after a higher one
 was read) every build reads everything again, as `evaluations.build_history` does.
@@ -17,11 +21,13 @@ from sqlalchemy import Connection, Select, bindparam, or_, select
 
 from evoforge.memory import tables as t
 from evoforge.memory.evaluations import _in_run, stage_results
-from evoforge.models import Curve, EvaluationHistory, TrialStatus
+from evoforge.memory.tables import finite_or_none
+from evoforge.models import Curve, EvaluationHistory, Outcome, StageResult, TrialStatus
 
 HISTORY_TRIALS = 200  # the newest completed trials whose curves the gates compare with
 HISTORY_STAGE_RESULTS = 2000  # the newest completed stage results behind quantile rules (bounded cost per trial)
 KEPT_PARENTS = 4096  # parents whose stage scores are kept (a finished trial's never change)
+TOLD_CURVES = 2 * HISTORY_TRIALS  # curves of the newest outcomes the record wrote, kept until a build takes them
 StageRow = tuple[int, str, float | None]  # trial id, stage, score
 Curves = dict[str, dict[str, Curve]]  # stage → metric → curve
 
@@ -110,8 +116,24 @@ def recent_trials(completed: Iterable[int]) -> list[int]:
 def _parent_scores(conn: Connection, parent_id: int) -> tuple[dict[str, float], bool]:
     """The parent's succeeded stage scores, and whether it has stage results at all (then they never change)."""
     results = stage_results(conn, parent_id)
-    scores = {r.name: r.score for r in results if r.status is TrialStatus.SUCCEEDED and r.score is not None}
-    return scores, bool(results)  # type: ignore[return-value]  # scores are not None here
+    return _succeeded_scores(results), bool(results)
+
+
+def _succeeded_scores(results: Iterable[StageResult]) -> dict[str, float]:
+    """Stage name → score of the succeeded stage results with a (finite) score, in order (a later one wins)."""
+    scores = ((r.name, finite_or_none(r.score)) for r in results if r.status is TrialStatus.SUCCEEDED)
+    return {name: score for name, score in scores if score is not None}
+
+
+def outcome_curves(outcome: Outcome) -> Curves:
+    """Stage → metric → curve of an outcome's telemetry, as `curves_of` reads them back once it is recorded (points
+    with a step and a finite value, by step)."""
+    points: dict[str, dict[str, list[tuple[int, float, float]]]] = defaultdict(lambda: defaultdict(list))
+    for p in outcome.telemetry:
+        value = finite_or_none(p.value)  # as stored
+        if p.step is not None and value is not None:
+            points[p.stage][p.name].append((int(p.step), value, float(p.t)))
+    return {stage: {name: tuple(sorted(c)) for name, c in metrics.items()} for stage, metrics in points.items()}
 
 
 def build_history(conn: Connection, parent_id: int | None, run_id: int | None = None) -> EvaluationHistory:
@@ -140,6 +162,7 @@ class KeptHistory:
         self._newest_trial = 0  # the newest trial read
         self._open: set[int] = set()  # trials up to it that were unfinished when read: their status may change
         self._seconds: dict[int, float] = {}  # trial id → seconds, of the newest succeeded, originally evaluated
+        self._told: dict[int, Curves] = {}  # trial id → curves of an outcome the record committed (`wrote`)
         self._lock = threading.Lock()
         stages = _succeeded_stages(run_id)
         self._first_stages = stages.order_by(t.stage_results.c.id.desc()).limit(HISTORY_STAGE_RESULTS)
@@ -148,6 +171,18 @@ class KeptHistory:
         self._new_trials = (select(c.id, c.status, c.seconds, c.reused_from)  # parameters: newest_, open_
                             .where(c.run_id == run_id, or_(c.id > bindparam("newest_"),
                                                            c.id.in_(bindparam("open_", expanding=True)))))
+
+    def wrote(self, trial_id: int, outcome: Outcome) -> None:
+        """The record committed this outcome of trial `trial_id` (of this run): its curves and stage scores are
+        known without reading them back (stage results and telemetry are written once, with the outcome)."""
+        if not self.incremental:
+            return
+        with self._lock:
+            self._told[trial_id] = outcome_curves(outcome)
+            if len(self._told) > TOLD_CURVES:
+                self._told.pop(next(iter(self._told)))
+            # final even with no stage results: a finished trial gets none later (only its outcome writes them)
+            self._keep_parent(trial_id, _succeeded_scores(outcome.stages))
 
     def build(self, conn: Connection, parent_id: int | None) -> EvaluationHistory:
         if not self.incremental:
@@ -161,7 +196,8 @@ class KeptHistory:
         recent = recent_trials(completed)
         ids = recent + ([parent_id] if parent_id is not None and parent_id not in recent else [])
         missing = [i for i in ids if i not in self._curves]
-        read = curves_of(conn, missing)
+        read = {i: self._told[i] for i in missing if i in self._told}
+        read.update(curves_of(conn, [i for i in missing if i not in read]))
         wanted = set(ids)
         self._curves = {i: c for i, c in self._curves.items() if i in wanted}
         self._curves.update({i: read.get(i, {}) for i in missing if i in completed})
@@ -219,7 +255,10 @@ class KeptHistory:
             return dict(kept)
         scores, final = _parent_scores(conn, parent_id)
         if final:
-            self._parents[parent_id] = scores
-            if len(self._parents) > KEPT_PARENTS:
-                self._parents.pop(next(iter(self._parents)))
+            self._keep_parent(parent_id, scores)
         return dict(scores)
+
+    def _keep_parent(self, trial_id: int, scores: dict[str, float]) -> None:
+        self._parents[trial_id] = scores
+        if len(self._parents) > KEPT_PARENTS:
+            self._parents.pop(next(iter(self._parents)))

@@ -88,6 +88,7 @@ class FinishedTrialError(RunError):
 
 
 _OPEN = OPEN  # what may finish
+_FINISHED = frozenset(s for s in TrialStatus if s.finished)  # what may get a new digest
 
 
 def _trial_from_values(trial_id: int, values: Mapping[str, Any]) -> Trial:
@@ -250,8 +251,11 @@ class Record(RunRows, Claims, ResearchLog, ChampionLog):
         with self._writing() as conn:
             trial = self._transition(trial_id, _OPEN, conn=conn, **values)
             ev.write_evaluation(conn, trial_id, outcome)
-            if digest is not None:
-                self._write_digest_data(conn, trial_id, digest)
+            if digest is not None:  # an unfinished trial has no digest yet (set_digest): nothing to replace
+                self._write_digest_data(conn, trial_id, digest, replace=False)
+            history = self._history
+            if history is not None and history.run_id == self._run_id:  # what the gates' history needs of it
+                self._after_commit(lambda: history.wrote(trial_id, outcome))
         return self._wrote(trial)
 
     def fail_trial(self, trial_id: int, error_class: str, error_message: str, seconds: float = 0.0) -> Trial:
@@ -268,16 +272,19 @@ class Record(RunRows, Claims, ResearchLog, ChampionLog):
         )
 
     def set_digest(self, trial_id: int, digest: Digest) -> Trial:
-        """Set the trial's digest text; its data is kept as the trial's one analysis of kind "digest". The digest
-        is analysis, not outcome: a finished trial may get one."""
+        """Set a finished trial's digest text (replacing the one it has); its data is kept as the trial's one
+        analysis of kind "digest". The digest is analysis, not outcome: a finished trial may get one; an unfinished
+        trial gets its digest with its outcome (`finish_trial`: RunError here), so finishing one never has a digest
+        to replace."""
         with self._writing() as conn:
-            trial = self._transition(trial_id, set(TrialStatus), conn=conn, digest=digest.text)
-            self._write_digest_data(conn, trial_id, digest)
+            trial = self._transition(trial_id, _FINISHED, conn=conn, digest=digest.text)
+            self._write_digest_data(conn, trial_id, digest, replace=True)
         return self._wrote(trial)
 
     @staticmethod
-    def _write_digest_data(conn: Connection, trial_id: int, digest: Digest) -> None:
-        conn.execute(st.DELETE_ANALYSES_OF_KIND, {"trial_": trial_id, "kind_": DIGEST_KIND})
+    def _write_digest_data(conn: Connection, trial_id: int, digest: Digest, *, replace: bool) -> None:
+        if replace:
+            conn.execute(st.DELETE_ANALYSES_OF_KIND, {"trial_": trial_id, "kind_": DIGEST_KIND})
         conn.execute(st.INSERT_ANALYSIS, {"trial_id": trial_id, "kind": DIGEST_KIND, "text": digest.text,
                                           "data": dict(digest.data), "created_at": utcnow()})
 
@@ -306,6 +313,9 @@ class Record(RunRows, Claims, ResearchLog, ChampionLog):
                                      f"{wanted} (record {self._shown})")
         if runner is not None and runner != self.runner and TrialStatus(status) in allowed:
             raise ClaimLost(f"trial {trial_id} is held by runner {runner} now (record {self._shown})")
+        if "status" not in values:  # set_digest on an unfinished trial
+            raise RunError(f"trial {trial_id} is {status}: its {', '.join(sorted(values))} can be set once it is "
+                           f"finished (record {self._shown})")
         raise RunError(f"trial {trial_id} is {status}: it cannot become {wanted} (record {self._shown})")
 
     # ---- trials: reads ----------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """The statements the record runs at every trial, built once and given their values as parameters: SQLAlchemy spends
 more CPU building, checking and keying a statement than SQLite spends running it (a few hundred microseconds
 against a few tens), and a statement object built once is keyed once. An UPDATE built with no SET clause sets the
-columns its parameters name.
+columns its parameters name. A fixed list of values is given as one parameter each (`one_of`), not as an
+"expanding" IN whose SQL SQLAlchemy rewrites at every execution.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Collection, Set
 from typing import Any
 
-from sqlalchemy import Delete, Select, Update, bindparam, insert, or_, select, update
+from sqlalchemy import ColumnElement, Delete, Select, Update, bindparam, insert, literal, or_, select, update
 
 from evoforge.memory import tables as t
 from evoforge.models import TrialStatus
@@ -30,6 +31,12 @@ DELETE_ANALYSES_OF_KIND: Delete = t.analyses.delete().where(t.analyses.c.trial_i
 _REUSABLE = [s.value for s in TrialStatus if s.finished and s != TrialStatus.REJECTED]
 
 
+def one_of(column: Any, values: Collection[Any]) -> ColumnElement[bool]:
+    """`column IN (?, ?, ...)`, one parameter per value: built once, its SQL never rewritten (a plain `in_(list)`
+    is an expanding parameter, whose SQL SQLAlchemy rewrites at each execution)."""
+    return column.in_([literal(value, column.type) for value in values])  # type: ignore[no-any-return]
+
+
 class TrialStatements:
     """The statements of one record's trials (its trial columns: all of them, or those an older record has)."""
 
@@ -41,7 +48,7 @@ class TrialStatements:
         self.fingerprint: Select[Any] = (
             select(*self._columns)
             .where(c.fingerprint == bindparam("fingerprint_"), (c.run_id + 0) == bindparam("run_"),
-                   c.reused_from.is_(None), c.status.in_(_REUSABLE),
+                   c.reused_from.is_(None), one_of(c.status, _REUSABLE),
                    c.error_class.is_distinct_from("proposal_error"))
             .order_by(c.id)
             .limit(1)
@@ -54,7 +61,7 @@ class TrialStatements:
         statement = self._transitions.get(key)
         if statement is None:
             c = t.trials.c
-            where = [c.id == bindparam("trial_"), c.status.in_(sorted(s.value for s in allowed))]
+            where = [c.id == bindparam("trial_"), one_of(c.status, sorted(s.value for s in allowed))]
             if runner_checked:
                 where.append(or_(c.runner.is_(None), c.runner == bindparam("runner_")))
             statement = self._transitions[key] = update(t.trials).where(*where).returning(*self._columns)
@@ -64,4 +71,5 @@ class TrialStatements:
 __all__ = [
     "DELETE_ANALYSES_OF_KIND", "INSERT_ANALYSIS", "INSERT_GATE_DECISIONS", "INSERT_KNOWLEDGE_SHOWN", "INSERT_LLM_CALLS",
     "INSERT_STAGE_RESULTS", "INSERT_STATE", "INSERT_TELEMETRY", "INSERT_TRIAL", "UPDATE_STATE", "TrialStatements",
+    "one_of",
 ]

@@ -1,0 +1,169 @@
+"""The record's SQL per trial: no statement for what the record knows already (an outcome it committed, a digest an
+unfinished trial cannot have), statements whose SQL is never rewritten, and one kept connection for the batches of
+the record's thread instead of a pool checkout per transaction."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from sqlalchemy import event
+from test_loop_cost import counted_run
+
+from evoforge.errors import RunError
+from evoforge.memory import history
+from evoforge.memory.history import build_history
+from evoforge.memory.record import Record
+from evoforge.models import Digest, EvaluationHistory, Outcome, StageResult, TelemetryPoint, TrialStatus
+
+
+@pytest.fixture
+def record(tmp_path: Path) -> Record:
+    rec = Record.for_run_dir(tmp_path, create=True)
+    rec.create_run(task_name="t", config={}, seed=0, task_snapshot={}, stopping={})
+    return rec
+
+
+def _add(record: Record, parent: int | None = None) -> int:
+    return record.add_trial(parent_ids=[parent] if parent else [], inspiration_ids=[], name="n", motivation="m",
+                            code="c", diff="", proposer="offline", model=None).id
+
+
+def _in_full(record: Record, parent: int | None) -> EvaluationHistory:
+    with record._engine.connect() as conn:
+        return build_history(conn, parent, record.run_id)
+
+
+@contextmanager
+def _statements(record: Record) -> Iterator[list[str]]:
+    """The SQL the record's engine runs inside the block."""
+    seen: list[str] = []
+
+    def grab(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        seen.append(" ".join(statement.split()))
+
+    event.listen(record._engine, "before_cursor_execute", grab)
+    try:
+        yield seen
+    finally:
+        event.remove(record._engine, "before_cursor_execute", grab)
+
+
+def test_a_trial_reads_back_nothing_the_record_wrote(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run's trials: the gates' history takes the curves and stage scores of the outcomes the record committed
+    from those outcomes (before: a telemetry read and a read of the parent's stage results per trial), and
+    finishing a trial deletes no earlier digest (an unfinished trial has none; before: one DELETE per trial)."""
+    statements, _calls, done = counted_run(tmp_path, monkeypatch, 10)
+    record_thread = [s for thread, s in statements.seen if thread.startswith("record")]
+    assert not [s for s in record_thread if s.startswith("DELETE")]
+    assert not [s for s in record_thread if re.search(r"^SELECT .* FROM telemetry", s)]
+    assert not [s for s in record_thread if re.search(r"FROM stage_results WHERE stage_results.trial_id = ", s)]
+    with Record.for_run_dir(tmp_path / "run", read_only=True) as record:  # each has its one digest all the same
+        for trial in done:
+            assert [a.text for a in record.analyses(trial.id) if a.kind == "digest"] == [trial.digest]
+    # 10 trials: ~12.5 statements each now on the record's thread (~15 before), besides the run's start and end
+    assert len(record_thread) <= 13 * len(done) + 10, len(record_thread)
+
+
+def _outcomes() -> list[Outcome]:
+    """Outcomes whose curves and stage scores are not stored as given: non-finite values and scores, points
+    without a step, a boolean score, a stage run twice, no stages at all."""
+    nan, inf = math.nan, math.inf
+    return [
+        Outcome(status=TrialStatus.SUCCEEDED, score=1.0, stages=(
+            StageResult("smoke", TrialStatus.SUCCEEDED, score=0.5), StageResult("full", TrialStatus.SUCCEEDED, 1.0)),
+            telemetry=(TelemetryPoint("full", 2, "loss", 3.0, 0.2), TelemetryPoint("full", 1, "loss", 4.0, 0.1),
+                       TelemetryPoint("full", 3, "loss", nan, 0.3), TelemetryPoint("full", None, "loss", 1.0, 0.4),
+                       TelemetryPoint("smoke", 1, "acc", inf, 0.1), TelemetryPoint("smoke", 0, "acc", 0.25, 0.05))),
+        Outcome(status=TrialStatus.SUCCEEDED, score=2.0, stages=(
+            StageResult("smoke", TrialStatus.SUCCEEDED, score=nan), StageResult("full", TrialStatus.SUCCEEDED, inf),
+            StageResult("full", TrialStatus.SUCCEEDED, score=2.0)), telemetry=()),
+        Outcome(status=TrialStatus.PRUNED, stages=(
+            StageResult("smoke", TrialStatus.SUCCEEDED, score=True),  # type: ignore[arg-type]  # a bool is no score
+            StageResult("full", TrialStatus.PRUNED, score=0.1)),
+            telemetry=(TelemetryPoint("full", 5, "loss", 9.0, 1.0),)),
+        Outcome(status=TrialStatus.FAILED, error_class="crash:ValueError"),
+        Outcome(status=TrialStatus.SUCCEEDED, score=3.0, seconds=4.0, stages=(
+            StageResult("full", TrialStatus.SUCCEEDED, score=3),),  # an int: read back as a float
+            telemetry=(TelemetryPoint("full", 1, "loss", 2, 1),)),
+    ]
+
+
+def test_the_history_told_by_the_records_writes_is_the_history_read(
+        record: Record, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The curves and stage scores the record keeps from the outcomes it committed are those a read gives, for each
+    trial as a parent and among the recent ones; the build reads neither telemetry nor a parent's stage results."""
+    monkeypatch.setattr(history, "HISTORY_TRIALS", 3)
+    record.history(None)  # the kept history exists from here on: later outcomes are told to it
+    trials: list[int] = []
+    for outcome in _outcomes() * 2:
+        tid = _add(record, parent=trials[-1] if trials else None)
+        record.finish_trial(tid, outcome, Digest("d"))
+        trials.append(tid)
+        with _statements(record) as seen:
+            built = {parent: record.history(parent) for parent in (None, *trials)}
+        for parent, kept in built.items():
+            assert kept == _in_full(record, parent), (tid, parent)
+        assert not [s for s in seen if "FROM telemetry" in s or "stage_results.trial_id = " in s], seen
+
+
+def test_a_rolled_back_outcome_is_not_told_to_the_history(record: Record) -> None:
+    """An outcome whose transaction rolled back is not in the record, so the history does not hold it either."""
+    parent = _add(record)
+    record.finish_trial(parent, _outcomes()[0])
+    record.history(parent)
+    child = _add(record, parent=parent)
+    with pytest.raises(RuntimeError, match="broke"), record.batch():
+        record.finish_trial(child, _outcomes()[1])
+        raise RuntimeError("broke midway")
+    assert record.trial(child).status is TrialStatus.PROPOSED
+    assert record.history(child) == _in_full(record, child) and record.history(child).parent_stage_scores == {}
+
+
+def test_only_a_finished_trial_gets_a_new_digest(record: Record) -> None:
+    """An unfinished trial gets its digest with its outcome (so finishing one never has a digest to delete)."""
+    tid = _add(record)
+    with pytest.raises(RunError, match=rf"trial {tid} is proposed: its digest can be set once it is finished"):
+        record.set_digest(tid, Digest("early"))
+    record.finish_trial(tid, Outcome(status=TrialStatus.SUCCEEDED, score=1.0), Digest("first", {"n": 1}))
+    record.set_digest(tid, Digest("second", {"n": 2}))
+    assert [(a.kind, a.text, a.data) for a in record.analyses(tid)] == [("digest", "second", {"n": 2})]
+    assert record.trial(tid).digest == "second"
+
+
+def test_the_per_trial_statements_are_not_rewritten_at_each_execution(record: Record) -> None:
+    """A fixed list of statuses is one parameter per value: an "expanding" IN has its SQL rewritten by SQLAlchemy
+    at every execution (the transitions and the lookup of an earlier evaluation ran one each, per trial)."""
+    statements = record._statements
+    compiled = [statements.fingerprint.compile(record._engine)]
+    for allowed in ({TrialStatus.PROPOSED}, {TrialStatus.PROPOSED, TrialStatus.RUNNING}):
+        for checked in (False, True):
+            compiled.append(statements.transition(allowed, checked).compile(record._engine))
+    assert all("POSTCOMPILE" not in str(c) for c in compiled), [str(c) for c in compiled]
+
+
+def test_the_batches_of_one_thread_keep_one_connection(record: Record) -> None:
+    """The record's thread runs every trial's transactions on one connection it keeps (no pool checkout and return,
+    with its reset, per transaction); one the database dropped is let go and the next batch takes a fresh one."""
+    checkouts: list[object] = []
+    event.listen(record._engine.pool, "checkout", lambda *args: checkouts.append(args))
+    for _ in range(5):
+        with record.batch():
+            _add(record)
+    assert len(checkouts) <= 1
+    kept = record._kept
+    with pytest.raises(Exception, match="rollback"), record.batch():
+        _add(record)
+        assert record._batch is not None
+        record._batch.invalidate()  # as after the server dropped it
+        _add(record)
+    with record.batch():
+        _add(record)
+    assert record._kept is not None and record._kept is not kept
+    assert len(record.trials()) == 6  # the batch that failed wrote nothing
+    record.close()
+    assert record._kept is None
