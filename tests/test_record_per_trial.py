@@ -4,6 +4,7 @@ the record's thread instead of a pool checkout per transaction."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from collections.abc import Iterator
@@ -16,9 +17,10 @@ from test_loop_cost import counted_run
 
 from evoforge.errors import RunError
 from evoforge.memory import history
+from evoforge.memory.claims import ClaimLost
 from evoforge.memory.history import build_history
-from evoforge.memory.record import Record
-from evoforge.models import Digest, EvaluationHistory, Outcome, StageResult, TelemetryPoint, TrialStatus
+from evoforge.memory.record import FinishedTrialError, Record
+from evoforge.models import Digest, EvaluationHistory, Outcome, StageResult, TelemetryPoint, Trial, TrialStatus
 
 
 @pytest.fixture
@@ -167,3 +169,77 @@ def test_the_batches_of_one_thread_keep_one_connection(record: Record) -> None:
     assert len(record.trials()) == 6  # the batch that failed wrote nothing
     record.close()
     assert record._kept is None
+
+
+def _fields(trial: Trial) -> dict[str, object]:
+    return {f.name: getattr(trial, f.name) for f in dataclasses.fields(trial)}
+
+
+def test_a_transition_returns_the_trial_as_a_read_gives_it_without_reading_it(record: Record) -> None:
+    """Marking running and finishing a trial the record added run no RETURNING of the whole row (code, diff, JSON
+    columns decoded again, twice a trial), and return exactly the trial a read gives: JSON columns as stored
+    (tuples as lists, keys as strings, NaN as null), numbers as stored."""
+    record.act_as("me")
+    facts = {"cell": (1, 2), 3: "three", "temperature": 0.7, "why": None}
+    outcomes = [Outcome(status=TrialStatus.SUCCEEDED, score=2, metrics={"loss": math.nan, "pair": (1, 2), 7: 1.5},
+                        seconds=3, seconds_saved=1, suspect=True, reused_from=None),
+                Outcome(status=TrialStatus.PRUNED, score=math.inf, error_class="pruned:median", error_message="slow"),
+                Outcome(status=TrialStatus.FAILED, error_class="crash:ValueError", error_message="bad")]
+    for outcome in outcomes:
+        tid = record.add_trial(parent_ids=[1] if record.trials() else [], inspiration_ids=[], name="n", motivation="m",
+                               code="x = 1\n", diff="+x = 1\n", proposer="llm", model="m", facts=facts).id
+        with _statements(record) as seen:
+            running = record.mark_running(tid)
+            finished = record.finish_trial(tid, outcome, Digest("d", {"n": 1}))
+        assert not [s for s in seen if "RETURNING" in s], seen
+        assert running.status is TrialStatus.RUNNING and running.facts == {"cell": [1, 2], "3": "three",
+                                                                           "temperature": 0.7, "why": None}
+        assert _fields(finished) == _fields(record.trial(tid))
+    failed = _add(record)
+    assert _fields(record.fail_trial(failed, "proposal_error", "none")) == _fields(record.trial(failed))
+
+
+def test_a_rolled_back_trial_is_not_known_as_written(tmp_path: Path, record: Record) -> None:
+    """A trial added in a transaction that rolled back is not taken for the record's: the id it had may be another
+    runner's trial next, whose row a transition then returns."""
+    with pytest.raises(RuntimeError, match="broke"), record.batch():
+        lost = record.add_trial(parent_ids=[], inspiration_ids=[], name="lost", motivation="", code="lost = 1\n",
+                                diff="", proposer="llm", model=None).id
+        raise RuntimeError("broke midway")
+    other = Record(record.url, run_id=record.run_id)
+    try:
+        taken = other.add_trial(parent_ids=[], inspiration_ids=[], name="other's", motivation="",
+                                code="theirs = 2\n", diff="", proposer="llm", model=None).id
+    finally:
+        other.close()
+    assert taken == lost  # SQLite hands the id out again
+    running = record.mark_running(taken)
+    assert (running.name, running.code) == ("other's", "theirs = 2\n")
+    assert _fields(running) == _fields(record.trial(taken))
+
+
+def test_a_trial_another_runner_moved_is_still_returned_as_it_stands(tmp_path: Path, record: Record) -> None:
+    """A trial this runner added, requeued by a tool or adopted meanwhile: the transition that still applies returns
+    the row as it stands; one that no longer does raises as before."""
+    record.act_as("me", lease_s=0.0)
+    first = _add(record)
+    tool = Record(record.url, run_id=record.run_id)  # no runner: requeues every unfinished trial
+    other = Record(record.url, run_id=record.run_id)
+    other.act_as("other")
+    try:
+        record.mark_running(first)
+        assert tool.requeue_in_flight() == [first]
+        running = record.mark_running(first)
+        assert _fields(running) == _fields(record.trial(first))
+        finished = record.finish_trial(first, Outcome(status=TrialStatus.SUCCEEDED, score=1.0))
+        assert _fields(finished) == _fields(record.trial(first))
+        with pytest.raises(FinishedTrialError):
+            record.finish_trial(first, Outcome(status=TrialStatus.SUCCEEDED, score=2.0))
+        second = _add(record)  # its lease (0 s) runs out at once: the other runner adopts it
+        adopted = other.adopt()
+        assert adopted is not None and adopted.id == second
+        with pytest.raises(ClaimLost):
+            record.mark_running(second)
+    finally:
+        tool.close()
+        other.close()

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence, Set
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, func, select
@@ -48,6 +47,7 @@ from evoforge.memory.schema import (
     stamp_version,
 )
 from evoforge.memory.tables import dumps_json, finite_or_none, utcnow
+from evoforge.memory.trial_rows import OpenRows, as_stored, trial_from_row, trial_from_values
 from evoforge.memory.upgrades import upgrade_to_4
 from evoforge.models import (
     Digest,
@@ -91,37 +91,6 @@ _OPEN = OPEN  # what may finish
 _FINISHED = frozenset(s for s in TrialStatus if s.finished)  # what may get a new digest
 
 
-def _trial_from_values(trial_id: int, values: Mapping[str, Any]) -> Trial:
-    return _trial_from_row(SimpleNamespace(id=trial_id, **values))
-
-
-def _trial_from_row(row: Any) -> Trial:
-    return Trial(
-        id=row.id,
-        status=TrialStatus(row.status),
-        parent_ids=tuple(row.parent_ids or ()),
-        inspiration_ids=tuple(row.inspiration_ids or ()),
-        name=row.name,
-        motivation=row.motivation,
-        code=row.code,
-        diff=row.diff,
-        score=row.score,
-        metrics=dict(row.metrics or {}),
-        error_class=row.error_class,
-        error_message=row.error_message,
-        seconds=row.seconds,
-        seconds_saved=row.seconds_saved,
-        proposer=row.proposer,
-        model=row.model,
-        digest=row.digest,
-        suspect=bool(row.suspect),
-        reused_from=row.reused_from,
-        created_at=row.created_at,
-        finished_at=row.finished_at,
-        facts=dict(getattr(row, "facts", None) or {}),
-    )
-
-
 class Record(RunRows, Claims, ResearchLog, ChampionLog):
     """One run's Database of Record. The loop sends its calls to the record's own thread (`io`); other processes may
     open the same file to read."""
@@ -138,9 +107,10 @@ class Record(RunRows, Claims, ResearchLog, ChampionLog):
         self._open_transactions()
         self._analysis_texts = {}
         self._history: KeptHistory | None = None
+        self._open_rows = OpenRows()  # the rows of unfinished trials this record wrote (trial_rows.py)
         self._trial_columns = list(t.trials.c)
         self._run_scoped = {t.agendas.name, t.llm_calls.name}  # tables with a run_id (version 4 on)
-        self._from_row = _trial_from_row
+        self._from_row = trial_from_row
         self._statements = st.TrialStatements(self._trial_columns)
         try:
             found = recorded_version(self._engine, t.schema_version, self._shown, t.SCHEMA_VERSION)
@@ -228,7 +198,9 @@ class Record(RunRows, Claims, ResearchLog, ChampionLog):
             self._count_trial(conn, budget)
             result = conn.execute(st.INSERT_TRIAL, values)
             trial_id = int(result.inserted_primary_key[0])
-        return self._wrote(_trial_from_values(trial_id, values))
+            stored = as_stored(values)
+            self._after_commit(lambda: self._open_rows.keep(trial_id, stored))
+        return self._wrote(trial_from_values(trial_id, values))
 
     def mark_running(self, trial_id: int) -> Trial:
         """Start evaluating a proposed trial: this record's runner claims it (ClaimLost when another holds it)."""
@@ -299,10 +271,20 @@ class Record(RunRows, Claims, ResearchLog, ChampionLog):
                 trial = self._transition(trial_id, allowed, conn=own, **values)
             return self._wrote(trial)
         checked = set(allowed) <= _OPEN and self.runner is not None  # held by this runner or none
-        query = self._statements.transition(allowed, checked)
-        row = conn.execute(query, {"trial_": trial_id, "runner_": self.runner, **values}).first()
-        if row is not None:
-            return _trial_from_row(row)
+        parameters = {"trial_": trial_id, "runner_": self.runner, **values}
+        known = self._open_rows.get(trial_id)
+        if known is not None:  # an unfinished trial this record wrote: its row is known (trial_rows.py says why)
+            if conn.execute(self._statements.transition(allowed, checked, returning=False), parameters).rowcount:
+                now = {**known, **as_stored(values)}
+                self._after_commit(lambda: self._open_rows.keep(trial_id, now))
+                return trial_from_values(trial_id, now)
+        else:
+            row = conn.execute(self._statements.transition(allowed, checked), parameters).first()
+            if row is not None:
+                read = row._asdict()
+                self._after_commit(lambda: self._open_rows.keep(trial_id, read))
+                return trial_from_row(row)
+        self._open_rows.forget(trial_id)
         found = conn.execute(select(t.trials.c.status, t.trials.c.runner).where(t.trials.c.id == trial_id)).first()
         if found is None:
             raise RunError(f"no trial {trial_id} in the record at {self._shown}")
@@ -326,7 +308,7 @@ class Record(RunRows, Claims, ResearchLog, ChampionLog):
                                                                  t.trials.c.run_id == self._read_scope)).first()
         if row is None:
             raise RunError(f"no trial {trial_id} in the record at {self._shown}")
-        return _trial_from_row(row)
+        return trial_from_row(row)
 
     def trials(
         self, statuses: Iterable[TrialStatus] | None = None, *, limit: int | None = None,
@@ -339,7 +321,7 @@ class Record(RunRows, Claims, ResearchLog, ChampionLog):
         if limit is not None:
             query = query.limit(limit)
         with self._engine.connect() as conn:
-            return [_trial_from_row(row) for row in conn.execute(query).all()]
+            return [trial_from_row(row) for row in conn.execute(query).all()]
 
     def best(self, direction: Direction) -> Trial | None:
         """The best succeeded trial with a score (ties: lowest id), or None."""
@@ -353,7 +335,7 @@ class Record(RunRows, Claims, ResearchLog, ChampionLog):
         )
         with self._engine.connect() as conn:
             row = conn.execute(query).first()
-        return None if row is None else _trial_from_row(row)
+        return None if row is None else trial_from_row(row)
 
     def counts(self) -> dict[str, int]:
         """Number of trials per status, one key per TrialStatus value (zeros included)."""
@@ -373,7 +355,7 @@ class Record(RunRows, Claims, ResearchLog, ChampionLog):
         with self._reading() as conn:
             row = conn.execute(self._statements.fingerprint, {"fingerprint_": fingerprint,
                                                               "run_": self._read_scope}).first()
-        return None if row is None else _trial_from_row(row)
+        return None if row is None else trial_from_row(row)
 
     def history(self, parent_id: int | None) -> EvaluationHistory:
         """What the gates compare a child of `parent_id` with (see memory/history.py: kept between calls, each reads

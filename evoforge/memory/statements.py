@@ -42,7 +42,7 @@ class TrialStatements:
 
     def __init__(self, columns: Collection[Any]) -> None:
         self._columns = list(columns)
-        self._transitions: dict[tuple[frozenset[TrialStatus], bool], Update] = {}
+        self._transitions: dict[tuple[frozenset[TrialStatus], bool, bool], Update] = {}
         c = t.trials.c
         # `run_id + 0`: not the run's index (SQLite would walk all the run's trials), the fingerprint's
         self.fingerprint: Select[Any] = (
@@ -54,17 +54,20 @@ class TrialStatements:
             .limit(1)
         )
 
-    def transition(self, allowed: Set[TrialStatus], runner_checked: bool) -> Update:
+    def transition(self, allowed: Set[TrialStatus], runner_checked: bool, *, returning: bool = True) -> Update:
         """UPDATE trials (the columns its parameters name) of id `trial_` whose status is in `allowed` and, when
-        `runner_checked`, held by runner `runner_` or by none; returning the row."""
-        key = (frozenset(allowed), runner_checked)
+        `runner_checked`, held by runner `runner_` or by none; returning the row (with `returning`)."""
+        key = (frozenset(allowed), runner_checked, returning)
         statement = self._transitions.get(key)
         if statement is None:
             c = t.trials.c
             where = [c.id == bindparam("trial_"), one_of(c.status, sorted(s.value for s in allowed))]
             if runner_checked:
                 where.append(or_(c.runner.is_(None), c.runner == bindparam("runner_")))
-            statement = self._transitions[key] = update(t.trials).where(*where).returning(*self._columns)
+            statement = update(t.trials).where(*where)
+            if returning:
+                statement = statement.returning(*self._columns)
+            self._transitions[key] = statement
         return statement
 
 

@@ -37,6 +37,7 @@ class Transactions:
         # checkout and return (with its reset) at every transaction
         self._kept: Connection | None = None
         self._kept_thread: int | None = None
+        self._own_hooks = threading.local()  # `hooks`: what runs once the transaction `_writing` opened commits
 
     def _close_io(self) -> None:
         if self._io_thread is not None:
@@ -72,8 +73,16 @@ class Transactions:
         if self._batch is not None and self._batch_thread == threading.get_ident():
             yield self._batch
             return
-        with self._engine.begin() as conn:
-            yield conn
+        outer = getattr(self._own_hooks, "hooks", None)
+        hooks: list[Callable[[], None]] = []
+        try:
+            with self._engine.begin() as conn:
+                self._own_hooks.hooks = hooks
+                yield conn
+        finally:
+            self._own_hooks.hooks = outer
+        for hook in hooks:
+            hook()
 
     @contextmanager
     def _reading(self) -> Iterator[Connection]:
@@ -94,10 +103,12 @@ class Transactions:
         return trial
 
     def _after_commit(self, hook: Callable[[], None]) -> None:
-        """Run `hook` once what this thread wrote is committed: at the end of its open batch (never, when the batch
-        rolls back), else now (a write outside a batch commits before it returns)."""
+        """Run `hook` once what this thread wrote is committed: at the end of its open batch, or of the transaction
+        `_writing` opened (never, when it rolls back), else now (a write outside both committed already)."""
         if self._batch is not None and self._batch_thread == threading.get_ident():
             self._on_commit.append(hook)
+        elif getattr(self._own_hooks, "hooks", None) is not None:
+            self._own_hooks.hooks.append(hook)
         else:
             hook()
 
