@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import test_record_evaluations as evaluations
 from sqlalchemy import event
 from test_loop_cost import counted_run
 
@@ -138,14 +139,32 @@ def test_only_a_finished_trial_gets_a_new_digest(record: Record) -> None:
 
 
 def test_the_per_trial_statements_are_not_rewritten_at_each_execution(record: Record) -> None:
-    """A fixed list of statuses is one parameter per value: an "expanding" IN has its SQL rewritten by SQLAlchemy
-    at every execution (the transitions and the lookup of an earlier evaluation ran one each, per trial)."""
-    statements = record._statements
-    compiled = [statements.fingerprint.compile(record._engine)]
-    for allowed in ({TrialStatus.PROPOSED}, {TrialStatus.PROPOSED, TrialStatus.RUNNING}):
-        for checked in (False, True):
-            compiled.append(statements.transition(allowed, checked).compile(record._engine))
-    assert all("POSTCOMPILE" not in str(c) for c in compiled), [str(c) for c in compiled]
+    """A trial's start (the lookup of an earlier evaluation, mark running, the gates' history) runs no statement
+    with an "expanding" IN, whose SQL SQLAlchemy rewrites at every execution (before: three per trial); a fixed list
+    of statuses is one parameter per value."""
+    record.act_as("me")
+    executed: list[object] = []
+
+    def grab(_conn: object, clause: object, *_args: object) -> None:
+        executed.append(clause)
+
+    parent = None
+    for _ in range(4):
+        proposed = [_add(record, parent) for _ in range(3)]  # in flight: proposed ahead of their start
+        for tid in proposed:
+            executed.clear()
+            event.listen(record._engine, "before_execute", grab)
+            try:
+                with record.batch():
+                    record.find_fingerprint("f" * 64)
+                    record.mark_running(tid)
+                    record.history(parent)
+            finally:
+                event.remove(record._engine, "before_execute", grab)
+            rewritten = [str(c) for c in executed if "POSTCOMPILE" in str(c.compile(record._engine))]  # type: ignore[attr-defined]
+            assert executed and not rewritten, rewritten
+            record.finish_trial(tid, _outcomes()[0])
+            parent = tid
 
 
 def test_the_batches_of_one_thread_keep_one_connection(record: Record) -> None:
@@ -243,3 +262,12 @@ def test_a_trial_another_runner_moved_is_still_returned_as_it_stands(tmp_path: P
     finally:
         tool.close()
         other.close()
+
+
+@pytest.mark.parametrize("span", [0, 2])
+def test_the_history_reads_a_trial_left_unfinished_long_ago_by_its_id(
+        span: int, tmp_path: Path, record: Record, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The kept history reads the trials from the oldest one unfinished, or (one left unfinished far behind the
+    newest) that one by its id and the new ones: both as a read in full gives it."""
+    monkeypatch.setattr(history, "OPEN_SPAN", span)
+    evaluations.test_the_history_kept_between_builds_is_the_history_read_in_full(tmp_path, record, monkeypatch)

@@ -27,6 +27,7 @@ from evoforge.models import Curve, EvaluationHistory, Outcome, StageResult, Tria
 HISTORY_TRIALS = 200  # the newest completed trials whose curves the gates compare with
 HISTORY_STAGE_RESULTS = 2000  # the newest completed stage results behind quantile rules (bounded cost per trial)
 KEPT_PARENTS = 4096  # parents whose stage scores are kept (a finished trial's never change)
+OPEN_SPAN = 64  # an unfinished trial this many ids behind the newest is read by its id, not with those between
 TOLD_CURVES = 2 * HISTORY_TRIALS  # curves of the newest outcomes the record wrote, kept until a build takes them
 StageRow = tuple[int, str, float | None]  # trial id, stage, score
 Curves = dict[str, dict[str, Curve]]  # stage → metric → curve
@@ -168,9 +169,10 @@ class KeptHistory:
         self._first_stages = stages.order_by(t.stage_results.c.id.desc()).limit(HISTORY_STAGE_RESULTS)
         self._new_stages = stages.order_by(t.stage_results.c.id)
         c = t.trials.c
-        self._new_trials = (select(c.id, c.status, c.seconds, c.reused_from)  # parameters: newest_, open_
-                            .where(c.run_id == run_id, or_(c.id > bindparam("newest_"),
-                                                           c.id.in_(bindparam("open_", expanding=True)))))
+        columns = select(c.id, c.status, c.seconds, c.reused_from).where(c.run_id == run_id)
+        self._new_trials = columns.where(or_(c.id > bindparam("newest_"),  # parameters: newest_, open_
+                                             c.id.in_(bindparam("open_", expanding=True))))
+        self._trials_from = columns.where(c.id >= bindparam("lowest_"))  # no SQL rewritten at each execution
 
     def wrote(self, trial_id: int, outcome: Outcome) -> None:
         """The record committed this outcome of trial `trial_id` (of this run): its curves and stage scores are
@@ -233,8 +235,13 @@ class KeptHistory:
         """Seconds of the run's newest HISTORY_TRIALS succeeded, originally evaluated trials, newest first: read are
         the trials added since the last build and those that were unfinished then (a finished trial never
         changes)."""
-        read = conn.execute(self._new_trials, {"newest_": self._newest_trial, "open_": sorted(self._open)})
-        for trial_id, status, seconds, reused_from in read.all():
+        lowest = min(self._open, default=self._newest_trial + 1)
+        if self._newest_trial - lowest < OPEN_SPAN:  # the trials from the oldest one unfinished (those in flight)
+            rows = [r for r in conn.execute(self._trials_from, {"lowest_": lowest}).all()
+                    if r[0] > self._newest_trial or r[0] in self._open]
+        else:  # one left unfinished long ago (another runner's, held for long): it and the new ones
+            rows = conn.execute(self._new_trials, {"newest_": self._newest_trial, "open_": sorted(self._open)}).all()
+        for trial_id, status, seconds, reused_from in rows:
             self._newest_trial = max(self._newest_trial, trial_id)
             if not TrialStatus(status).finished:
                 self._open.add(trial_id)

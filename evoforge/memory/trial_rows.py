@@ -56,8 +56,13 @@ def trial_from_row(row: Any) -> Trial:
 
 def as_stored(values: Mapping[str, Any]) -> dict[str, Any]:
     """Column values as a read gives them back: the JSON columns through the record's JSON (tuples as lists, keys
-    as strings, NaN as null)."""
-    return {k: json.loads(dumps_json(v)) if k in JSON_COLUMNS and v is not None else v for k, v in values.items()}
+    as strings, NaN as null); an empty one, or a list of ints (parent ids), as it is."""
+    return {k: json.loads(dumps_json(v)) if k in JSON_COLUMNS and v and not _ints(v) else v
+            for k, v in values.items()}
+
+
+def _ints(value: Any) -> bool:
+    return type(value) is list and all(type(i) is int for i in value)
 
 
 class OpenRows:
