@@ -58,16 +58,21 @@ def _statements(record: Record) -> Iterator[list[str]]:
 
 def test_a_trial_reads_back_nothing_the_record_wrote(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A run's trials: the gates' history takes the curves and stage scores of the outcomes the record committed
-    from those outcomes (before: a telemetry read and a read of the parent's stage results per trial), and
-    finishing a trial deletes no earlier digest (an unfinished trial has none; before: one DELETE per trial)."""
+    from those outcomes (before: a telemetry read and a read of the parent's stage results per trial), finishing a
+    trial deletes no earlier digest (an unfinished trial has none; before: one DELETE per trial), and an analysis
+    is written with its lessons in one statement."""
     statements, _calls, done = counted_run(tmp_path, monkeypatch, 10)
     record_thread = [s for thread, s in statements.seen if thread.startswith("record")]
     assert not [s for s in record_thread if s.startswith("DELETE")]
     assert not [s for s in record_thread if re.search(r"^SELECT .* FROM telemetry", s)]
     assert not [s for s in record_thread if re.search(r"FROM stage_results WHERE stage_results.trial_id = ", s)]
     with Record.for_run_dir(tmp_path / "run", read_only=True) as record:  # each has its one digest all the same
-        for trial in done:
-            assert [a.text for a in record.analyses(trial.id) if a.kind == "digest"] == [trial.digest]
+        analyses = {trial.id: record.analyses(trial.id) for trial in done}
+    for trial in done:
+        assert [a.text for a in analyses[trial.id] if a.kind == "digest"] == [trial.digest]
+    # an analysis and its lessons are one INSERT (before: one per lesson), beside the digest's with the outcome
+    assert sum(a.kind == "lesson" for rows in analyses.values() for a in rows) >= 3
+    assert len([s for s in record_thread if s.startswith("INSERT INTO analyses")]) <= 2 * len(done)
     # 10 trials: ~12.5 statements each now on the record's thread (~15 before), besides the run's start and end
     assert len(record_thread) <= 13 * len(done) + 10, len(record_thread)
 
