@@ -88,14 +88,14 @@ def _tally(rows: Iterable[StageRow]) -> tuple[dict[str, list[float]], dict[int, 
     return scores, completed
 
 
-def _assemble(scores: Mapping[str, Iterable[float]], completed: Mapping[int, Counter[str]], parent_id: int | None,
-              curves: dict[int, Curves], parent_scores: dict[str, float], full_seconds: list[float]
-              ) -> EvaluationHistory:
+def _assemble(scores: Mapping[str, Iterable[float]], completed: Mapping[int, Counter[str]], recent: list[int],
+              parent_id: int | None, curves: dict[int, Curves], parent_scores: dict[str, float],
+              full_seconds: list[float]) -> EvaluationHistory:
     """The history from the scores per stage and the stages completed per trial (of the newest stage results),
     the curves of the newest of those trials (and the parent's), the parent's stage scores and the full
     evaluations' seconds."""
     compared: dict[str, dict[str, list[Curve]]] = defaultdict(lambda: defaultdict(list))
-    for trial_id in recent_trials(completed):
+    for trial_id in recent:  # recent_trials(completed)
         for stage, metrics in curves.get(trial_id, {}).items():
             if stage in completed[trial_id]:
                 for name, curve in metrics.items():
@@ -146,7 +146,8 @@ def build_history(conn: Connection, parent_id: int | None, run_id: int | None = 
     recent = recent_trials(completed)
     ids = recent + ([parent_id] if parent_id is not None and parent_id not in recent else [])
     parent_scores = _parent_scores(conn, parent_id)[0] if parent_id is not None else {}
-    return _assemble(scores, completed, parent_id, curves_of(conn, ids), parent_scores, _full_seconds(conn, run_id))
+    return _assemble(scores, completed, recent, parent_id, curves_of(conn, ids), parent_scores,
+                     _full_seconds(conn, run_id))
 
 
 class KeptHistory:
@@ -204,7 +205,7 @@ class KeptHistory:
         self._curves = {i: c for i, c in self._curves.items() if i in wanted}
         self._curves.update({i: read.get(i, {}) for i in missing if i in completed})
         known = {**self._curves, **{i: read[i] for i in missing if i not in completed and i in read}}
-        return _assemble(self._scores, completed, parent_id, known, self._parent_scores(conn, parent_id),
+        return _assemble(self._scores, completed, recent, parent_id, known, self._parent_scores(conn, parent_id),
                          self._full_seconds(conn))
 
     def _read_stage_results(self, conn: Connection) -> None:
