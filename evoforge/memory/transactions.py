@@ -37,6 +37,7 @@ class Transactions:
         # checkout and return (with its reset) at every transaction
         self._kept: Connection | None = None
         self._kept_thread: int | None = None
+        self._kept_lock = threading.Lock()
         self._own_hooks = threading.local()  # `hooks`: what runs once the transaction `_writing` opened commits
 
     def _close_io(self) -> None:
@@ -52,8 +53,10 @@ class Transactions:
         """A transaction (committed at the end, rolled back on an error) on this thread's kept connection, or on
         one from the pool for any other thread. A kept connection the database dropped is let go."""
         ident = threading.get_ident()
-        if self._kept is None and self._kept_thread is None:
-            self._kept, self._kept_thread = self._engine.connect(), ident
+        if self._kept_thread is None:
+            with self._kept_lock:  # two threads starting their first batch at once: one keeps a connection
+                if self._kept_thread is None:
+                    self._kept, self._kept_thread = self._engine.connect(), ident
         conn = self._kept if self._kept_thread == ident else None
         if conn is None:
             with self._engine.begin() as pooled:
