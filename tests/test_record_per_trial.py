@@ -59,8 +59,8 @@ def _statements(record: Record) -> Iterator[list[str]]:
 def test_a_trial_reads_back_nothing_the_record_wrote(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A run's trials: the gates' history takes the curves and stage scores of the outcomes the record committed
     from those outcomes (before: a telemetry read and a read of the parent's stage results per trial), finishing a
-    trial deletes no earlier digest (an unfinished trial has none; before: one DELETE per trial), and an analysis
-    is written with its lessons in one statement."""
+    trial deletes no earlier digest (an unfinished trial has none; before: one DELETE per trial), an analysis is
+    written with its lessons in one statement, and a start looks for an earlier evaluation inside its UPDATE."""
     statements, _calls, done = counted_run(tmp_path, monkeypatch, 10)
     record_thread = [s for thread, s in statements.seen if thread.startswith("record")]
     assert not [s for s in record_thread if s.startswith("DELETE")]
@@ -73,8 +73,12 @@ def test_a_trial_reads_back_nothing_the_record_wrote(tmp_path: Path, monkeypatch
     # an analysis and its lessons are one INSERT (before: one per lesson), beside the digest's with the outcome
     assert sum(a.kind == "lesson" for rows in analyses.values() for a in rows) >= 3
     assert len([s for s in record_thread if s.startswith("INSERT INTO analyses")]) <= 2 * len(done)
-    # 10 trials: ~12.5 statements each now on the record's thread (~15 before), besides the run's start and end
-    assert len(record_thread) <= 13 * len(done) + 10, len(record_thread)
+    # a trial is marked running unless it repeats an evaluation in one statement: the original is looked up only
+    # for a repeat (before: a lookup at every start)
+    lookups = [s for s in record_thread if s.startswith("SELECT") and "trials.fingerprint = " in s]
+    assert len(lookups) <= 2 * sum(trial.reused_from is not None for trial in done), lookups
+    # 10 trials: ~11.5 statements each now on the record's thread (~15.5 before), besides the run's start and end
+    assert len(record_thread) <= 12 * len(done) + 10, len(record_thread)
 
 
 def _outcomes() -> list[Outcome]:
@@ -144,7 +148,7 @@ def test_only_a_finished_trial_gets_a_new_digest(record: Record) -> None:
 
 
 def test_the_per_trial_statements_are_not_rewritten_at_each_execution(record: Record) -> None:
-    """A trial's start (the lookup of an earlier evaluation, mark running, the gates' history) runs no statement
+    """A trial's start (mark running unless it repeats an earlier evaluation, the gates' history) runs no statement
     with an "expanding" IN, whose SQL SQLAlchemy rewrites at every execution (before: three per trial); a fixed list
     of statuses is one parameter per value."""
     record.act_as("me")
@@ -160,9 +164,8 @@ def test_the_per_trial_statements_are_not_rewritten_at_each_execution(record: Re
             executed.clear()
             event.listen(record._engine, "before_execute", grab)
             try:
-                with record.batch():
-                    record.find_fingerprint("f" * 64)
-                    record.mark_running(tid)
+                with record.batch():  # as the loop starts a trial
+                    assert record.mark_running_unless_repeat(tid, "f" * 64) is not None
                     record.history(parent)
             finally:
                 event.remove(record._engine, "before_execute", grab)
@@ -276,3 +279,44 @@ def test_the_history_reads_a_trial_left_unfinished_long_ago_by_its_id(
     newest) that one by its id and the new ones: both as a read in full gives it."""
     monkeypatch.setattr(history, "OPEN_SPAN", span)
     evaluations.test_the_history_kept_between_builds_is_the_history_read_in_full(tmp_path, record, monkeypatch)
+
+
+def test_a_trial_starts_in_one_statement_unless_it_repeats_an_evaluation(record: Record) -> None:
+    """Marking a trial running checks in the same UPDATE that the run holds no original evaluation of its program
+    (before: a lookup, then the update), by the fingerprint's index; with one, the trial is left proposed and the
+    original is the one `find_fingerprint` gives; a claim another runner holds is still refused."""
+    record.act_as("me")
+    original = record.add_trial(parent_ids=[], inspiration_ids=[], name="n", motivation="", code="x = 1\n",
+                                diff="", proposer="llm", model=None, fingerprint="same").id
+    executed: list[tuple[str, object]] = []
+
+    def grab(_conn: object, _cursor: object, statement: str, parameters: object, *_args: object) -> None:
+        executed.append((statement, parameters))
+
+    event.listen(record._engine, "before_cursor_execute", grab)
+    try:
+        running = record.mark_running_unless_repeat(original, "same")
+    finally:
+        event.remove(record._engine, "before_cursor_execute", grab)
+    assert running is not None and running.status is TrialStatus.RUNNING
+    assert len(executed) == 1 and executed[0][0].startswith("UPDATE trials"), executed
+    with record._engine.connect() as conn:
+        plan = " | ".join(row[3] for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + executed[0][0],
+                                                                  executed[0][1]))  # type: ignore[arg-type]
+    assert "original USING INDEX ix_trials_fingerprint" in plan, plan
+    record.finish_trial(original, Outcome(status=TrialStatus.SUCCEEDED, score=1.0))
+    repeat = record.add_trial(parent_ids=[original], inspiration_ids=[], name="n", motivation="", code="x = 1\n",
+                              diff="", proposer="llm", model=None, fingerprint="same").id
+    assert record.mark_running_unless_repeat(repeat, "same") is None
+    assert record.trial(repeat).status is TrialStatus.PROPOSED
+    found = record.find_fingerprint("same")
+    assert found is not None and found.id == original
+    other = Record(record.url, run_id=record.run_id)
+    other.act_as("other")
+    try:
+        theirs = other.add_trial(parent_ids=[], inspiration_ids=[], name="n", motivation="", code="y = 2\n",
+                                 diff="", proposer="llm", model=None, fingerprint="new").id
+        with pytest.raises(ClaimLost):
+            record.mark_running_unless_repeat(theirs, "new")
+    finally:
+        other.close()

@@ -14,10 +14,8 @@ from collections.abc import Iterable, Mapping, Sequence, Set
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, func, select
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
-from sqlalchemy.pool import StaticPool
+from sqlalchemy import Connection, func, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from evoforge.errors import RunError
 from evoforge.memory import evaluations as ev
@@ -28,6 +26,7 @@ from evoforge.memory.claims import OPEN, ClaimLost, Claims
 from evoforge.memory.history import KeptHistory
 from evoforge.memory.locations import (  # noqa: F401 - re-exported: where a run folder keeps its record
     RECORD_FILE,
+    make_engine,
     record_file,
     record_url,
     run_file_id,
@@ -39,14 +38,12 @@ from evoforge.memory.schema import (
     RecordTooNew,
     add_missing_columns,
     create_missing_tables,
-    on_sqlite_connect,
-    on_sqlite_connect_read_only,
     present_columns,
     read_only_uri,
     recorded_version,
     stamp_version,
 )
-from evoforge.memory.tables import dumps_json, finite_or_none, utcnow
+from evoforge.memory.tables import finite_or_none, utcnow
 from evoforge.memory.trial_rows import OpenRows, as_stored, trial_from_row, trial_from_values
 from evoforge.memory.upgrades import upgrade_to_4
 from evoforge.models import (
@@ -62,25 +59,6 @@ from evoforge.models import (
 from evoforge.run_folder import RECORD_URL_FILE
 
 DIGEST_KIND = "digest"
-
-
-def _make_engine(url: str, *, read_only: bool = False) -> Engine:
-    try:
-        parsed = make_url(url)
-    except ArgumentError as exc:
-        raise RunError(f"record URL {url!r} is not a database URL: {exc}") from exc
-    kwargs: dict[str, Any] = {"json_serializer": dumps_json, "future": True}
-    is_sqlite = parsed.get_backend_name() == "sqlite"
-    if is_sqlite and parsed.database in (None, "", ":memory:"):
-        kwargs.update(poolclass=StaticPool, connect_args={"check_same_thread": False})
-    try:
-        engine = create_engine(parsed, **kwargs)
-    except (ArgumentError, ImportError, SQLAlchemyError) as exc:
-        shown = parsed.render_as_string(hide_password=True)
-        raise RunError(f"cannot open the record at {shown}: {exc}; check the URL and its driver") from exc
-    if is_sqlite:
-        event.listen(engine, "connect", on_sqlite_connect_read_only if read_only else on_sqlite_connect)
-    return engine
 
 
 class FinishedTrialError(RunError):
@@ -101,7 +79,7 @@ class Record(RunRows, Claims, ResearchLog, ChampionLog):
         connection itself is read-only)."""
         self.url = url
         self.read_only = read_only
-        self._engine = _make_engine(url, read_only=read_only)
+        self._engine = make_engine(url, read_only=read_only)
         self._shown = self._engine.url.render_as_string(hide_password=True)
         self._run_id: int | None = run_id
         self._open_transactions()
@@ -207,6 +185,15 @@ class Record(RunRows, Claims, ResearchLog, ChampionLog):
         return self._transition(trial_id, {TrialStatus.PROPOSED}, status=TrialStatus.RUNNING.value,
                                 started_at=utcnow(), **self._lease())
 
+    def mark_running_unless_repeat(self, trial_id: int, fingerprint: str) -> Trial | None:
+        """`mark_running`, unless the run holds an original evaluation of the trial's program (`find_fingerprint`
+        of its fingerprint finds one): then None, the trial left as it is. One statement where there is none (the
+        usual case), instead of a lookup and an update."""
+        with self._writing() as conn:
+            trial = self._move(trial_id, {TrialStatus.PROPOSED}, conn, fingerprint, dict(
+                status=TrialStatus.RUNNING.value, started_at=utcnow(), **self._lease()))
+        return None if trial is None else self._wrote(trial)
+
     def finish_trial(self, trial_id: int, outcome: Outcome, digest: Digest | None = None) -> Trial:
         """Store the engineer's outcome (status, finite score, metrics, errors, times) and digest if given, in one
         transaction; FinishedTrialError when the trial is finished already."""
@@ -270,20 +257,36 @@ class Record(RunRows, Claims, ResearchLog, ChampionLog):
             with self._writing() as own:
                 trial = self._transition(trial_id, allowed, conn=own, **values)
             return self._wrote(trial)
+        moved = self._move(trial_id, allowed, conn, None, values)
+        assert moved is not None  # None only for a repeat, which is not looked for here
+        return moved
+
+    def _move(self, trial_id: int, allowed: Set[TrialStatus], conn: Connection, repeat_of: str | None,
+              values: dict[str, Any]) -> Trial | None:
+        """`_transition` in the caller's transaction; with `repeat_of` (a fingerprint), None when the run holds an
+        original evaluation of it (the same UPDATE checks)."""
         checked = set(allowed) <= _OPEN and self.runner is not None  # held by this runner or none
         parameters = {"trial_": trial_id, "runner_": self.runner, **values}
+        if repeat_of is not None:
+            parameters.update(fingerprint_=repeat_of, run_=self._read_scope)
         known = self._open_rows.get(trial_id)
         if known is not None:  # an unfinished trial this record wrote: its row is known (trial_rows.py says why)
-            if conn.execute(self._statements.transition(allowed, checked, returning=False), parameters).rowcount:
+            statement = self._statements.transition(allowed, checked, returning=False,
+                                                    unless_repeat=repeat_of is not None)
+            if conn.execute(statement, parameters).rowcount:
                 now = {**known, **as_stored(values)}
                 self._after_commit(lambda: self._open_rows.keep(trial_id, now))
                 return trial_from_values(trial_id, now)
         else:
-            row = conn.execute(self._statements.transition(allowed, checked), parameters).first()
+            statement = self._statements.transition(allowed, checked, unless_repeat=repeat_of is not None)
+            row = conn.execute(statement, parameters).first()
             if row is not None:
                 read = row._asdict()
                 self._after_commit(lambda: self._open_rows.keep(trial_id, read))
                 return trial_from_row(row)
+        if repeat_of is not None and conn.execute(self._statements.fingerprint, {
+                "fingerprint_": repeat_of, "run_": self._read_scope}).first() is not None:
+            return None
         self._open_rows.forget(trial_id)
         found = conn.execute(select(t.trials.c.status, t.trials.c.runner).where(t.trials.c.id == trial_id)).first()
         if found is None:
