@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import threading
 from collections import Counter, defaultdict, deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
-from sqlalchemy import Connection, Select, bindparam, or_, select
+from sqlalchemy import Connection, Select, bindparam, literal, null, or_, select, union_all
 
 from evoforge.memory import tables as t
 from evoforge.memory.evaluations import _in_run, stage_results
@@ -174,6 +175,11 @@ class KeptHistory:
         self._new_trials = columns.where(or_(c.id > bindparam("newest_"),  # parameters: newest_, open_
                                              c.id.in_(bindparam("open_", expanding=True))))
         self._trials_from = columns.where(c.id >= bindparam("lowest_"))  # no SQL rewritten at each execution
+        s = t.stage_results.c
+        self._both = union_all(  # at each build after the first: the new stage results and trials in one statement
+            self._new_stages.with_only_columns(literal(0).label("kind"), s.id, s.trial_id, s.stage, s.score,
+                                               null().label("reused_from")).order_by(None),
+            self._trials_from.with_only_columns(literal(1), c.id, null(), c.status, c.seconds, c.reused_from))
 
     def wrote(self, trial_id: int, outcome: Outcome) -> None:
         """The record committed this outcome of trial `trial_id` (of this run): its curves and stage scores are
@@ -194,7 +200,15 @@ class KeptHistory:
             return self._build(conn, parent_id)
 
     def _build(self, conn: Connection, parent_id: int | None) -> EvaluationHistory:
-        self._read_stage_results(conn)
+        lowest = min(self._open, default=self._newest_trial + 1)  # the trials from the oldest one in flight
+        if self._last_id and self._newest_trial - lowest < OPEN_SPAN:
+            both = conn.execute(self._both, {"after": self._last_id, "lowest_": lowest}).all()
+            self._add_stage_results([row[1:5] for row in both if row[0] == 0])
+            self._add_trials([(row[1], *row[3:6]) for row in both if row[0] == 1
+                              and (row[1] > self._newest_trial or row[1] in self._open)])
+        else:
+            self._read_stage_results(conn)
+            self._read_trials(conn)
         completed = self._completed
         recent = recent_trials(completed)
         ids = recent + ([parent_id] if parent_id is not None and parent_id not in recent else [])
@@ -206,13 +220,16 @@ class KeptHistory:
         self._curves.update({i: read.get(i, {}) for i in missing if i in completed})
         known = {**self._curves, **{i: read[i] for i in missing if i not in completed and i in read}}
         return _assemble(self._scores, completed, recent, parent_id, known, self._parent_scores(conn, parent_id),
-                         self._full_seconds(conn))
+                         self._full_seconds())
 
     def _read_stage_results(self, conn: Connection) -> None:
-        """Add the stage results committed since the last build (at the first, the newest ones) and let the oldest
-        go past HISTORY_STAGE_RESULTS."""
+        """Add the stage results committed since the last build (at the first, the newest ones)."""
         query = self._new_stages if self._last_id else self._first_stages
-        for row_id, trial_id, stage, score in sorted(conn.execute(query, {"after": self._last_id}).all()):
+        self._add_stage_results(conn.execute(query, {"after": self._last_id}).all())
+
+    def _add_stage_results(self, rows: Iterable[Sequence[Any]]) -> None:
+        """Add these stage results (id, trial id, stage, score) and let the oldest go past HISTORY_STAGE_RESULTS."""
+        for row_id, trial_id, stage, score in sorted(tuple(row) for row in rows):
             self._last_id = max(self._last_id, row_id)
             self._rows.append((trial_id, stage, score))
             self._completed.setdefault(trial_id, Counter())[stage] += 1
@@ -232,9 +249,8 @@ class KeptHistory:
                 if not scores:
                     del self._scores[stage]
 
-    def _full_seconds(self, conn: Connection) -> list[float]:
-        """Seconds of the run's newest HISTORY_TRIALS succeeded, originally evaluated trials, newest first: read are
-        the trials added since the last build and those that were unfinished then (a finished trial never
+    def _read_trials(self, conn: Connection) -> None:
+        """Read the trials added since the last build and those that were unfinished then (a finished trial never
         changes)."""
         lowest = min(self._open, default=self._newest_trial + 1)
         if self._newest_trial - lowest < OPEN_SPAN:  # the trials from the oldest one unfinished (those in flight)
@@ -242,6 +258,10 @@ class KeptHistory:
                     if r[0] > self._newest_trial or r[0] in self._open]
         else:  # one left unfinished long ago (another runner's, held for long): it and the new ones
             rows = conn.execute(self._new_trials, {"newest_": self._newest_trial, "open_": sorted(self._open)}).all()
+        self._add_trials(rows)
+
+    def _add_trials(self, rows: Iterable[Sequence[Any]]) -> None:
+        """Take in these trials (id, status, seconds, reused from), new or unfinished at the last build."""
         for trial_id, status, seconds, reused_from in rows:
             self._newest_trial = max(self._newest_trial, trial_id)
             if not TrialStatus(status).finished:
@@ -250,6 +270,9 @@ class KeptHistory:
             self._open.discard(trial_id)
             if status == TrialStatus.SUCCEEDED.value and reused_from is None:
                 self._seconds[trial_id] = float(seconds)
+
+    def _full_seconds(self) -> list[float]:
+        """Seconds of the run's newest HISTORY_TRIALS succeeded, originally evaluated trials, newest first."""
         newest = sorted(self._seconds, reverse=True)[:HISTORY_TRIALS]
         if len(self._seconds) > 2 * HISTORY_TRIALS:
             self._seconds = {i: self._seconds[i] for i in newest}
