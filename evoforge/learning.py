@@ -144,8 +144,7 @@ class Learning:
     def _write_analysis(self, trial_id: int, calls: Sequence[LLMCall], rows: list[tuple[str, str, dict[str, Any]]]
                         ) -> None:
         self.record.add_llm_calls(trial_id, calls)
-        for kind, text, data in rows:
-            self.record.add_analysis(trial_id, kind, text, data)
+        self.record.add_analyses(trial_id, rows)  # the analysis and its lessons: one statement
 
     async def maybe_review(self, trials: Sequence[Trial], last_trial_id: int) -> None:
         """Every `analysis.review_every` analysed trials, write a new research agenda and keep it in the record."""

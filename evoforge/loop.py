@@ -225,10 +225,9 @@ class Conductor(Recovery):
     def _start(self, trial: Trial, fingerprint: str) -> tuple[Trial | None, Trial, EvaluationHistory | None]:
         """(On the record's thread.) The original this program repeats, else the trial marked running and the
         history its gates compare it with."""
-        original = self.record.find_fingerprint(fingerprint)
-        if original is not None and original.id != trial.id:
-            return original, trial, None
-        running = self.record.mark_running(trial.id)
+        running = self.record.mark_running_unless_repeat(trial.id, fingerprint)  # one statement: no lookup first
+        if running is None:
+            return self.record.find_fingerprint(fingerprint), trial, None
         return None, running, self.record.history(trial.parent_ids[0] if trial.parent_ids else None)
 
     # ---- ANALYZE --------------------------------------------------------------------------------------------

@@ -2,6 +2,10 @@
 only the stage results committed since the previous one (and the curves of the trials they belong to), not the
 newest thousands again. Stage results and telemetry are written once, with the trial's outcome, and never change.
 
+What the record wrote itself is not read back: a trial's stage results and telemetry are written once, with its
+outcome, so the curves and stage scores of an outcome this record committed are taken from it (`wrote`), not from
+a SELECT at the next build.
+
 Reading "what is new" by id is exact where ids are handed out in commit order: on SQLite (one writer at a time, ids
 never reused while no row is deleted). Elsewhere (PostgreSQL: a transaction may commit a lower id after a higher one
 was read) every build reads everything again, as `evaluations.build_history` does.
@@ -11,17 +15,21 @@ from __future__ import annotations
 
 import threading
 from collections import Counter, defaultdict, deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
-from sqlalchemy import Connection, Select, bindparam, or_, select
+from sqlalchemy import Connection, Select, bindparam, literal, null, or_, select, union_all
 
 from evoforge.memory import tables as t
 from evoforge.memory.evaluations import _in_run, stage_results
-from evoforge.models import Curve, EvaluationHistory, TrialStatus
+from evoforge.memory.tables import finite_or_none
+from evoforge.models import Curve, EvaluationHistory, Outcome, StageResult, TrialStatus
 
 HISTORY_TRIALS = 200  # the newest completed trials whose curves the gates compare with
 HISTORY_STAGE_RESULTS = 2000  # the newest completed stage results behind quantile rules (bounded cost per trial)
 KEPT_PARENTS = 4096  # parents whose stage scores are kept (a finished trial's never change)
+OPEN_SPAN = 64  # an unfinished trial this many ids behind the newest is read by its id, not with those between
+TOLD_CURVES = 2 * HISTORY_TRIALS  # curves of the newest outcomes the record wrote, kept until a build takes them
 StageRow = tuple[int, str, float | None]  # trial id, stage, score
 Curves = dict[str, dict[str, Curve]]  # stage → metric → curve
 
@@ -81,14 +89,14 @@ def _tally(rows: Iterable[StageRow]) -> tuple[dict[str, list[float]], dict[int, 
     return scores, completed
 
 
-def _assemble(scores: Mapping[str, Iterable[float]], completed: Mapping[int, Counter[str]], parent_id: int | None,
-              curves: dict[int, Curves], parent_scores: dict[str, float], full_seconds: list[float]
-              ) -> EvaluationHistory:
+def _assemble(scores: Mapping[str, Iterable[float]], completed: Mapping[int, Counter[str]], recent: list[int],
+              parent_id: int | None, curves: dict[int, Curves], parent_scores: dict[str, float],
+              full_seconds: list[float]) -> EvaluationHistory:
     """The history from the scores per stage and the stages completed per trial (of the newest stage results),
     the curves of the newest of those trials (and the parent's), the parent's stage scores and the full
     evaluations' seconds."""
     compared: dict[str, dict[str, list[Curve]]] = defaultdict(lambda: defaultdict(list))
-    for trial_id in recent_trials(completed):
+    for trial_id in recent:  # recent_trials(completed)
         for stage, metrics in curves.get(trial_id, {}).items():
             if stage in completed[trial_id]:
                 for name, curve in metrics.items():
@@ -110,8 +118,24 @@ def recent_trials(completed: Iterable[int]) -> list[int]:
 def _parent_scores(conn: Connection, parent_id: int) -> tuple[dict[str, float], bool]:
     """The parent's succeeded stage scores, and whether it has stage results at all (then they never change)."""
     results = stage_results(conn, parent_id)
-    scores = {r.name: r.score for r in results if r.status is TrialStatus.SUCCEEDED and r.score is not None}
-    return scores, bool(results)  # type: ignore[return-value]  # scores are not None here
+    return _succeeded_scores(results), bool(results)
+
+
+def _succeeded_scores(results: Iterable[StageResult]) -> dict[str, float]:
+    """Stage name → score of the succeeded stage results with a (finite) score, in order (a later one wins)."""
+    scores = ((r.name, finite_or_none(r.score)) for r in results if r.status is TrialStatus.SUCCEEDED)
+    return {name: score for name, score in scores if score is not None}
+
+
+def outcome_curves(outcome: Outcome) -> Curves:
+    """Stage → metric → curve of an outcome's telemetry, as `curves_of` reads them back once it is recorded (points
+    with a step and a finite value, by step)."""
+    points: dict[str, dict[str, list[tuple[int, float, float]]]] = defaultdict(lambda: defaultdict(list))
+    for p in outcome.telemetry:
+        value = finite_or_none(p.value)  # as stored
+        if p.step is not None and value is not None:
+            points[p.stage][p.name].append((int(p.step), value, float(p.t)))
+    return {stage: {name: tuple(sorted(c)) for name, c in metrics.items()} for stage, metrics in points.items()}
 
 
 def build_history(conn: Connection, parent_id: int | None, run_id: int | None = None) -> EvaluationHistory:
@@ -123,7 +147,8 @@ def build_history(conn: Connection, parent_id: int | None, run_id: int | None = 
     recent = recent_trials(completed)
     ids = recent + ([parent_id] if parent_id is not None and parent_id not in recent else [])
     parent_scores = _parent_scores(conn, parent_id)[0] if parent_id is not None else {}
-    return _assemble(scores, completed, parent_id, curves_of(conn, ids), parent_scores, _full_seconds(conn, run_id))
+    return _assemble(scores, completed, recent, parent_id, curves_of(conn, ids), parent_scores,
+                     _full_seconds(conn, run_id))
 
 
 class KeptHistory:
@@ -140,14 +165,33 @@ class KeptHistory:
         self._newest_trial = 0  # the newest trial read
         self._open: set[int] = set()  # trials up to it that were unfinished when read: their status may change
         self._seconds: dict[int, float] = {}  # trial id → seconds, of the newest succeeded, originally evaluated
+        self._told: dict[int, Curves] = {}  # trial id → curves of an outcome the record committed (`wrote`)
         self._lock = threading.Lock()
         stages = _succeeded_stages(run_id)
         self._first_stages = stages.order_by(t.stage_results.c.id.desc()).limit(HISTORY_STAGE_RESULTS)
         self._new_stages = stages.order_by(t.stage_results.c.id)
         c = t.trials.c
-        self._new_trials = (select(c.id, c.status, c.seconds, c.reused_from)  # parameters: newest_, open_
-                            .where(c.run_id == run_id, or_(c.id > bindparam("newest_"),
-                                                           c.id.in_(bindparam("open_", expanding=True)))))
+        columns = select(c.id, c.status, c.seconds, c.reused_from).where(c.run_id == run_id)
+        self._new_trials = columns.where(or_(c.id > bindparam("newest_"),  # parameters: newest_, open_
+                                             c.id.in_(bindparam("open_", expanding=True))))
+        self._trials_from = columns.where(c.id >= bindparam("lowest_"))  # no SQL rewritten at each execution
+        s = t.stage_results.c
+        self._both = union_all(  # at each build after the first: the new stage results and trials in one statement
+            self._new_stages.with_only_columns(literal(0).label("kind"), s.id, s.trial_id, s.stage, s.score,
+                                               null().label("reused_from")).order_by(None),
+            self._trials_from.with_only_columns(literal(1), c.id, null(), c.status, c.seconds, c.reused_from))
+
+    def wrote(self, trial_id: int, outcome: Outcome) -> None:
+        """The record committed this outcome of trial `trial_id` (of this run): its curves and stage scores are
+        known without reading them back (stage results and telemetry are written once, with the outcome)."""
+        if not self.incremental:
+            return
+        with self._lock:
+            self._told[trial_id] = outcome_curves(outcome)
+            if len(self._told) > TOLD_CURVES:
+                self._told.pop(next(iter(self._told)))
+            # final even with no stage results: a finished trial gets none later (only its outcome writes them)
+            self._keep_parent(trial_id, _succeeded_scores(outcome.stages))
 
     def build(self, conn: Connection, parent_id: int | None) -> EvaluationHistory:
         if not self.incremental:
@@ -156,24 +200,36 @@ class KeptHistory:
             return self._build(conn, parent_id)
 
     def _build(self, conn: Connection, parent_id: int | None) -> EvaluationHistory:
-        self._read_stage_results(conn)
+        lowest = min(self._open, default=self._newest_trial + 1)  # the trials from the oldest one in flight
+        if self._last_id and self._newest_trial - lowest < OPEN_SPAN:
+            both = conn.execute(self._both, {"after": self._last_id, "lowest_": lowest}).all()
+            self._add_stage_results([row[1:5] for row in both if row[0] == 0])
+            self._add_trials([(row[1], *row[3:6]) for row in both if row[0] == 1
+                              and (row[1] > self._newest_trial or row[1] in self._open)])
+        else:
+            self._read_stage_results(conn)
+            self._read_trials(conn)
         completed = self._completed
         recent = recent_trials(completed)
         ids = recent + ([parent_id] if parent_id is not None and parent_id not in recent else [])
         missing = [i for i in ids if i not in self._curves]
-        read = curves_of(conn, missing)
+        read = {i: self._told[i] for i in missing if i in self._told}
+        read.update(curves_of(conn, [i for i in missing if i not in read]))
         wanted = set(ids)
         self._curves = {i: c for i, c in self._curves.items() if i in wanted}
         self._curves.update({i: read.get(i, {}) for i in missing if i in completed})
         known = {**self._curves, **{i: read[i] for i in missing if i not in completed and i in read}}
-        return _assemble(self._scores, completed, parent_id, known, self._parent_scores(conn, parent_id),
-                         self._full_seconds(conn))
+        return _assemble(self._scores, completed, recent, parent_id, known, self._parent_scores(conn, parent_id),
+                         self._full_seconds())
 
     def _read_stage_results(self, conn: Connection) -> None:
-        """Add the stage results committed since the last build (at the first, the newest ones) and let the oldest
-        go past HISTORY_STAGE_RESULTS."""
+        """Add the stage results committed since the last build (at the first, the newest ones)."""
         query = self._new_stages if self._last_id else self._first_stages
-        for row_id, trial_id, stage, score in sorted(conn.execute(query, {"after": self._last_id}).all()):
+        self._add_stage_results(conn.execute(query, {"after": self._last_id}).all())
+
+    def _add_stage_results(self, rows: Iterable[Sequence[Any]]) -> None:
+        """Add these stage results (id, trial id, stage, score) and let the oldest go past HISTORY_STAGE_RESULTS."""
+        for row_id, trial_id, stage, score in sorted(tuple(row) for row in rows):
             self._last_id = max(self._last_id, row_id)
             self._rows.append((trial_id, stage, score))
             self._completed.setdefault(trial_id, Counter())[stage] += 1
@@ -193,12 +249,20 @@ class KeptHistory:
                 if not scores:
                     del self._scores[stage]
 
-    def _full_seconds(self, conn: Connection) -> list[float]:
-        """Seconds of the run's newest HISTORY_TRIALS succeeded, originally evaluated trials, newest first: read are
-        the trials added since the last build and those that were unfinished then (a finished trial never
+    def _read_trials(self, conn: Connection) -> None:
+        """Read the trials added since the last build and those that were unfinished then (a finished trial never
         changes)."""
-        read = conn.execute(self._new_trials, {"newest_": self._newest_trial, "open_": sorted(self._open)})
-        for trial_id, status, seconds, reused_from in read.all():
+        lowest = min(self._open, default=self._newest_trial + 1)
+        if self._newest_trial - lowest < OPEN_SPAN:  # the trials from the oldest one unfinished (those in flight)
+            rows = [r for r in conn.execute(self._trials_from, {"lowest_": lowest}).all()
+                    if r[0] > self._newest_trial or r[0] in self._open]
+        else:  # one left unfinished long ago (another runner's, held for long): it and the new ones
+            rows = conn.execute(self._new_trials, {"newest_": self._newest_trial, "open_": sorted(self._open)}).all()
+        self._add_trials(rows)
+
+    def _add_trials(self, rows: Iterable[Sequence[Any]]) -> None:
+        """Take in these trials (id, status, seconds, reused from), new or unfinished at the last build."""
+        for trial_id, status, seconds, reused_from in rows:
             self._newest_trial = max(self._newest_trial, trial_id)
             if not TrialStatus(status).finished:
                 self._open.add(trial_id)
@@ -206,6 +270,9 @@ class KeptHistory:
             self._open.discard(trial_id)
             if status == TrialStatus.SUCCEEDED.value and reused_from is None:
                 self._seconds[trial_id] = float(seconds)
+
+    def _full_seconds(self) -> list[float]:
+        """Seconds of the run's newest HISTORY_TRIALS succeeded, originally evaluated trials, newest first."""
         newest = sorted(self._seconds, reverse=True)[:HISTORY_TRIALS]
         if len(self._seconds) > 2 * HISTORY_TRIALS:
             self._seconds = {i: self._seconds[i] for i in newest}
@@ -219,7 +286,10 @@ class KeptHistory:
             return dict(kept)
         scores, final = _parent_scores(conn, parent_id)
         if final:
-            self._parents[parent_id] = scores
-            if len(self._parents) > KEPT_PARENTS:
-                self._parents.pop(next(iter(self._parents)))
+            self._keep_parent(parent_id, scores)
         return dict(scores)
+
+    def _keep_parent(self, trial_id: int, scores: dict[str, float]) -> None:
+        self._parents[trial_id] = scores
+        if len(self._parents) > KEPT_PARENTS:
+            self._parents.pop(next(iter(self._parents)))

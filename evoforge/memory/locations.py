@@ -1,6 +1,6 @@
 """Where a run folder's record is and which of its runs the folder works on: record.db in the folder, or the
 database its record.url names; the run id in its run.json (a folder from before a record held several runs has
-none: its record's one run)."""
+none: its record's one run); and the engine that opens a record's URL."""
 
 from __future__ import annotations
 
@@ -9,7 +9,14 @@ import os
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.pool import StaticPool
+
 from evoforge.errors import RunError
+from evoforge.memory.schema import on_sqlite_connect, on_sqlite_connect_read_only
+from evoforge.memory.tables import dumps_json
 from evoforge.run_folder import RECORD_FILE, RECORD_URL_FILE, RUN_FILE
 
 __all__ = ["RECORD_FILE", "record_file", "record_url", "run_file", "run_file_id", "write_run_file"]
@@ -65,3 +72,24 @@ def write_run_file(run_dir: Path, run_id: int, **more: Any) -> None:
     partial = path.with_name(f".{RUN_FILE}.{os.getpid()}")
     partial.write_text(json.dumps({"run_id": run_id, **more}) + "\n", encoding="utf-8")
     os.replace(partial, path)
+
+
+def make_engine(url: str, *, read_only: bool = False) -> Engine:
+    """The engine of the record at `url` (any SQLAlchemy URL); on SQLite with the record's connection set-up (WAL,
+    busy wait, foreign keys; `read_only`: queries only). RunError names a URL that is not one or cannot open."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise RunError(f"record URL {url!r} is not a database URL: {exc}") from exc
+    kwargs: dict[str, Any] = {"json_serializer": dumps_json, "future": True}
+    is_sqlite = parsed.get_backend_name() == "sqlite"
+    if is_sqlite and parsed.database in (None, "", ":memory:"):
+        kwargs.update(poolclass=StaticPool, connect_args={"check_same_thread": False})
+    try:
+        engine = create_engine(parsed, **kwargs)
+    except (ArgumentError, ImportError, SQLAlchemyError) as exc:
+        shown = parsed.render_as_string(hide_password=True)
+        raise RunError(f"cannot open the record at {shown}: {exc}; check the URL and its driver") from exc
+    if is_sqlite:
+        event.listen(engine, "connect", on_sqlite_connect_read_only if read_only else on_sqlite_connect)
+    return engine

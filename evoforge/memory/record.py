@@ -12,13 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence, Set
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, func, select
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
-from sqlalchemy.pool import StaticPool
+from sqlalchemy import Connection, func, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from evoforge.errors import RunError
 from evoforge.memory import evaluations as ev
@@ -29,6 +26,7 @@ from evoforge.memory.claims import OPEN, ClaimLost, Claims
 from evoforge.memory.history import KeptHistory
 from evoforge.memory.locations import (  # noqa: F401 - re-exported: where a run folder keeps its record
     RECORD_FILE,
+    make_engine,
     record_file,
     record_url,
     run_file_id,
@@ -40,14 +38,13 @@ from evoforge.memory.schema import (
     RecordTooNew,
     add_missing_columns,
     create_missing_tables,
-    on_sqlite_connect,
-    on_sqlite_connect_read_only,
     present_columns,
     read_only_uri,
     recorded_version,
     stamp_version,
 )
-from evoforge.memory.tables import dumps_json, finite_or_none, utcnow
+from evoforge.memory.tables import finite_or_none, utcnow
+from evoforge.memory.trial_rows import OpenRows, as_stored, trial_from_row, trial_from_values
 from evoforge.memory.upgrades import upgrade_to_4
 from evoforge.models import (
     Digest,
@@ -64,61 +61,12 @@ from evoforge.run_folder import RECORD_URL_FILE
 DIGEST_KIND = "digest"
 
 
-def _make_engine(url: str, *, read_only: bool = False) -> Engine:
-    try:
-        parsed = make_url(url)
-    except ArgumentError as exc:
-        raise RunError(f"record URL {url!r} is not a database URL: {exc}") from exc
-    kwargs: dict[str, Any] = {"json_serializer": dumps_json, "future": True}
-    is_sqlite = parsed.get_backend_name() == "sqlite"
-    if is_sqlite and parsed.database in (None, "", ":memory:"):
-        kwargs.update(poolclass=StaticPool, connect_args={"check_same_thread": False})
-    try:
-        engine = create_engine(parsed, **kwargs)
-    except (ArgumentError, ImportError, SQLAlchemyError) as exc:
-        shown = parsed.render_as_string(hide_password=True)
-        raise RunError(f"cannot open the record at {shown}: {exc}; check the URL and its driver") from exc
-    if is_sqlite:
-        event.listen(engine, "connect", on_sqlite_connect_read_only if read_only else on_sqlite_connect)
-    return engine
-
-
 class FinishedTrialError(RunError):
     """A write to a trial that is finished already (succeeded, failed, pruned, rejected): it never changes."""
 
 
 _OPEN = OPEN  # what may finish
-
-
-def _trial_from_values(trial_id: int, values: Mapping[str, Any]) -> Trial:
-    return _trial_from_row(SimpleNamespace(id=trial_id, **values))
-
-
-def _trial_from_row(row: Any) -> Trial:
-    return Trial(
-        id=row.id,
-        status=TrialStatus(row.status),
-        parent_ids=tuple(row.parent_ids or ()),
-        inspiration_ids=tuple(row.inspiration_ids or ()),
-        name=row.name,
-        motivation=row.motivation,
-        code=row.code,
-        diff=row.diff,
-        score=row.score,
-        metrics=dict(row.metrics or {}),
-        error_class=row.error_class,
-        error_message=row.error_message,
-        seconds=row.seconds,
-        seconds_saved=row.seconds_saved,
-        proposer=row.proposer,
-        model=row.model,
-        digest=row.digest,
-        suspect=bool(row.suspect),
-        reused_from=row.reused_from,
-        created_at=row.created_at,
-        finished_at=row.finished_at,
-        facts=dict(getattr(row, "facts", None) or {}),
-    )
+_FINISHED = frozenset(s for s in TrialStatus if s.finished)  # what may get a new digest
 
 
 class Record(RunRows, Claims, ResearchLog, ChampionLog):
@@ -131,15 +79,16 @@ class Record(RunRows, Claims, ResearchLog, ChampionLog):
         connection itself is read-only)."""
         self.url = url
         self.read_only = read_only
-        self._engine = _make_engine(url, read_only=read_only)
+        self._engine = make_engine(url, read_only=read_only)
         self._shown = self._engine.url.render_as_string(hide_password=True)
         self._run_id: int | None = run_id
         self._open_transactions()
         self._analysis_texts = {}
         self._history: KeptHistory | None = None
+        self._open_rows = OpenRows()  # the rows of unfinished trials this record wrote (trial_rows.py)
         self._trial_columns = list(t.trials.c)
         self._run_scoped = {t.agendas.name, t.llm_calls.name}  # tables with a run_id (version 4 on)
-        self._from_row = _trial_from_row
+        self._from_row = trial_from_row
         self._statements = st.TrialStatements(self._trial_columns)
         try:
             found = recorded_version(self._engine, t.schema_version, self._shown, t.SCHEMA_VERSION)
@@ -227,12 +176,23 @@ class Record(RunRows, Claims, ResearchLog, ChampionLog):
             self._count_trial(conn, budget)
             result = conn.execute(st.INSERT_TRIAL, values)
             trial_id = int(result.inserted_primary_key[0])
-        return self._wrote(_trial_from_values(trial_id, values))
+            stored = as_stored(values)
+            self._after_commit(lambda: self._open_rows.keep(trial_id, stored))
+        return self._wrote(trial_from_values(trial_id, values))
 
     def mark_running(self, trial_id: int) -> Trial:
         """Start evaluating a proposed trial: this record's runner claims it (ClaimLost when another holds it)."""
         return self._transition(trial_id, {TrialStatus.PROPOSED}, status=TrialStatus.RUNNING.value,
                                 started_at=utcnow(), **self._lease())
+
+    def mark_running_unless_repeat(self, trial_id: int, fingerprint: str) -> Trial | None:
+        """`mark_running`, unless the run holds an original evaluation of the trial's program (`find_fingerprint`
+        of its fingerprint finds one): then None, the trial left as it is. One statement where there is none (the
+        usual case), instead of a lookup and an update."""
+        with self._writing() as conn:
+            trial = self._move(trial_id, {TrialStatus.PROPOSED}, conn, fingerprint, dict(
+                status=TrialStatus.RUNNING.value, started_at=utcnow(), **self._lease()))
+        return None if trial is None else self._wrote(trial)
 
     def finish_trial(self, trial_id: int, outcome: Outcome, digest: Digest | None = None) -> Trial:
         """Store the engineer's outcome (status, finite score, metrics, errors, times) and digest if given, in one
@@ -250,8 +210,11 @@ class Record(RunRows, Claims, ResearchLog, ChampionLog):
         with self._writing() as conn:
             trial = self._transition(trial_id, _OPEN, conn=conn, **values)
             ev.write_evaluation(conn, trial_id, outcome)
-            if digest is not None:
-                self._write_digest_data(conn, trial_id, digest)
+            if digest is not None:  # an unfinished trial has no digest yet (set_digest): nothing to replace
+                self._write_digest_data(conn, trial_id, digest, replace=False)
+            history = self._history
+            if history is not None and history.run_id == self._run_id:  # what the gates' history needs of it
+                self._after_commit(lambda: history.wrote(trial_id, outcome))
         return self._wrote(trial)
 
     def fail_trial(self, trial_id: int, error_class: str, error_message: str, seconds: float = 0.0) -> Trial:
@@ -268,16 +231,19 @@ class Record(RunRows, Claims, ResearchLog, ChampionLog):
         )
 
     def set_digest(self, trial_id: int, digest: Digest) -> Trial:
-        """Set the trial's digest text; its data is kept as the trial's one analysis of kind "digest". The digest
-        is analysis, not outcome: a finished trial may get one."""
+        """Set a finished trial's digest text (replacing the one it has); its data is kept as the trial's one
+        analysis of kind "digest". The digest is analysis, not outcome: a finished trial may get one; an unfinished
+        trial gets its digest with its outcome (`finish_trial`: RunError here), so finishing one never has a digest
+        to replace."""
         with self._writing() as conn:
-            trial = self._transition(trial_id, set(TrialStatus), conn=conn, digest=digest.text)
-            self._write_digest_data(conn, trial_id, digest)
+            trial = self._transition(trial_id, _FINISHED, conn=conn, digest=digest.text)
+            self._write_digest_data(conn, trial_id, digest, replace=True)
         return self._wrote(trial)
 
     @staticmethod
-    def _write_digest_data(conn: Connection, trial_id: int, digest: Digest) -> None:
-        conn.execute(st.DELETE_ANALYSES_OF_KIND, {"trial_": trial_id, "kind_": DIGEST_KIND})
+    def _write_digest_data(conn: Connection, trial_id: int, digest: Digest, *, replace: bool) -> None:
+        if replace:
+            conn.execute(st.DELETE_ANALYSES_OF_KIND, {"trial_": trial_id, "kind_": DIGEST_KIND})
         conn.execute(st.INSERT_ANALYSIS, {"trial_id": trial_id, "kind": DIGEST_KIND, "text": digest.text,
                                           "data": dict(digest.data), "created_at": utcnow()})
 
@@ -291,11 +257,37 @@ class Record(RunRows, Claims, ResearchLog, ChampionLog):
             with self._writing() as own:
                 trial = self._transition(trial_id, allowed, conn=own, **values)
             return self._wrote(trial)
+        moved = self._move(trial_id, allowed, conn, None, values)
+        assert moved is not None  # None only for a repeat, which is not looked for here
+        return moved
+
+    def _move(self, trial_id: int, allowed: Set[TrialStatus], conn: Connection, repeat_of: str | None,
+              values: dict[str, Any]) -> Trial | None:
+        """`_transition` in the caller's transaction; with `repeat_of` (a fingerprint), None when the run holds an
+        original evaluation of it (the same UPDATE checks)."""
         checked = set(allowed) <= _OPEN and self.runner is not None  # held by this runner or none
-        query = self._statements.transition(allowed, checked)
-        row = conn.execute(query, {"trial_": trial_id, "runner_": self.runner, **values}).first()
-        if row is not None:
-            return _trial_from_row(row)
+        parameters = {"trial_": trial_id, "runner_": self.runner, **values}
+        if repeat_of is not None:
+            parameters.update(fingerprint_=repeat_of, run_=self._read_scope)
+        known = self._open_rows.get(trial_id)
+        if known is not None:  # an unfinished trial this record wrote: its row is known (trial_rows.py says why)
+            statement = self._statements.transition(allowed, checked, returning=False,
+                                                    unless_repeat=repeat_of is not None)
+            if conn.execute(statement, parameters).rowcount:
+                now = {**known, **as_stored(values)}
+                self._after_commit(lambda: self._open_rows.keep(trial_id, now))
+                return trial_from_values(trial_id, now)
+        else:
+            statement = self._statements.transition(allowed, checked, unless_repeat=repeat_of is not None)
+            row = conn.execute(statement, parameters).first()
+            if row is not None:
+                read = row._asdict()
+                self._after_commit(lambda: self._open_rows.keep(trial_id, read))
+                return trial_from_row(row)
+        if repeat_of is not None and conn.execute(self._statements.fingerprint, {
+                "fingerprint_": repeat_of, "run_": self._read_scope}).first() is not None:
+            return None
+        self._open_rows.forget(trial_id)
         found = conn.execute(select(t.trials.c.status, t.trials.c.runner).where(t.trials.c.id == trial_id)).first()
         if found is None:
             raise RunError(f"no trial {trial_id} in the record at {self._shown}")
@@ -306,6 +298,9 @@ class Record(RunRows, Claims, ResearchLog, ChampionLog):
                                      f"{wanted} (record {self._shown})")
         if runner is not None and runner != self.runner and TrialStatus(status) in allowed:
             raise ClaimLost(f"trial {trial_id} is held by runner {runner} now (record {self._shown})")
+        if "status" not in values:  # set_digest on an unfinished trial
+            raise RunError(f"trial {trial_id} is {status}: its {', '.join(sorted(values))} can be set once it is "
+                           f"finished (record {self._shown})")
         raise RunError(f"trial {trial_id} is {status}: it cannot become {wanted} (record {self._shown})")
 
     # ---- trials: reads ----------------------------------------------------------------------------------
@@ -316,7 +311,7 @@ class Record(RunRows, Claims, ResearchLog, ChampionLog):
                                                                  t.trials.c.run_id == self._read_scope)).first()
         if row is None:
             raise RunError(f"no trial {trial_id} in the record at {self._shown}")
-        return _trial_from_row(row)
+        return trial_from_row(row)
 
     def trials(
         self, statuses: Iterable[TrialStatus] | None = None, *, limit: int | None = None,
@@ -329,7 +324,7 @@ class Record(RunRows, Claims, ResearchLog, ChampionLog):
         if limit is not None:
             query = query.limit(limit)
         with self._engine.connect() as conn:
-            return [_trial_from_row(row) for row in conn.execute(query).all()]
+            return [trial_from_row(row) for row in conn.execute(query).all()]
 
     def best(self, direction: Direction) -> Trial | None:
         """The best succeeded trial with a score (ties: lowest id), or None."""
@@ -343,7 +338,7 @@ class Record(RunRows, Claims, ResearchLog, ChampionLog):
         )
         with self._engine.connect() as conn:
             row = conn.execute(query).first()
-        return None if row is None else _trial_from_row(row)
+        return None if row is None else trial_from_row(row)
 
     def counts(self) -> dict[str, int]:
         """Number of trials per status, one key per TrialStatus value (zeros included)."""
@@ -363,7 +358,7 @@ class Record(RunRows, Claims, ResearchLog, ChampionLog):
         with self._reading() as conn:
             row = conn.execute(self._statements.fingerprint, {"fingerprint_": fingerprint,
                                                               "run_": self._read_scope}).first()
-        return None if row is None else _trial_from_row(row)
+        return None if row is None else trial_from_row(row)
 
     def history(self, parent_id: int | None) -> EvaluationHistory:
         """What the gates compare a child of `parent_id` with (see memory/history.py: kept between calls, each reads

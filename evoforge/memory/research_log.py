@@ -53,13 +53,22 @@ class ResearchLog(Transactions):
             conn.execute(st.INSERT_LLM_CALLS, rows)
 
     def add_analysis(self, trial_id: int, kind: str, text: str, data: dict[str, Any] | None = None) -> None:
-        if kind == "analysis":
+        self.add_analyses(trial_id, [(kind, text, data)])
+
+    def add_analyses(self, trial_id: int, rows: Sequence[tuple[str, str, dict[str, Any] | None]]) -> None:
+        """The trial's analyses (kind, text, data), in this order, in one statement (an analysis and its lessons)."""
+        if not rows:
+            return
+        texts = [text for kind, text, _data in rows if kind == "analysis"]
+        if texts:
             self._analysis_texts.pop(trial_id, None)  # until the new one is committed, read again
+        now = utcnow()
         with self._writing() as conn:
-            conn.execute(st.INSERT_ANALYSIS, {"trial_id": trial_id, "kind": kind, "text": text,
-                                              "data": dict(data or {}), "created_at": utcnow()})
-        if kind == "analysis":
-            self._after_commit(lambda: self._keep_analysis(trial_id, text))
+            conn.execute(st.INSERT_ANALYSIS, [{"trial_id": trial_id, "kind": kind, "text": text,
+                                               "data": dict(data or {}), "created_at": now}
+                                              for kind, text, data in rows])
+        if texts:
+            self._after_commit(lambda: self._keep_analysis(trial_id, texts[-1]))
 
     def _keep_analysis(self, trial_id: int, text: str) -> None:
         texts = self._analysis_texts

@@ -1,7 +1,8 @@
 """The statements the record runs at every trial, built once and given their values as parameters: SQLAlchemy spends
 more CPU building, checking and keying a statement than SQLite spends running it (a few hundred microseconds
 against a few tens), and a statement object built once is keyed once. An UPDATE built with no SET clause sets the
-columns its parameters name.
+columns its parameters name. A fixed list of values is given as one parameter each (`one_of`), not as an
+"expanding" IN whose SQL SQLAlchemy rewrites at every execution.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Collection, Set
 from typing import Any
 
-from sqlalchemy import Delete, Select, Update, bindparam, insert, or_, select, update
+from sqlalchemy import ColumnElement, Delete, Select, Update, bindparam, exists, insert, literal, or_, select, update
 
 from evoforge.memory import tables as t
 from evoforge.models import TrialStatus
@@ -30,38 +31,53 @@ DELETE_ANALYSES_OF_KIND: Delete = t.analyses.delete().where(t.analyses.c.trial_i
 _REUSABLE = [s.value for s in TrialStatus if s.finished and s != TrialStatus.REJECTED]
 
 
+def one_of(column: Any, values: Collection[Any]) -> ColumnElement[bool]:
+    """`column IN (?, ?, ...)`, one parameter per value: built once, its SQL never rewritten (a plain `in_(list)`
+    is an expanding parameter, whose SQL SQLAlchemy rewrites at each execution)."""
+    return column.in_([literal(value, column.type) for value in values])  # type: ignore[no-any-return]
+
+
+def _original(c: Any) -> list[ColumnElement[bool]]:
+    """Of trials' columns `c`: a finished, originally evaluated trial of run `run_` whose program has fingerprint
+    `fingerprint_` (by the fingerprint's index: `run_id + 0` keeps SQLite off the run's, which would walk all the
+    run's trials)."""
+    return [c.fingerprint == bindparam("fingerprint_"), (c.run_id + 0) == bindparam("run_"), c.reused_from.is_(None),
+            one_of(c.status, _REUSABLE), c.error_class.is_distinct_from("proposal_error")]
+
+
 class TrialStatements:
     """The statements of one record's trials (its trial columns: all of them, or those an older record has)."""
 
     def __init__(self, columns: Collection[Any]) -> None:
         self._columns = list(columns)
-        self._transitions: dict[tuple[frozenset[TrialStatus], bool], Update] = {}
+        self._transitions: dict[tuple[frozenset[TrialStatus], bool, bool, bool], Update] = {}
         c = t.trials.c
-        # `run_id + 0`: not the run's index (SQLite would walk all the run's trials), the fingerprint's
-        self.fingerprint: Select[Any] = (
-            select(*self._columns)
-            .where(c.fingerprint == bindparam("fingerprint_"), (c.run_id + 0) == bindparam("run_"),
-                   c.reused_from.is_(None), c.status.in_(_REUSABLE),
-                   c.error_class.is_distinct_from("proposal_error"))
-            .order_by(c.id)
-            .limit(1)
-        )
+        self.fingerprint: Select[Any] = select(*self._columns).where(*_original(c)).order_by(c.id).limit(1)
 
-    def transition(self, allowed: Set[TrialStatus], runner_checked: bool) -> Update:
+    def transition(self, allowed: Set[TrialStatus], runner_checked: bool, *, returning: bool = True,
+                   unless_repeat: bool = False) -> Update:
         """UPDATE trials (the columns its parameters name) of id `trial_` whose status is in `allowed` and, when
-        `runner_checked`, held by runner `runner_` or by none; returning the row."""
-        key = (frozenset(allowed), runner_checked)
+        `runner_checked`, held by runner `runner_` or by none — and, with `unless_repeat`, while run `run_` holds
+        no original evaluation of fingerprint `fingerprint_` (what `fingerprint` finds); returning the row (with
+        `returning`)."""
+        key = (frozenset(allowed), runner_checked, returning, unless_repeat)
         statement = self._transitions.get(key)
         if statement is None:
             c = t.trials.c
-            where = [c.id == bindparam("trial_"), c.status.in_(sorted(s.value for s in allowed))]
+            where = [c.id == bindparam("trial_"), one_of(c.status, sorted(s.value for s in allowed))]
             if runner_checked:
                 where.append(or_(c.runner.is_(None), c.runner == bindparam("runner_")))
-            statement = self._transitions[key] = update(t.trials).where(*where).returning(*self._columns)
+            if unless_repeat:
+                where.append(~exists().where(*_original(t.trials.alias("original").c)))
+            statement = update(t.trials).where(*where)
+            if returning:
+                statement = statement.returning(*self._columns)
+            self._transitions[key] = statement
         return statement
 
 
 __all__ = [
     "DELETE_ANALYSES_OF_KIND", "INSERT_ANALYSIS", "INSERT_GATE_DECISIONS", "INSERT_KNOWLEDGE_SHOWN", "INSERT_LLM_CALLS",
     "INSERT_STAGE_RESULTS", "INSERT_STATE", "INSERT_TELEMETRY", "INSERT_TRIAL", "UPDATE_STATE", "TrialStatements",
+    "one_of",
 ]

@@ -33,11 +33,42 @@ class Transactions:
         self._on_commit: list[Callable[[], None]] = []  # what runs once the open batch commits (`_after_commit`)
         self._io_thread: ThreadPoolExecutor | None = None  # the record's own thread (see `io`)
         self._deferred = threading.local()  # `active` on the record's thread inside `io`: the caller tells
+        # the connection the first thread to run a batch (the record's thread) keeps for its batches: no pool
+        # checkout and return (with its reset) at every transaction
+        self._kept: Connection | None = None
+        self._kept_thread: int | None = None
+        self._kept_lock = threading.Lock()
+        self._own_hooks = threading.local()  # `hooks`: what runs once the transaction `_writing` opened commits
 
     def _close_io(self) -> None:
         if self._io_thread is not None:
             self._io_thread.shutdown(wait=True)
             self._io_thread = None
+        kept, self._kept = self._kept, None
+        if kept is not None:
+            kept.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Connection]:
+        """A transaction (committed at the end, rolled back on an error) on this thread's kept connection, or on
+        one from the pool for any other thread. A kept connection the database dropped is let go."""
+        ident = threading.get_ident()
+        if self._kept_thread is None:
+            with self._kept_lock:  # two threads starting their first batch at once: one keeps a connection
+                if self._kept_thread is None:
+                    self._kept, self._kept_thread = self._engine.connect(), ident
+        conn = self._kept if self._kept_thread == ident else None
+        if conn is None:
+            with self._engine.begin() as pooled:
+                yield pooled
+            return
+        try:
+            with conn.begin():
+                yield conn
+        finally:
+            if conn.invalidated:  # lost (the server dropped it): the next batch takes a fresh one
+                self._kept = self._kept_thread = None
+                conn.close()
 
     @contextmanager
     def _writing(self) -> Iterator[Connection]:
@@ -45,8 +76,16 @@ class Transactions:
         if self._batch is not None and self._batch_thread == threading.get_ident():
             yield self._batch
             return
-        with self._engine.begin() as conn:
-            yield conn
+        outer = getattr(self._own_hooks, "hooks", None)
+        hooks: list[Callable[[], None]] = []
+        try:
+            with self._engine.begin() as conn:
+                self._own_hooks.hooks = hooks
+                yield conn
+        finally:
+            self._own_hooks.hooks = outer
+        for hook in hooks:
+            hook()
 
     @contextmanager
     def _reading(self) -> Iterator[Connection]:
@@ -67,10 +106,12 @@ class Transactions:
         return trial
 
     def _after_commit(self, hook: Callable[[], None]) -> None:
-        """Run `hook` once what this thread wrote is committed: at the end of its open batch (never, when the batch
-        rolls back), else now (a write outside a batch commits before it returns)."""
+        """Run `hook` once what this thread wrote is committed: at the end of its open batch, or of the transaction
+        `_writing` opened (never, when it rolls back), else now (a write outside both committed already)."""
         if self._batch is not None and self._batch_thread == threading.get_ident():
             self._on_commit.append(hook)
+        elif getattr(self._own_hooks, "hooks", None) is not None:
+            self._own_hooks.hooks.append(hook)
         else:
             hook()
 
@@ -85,7 +126,7 @@ class Transactions:
         unsent: list[Trial] = []
         hooks: list[Callable[[], None]] = []
         try:
-            with self._engine.begin() as conn:
+            with self._transaction() as conn:
                 self._batch, self._batch_thread = conn, threading.get_ident()
                 self._unsent, self._on_commit = unsent, hooks
                 yield unsent
