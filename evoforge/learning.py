@@ -68,6 +68,7 @@ class Learning:
         agendas = record.agendas()
         self.agenda = agendas[-1]["text"] if agendas else ""
         self._finished_since_review = 0
+        self._analysed_here: set[int] = set()  # trials this runner finished: it writes their analysis, if any
         self._kb_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cognition")
         self.novelty = NoveltyGate(task, kb, client, self._off_loop)
 
@@ -77,11 +78,20 @@ class Learning:
         timing evaluations and streaming telemetry meanwhile, and the base sees one caller at a time."""
         return await asyncio.get_running_loop().run_in_executor(self._kb_thread, functools.partial(fn, *args, **kwargs))
 
+    def analysed_here(self, trial_id: int) -> None:
+        """`trial_id` was finished by this runner: its analysis (none for a reused duplicate) is written by this
+        object, so until then the record has none to read."""
+        self._analysed_here.add(trial_id)
+
     async def parent_analysis(self, parent: Trial) -> str:
         """The text of the parent's latest analysis ("" when it has none yet): a trial analysed in this session, or
-        read once, needs no trip to the record's thread."""
+        read once, needs no trip to the record's thread, nor does one whose analysis this session has yet to write."""
         known = self.record.known_analysis(parent.id)
-        return known if known is not None else await self.record.io(self.record.latest_analysis, parent.id)
+        if known is not None:
+            return known
+        if parent.id in self._analysed_here:  # its analysis is on its way (or none comes): the record has none
+            return ""
+        return await self.record.io(self.record.latest_analysis, parent.id)
 
     async def retrieve(self, parent: Trial, failures: Sequence[Trial], analysis: str) -> list[Hit]:
         """Knowledge for the next proposal (`analysis`: the parent's, as `parent_analysis` gives it)."""
@@ -127,19 +137,23 @@ class Learning:
         ))
         rows: list[tuple[str, str, dict[str, Any]]] = [
             ("analysis", analysis.text, {**analysis.data, "source": analysis.source})]
-        for lesson in analysis.lessons:
-            item = KnowledgeItem(
-                kind=lesson.kind, title=lesson.title, content=lesson.content, trigger=lesson.trigger,
-                source=f"{self.run_label} trial #{trial.id}", tags=lesson.tags, effect_sign=lesson.effect_sign,
-                provenance={"run": self.run_label, "trial": trial.id, "task": cfg.name},
-            )
-            item_id, verdict = await self._off_loop(self.kb.add_lesson, item, effect_sign=lesson.effect_sign)
+        items = [KnowledgeItem(
+            kind=lesson.kind, title=lesson.title, content=lesson.content, trigger=lesson.trigger,
+            source=f"{self.run_label} trial #{trial.id}", tags=lesson.tags, effect_sign=lesson.effect_sign,
+            provenance={"run": self.run_label, "trial": trial.id, "task": cfg.name},
+        ) for lesson in analysis.lessons]
+        added = await self._off_loop(self._add_lessons, items) if items else []  # one trip for all the lessons
+        for lesson, (item_id, verdict) in zip(analysis.lessons, added, strict=True):
             rows.append(("lesson", f"{lesson.title}: {lesson.content}",
                          {"item_id": item_id, "verdict": verdict, "trigger": lesson.trigger,
                           "effect_sign": lesson.effect_sign}))
         await self.record.io(self._write_analysis, trial.id, analysis.llm_calls, rows)  # one transaction
         self._finished_since_review += 1
         return analysis
+
+    def _add_lessons(self, items: Sequence[KnowledgeItem]) -> list[tuple[int, str]]:
+        """(On the base's thread.) Each lesson written or merged, in order: (item id, verdict) each."""
+        return [self.kb.add_lesson(item, effect_sign=item.effect_sign) for item in items]
 
     def _write_analysis(self, trial_id: int, calls: Sequence[LLMCall], rows: list[tuple[str, str, dict[str, Any]]]
                         ) -> None:
@@ -160,10 +174,13 @@ class Learning:
         lessons = [(i.title, i.content, i.support) for i in learned]
         agenda = await write_agenda(client=self.client, problem=self.task.problem_text, best=scored[:5],
                                     lessons=lessons, failure_classes=dict(failures), previous=self.agenda or None)
-        await self.record.io(self.record.add_llm_calls, None, agenda.llm_calls)
-        await self.record.io(self.record.add_agenda, last_trial_id, agenda.text, {
+        await self.record.io(self._write_agenda, last_trial_id, agenda.llm_calls, agenda.text, {  # one transaction
             "directions": agenda.directions, "dead_ends": agenda.dead_ends, "source": agenda.source})
         self.agenda = agenda.text
+
+    def _write_agenda(self, last_trial_id: int, calls: Sequence[LLMCall], text: str, data: dict[str, Any]) -> None:
+        self.record.add_llm_calls(None, calls)
+        self.record.add_agenda(last_trial_id, text, data)
 
     async def aclose(self) -> None:
         await self.analyzer.aclose()

@@ -242,6 +242,7 @@ class Conductor(Recovery):
         except ClaimLost:  # another runner took it over meanwhile: its outcome is the one recorded
             return
         self._finished(finished)  # the trial is complete from here on
+        self.learning.analysed_here(finished.id)  # a pick of it as a parent needs no read of its analysis
         if self.crowning.challenges(finished):  # a new best is evaluated again before it is called the champion
             if self.crowning.evaluations_for(finished) > 1:  # evaluations take a slot; a decision alone does not
                 async with self.eval_slots:
