@@ -23,9 +23,11 @@ class InterruptAt(Observer):
 
     def __init__(self, n: int) -> None:
         self.n = n
+        self.pressed = False
 
     def trial_finished(self, trial: Trial, best: Trial | None, counts: dict[str, int]) -> None:
-        if trial.id >= self.n:
+        if trial.id >= self.n and not self.pressed:  # once, as a person presses it: not again for each trial that
+            self.pressed = True  # finishes while the run winds down (that left a task's KeyboardInterrupt unretrieved)
             raise KeyboardInterrupt
 
 
