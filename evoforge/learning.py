@@ -11,7 +11,6 @@ import asyncio
 import dataclasses
 import functools
 import logging
-from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -31,6 +30,7 @@ from evoforge.analysis import (
 from evoforge.analysis.novelty import could_reach
 from evoforge.llm.client import LLMClient
 from evoforge.memory.cognition import CognitionBase, Hit, KnowledgeItem
+from evoforge.memory.population import Population
 from evoforge.memory.record import Record
 from evoforge.models import Digest, LLMCall, NoveltyDecision, Outcome, Proposal, ProposalStatus, Trial, TrialStatus
 from evoforge.research import Proposer
@@ -160,20 +160,19 @@ class Learning:
         self.record.add_llm_calls(trial_id, calls)
         self.record.add_analyses(trial_id, rows)  # the analysis and its lessons: one statement
 
-    async def maybe_review(self, trials: Sequence[Trial], last_trial_id: int) -> None:
-        """Every `analysis.review_every` analysed trials, write a new research agenda and keep it in the record."""
+    async def maybe_review(self, trials: Population, last_trial_id: int) -> None:
+        """Every `analysis.review_every` analysed trials, write a new research agenda and keep it in the record.
+        The best trials and the failure classes come from the population's indexes: a review costs the same at 100
+        or 100,000 trials."""
         every = self.task.config.analysis.review_every
         if every == 0 or self._finished_since_review < every:
             return
         self._finished_since_review = 0
-        direction = self.task.config.objective.direction
-        scored = sorted((t for t in trials if t.scored), key=lambda t: direction.sign() * float(t.score or 0.0),
-                        reverse=True)
-        failures = Counter(t.error_class or "unknown" for t in trials if t.status is TrialStatus.FAILED)
+        failures = {cls: n for cls, n in trials.failure_classes.items() if n > 0}
         learned = await self._off_loop(self.kb.top_supported, 10, ("lesson", "pitfall"))
         lessons = [(i.title, i.content, i.support) for i in learned]
-        agenda = await write_agenda(client=self.client, problem=self.task.problem_text, best=scored[:5],
-                                    lessons=lessons, failure_classes=dict(failures), previous=self.agenda or None)
+        agenda = await write_agenda(client=self.client, problem=self.task.problem_text, best=trials.best(5),
+                                    lessons=lessons, failure_classes=failures, previous=self.agenda or None)
         await self.record.io(self._write_agenda, last_trial_id, agenda.llm_calls, agenda.text, {  # one transaction
             "directions": agenda.directions, "dead_ends": agenda.dead_ends, "source": agenda.source})
         self.agenda = agenda.text

@@ -1,16 +1,27 @@
-"""The research review: the deterministic agenda, and the LLM's agenda against the fake server."""
+"""The research review: the deterministic agenda, the LLM's agenda against the fake server, and what a run's
+review is given (from the population's indexes)."""
 
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
+import pytest
 from fake_llm import FakeLLM, Reply
+from taskfactory import make_task
 
+import evoforge
+import evoforge.learning as learning_module
 from evoforge.analysis import Agenda, write_agenda
 from evoforge.analysis.review import parse_agenda
-from evoforge.config import LLMSettings
+from evoforge.config import LLMSettings, RunSettings
+from evoforge.learning import Learning
 from evoforge.llm.client import LLMClient
-from evoforge.models import Trial, TrialStatus
+from evoforge.memory.population import Population
+from evoforge.models import Direction, Trial, TrialStatus
 
 BEST = [
     Trial(id=7, status=TrialStatus.SUCCEEDED, name="wider margin", motivation="room at the border", score=2.61),
@@ -93,3 +104,59 @@ def test_parse_agenda_caps_items() -> None:
     text = "## Directions\n" + "\n".join(f"- idea {i}" for i in range(20)) + "\n## Avoid\n- x"
     directions, dead_ends = parse_agenda(text)
     assert len(directions) == 6 and dead_ends == ["x"]
+
+
+def test_the_population_counts_failure_classes_as_trials_are_written() -> None:
+    population = Population(Direction.MAXIMIZE)
+    population.put(Trial(id=1, status=TrialStatus.SUCCEEDED, name="seed", score=1.0))
+    population.put(Trial(id=2, status=TrialStatus.FAILED, name="a", error_class="timeout"))
+    population.put(Trial(id=3, status=TrialStatus.FAILED, name="b"))
+    population.put(Trial(id=4, status=TrialStatus.RUNNING, name="c"))
+    assert +population.failure_classes == {"timeout": 1, "unknown": 1}
+    population.put(Trial(id=2, status=TrialStatus.FAILED, name="a", error_class="crash:ValueError"))  # rewritten
+    population.put(Trial(id=4, status=TrialStatus.FAILED, name="c", error_class="timeout"))
+    assert +population.failure_classes == {"crash:ValueError": 1, "unknown": 1, "timeout": 1}
+
+
+def test_a_review_reads_the_populations_indexes_not_every_trial(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """The review's best trials and failure classes come from the population's indexes: a review does not walk
+    the whole population (a walk, and a sort of every scored trial, made the review's cost grow with the run).
+    What it is given is what a walk would have found."""
+    walks: list[int] = []
+    reviewing: list[Population] = []
+    given: list[tuple[list[int], dict[str, int], list[int], dict[str, int]]] = []
+    iterate = Population.__iter__
+    review = Learning.maybe_review
+    real_write = learning_module.write_agenda
+
+    def counted_iter(self: Population) -> Iterator[Trial]:
+        if reviewing:
+            walks.append(1)
+        return iterate(self)
+
+    async def watched_review(self: Learning, trials: Population, last_trial_id: int) -> None:
+        reviewing.append(trials)
+        try:
+            await review(self, trials, last_trial_id)
+        finally:
+            reviewing.pop()
+
+    async def seen_write(**kwargs: Any) -> Agenda:
+        population = reviewing[-1]
+        everyone = list(iterate(population))
+        scored = sorted((t for t in everyone if t.scored), key=lambda t: (-float(t.score or 0.0), t.id))
+        failed = Counter(t.error_class or "unknown" for t in everyone if t.status is TrialStatus.FAILED)
+        given.append(([t.id for t in kwargs["best"]], dict(kwargs["failure_classes"]), [t.id for t in scored[:5]],
+                      dict(failed)))
+        return await real_write(**kwargs)
+
+    monkeypatch.setattr(Population, "__iter__", counted_iter)
+    monkeypatch.setattr(Learning, "maybe_review", watched_review)
+    monkeypatch.setattr(learning_module, "write_agenda", seen_write)
+    task = make_task(tmp_path / "task", extra_yaml="analysis: {review_every: 2}\n")
+    evoforge.run(task, run_dir=tmp_path / "run", settings=RunSettings(trials=9, concurrency=1, llm="offline"))
+    assert len(given) >= 3  # reviews were written
+    assert walks == []
+    for best, failures, expected_best, expected_failures in given:
+        assert best == expected_best and failures == expected_failures

@@ -27,6 +27,7 @@ class Population(TrialPool):
         self.recent: deque[Trial] = deque(maxlen=RECENT_WINDOW)
         self.failures: deque[Trial] = deque(maxlen=RECENT_WINDOW)
         self.status_counts: Counter[str] = Counter()
+        self.failure_classes: Counter[str] = Counter()  # failed trials per error class ("unknown" without one)
         self.evaluated: deque[Trial] = deque(maxlen=NOVELTY_WINDOW)
         self.children_ids: dict[int, list[int]] = {}
         self._followers: list[Follower] = []
@@ -46,7 +47,11 @@ class Population(TrialPool):
     def _index(self, trial: Trial, old: Trial | None) -> None:
         if old is not None:
             self.status_counts[old.status.value] -= 1
+            if old.status is TrialStatus.FAILED:
+                self.failure_classes[old.error_class or "unknown"] -= 1
         self.status_counts[trial.status.value] += 1
+        if trial.status is TrialStatus.FAILED:
+            self.failure_classes[trial.error_class or "unknown"] += 1
         if old is None:
             for parent_id in trial.parent_ids[:1]:
                 self.children_ids.setdefault(parent_id, []).append(trial.id)
