@@ -6,6 +6,7 @@ embeddings extra is missing, and retrieval then falls back to lexical search.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import importlib.util
@@ -111,13 +112,9 @@ class MiniLMEncoder:
         for start in range(0, len(order), _BATCH):
             chunk = order[start : start + _BATCH]
             ids = self._token_ids([distinct[i] for i in chunk])
-            if len(chunk) <= _SMALL_BATCH and self._onnx is not None:  # ONNX Runtime: one thread of its own
-                vectors[chunk] = self._forward(ids, small=True)
-            elif len(chunk) <= _SMALL_BATCH:
-                with one_blas_thread():
-                    vectors[chunk] = self._forward(ids, small=True)
-            else:
-                vectors[chunk] = self._forward(ids)
+            small = len(chunk) <= _SMALL_BATCH  # ONNX Runtime (when there) runs on one thread of its own
+            with one_blas_thread() if small and self._onnx is None else contextlib.nullcontext():
+                vectors[chunk] = self._forward(ids, small=small)
         row = {text: i for i, text in enumerate(distinct)}
         return vectors[[row[text or " "] for text in texts]].reshape(len(texts), DIM)
 
