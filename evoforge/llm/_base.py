@@ -171,12 +171,14 @@ class ChatClient(ABC):
         attempt = 0
         while True:
             remaining = deadline - time.monotonic()
+            scope = asyncio.timeout(remaining)  # the request runs in this task (no task of its own)
             try:
-                async with asyncio.timeout(remaining):  # the request runs in this task (no task of its own)
+                async with scope:
                     reply = await self._request(messages, temp, min(self.settings.timeout_s, remaining))
                 break
             except Exception as exc:  # noqa: BLE001 - classified below, re-raised as LLMError
-                failure = self._timeout_failure() if isinstance(exc, TimeoutError) else self._classify(exc)
+                # the deadline passed, or the request failed (an HTTP library's own timeout is a TimeoutError too)
+                failure = self._timeout_failure() if scope.expired() else self._classify(exc)
                 wait = self._wait(failure, attempt)
                 stop = self._stop_reason(failure, attempt, deadline, wait)
                 if stop is not None:

@@ -7,9 +7,11 @@ import asyncio
 import functools
 import json
 import os
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-import httpx2
+import aiohttp
+from yarl import URL
 
 from evoforge.config import ModelSpec, choose_models
 from evoforge.config.llm import ANTHROPIC, KNOWN_ENDPOINTS, LOCAL, OPENAI
@@ -26,9 +28,8 @@ from evoforge.llm._base import (
     parse_retry_after,
     render_messages,
     tls_context,
-    unreachable,
 )
-from evoforge.llm._http import http_client
+from evoforge.llm._http import Session, open_session
 from evoforge.llm.pricing import price_for
 
 if TYPE_CHECKING:
@@ -47,7 +48,7 @@ ERROR_BODY_CHARS = 1000  # of an error answer's body, in the failure's descripti
 class HTTPStatusFailure(Exception):
     """The endpoint answered with an error status (its headers kept for `Retry-After`)."""
 
-    def __init__(self, status: int, headers: httpx2.Headers, body: str) -> None:
+    def __init__(self, status: int, headers: Mapping[str, str], body: str) -> None:
         super().__init__(f"HTTP {status}: {body[:ERROR_BODY_CHARS]}")
         self.status, self.headers = status, headers
 
@@ -55,67 +56,73 @@ class HTTPStatusFailure(Exception):
 class LLMClient(ChatClient):
     """Chat completions against one model behind an OpenAI-compatible endpoint (OpenAI, vLLM, llama.cpp, ...)."""
 
-    _http: tuple[asyncio.AbstractEventLoop, httpx2.AsyncClient] | None = None
+    _http: Session | None = None
 
-    def _client(self) -> httpx2.AsyncClient:
-        """The HTTP client of the running event loop, made on its first request and kept for the next ones.
+    async def _session(self) -> Session:
+        """The HTTP session of the running event loop, made on its first request and kept for the next ones.
 
         Its connections are kept alive between requests (a new TCP — or TLS — connection per request cost more CPU
-        than the request itself). A client belongs to its event loop: a request from another loop (a later
-        `asyncio.run`) gets a new one, so one LLMClient serves any number of loops; the client of an ended loop is
-        dropped (`aclose` closes the running loop's). The TLS context is built once per process and shared; proxy
-        settings come from the environment (HTTPS_PROXY, NO_PROXY...), as with the OpenAI SDK. Its connections are
-        asyncio's own streams, and a request goes out in one write (see `_http`)."""
-        loop = asyncio.get_running_loop()
-        if self._http is None or self._http[0] is not loop:
-            client = http_client(
+        than the request itself). A session belongs to its event loop: a request from another loop (a later
+        `asyncio.run`) gets a new one, so one LLMClient serves any number of loops; a session is closed when its loop
+        ends (or by `aclose`). The TLS context is built once per process and shared; proxy settings come from the
+        environment (HTTPS_PROXY, NO_PROXY...), as with the OpenAI SDK. aiohttp parses answers in C (llhttp) and
+        sends a request's head and body in one write (see `_http`)."""
+        http = self._http
+        if http is None or http.loop is not asyncio.get_running_loop():
+            http = self._http = await open_session(
                 tls_context(),
                 {"authorization": f"Bearer {self._secret}", "content-type": "application/json",
                  "accept": "application/json"},
-                httpx2.Limits(max_connections=1000, max_keepalive_connections=100),
             )
-            self._http = (loop, client)
-        return self._http[1]
+        return http
 
     async def _request(self, messages: list[dict[str, str]], temperature: float | None, timeout_s: float) -> Reply:
-        """One POST to the endpoint's /chat/completions through the loop's client (see `_client`), with its own
-        timeout; the answer's JSON is read here. (The OpenAI SDK's request and answer machinery cost more CPU than
-        a local server takes to answer.)"""
+        """One POST to the endpoint's /chat/completions through the loop's session (see `_session`); `timeout_s`
+        bounds the connecting and each wait for the answer's bytes (as the OpenAI SDK's timeout does). The answer's
+        JSON is read here. (The OpenAI SDK's request and answer machinery cost more CPU than a local server takes to
+        answer.)"""
         body = {"model": self.api_model, "messages": messages, "temperature": temperature,
                 "max_tokens": self.max_tokens}
-        response = await self._client().post(completions_url(self.base_url), content=json.dumps(body).encode(),
-                                             timeout=timeout_s)
-        text = response.text
-        if response.status_code >= 400:
-            raise HTTPStatusFailure(response.status_code, response.headers, text.strip())
+        status, headers, text = await (await self._session()).post(
+            completions_url(self.base_url), json.dumps(body).encode(), request_timeout(timeout_s))
+        if status >= 400:
+            raise HTTPStatusFailure(status, headers, text.strip())
         return parse_completion(text)
 
     async def aclose(self) -> None:
-        """Close the HTTP client when it belongs to the running loop; one of a loop that has ended is dropped."""
+        """Close the HTTP session when it belongs to the running loop; one of a loop that has ended was closed with
+        it."""
         http, self._http = self._http, None
-        if http is not None and http[0] is asyncio.get_running_loop():
-            await http[1].aclose()
+        if http is not None and http.loop is asyncio.get_running_loop():
+            await http.aclose()
 
     def _classify(self, exc: BaseException) -> Failure:
         if isinstance(exc, HTTPStatusFailure):
             retryable = exc.status in RETRYABLE_STATUS or exc.status >= 500
             hint = parse_retry_after(exc.headers, self.retry_after_cap_s) if retryable else None
             return Failure(retryable, hint, str(exc))
-        retryable = isinstance(exc, httpx2.TransportError)  # no connection, a dropped one, a timeout
-        down = unreachable(exc, httpx2.TransportError, httpx2.TimeoutException)
         what = f"{type(exc).__name__}: {exc}"
-        if isinstance(exc, httpx2.TimeoutException):
-            what = f"Request timed out ({what})"
-        elif retryable:
-            what = f"Connection error ({what})"
-        return Failure(retryable, None, what, unreachable=down)
+        if isinstance(exc, aiohttp.ServerTimeoutError):  # connecting, or waiting for the answer, took `timeout_s`
+            down = isinstance(exc, aiohttp.ConnectionTimeoutError)  # only a timeout while connecting: unreachable
+            return Failure(True, None, f"Request timed out ({what})", unreachable=down)
+        # no connection (refused, reset, unknown host, a proxy's or TLS's refusal), a dropped one, a broken answer;
+        # not: a bad URL, a redirect loop
+        down = isinstance(exc, aiohttp.ClientError) and not isinstance(exc, (aiohttp.InvalidURL,
+                                                                            aiohttp.TooManyRedirects))
+        return Failure(down, None, f"Connection error ({what})" if down else what, unreachable=down)
 
 
 @functools.lru_cache(maxsize=64)
-def completions_url(base_url: str | None) -> httpx2.URL:
-    """The /chat/completions URL of an endpoint, parsed once (httpx2 parsing a URL string was half the CPU of
-    building each request)."""
-    return httpx2.URL(f"{(base_url or OPENAI_URL).rstrip('/')}/chat/completions")
+def completions_url(base_url: str | None) -> URL:
+    """The /chat/completions URL of an endpoint, parsed once."""
+    return URL(f"{(base_url or OPENAI_URL).rstrip('/')}/chat/completions")
+
+
+@functools.lru_cache(maxsize=64)
+def request_timeout(seconds: float) -> aiohttp.ClientTimeout:
+    """`seconds` to connect (TLS included) and for each wait for the answer's next bytes; no bound on the whole
+    request (the call's `llm.deadline_s` bounds it), none on waiting for a free connection of the pool."""
+    return aiohttp.ClientTimeout(total=None, connect=None, sock_connect=seconds, sock_read=seconds)
 
 
 def parse_completion(raw: str) -> Reply:
