@@ -248,5 +248,5 @@ def test_a_search_runs_statements_built_once(tmp_path: Path) -> None:
         event.listen(kb._engine, "before_execute", lambda _conn, statement, *_: executed.append(statement))
         for query in ("place the circles", "corner circles first", "place the circles", "corner circles first"):
             assert kb.search(query, 2)
-    half = len(executed) // 2  # the same two queries again: no statement object made for them
-    assert {id(s) for s in executed[half:]} <= {id(s) for s in executed[:half]}
+        half = len(executed) // 2  # the same two queries again: no statement object made for them
+        assert {id(s) for s in executed[half:]} <= {id(s) for s in executed[:half]}

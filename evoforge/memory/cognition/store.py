@@ -335,6 +335,9 @@ class CognitionBase:
         return [item.to_dict() for item in self.list()]
 
     def close(self) -> None:
+        """Write the encoded texts not written yet, and release the database."""
+        if self._cache is not None:
+            self._cache.flush()
         self._engine.dispose()
 
     def __enter__(self) -> CognitionBase:
