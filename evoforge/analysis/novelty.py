@@ -124,18 +124,22 @@ def text_similarities(text: str, others: Sequence[str]) -> list[float]:
     sets for a 50-line one)."""
     mine, *theirs = _CACHE.get_many([text, *others])
     out = [0.0] * len(others)
-    bulk = [i for i, entry in enumerate(theirs) if min(mine.count, entry.count) >= SHINGLE]
-    for i in set(range(len(others))).difference(bulk):  # empty or very short texts: text_similarity's own rules
-        out[i] = text_similarity(text, others[i])
+    bulk: list[int] = []
+    for i, entry in enumerate(theirs):
+        if min(mine.count, entry.count) >= SHINGLE:
+            bulk.append(i)
+        else:  # empty or very short texts: text_similarity's own rules
+            out[i] = text_similarity(text, others[i])
     if bulk:
         (ids, *arrays), size = _CACHE.dense([mine, *(theirs[i] for i in bulk)])
         shared = np.zeros(size, dtype=bool)
         shared[ids] = True
-        lengths = [len(array) for array in arrays]  # each at least 1: a text of 3 tokens has a shingle
-        starts = np.cumsum([0, *lengths[:-1]])
+        lengths = np.array([len(array) for array in arrays])  # each at least 1: a text of 3 tokens has a shingle
+        starts = np.cumsum(lengths) - lengths
         commons = np.add.reduceat(shared[np.concatenate(arrays)], starts, dtype=np.int64).tolist()
-        for i, length, common in zip(bulk, lengths, commons, strict=True):
-            out[i] = common / (len(mine.shingles) + length - common)
+        mine_size = len(mine.shingles)
+        for i, length, common in zip(bulk, lengths.tolist(), commons, strict=True):
+            out[i] = common / (mine_size + length - common)
     return out
 
 
