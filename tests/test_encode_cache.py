@@ -127,6 +127,16 @@ def test_a_table_of_too_many_keys_is_asked_about_each_miss(tmp_path: Path, monke
         other.encoder.flush()
         kb.encoder.encode(["three", "stored later"])
         assert mine.texts == ["new"]
+    mine, theirs = Counting(), Counting()  # the keys this process writes count too: past the bound, look-ups
+    with CognitionBase.open(tmp_path / "other.db", encoder=mine) as kb, \
+            CognitionBase.open(tmp_path / "other.db", encoder=theirs) as other:
+        assert kb.encoder is not None and other.encoder is not None
+        kb.encoder.encode(["a", "b", "c"])
+        kb.encoder.flush()
+        other.encoder.encode(["stored later"])
+        other.encoder.flush()
+        kb.encoder.encode(["stored later"])
+        assert mine.texts == ["a", "b", "c"]
 
 
 def test_the_cache_survives_reopening_and_is_kept_per_encoder(tmp_path: Path) -> None:

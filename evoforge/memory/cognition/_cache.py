@@ -172,6 +172,9 @@ class CachedEncoder:
             return
         if self._known is not None:
             self._known.update(_short(key) for key in vectors)
+            if len(self._known) > KNOWN_KEYS:  # bounded: from now on each miss is looked up
+                self._known.clear()
+                self._every_miss_looked_up = True
 
     def _warn(self, what: str, exc: SQLAlchemyError) -> None:
         if not self._warned:
