@@ -24,7 +24,7 @@ from evoforge.analysis import (
     Analyzer,
     judge_novelty,
     proposal_similarity,
-    text_similarity,
+    text_similarities,
     write_agenda,
 )
 from evoforge.analysis.novelty import could_reach
@@ -244,7 +244,7 @@ class NoveltyGate:
         threshold = self.task.config.analysis.novelty_threshold
         pool = [t for t in evaluated  # a rejected trial was never evaluated, and a reuse repeats its original
                 if t.code and t.reused_from is None and t.status is not TrialStatus.REJECTED]
-        codes = [text_similarity(proposal.code, trial.code) for trial in pool]
+        codes = text_similarities(proposal.code, [trial.code for trial in pool])
         near = [(trial, code) for trial, code in zip(pool, codes, strict=True) if could_reach(code, threshold)]
         if not near:
             return None

@@ -58,16 +58,85 @@ def test_a_text_seen_before_is_not_encoded_again(tmp_path: Path) -> None:
         assert counting.texts == ["where to place the circles"]  # a retrieval query: once
 
 
-def test_the_vectors_are_looked_up_and_kept_by_statements_built_once(tmp_path: Path) -> None:
-    """Each new text (a proposal's motivation, every trial) is looked up in the base and its vector kept: by two
-    statements built once (building and keying a statement cost SQLAlchemy more than SQLite running it)."""
-    executed: list[object] = []  # kept alive: objects told apart by identity
-    with CognitionBase.open(tmp_path / "kb.db", encoder=Counting()) as kb:
+def test_texts_are_answered_without_a_statement_each_and_new_vectors_written_together(tmp_path: Path) -> None:
+    """Each new text (a proposal's motivation, every trial) costs no SQL of its own: the stored keys are read once,
+    a text seen before is answered from memory, and new vectors are written SAVE_EVERY at a time in one statement
+    (the rest when the base closes)."""
+    from evoforge.memory.cognition._cache import SAVE_EVERY
+
+    executed: list[str] = []
+    counting = Counting()
+    with CognitionBase.open(tmp_path / "kb.db", encoder=counting) as kb:
         assert kb.encoder is not None
-        event.listen(kb._engine, "before_execute", lambda _conn, statement, *_: executed.append(statement))
+        event.listen(kb._engine, "before_cursor_execute", lambda _c, _cur, sql, *_: executed.append(sql))
         for i in range(6):
             kb.encoder.encode([f"motivation {i}"])
-    assert len(executed) == 12 and len({id(statement) for statement in executed}) == 2
+        assert len(executed) == 1 and executed[0].lstrip().upper().startswith("SELECT")  # the stored keys, once
+        kb.encoder.encode(["motivation 2", "motivation 4"])
+        assert len(executed) == 1  # seen before: from memory
+        for i in range(6, SAVE_EVERY + 6):
+            kb.encoder.encode([f"motivation {i}"])
+        inserts = [sql for sql in executed if sql.lstrip().upper().startswith("INSERT")]
+        assert len(executed) == 2 and len(inserts) == 1
+    assert len(counting.texts) == SAVE_EVERY + 6
+    reopened = Counting()
+    with CognitionBase.open(tmp_path / "kb.db", encoder=reopened) as kb:
+        assert kb.encoder is not None
+        texts = [f"motivation {i}" for i in range(SAVE_EVERY + 6)]  # written at the batch, or on closing
+        assert np.array_equal(kb.encoder.encode(texts), Counting().encode(texts))
+        assert reopened.texts == []
+
+
+def test_vectors_other_processes_store_are_used_and_a_conflict_loses_nothing(tmp_path: Path) -> None:
+    """Two bases on one file (as two processes): a vector stored before this one's first miss is read, not encoded;
+    one stored after it is encoded again (the same vector); a batch holding a vector the other wrote first still
+    writes the rest."""
+    path = tmp_path / "kb.db"
+    mine, theirs = Counting(), Counting()
+    with CognitionBase.open(path, encoder=theirs) as other:
+        assert other.encoder is not None
+        other.encoder.encode(["stored before"])
+        other.encoder.flush()
+        with CognitionBase.open(path, encoder=mine) as kb:
+            assert kb.encoder is not None
+            kb.encoder.encode(["stored before", "shared", "only mine"])
+            assert mine.texts == ["shared", "only mine"]
+            other.encoder.encode(["shared", "stored later"])
+            other.encoder.flush()
+            assert np.array_equal(kb.encoder.encode(["stored later"]), theirs.encode(["stored later"]))
+    check = Counting()
+    with CognitionBase.open(path, encoder=check) as kb:
+        assert kb.encoder is not None
+        kb.encoder.encode(["stored before", "shared", "only mine", "stored later"])
+        assert check.texts == []
+
+
+def test_a_table_of_too_many_keys_is_asked_about_each_miss(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from evoforge.memory.cognition import _cache
+
+    monkeypatch.setattr(_cache, "KNOWN_KEYS", 2)
+    path = tmp_path / "kb.db"
+    with CognitionBase.open(path, encoder=Counting()) as kb:
+        assert kb.encoder is not None
+        kb.encoder.encode(["one", "two", "three"])
+    mine, theirs = Counting(), Counting()
+    with CognitionBase.open(path, encoder=mine) as kb, CognitionBase.open(path, encoder=theirs) as other:
+        assert kb.encoder is not None and other.encoder is not None
+        kb.encoder.encode(["one", "new"])
+        other.encoder.encode(["stored later"])
+        other.encoder.flush()
+        kb.encoder.encode(["three", "stored later"])
+        assert mine.texts == ["new"]
+    mine, theirs = Counting(), Counting()  # the keys this process writes count too: past the bound, look-ups
+    with CognitionBase.open(tmp_path / "other.db", encoder=mine) as kb, \
+            CognitionBase.open(tmp_path / "other.db", encoder=theirs) as other:
+        assert kb.encoder is not None and other.encoder is not None
+        kb.encoder.encode(["a", "b", "c"])
+        kb.encoder.flush()
+        other.encoder.encode(["stored later"])
+        other.encoder.flush()
+        kb.encoder.encode(["stored later"])
+        assert mine.texts == ["a", "b", "c"]
 
 
 def test_the_cache_survives_reopening_and_is_kept_per_encoder(tmp_path: Path) -> None:
@@ -98,7 +167,9 @@ def test_a_base_that_cannot_keep_vectors_still_encodes(tmp_path: Path, caplog: p
             conn.exec_driver_sql("DROP TABLE encoded_texts")
         vectors = kb.encoder.encode(["one", "two"])
         assert vectors.shape == (2, 64) and counting.texts == ["kept", "one", "two"]
+        kb.encoder.flush()
         kb.encoder.encode(["three"])
+        kb.encoder.flush()
         assert len([r for r in caplog.records if "encoded texts" in r.getMessage()]) == 1  # said once
 
 

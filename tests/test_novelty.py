@@ -80,3 +80,38 @@ def test_judge_template_override(tmp_path: Path, fake_llm: FakeLLM) -> None:
     fake_llm.push("DUPLICATE")
     assert judge(fake_llm, AnalysisPrompts(tmp_path))[0] is False
     assert fake_llm.requests[0]["messages"][0]["content"] == "SAME? MARGIN = 0.34 vs MARGIN = 0.35\n"
+
+
+def test_similarities_to_many_texts_are_those_of_each_pair_and_counted_without_a_set_per_pair(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The novelty gate's code check (one proposal against a few hundred programs) gives text_similarity's numbers
+    exactly (empty, very short and repeated texts included, across a restart of the shingle ids), counted in one
+    pass: no set intersection per pair."""
+    import random
+
+    from evoforge.analysis import novelty
+
+    rng = random.Random(4)
+    words = [*"x y step move radius grid margin hex corner".split(), "(", ")", "=", "+", "1", "X"]
+    texts = ["", "x", "a b", "x = 1", CODE, *(" ".join(rng.choice(words) for _ in range(rng.randint(1, 80)))
+                                            for _ in range(120))]
+    monkeypatch.setattr(novelty, "_CACHE", novelty._ShingleCache(capacity=1_000_000, vocabulary=300))
+    for text in rng.sample(texts, 40) + texts[:5]:
+        others = rng.sample(texts, 60) + [text, text]
+        assert novelty.text_similarities(text, others) == [text_similarity(text, other) for other in others]
+    assert novelty._CACHE._generation > 0  # the ids were started afresh on the way, and still agree
+    intersections = 0
+
+    class Shingles(frozenset):
+        def __and__(self, other: object) -> frozenset:
+            nonlocal intersections
+            intersections += 1
+            return super().__and__(other)  # type: ignore[operator]
+
+    original = novelty._ShingleCache._entry
+    monkeypatch.setattr(novelty._ShingleCache, "_entry", staticmethod(
+        lambda text: (lambda e: novelty._Entry(e.count, Shingles(e.shingles)))(original(text))))
+    monkeypatch.setattr(novelty, "_CACHE", novelty._ShingleCache(capacity=1_000_000, vocabulary=1_000_000))
+    pool = [f"x = {i}\ny = 2 * x + {i}  # program {i}" for i in range(200)]
+    novelty.text_similarities("x = 3\ny = 2 * x + 1  # a proposal", pool)
+    assert intersections == 0

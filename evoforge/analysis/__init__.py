@@ -9,7 +9,7 @@ from evoforge.analysis.condense import condense_log, summarize_curves
 from evoforge.analysis.digest import digest_outcome
 from evoforge.analysis.lessons import Lesson, offline_lesson
 from evoforge.analysis.llm_analyzer import LLMAnalyzer
-from evoforge.analysis.novelty import judge_novelty, proposal_similarity, text_similarity
+from evoforge.analysis.novelty import judge_novelty, proposal_similarity, text_similarities, text_similarity
 from evoforge.analysis.offline import OfflineAnalyzer
 from evoforge.analysis.review import Agenda, write_agenda
 
@@ -28,6 +28,7 @@ __all__ = [
     "offline_lesson",
     "proposal_similarity",
     "summarize_curves",
+    "text_similarities",
     "text_similarity",
     "write_agenda",
 ]

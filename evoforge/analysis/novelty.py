@@ -9,6 +9,8 @@ import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 
+import numpy as np
+
 from evoforge.analysis.prompts import AnalysisPrompts
 from evoforge.llm.client import LLMClient, LLMError
 from evoforge.models import LLMCall
@@ -27,42 +29,85 @@ def _shingles(tokens: list[str], k: int) -> set[tuple[str, ...]]:
     return {tuple(tokens[i : i + k]) for i in range(len(tokens) - k + 1)}
 
 
+class _Entry:
+    """A text's token count, its hashed shingles, and those as dense ids (made when first needed, per generation of
+    the cache's vocabulary)."""
+
+    __slots__ = ("count", "ids", "shingles")
+
+    def __init__(self, count: int, shingles: frozenset[int]) -> None:
+        self.count, self.shingles = count, shingles
+        self.ids: tuple[int, np.ndarray] | None = None  # (generation, ids)
+
+
 class _ShingleCache:
     """Texts' token counts and hashed 3-token shingles, most recently used first, bounded by their total number of
     shingles: the novelty gate compares every proposal with the same few hundred evaluated programs, and tokenizing
-    them again each time was most of its cost (hash collisions of 64-bit shingle hashes are negligible)."""
+    them again each time was most of its cost (hash collisions of 64-bit shingle hashes are negligible).
 
-    def __init__(self, capacity: int) -> None:
-        self._entries: OrderedDict[str, tuple[int, frozenset[int]]] = OrderedDict()
+    Each shingle hash also gets a dense id (the vocabulary, started afresh past `vocabulary` ids), so that how many
+    shingles one text shares with each of many is counted by one numpy gather (`text_similarities`)."""
+
+    def __init__(self, capacity: int, vocabulary: int) -> None:
+        self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._size = 0
         self._capacity = capacity
+        self._ids: dict[int, int] = {}
+        self._vocabulary = vocabulary
+        self._generation = 0
         self._lock = threading.Lock()
 
-    def get(self, text: str) -> tuple[int, frozenset[int]]:
-        """(number of tokens, hashed shingles: of 3 tokens, or of 1 for a text shorter than that)."""
+    def get(self, text: str) -> _Entry:
+        return self.get_many([text])[0]
+
+    def get_many(self, texts: Sequence[str]) -> list[_Entry]:
+        found: list[_Entry | None] = []
         with self._lock:
-            entry = self._entries.get(text)
-            if entry is not None:
-                self._entries.move_to_end(text)
-                return entry
+            for text in texts:
+                entry = self._entries.get(text)
+                if entry is not None:
+                    self._entries.move_to_end(text)
+                found.append(entry)
+        missing = {text: self._entry(text) for text, entry in zip(texts, found, strict=True) if entry is None}
+        if missing:
+            with self._lock:
+                for text, entry in missing.items():
+                    if text not in self._entries:
+                        self._entries[text] = entry
+                        self._size += len(entry.shingles)
+                while self._size > self._capacity and self._entries:
+                    self._size -= len(self._entries.popitem(last=False)[1].shingles)
+        return [entry if entry is not None else missing[text] for text, entry in zip(texts, found, strict=True)]
+
+    def dense(self, entries: Sequence[_Entry]) -> tuple[list[np.ndarray], int]:
+        """The entries' shingles as ids of one generation, and how many ids that generation has."""
+        with self._lock:
+            if len(self._ids) > self._vocabulary:
+                self._ids.clear()
+                self._generation += 1
+            out = []
+            for entry in entries:
+                if entry.ids is None or entry.ids[0] != self._generation:
+                    ids = self._ids
+                    dense = [ids.setdefault(h, len(ids)) for h in entry.shingles]
+                    entry.ids = (self._generation, np.array(dense, dtype=np.int32))
+                out.append(entry.ids[1])
+            return out, len(self._ids)
+
+    @staticmethod
+    def _entry(text: str) -> _Entry:
         tokens = _TOKEN.findall(text.lower())
-        entry = (len(tokens), frozenset(map(hash, _shingles(tokens, SHINGLE if len(tokens) >= SHINGLE else 1))))
-        with self._lock:
-            if text not in self._entries:
-                self._entries[text] = entry
-                self._size += len(entry[1])
-            while self._size > self._capacity and self._entries:
-                self._size -= len(self._entries.popitem(last=False)[1][1])
-        return entry
+        return _Entry(len(tokens), frozenset(map(hash, _shingles(tokens, SHINGLE if len(tokens) >= SHINGLE else 1))))
 
 
-_CACHE = _ShingleCache(capacity=1_000_000)  # shingles (~60 MB at most)
+_CACHE = _ShingleCache(capacity=1_000_000, vocabulary=500_000)  # shingles (~60 MB at most), ids (~50 MB at most)
 
 
 def text_similarity(a: str, b: str) -> float:
     """Jaccard similarity of the two texts' 3-token shingles (lower-cased words and symbols), in [0, 1];
     texts shorter than 3 tokens compare by single tokens. Two empty texts are identical (1.0)."""
-    (na, sa), (nb, sb) = _CACHE.get(a), _CACHE.get(b)
+    first, second = _CACHE.get_many([a, b])
+    na, sa, nb, sb = first.count, first.shingles, second.count, second.shingles
     if not na or not nb:
         return 1.0 if not na and not nb else 0.0
     if min(na, nb) < SHINGLE:  # a very short text against a longer one: single tokens, not cached
@@ -70,6 +115,32 @@ def text_similarity(a: str, b: str) -> float:
         sa, sb = frozenset(map(hash, _shingles(ta, 1))), frozenset(map(hash, _shingles(tb, 1)))
     common = len(sa & sb)
     return common / (len(sa) + len(sb) - common)
+
+
+def text_similarities(text: str, others: Sequence[str]) -> list[float]:
+    """`text_similarity(text, other)` for each of `others`, the same numbers, computed together: the shingles that
+    each of the others shares with the text are counted by one numpy gather over all of them, instead of one set
+    intersection per pair (the novelty gate compares each proposal with a few hundred programs, ~15 µs a pair in
+    sets for a 50-line one)."""
+    mine, *theirs = _CACHE.get_many([text, *others])
+    out = [0.0] * len(others)
+    bulk: list[int] = []
+    for i, entry in enumerate(theirs):
+        if min(mine.count, entry.count) >= SHINGLE:
+            bulk.append(i)
+        else:  # empty or very short texts: text_similarity's own rules
+            out[i] = text_similarity(text, others[i])
+    if bulk:
+        (ids, *arrays), size = _CACHE.dense([mine, *(theirs[i] for i in bulk)])
+        shared = np.zeros(size, dtype=bool)
+        shared[ids] = True
+        lengths = np.array([len(array) for array in arrays])  # each at least 1: a text of 3 tokens has a shingle
+        starts = np.cumsum(lengths) - lengths
+        commons = np.add.reduceat(shared[np.concatenate(arrays)], starts, dtype=np.int64).tolist()
+        mine_size = len(mine.shingles)
+        for i, length, common in zip(bulk, lengths.tolist(), commons, strict=True):
+            out[i] = common / (mine_size + length - common)
+    return out
 
 
 def proposal_similarity(motivation_a: str, code_a: str, motivation_b: str, code_b: str) -> float:

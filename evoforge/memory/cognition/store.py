@@ -17,6 +17,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from evoforge.config import KnowledgeSettings
 from evoforge.memory.cognition._cache import CachedEncoder
 from evoforge.memory.cognition._dense import DenseState
+from evoforge.memory.cognition._memo import BaseVersion, SearchMemo, Version
 from evoforge.memory.cognition._schema import (
     cache_metadata,
     insert_new,
@@ -88,6 +89,9 @@ class CognitionBase:
         self._cache = None if encoder is None else CachedEncoder(encoder, engine)
         self._dense = DenseState(engine, encoder, lexical, settings.ann_threshold, queries=self._cache)
         self._mode = mode
+        self._version = BaseVersion(engine)
+        self._memo = SearchMemo()
+        self._synced: Version | None = None  # the version the in-memory state was last synced at
 
     @classmethod
     def open(cls, path_or_url: str | Path, *, settings: KnowledgeSettings | None = None,
@@ -132,7 +136,7 @@ class CognitionBase:
     @property
     def backends(self) -> dict[str, str]:
         """What serves each half of retrieval (for status lines and benchmarks)."""
-        self._dense.sync()
+        self._sync()
         dense = self._dense.index.kind if self._dense.index is not None else "none"
         encoder = self._dense.encoder.name if self._dense.encoder is not None else "none"
         return {"lexical": self._lexical.name, "dense": dense, "encoder": encoder}
@@ -182,6 +186,8 @@ class CognitionBase:
                                          if row["fingerprint"] in written])
         except SQLAlchemyError as exc:
             raise KnowledgeError(f"could not write {len(rows)} knowledge items: {exc}") from exc
+        finally:
+            self._version.bump()
         return written
 
     def import_paths(self, paths: Sequence[Path]) -> list[int]:
@@ -201,7 +207,7 @@ class CognitionBase:
             return self._add_lesson(replace(item, effect_sign=sign), sign, threshold)
 
     def _add_lesson(self, item: KnowledgeItem, sign: int, threshold: float | None) -> tuple[int, str]:
-        self._dense.sync()
+        self._sync()
         with self._engine.connect() as conn:
             same = conn.execute(select(t.c.id).where(t.c.fingerprint == item.fingerprint())).scalar()
         if same is not None:  # the very same lesson again: no vector needed
@@ -247,6 +253,12 @@ class CognitionBase:
         """Add this evidence to the stored item, its row locked from the read to the write (FOR UPDATE; a write
         transaction from the start on SQLite), so that merges by several processes all count and all keep their
         evidence."""
+        try:
+            return self._merge_locked(item_id, item, sign)
+        finally:
+            self._version.bump()
+
+    def _merge_locked(self, item_id: int, item: KnowledgeItem, sign: int) -> str:
         with self._engine.begin() as conn:
             if self._engine.dialect.name == "sqlite":
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
@@ -270,9 +282,24 @@ class CognitionBase:
 
     def search(self, query: str, k: int = 5, *, kinds: Sequence[str] | None = None) -> list[Hit]:
         """The k most relevant items, diversified, best first: BM25 and dense scores fused (convex_fusion), then the k
-        picked by MMR so that near-duplicates do not crowd the list, listed in score order."""
+        picked by MMR so that near-duplicates do not crowd the list, listed in score order.
+
+        The same search again, while the base has not changed (by this process or, on a SQLite file, any other),
+        is answered from memory (`_memo`): a parent picked again asks the same query."""
         if k <= 0 or not query.strip():
             return []
+        version = self._version.current()  # read first: a write from now on gives another version
+        key = (query, k, None if kinds is None else tuple(kinds))
+        if version is not None:
+            kept = self._memo.get(version, key)
+            if kept is not None:
+                return kept
+        hits = self._search(query, k, kinds)
+        if version is not None:
+            self._memo.put(version, key, hits)
+        return hits
+
+    def _search(self, query: str, k: int, kinds: Sequence[str] | None) -> list[Hit]:
         lexical, dense = self.rankings(query, max(self.settings.candidates, 4 * k), kinds=kinds)
         fused = convex_fusion(lexical, dense, self.settings.dense_weight if dense else 0.0)
         if not fused:
@@ -292,10 +319,18 @@ class CognitionBase:
                  ) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
         """The two halves of retrieval before fusion: (lexical, dense) lists of (id, score), best first, at most n
         each (dense is empty when retrieval is lexical)."""
-        self._dense.sync()
+        self._sync()
         with self._engine.connect() as conn:
             lexical = self._lexical.scored(conn, query, n, kinds)
         return lexical, self._dense.search(query, n, kinds)
+
+    def _sync(self) -> None:
+        """Bring the vector index and the kinds up to the table, unless the base has not changed since the last time."""
+        version = self._version.current()
+        if version is not None and version == self._synced:
+            return
+        self._dense.sync()
+        self._synced = version
 
     def _fetch(self, ids: list[int]) -> dict[int, KnowledgeItem]:
         with self._engine.connect() as conn:
@@ -335,6 +370,10 @@ class CognitionBase:
         return [item.to_dict() for item in self.list()]
 
     def close(self) -> None:
+        """Write the encoded texts not written yet, and release the database."""
+        if self._cache is not None:
+            self._cache.flush()
+        self._version.close()
         self._engine.dispose()
 
     def __enter__(self) -> CognitionBase:
