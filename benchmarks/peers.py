@@ -6,11 +6,12 @@ for a delayed ACK) and a trivial evaluator; each runs in a child process under b
 CPU of that process itself (RUSAGE_SELF: the fake server's CPU and evoforge's sandbox processes are not in it).
 evoforge runs as `evoforge run` does by default: embeddings, the review and the sandbox on. OpenEvolve is installed
 from the package registry into benchmarks/.peers-venv the first time (skipped, with a message, when that fails); it
-evaluates in its own worker process, unsandboxed. Then: evoforge's CPU per trial with 100 and with 10,000 trials
+evaluates in its own worker process, unsandboxed. The two sides run in alternating pairs (evoforge, OpenEvolve,
+evoforge, OpenEvolve; `--pairs`), pooled: this VM's speed drifts by 10-20% over minutes. Then: evoforge's CPU per trial with 100 and with 10,000 trials
 already in the record (pre-filled as overhead.py does), the sandbox start ratio (benchmarks/sandbox_start.py, when
 present) and the busy-slots measure. Prints a table and ends with one `RESULT` line.
 
-    .venv/bin/python benchmarks/peers.py [--quick] [--trials N]
+    .venv/bin/python benchmarks/peers.py [--quick] [--trials N] [--pairs 2]
 """
 
 from __future__ import annotations
@@ -149,7 +150,7 @@ def row(name: str, probed: Probed, ends: list[float]) -> tuple[str, float, float
     whole = window(ends, probed, 0, n - 1)
     first, last = window(ends, probed, 0, min(BLOCK, n - 1)), window(ends, probed, max(0, n - 1 - BLOCK), n - 1)
     total_cpu = 1000 * (probed.cpu_self_s + probed.cpu_children_s) / n
-    print(f"{name:<12} {n:>7} {whole.wall_ms:>10.1f} {whole.cpu_ms:>10.1f} {total_cpu:>12.1f} "
+    print(f"{name:<14} {n:>7} {whole.wall_ms:>10.1f} {whole.cpu_ms:>10.1f} {total_cpu:>12.1f} "
           f"{first.wall_ms:>7.1f} → {last.wall_ms:<7.1f} {first.cpu_ms:>7.1f} → {last.cpu_ms:<7.1f} "
           f"{probed.wall_s:>8.1f}")
     return name, whole.wall_ms, whole.cpu_ms
@@ -160,8 +161,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer trials (a smoke run)")
     parser.add_argument("--trials", type=int, default=None, help="trials per side (default 1,000; --quick 60)")
     parser.add_argument("--no-peer", action="store_true", help="skip OpenEvolve")
+    parser.add_argument("--pairs", type=int, default=None, help="evoforge and OpenEvolve runs, alternating, pooled "
+                        "(default 2; --quick 1): this VM's speed drifts by 10-20% over minutes")
     args = parser.parse_args()
     trials = args.trials or (60 if args.quick else 1000)
+    pairs = max(1, args.pairs or (1 if args.quick else 2))
     per_size, rounds = (20, 1) if args.quick else (150, 3)  # rounds of 75 differed by up to 20% on this VM
     python = None if args.no_peer else peer_python()
     with tempfile.TemporaryDirectory() as name, FakeLLM() as fake:
@@ -169,15 +173,24 @@ def main() -> None:
         fake.set_handler(Answers(0.0))
         print(f"{trials} trials each, concurrency 1, instant fake LLM, trivial evaluator; per trial, steady state "
               "(from the first trial's end to the last's); CPU = the process itself unless said")
-        print(f"{'':<12} {'trials':>7} {'wall ms':>10} {'cpu ms':>10} {'cpu+kids ms':>12} "
+        print(f"{'':<14} {'trials':>7} {'wall ms':>10} {'cpu ms':>10} {'cpu+kids ms':>12} "
               f"{'wall ms first→last ' + str(BLOCK):>19} {'cpu ms first→last':>19} {'run s':>8}")
-        evo = row("evoforge", *run_evoforge(tmp, fake, trials))
-        peer = None
-        if python is not None:
-            result = run_openevolve(tmp, fake, python, trials)
-            if result is not None:
-                peer = row("OpenEvolve", *result)
-        ratio = evo[1] / peer[1] if peer is not None else math.nan
+        evo_rows, peer_rows = [], []
+        for i in range(pairs):  # alternating, so both sides see the same drift of this VM's speed
+            side = tmp / f"pair-{i + 1}"
+            side.mkdir()
+            evo_rows.append(row(f"evoforge #{i + 1}", *run_evoforge(side, fake, trials)))
+            if python is not None:
+                result = run_openevolve(side, fake, python, trials)
+                if result is not None:
+                    peer_rows.append(row(f"OpenEvolve #{i + 1}", *result))
+        evo = ("evoforge", sum(r[1] for r in evo_rows) / pairs, sum(r[2] for r in evo_rows) / pairs)
+        ratio = math.nan
+        if len(peer_rows) == pairs:
+            peer_wall = sum(r[1] for r in peer_rows) / pairs
+            ratio = evo[1] / peer_wall
+            print(f"mean of {pairs}: evoforge {evo[1]:.1f} ms wall, {evo[2]:.1f} ms CPU per trial; OpenEvolve "
+                  f"{peer_wall:.1f} ms wall per trial")
         small, large = growths(tmp, fake, per_size, rounds)
         print(f"evoforge with 100 trials in the record: {small.wall_ms:.1f} ms wall, {small.cpu_ms:.1f} ms CPU per "
               f"trial; with 10,000: {large.wall_ms:.1f} ms wall, {large.cpu_ms:.1f} ms CPU ({small.trials} and "
