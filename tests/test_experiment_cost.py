@@ -204,3 +204,105 @@ def test_each_variable_name_is_judged_once(monkeypatch: pytest.MonkeyPatch) -> N
     for _ in range(3):  # each stage builds its environment again
         assert sandbox.child_env({"EVOFORGE_STAGE": "main"}) == first
     assert sandbox._secret.cache_info().misses == judged
+
+
+def test_a_trial_started_ahead_is_evaluated_without_resolving_or_checking_it_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`evaluate` of a trial `start_ahead` wrote, checked and started (while the next one waits started ahead too, as
+    in a run): no path resolved (a realpath walks every folder of it), no static check of the same program."""
+    import asyncio
+
+    from evoforge.experiment import Engineer, engineer
+    from evoforge.task.loader import load_task
+
+    calls: Counter[str] = Counter()
+    real_resolve, real_check = Path.resolve, engineer.check_static
+
+    def resolve(self: Path, *args: Any, **kwargs: Any) -> Path:
+        calls["resolve"] += 1
+        return real_resolve(self, *args, **kwargs)
+
+    def check_static(*args: Any) -> Any:
+        calls["check_static"] += 1
+        return real_check(*args)
+
+    monkeypatch.setattr(engineer, "check_static", check_static)
+    ahead = Engineer(load_task(make_task(tmp_path / "task")))
+    trials = [tmp_path / "run" / "trials" / f"{n:04d}" for n in (1, 2)]
+
+    async def scenario() -> Any:
+        for n, folder in enumerate(trials):
+            await ahead.start_ahead(f"x = {n}.0\n", folder)
+        monkeypatch.setattr(Path, "resolve", resolve)
+        calls.clear()
+        outcome = await ahead.evaluate("x = 0.0\n", trials[0])
+        counted = dict(calls)
+        monkeypatch.setattr(Path, "resolve", real_resolve)
+        await ahead.drop_ahead(trials[1])
+        return outcome, counted
+
+    outcome, counted = asyncio.run(scenario())
+    assert outcome.score is not None, outcome
+    assert counted.get("resolve", 0) == 0 and counted.get("check_static", 0) == 0, counted
+    assert not ahead._ahead
+
+
+def test_an_unchanged_evaluator_is_not_read_again_at_each_stage(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The seal's check reads the evaluator again only when its status changed, or when that status cannot vouch
+    for its content (a change within RACY_S of the read), or REHASH_S after the last read."""
+    import os
+
+    from evoforge.experiment import integrity
+    from evoforge.experiment.integrity import EvaluatorChanged, EvaluatorSeal
+    from evoforge.task.loader import load_task
+
+    task = load_task(make_task(tmp_path / "task"))
+    evaluator = task.evaluator_path
+    assert evaluator is not None
+    text = evaluator.read_text()
+    clock = [os.stat(evaluator).st_ctime + 100.0]  # the file last changed long before: its status vouches for it
+    monkeypatch.setattr(integrity.time, "time", lambda: clock[0])
+    reads: Counter[Path] = Counter()
+    real_read = Path.read_bytes
+
+    def read_bytes(self: Path) -> bytes:
+        reads[self] += 1
+        return real_read(self)
+
+    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    seal = EvaluatorSeal.of(task)
+    for _ in range(5):
+        seal.check()
+    assert reads[evaluator] == 2  # the seal's own, and the first check's
+    clock[0] += integrity.REHASH_S + 1
+    seal.check()
+    assert reads[evaluator] == 3  # read again after REHASH_S, then vouched for again
+    seal.check()
+    assert reads[evaluator] == 3
+    stat = os.stat(evaluator)
+    evaluator.write_text(text.replace("3.0", "4.0"))  # same size; its times put back as they were
+    os.utime(evaluator, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    clock[0] = os.stat(evaluator).st_ctime + 100.0
+    with pytest.raises(EvaluatorChanged, match="evaluator.py changed"):
+        seal.check()  # its change time moved on: read again, and found out
+
+
+def test_a_recently_changed_evaluator_is_read_at_each_check(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Within RACY_S of a file's last change its times may not show the next change (same clock tick): read it."""
+    from evoforge.experiment.integrity import EvaluatorSeal
+    from evoforge.task.loader import load_task
+
+    task = load_task(make_task(tmp_path / "task"))
+    reads: Counter[Path] = Counter()
+    real_read = Path.read_bytes
+
+    def read_bytes(self: Path) -> bytes:
+        reads[self] += 1
+        return real_read(self)
+
+    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    seal = EvaluatorSeal.of(task)  # just written by make_task
+    for _ in range(3):
+        seal.check()
+    assert reads[task.evaluator_path] == 4

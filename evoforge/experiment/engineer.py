@@ -113,9 +113,12 @@ class Engineer:
 
     async def drop_ahead(self, trial_dir: Path) -> None:
         """Kill the stage started ahead for `trial_dir`, if `evaluate` did not use it."""
-        if not self._ahead:
-            return  # nothing to drop (the usual case: `evaluate` took it)
-        ahead = self._ahead.pop(self._resolve(trial_dir), None)
+        if self._ahead:  # else nothing to drop (the usual case: `evaluate` took it)
+            await self._drop(self._resolve(trial_dir))
+
+    async def _drop(self, resolved: Path) -> None:
+        """Kill the stage started ahead for the trial folder `resolved` (as `_resolve` gives it), if any."""
+        ahead = self._ahead.pop(resolved, None)
         if ahead is not None:
             await ahead.abandon()
 
@@ -139,13 +142,14 @@ class Engineer:
         trial_dir = self._resolve(trial_dir)
         program_path = trial_dir / self.task.program_name
         ahead = self._ahead.get(trial_dir)
-        if ahead is None or ahead.code != code:  # else `start_ahead` wrote this program there and checked it
-            trial_dir.mkdir(parents=True, exist_ok=True)
+        if ahead is None or ahead.code != code:  # else `start_ahead` wrote this program there and it passed the
+            trial_dir.mkdir(parents=True, exist_ok=True)  # static gate (a rejected one is not started ahead)
             program_path.write_text(code, encoding="utf-8")
-        rejected = check_static(code, self.task)
-        if rejected is not None:
-            return Outcome(status=TrialStatus.FAILED, error_class=f"static:{rejected.evidence['check']}",
-                           error_message=rejected.reason, decisions=(rejected,))
+            rejected = check_static(code, self.task)
+            if rejected is not None:
+                await self._drop(trial_dir)
+                return Outcome(status=TrialStatus.FAILED, error_class=f"static:{rejected.evidence['check']}",
+                               error_message=rejected.reason, decisions=(rejected,))
 
         async def launch(stage: StageConfig, stop: asyncio.Event) -> StageRun:
             return await self._run_repeats(stage, stop, program_path, trial_dir, seed)
@@ -158,7 +162,8 @@ class Engineer:
         try:
             return await cascade.run()
         finally:
-            await self.drop_ahead(trial_dir)
+            if self._ahead:  # the trial's own (a stage other than its first, a seed that differed) is dropped
+                await self._drop(trial_dir)
 
     def reuse(self, previous: Trial) -> Outcome:
         """The outcome of a trial whose program is an exact duplicate of `previous` (see `program_fingerprint`):

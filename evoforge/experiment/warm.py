@@ -202,10 +202,12 @@ class WarmStarted:
         nproc = await asyncio.to_thread(nproc_rlimit, limits) if os.getuid() != 0 else None
         token = uuid.uuid4().hex
         env = {**job.env, CHANNEL_VAR: str(CHANNEL_FD), TOKEN_VAR: token, "TMPDIR": "/tmp"}
-        trial = Path(job.env.get("EVOFORGE_TRIAL_DIR") or job.cwd).resolve()
+        cwd = job.cwd.resolve()
+        given = Path(job.env.get("EVOFORGE_TRIAL_DIR") or job.cwd)
+        trial = cwd if given == job.cwd else given.resolve()  # the usual case: the trial folder is the cwd
         rlimits = {"memory_mb": limits.memory_mb, "cpu_s": limits.cpu_s, "max_processes": limits.max_processes,
                    "max_open_files": limits.max_open_files, "disk_mb": limits.disk_mb, "nproc_rlimit": nproc}
-        message = {"argv": job.argv[3:], "env": env, "cwd": str(job.cwd.resolve()), "trial": trial.name,
+        message = {"argv": job.argv[3:], "env": env, "cwd": str(cwd), "trial": trial.name,
                    "tmp_mb": limits.tmp_mb, "limits": rlimits}
         logs = (_CappedLog(job.stdout_path, limits.output_bytes), _CappedLog(job.stderr_path, limits.output_bytes))
         (out_r, out_w), (err_r, err_w) = os.pipe(), os.pipe()
