@@ -105,9 +105,9 @@ def test_a_warm_child_reads_and_imports_nothing_its_zygote_can_do_once(tmp_path:
 
     for outcome in asyncio.run(scenario()):  # a fresh worker's first child, then the next child of the same worker
         assert outcome.score == 1.0, outcome
-        # its job's channel line and the evaluator's file (3 reads): not /proc/self/mountinfo (twice), cap_last_cap
-        # or /proc/self/stat (15 reads when each child worked its jail's layout out)
-        assert outcome.metrics["reads"] <= 4
+        # its job's channel line: not the evaluator's file (compiled by its zygote, 2 reads), /proc/self/mountinfo
+        # (twice), cap_last_cap or /proc/self/stat (15 reads when each child worked its jail's layout out)
+        assert outcome.metrics["reads"] == 1
         assert outcome.metrics["imported"] == ""  # runpy.run_path's pkgutil (and typing), traceback: in the zygote
 
 
@@ -306,3 +306,38 @@ def test_a_recently_changed_evaluator_is_read_at_each_check(tmp_path: Path, monk
     for _ in range(3):
         seal.check()
     assert reads[task.evaluator_path] == 4
+
+
+def test_a_zygote_compiles_only_the_sealed_evaluator_and_once_per_content(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a warm child runs in place of the evaluator's file: the code of the content the job names by its sha256
+    (the run's seal), compiled once; any other content, or a file that does not compile, is left to the child."""
+    import hashlib
+
+    from evoforge.experiment import zygote
+
+    evaluator = tmp_path / "evaluator.py"
+    source = "def evaluate(program_path):\n    return {'score': 1.0}\n"
+    evaluator.write_text(source)
+    sealed = hashlib.sha256(source.encode()).hexdigest()
+    compiled: list[str] = []
+    real_compile = compile
+
+    def counting(data: bytes, path: str, *args: Any, **kwargs: Any) -> Any:
+        compiled.append(path)
+        return real_compile(data, path, *args, **kwargs)
+
+    monkeypatch.setattr(zygote, "_compiled", {})
+    monkeypatch.setitem(zygote.__dict__, "compile", counting)
+    job = {"argv": [str(evaluator), str(tmp_path / "program.py")], "evaluator_sha256": sealed}
+    first, again = zygote.precompiled(job), zygote.precompiled(job)
+    assert first is not None and again is not None and first[1] is again[1] and compiled == [str(evaluator)]
+    namespace: dict[str, Any] = {}
+    exec(first[1], namespace)
+    assert namespace["evaluate"]("p") == {"score": 1.0}
+    evaluator.write_text(source.replace("1.0", "2.0"))  # not the sealed content any more
+    assert zygote.precompiled(job) is None
+    assert zygote.precompiled({**job, "evaluator_sha256": None}) is None
+    broken = "def evaluate(:\n"
+    evaluator.write_text(broken)
+    assert zygote.precompiled({**job, "evaluator_sha256": hashlib.sha256(broken.encode()).hexdigest()}) is None

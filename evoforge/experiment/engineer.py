@@ -76,6 +76,8 @@ class Engineer:
         self.verdicts = Verdicts(task.config, harness=task.evaluator_path is not None, implicit=self.implicit,
                                  asi=self.asi)
         self.seal = EvaluatorSeal.of(task)  # every stage checks that the evaluator is still this one
+        evaluator = task.evaluator_path
+        self._sealed = self.seal.hashes.get(str(evaluator)) if evaluator is not None else None
         self._ahead: dict[Path, _Ahead] = {}  # first stages started while their trials wait for a slot
         self._resolved: dict[Path, Path] = {}  # the trial folder of each of those, as given → resolved
         self._task_dir = str(task.root.resolve())  # the task folder does not move during a run
@@ -250,7 +252,8 @@ class Engineer:
                         timeout_s=stage.timeout_s, limits=self.task.config.limits, stdout_path=files.stdout,
                         stderr_path=files.stderr, telemetry_path=files.telemetry, result_path=files.result,
                         harness=self.task.evaluator_path is not None, trial_dir=trial_dir,
-                        hidden=tuple(self.task.private_paths), label=f"{trial_dir.name}, stage {stage.name}")
+                        hidden=tuple(self.task.private_paths), label=f"{trial_dir.name}, stage {stage.name}",
+                        evaluator_sha256=self._sealed)
 
     def _stage_env(self, stage: StageConfig, trial_dir: Path, files: StageFiles, seed: int | None) -> dict[str, str]:
         """The environment of one stage's evaluator process."""

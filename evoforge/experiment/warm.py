@@ -208,7 +208,7 @@ class WarmStarted:
         rlimits = {"memory_mb": limits.memory_mb, "cpu_s": limits.cpu_s, "max_processes": limits.max_processes,
                    "max_open_files": limits.max_open_files, "disk_mb": limits.disk_mb, "nproc_rlimit": nproc}
         message = {"argv": job.argv[3:], "env": env, "cwd": str(cwd), "trial": trial.name,
-                   "tmp_mb": limits.tmp_mb, "limits": rlimits}
+                   "tmp_mb": limits.tmp_mb, "limits": rlimits, "evaluator_sha256": job.evaluator_sha256}
         logs = (_CappedLog(job.stdout_path, limits.output_bytes), _CappedLog(job.stderr_path, limits.output_bytes))
         (out_r, out_w), (err_r, err_w) = os.pipe(), os.pipe()
         try:

@@ -14,12 +14,15 @@ EOF of the lifeline (evoforge gone) the job is stopped as supervisor.py stops on
 How a child becomes its jail is child_jail.py; what all children set up alike (the layout of their mounts) is
 worked out once, before the first fork. It imports the standard library, the harness and the supervisor only, all
 before the first fork, with the standard-library modules a child would import at each evaluation (PREIMPORTED).
+The evaluator is compiled (never run) here once per content, and only the content the job names by its sha256 (the
+run's sealed evaluator): each child runs that code object instead of reading and compiling the file (`precompiled`).
 """
 
 from __future__ import annotations
 
 import _signal as signal
 import gc
+import hashlib
 import inspect  # noqa: F401 - see PREIMPORTED
 import json
 import os
@@ -39,6 +42,8 @@ from evoforge.experiment.child_jail import PROBE, Layout, Setup, enter, settle_e
 # (traceback) or a wrapped evaluate (inspect).
 PREIMPORTED = ("pkgutil", "traceback", "inspect")
 MESSAGE_BYTES = 1 << 20
+COMPILED_KEPT = 4  # evaluators (by path) whose compiled code a zygote keeps
+_compiled: dict[str, tuple[str, object]] = {}  # evaluator's real path -> (sha256 of its source, its code object)
 REAP_DEADLINE_S = 5.0
 SETUP_FAILED = 125
 
@@ -83,6 +88,34 @@ def child(job: dict, fds: list[int], layout: Layout) -> None:
     os._exit(1)
 
 
+def precompiled(job: dict) -> tuple[str, object] | None:
+    """(real path, code object) of the job's evaluator, compiled once per content, for its child to run in place of
+    reading and compiling the file (harness.PRECOMPILED); only when the file holds the content whose sha256 the job
+    names (the run's sealed evaluator), else None (the child loads the file as a fresh interpreter would, and says
+    why if that fails). Compiling runs nothing of the evaluator."""
+    sealed, argv = job.get("evaluator_sha256"), job.get("argv")
+    if not isinstance(sealed, str) or not isinstance(argv, list) or not argv or not isinstance(argv[0], str):
+        return None
+    try:
+        path = os.path.realpath(argv[0])
+        with open(path, "rb") as fh:
+            source = fh.read()
+    except (OSError, ValueError):
+        return None
+    if hashlib.sha256(source).hexdigest() != sealed:
+        return None
+    known = _compiled.get(path)
+    if known is None or known[0] != sealed:
+        try:
+            code = compile(source, path, "exec", dont_inherit=True)
+        except Exception:  # noqa: BLE001 - a syntax error and the like: the child reports it as it loads the file
+            return None
+        if len(_compiled) >= COMPILED_KEPT:
+            _compiled.clear()
+        known = _compiled[path] = (sealed, code)
+    return path, known[1]
+
+
 def kill_all() -> bool:
     """SIGKILL and reap every process of the jail but this one (PID 1); False when some outlived the deadline."""
     deadline = time.monotonic() + REAP_DEADLINE_S
@@ -105,6 +138,7 @@ def run_job(job: dict, fds: list[int], layout: Layout, lifeline: int | None) -> 
     how it ended, whether the jail is empty again)."""
     sys.stdout.flush()
     sys.stderr.flush()
+    harness.PRECOMPILED = precompiled(job)
     try:
         pid = os.fork()
     except OSError as exc:
