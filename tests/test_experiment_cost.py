@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from containment import BWRAP, trial_dir
+from containment import BWRAP, IN_PROCESS, trial_dir
 from containment import make_task as make_jailed_task
 from taskfactory import make_task
 
@@ -341,3 +341,26 @@ def test_a_zygote_compiles_only_the_sealed_evaluator_and_once_per_content(tmp_pa
     broken = "def evaluate(:\n"
     evaluator.write_text(broken)
     assert zygote.precompiled({**job, "evaluator_sha256": hashlib.sha256(broken.encode()).hexdigest()}) is None
+
+
+@BWRAP
+def test_a_zygote_keeps_in_its_bounding_set_only_the_two_capabilities_it_uses(tmp_path: Path) -> None:
+    """So each child drops two capabilities from its bounding set, not every one the kernel knows (a prctl each);
+    the child still ends with none (tests/test_warm_jail.py)."""
+    import asyncio
+
+    from evoforge.experiment import Engineer
+    from evoforge.experiment.child_jail import CAP_SETPCAP, CAP_SYS_ADMIN
+
+    engineer = Engineer(make_jailed_task(tmp_path, IN_PROCESS))
+
+    async def scenario() -> str:
+        outcome = await engineer.evaluate("def result():\n    return {'score': 1.0}\n", trial_dir(tmp_path, 1))
+        assert outcome.score == 1.0, outcome
+        pool = engineer.executor.warm
+        assert pool is not None and len(pool.idle) == 1
+        pid1 = pool.idle[0].jail.pid1
+        with open(f"/proc/{pid1}/status") as fh:
+            return next(line.split()[1] for line in fh if line.startswith("CapBnd:"))
+
+    assert int(asyncio.run(scenario()), 16) == 1 << CAP_SETPCAP | 1 << CAP_SYS_ADMIN

@@ -143,6 +143,19 @@ def bounding_set() -> list[int]:
             return list(range(64))
 
 
+CAP_SETPCAP, CAP_SYS_ADMIN = 8, 21  # what a zygote uses: dropping from the bounding set, and mounting
+
+
+def narrow_bounding_set(keep: tuple[int, ...] = (CAP_SETPCAP, CAP_SYS_ADMIN)) -> list[int]:
+    """In the zygote, once: drop from its bounding set every capability but `keep` (the bounding set only bounds what
+    an exec could gain; a zygote never execs), so that each child has those few left to drop, not every one the
+    kernel knows. Returns the bounding set left (the whole set where a drop fails: each child then drops them)."""
+    for cap in bounding_set():
+        if cap not in keep and _libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
+            break
+    return bounding_set()
+
+
 def drop_capabilities(bounding: list[int]) -> None:
     """No capability left, none to regain: ambient cleared, bounding set emptied (`bounding`: the capabilities in it,
     bounding_set()), no_new_privs, capset to zero."""
@@ -158,15 +171,16 @@ def drop_capabilities(bounding: list[int]) -> None:
 class Layout:
     """What each child of this worker sets up alike, worked out once by the zygote before its first fork (so no
     child reads /proc/self/mountinfo or walks /tmp): the trials folder and the staging path, the fresh /tmp and
-    /dev/shm, the capabilities to drop from the bounding set, and where the environment block lies (fork keeps it
-    in place) with how much of it the zygote's own environment fills (settle_environ)."""
+    /dev/shm, the capabilities left in the bounding set for each child to drop (the zygote narrows it to the two it
+    uses first), and where the environment block lies (fork keeps it in place) with how much of it the zygote's own
+    environment fills (settle_environ)."""
 
     __slots__ = ("trials", "staging", "fresh", "bounding", "environ", "shown", "env")
 
     def __init__(self, trials: str, staging: str) -> None:
         self.trials, self.staging = trials, staging
         self.fresh = [Fresh(path, staging) for path in ("/tmp", "/dev/shm")]
-        self.bounding = bounding_set()
+        self.bounding = narrow_bounding_set()
         with open("/proc/self/stat", "rb") as fh:
             fields = fh.read().rsplit(b")", 1)[1].split()
         self.environ = int(fields[47]), int(fields[48])  # env_start and env_end (fields 50 and 51 of proc(5))
