@@ -42,6 +42,7 @@ __all__ = ["ASI_RESULT_FILE", "Engineer", "StageFiles", "traceback_tail"]
 RESULT_FILE = "result.json"
 TELEMETRY_FILE = "telemetry.jsonl"
 IMPLICIT_STAGE = "main"
+RESOLVED_KEPT = 16  # trial folders started ahead whose resolved path is kept once their trial no longer waits
 
 
 @dataclass(frozen=True)
@@ -125,8 +126,9 @@ class Engineer:
             await ahead.abandon()
 
     def _resolve(self, trial_dir: Path) -> Path:
-        """`trial_dir` resolved (as `start_ahead` resolved it, for a trial started ahead)."""
-        if len(self._resolved) > len(self._ahead):  # forget the trials no longer waiting
+        """`trial_dir` resolved (as `start_ahead` resolved it, for a trial started ahead or evaluated since: the
+        caller's `drop_ahead` after `evaluate` walks no folder again)."""
+        if len(self._resolved) > len(self._ahead) + RESOLVED_KEPT:  # forget the trials no longer waiting
             self._resolved = {g: r for g, r in self._resolved.items() if r in self._ahead}
         given = Path(trial_dir)
         return self._resolved.get(given) or given.resolve()
