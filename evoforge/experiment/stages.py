@@ -14,6 +14,7 @@ from pathlib import Path
 from evoforge.config import GatesConfig, StageConfig
 from evoforge.experiment.gates import CurveGate, CurveState, SuspiciousMonitor, build_curve_gates, check_promotion
 from evoforge.experiment.telemetry_stream import TelemetryTail
+from evoforge.experiment.waits import StopEvent
 from evoforge.models import (
     Direction,
     EvaluationHistory,
@@ -114,7 +115,7 @@ class Cascade:
         state = CurveState(stage=stage.name, history=self.history)
         watch = StageWatch(build_curve_gates(self.gates, stage.name, self.history, self.suspicious), state,
                            self.points)
-        stop = asyncio.Event()
+        stop = StopEvent()  # a wait for the stage can follow it without a task of its own (waits.py)
         poller = _Poller(TelemetryTail(path, stage.name, time.time()), watch, stop, self.poll_s)
         try:
             run = await self.launch(stage, stop)

@@ -1,0 +1,101 @@
+"""An evaluation's wait creates no task per thing it waits for (waits.py): the report, the worker's death, a gate's
+stop, the disk limit and the timeout are callbacks that set one future, the output pipes are read by reader
+callbacks, and a stage runs in the cascade's own task; each still ends the wait as before."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from containment import BWRAP, IN_PROCESS, make_task, trial_dir
+
+from evoforge.experiment import Engineer, disk
+from evoforge.experiment.waits import Ending, StopEvent, pump, stop_pumps
+
+PROGRAM = "import sys\n\ndef result():\n    print('out' * 1000)\n    print('err', file=sys.stderr)\n" \
+          "    return {'score': 1.0}\n"
+
+
+def _counting_tasks(loop: asyncio.AbstractEventLoop, names: Counter[str]) -> None:
+    def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
+        names[getattr(coro, "__qualname__", type(coro).__name__)] += 1
+        return asyncio.Task(coro, loop=loop, **kwargs)
+
+    loop.set_task_factory(factory)  # type: ignore[arg-type]
+
+
+@BWRAP
+def test_a_warm_evaluation_started_ahead_creates_one_task_the_brokers(tmp_path: Path) -> None:
+    engineer = Engineer(make_task(tmp_path, IN_PROCESS))
+    names: Counter[str] = Counter()
+
+    async def scenario() -> Any:
+        await engineer.evaluate(PROGRAM, trial_dir(tmp_path, 0))  # the worker starts
+        await engineer.start_ahead(PROGRAM, trial_dir(tmp_path, 1))
+        _counting_tasks(asyncio.get_running_loop(), names)
+        outcome = await engineer.evaluate(PROGRAM, trial_dir(tmp_path, 1))
+        asyncio.get_running_loop().set_task_factory(None)
+        return outcome
+
+    outcome = asyncio.run(scenario())
+    assert outcome.score == 1.0, outcome
+    assert outcome.stdout_tail.endswith("outout\n") and outcome.stderr_tail.strip() == "err"  # the pumps' copy
+    assert (trial_dir(tmp_path, 1) / "stdout.log").read_text() == "out" * 1000 + "\n"
+    assert dict(names) == {"Broker.serve": 1}, names  # 6 before: the stage, 4 waits, the broker
+
+
+def test_each_end_of_a_wait_ends_it_and_is_forgotten(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def scenario() -> list[str]:
+        ends = []
+        stop = StopEvent()
+        ending = Ending(30.0)
+        ending.on_stop(stop)
+        asyncio.get_running_loop().call_later(0.01, stop.set)
+        ends.append(await ending.wait())
+        assert not stop._callbacks  # forgotten
+        plain = asyncio.Event()  # not a StopEvent: a task waits for it
+        ending = Ending(30.0)
+        ending.on_stop(plain)
+        asyncio.get_running_loop().call_later(0.01, plain.set)
+        ends.append(await ending.wait())
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        ending = Ending(0.05)
+        ending.on_future(done, "exited")
+        ends.append(await ending.wait())  # nothing came: the timeout
+        (tmp_path / "big").write_bytes(b"x" * (2 * disk.MB))
+        ending = Ending(30.0)
+        ending.on_disk(tmp_path, 1, poll_s=0.01)
+        ends.append(await ending.wait())
+        return ends
+
+    ends = asyncio.run(scenario())
+    assert ends[:3] == ["stopped", "stopped", "timeout"]
+    assert ends[3].startswith("disk_limit: the trial folder grew past disk_mb=1")
+
+
+def test_a_pump_copies_until_end_of_file_and_stop_closes_its_pipe() -> None:
+    import os
+
+    class Log:
+        def __init__(self) -> None:
+            self.data = bytearray()
+
+        def feed(self, data: bytes) -> None:
+            self.data += data
+
+    async def scenario() -> tuple[bytes, bool]:
+        read, write = os.pipe()
+        pipe = open(read, "rb", buffering=0)  # noqa: SIM115 - closed by stop_pumps
+        log = Log()
+        pumped = pump(pipe, log)
+        os.write(write, b"a" * 50_000)
+        os.close(write)
+        await asyncio.wait_for(asyncio.shield(pumped), 10)
+        await stop_pumps([pumped], [pipe], grace=1.0)
+        return bytes(log.data), pipe.closed
+
+    data, closed = asyncio.run(scenario())
+    assert data == b"a" * 50_000 and closed
