@@ -134,3 +134,62 @@ def test_the_broker_reads_lines_in_pieces_answers_runs_and_ends_at_end_of_file(t
     assert broker.reported and broker.result == {"score": 2.0} and broker.runs == 1
     assert replies[0]["id"] == 1 and replies[0]["stdout"] == "ran cand.py x" and replies[0]["returncode"] == 0
     assert len(broker.problems) == 1 and broker.problems[0].startswith("a message that is not JSON")
+
+
+def test_a_childs_mount_namespace_outlives_it_until_the_zygote_lets_it_go() -> None:
+    """MountHold: the child hands its mount namespace over (here the test's own: no namespace of its own), so its exit
+    does not tear it down before the zygote reports; the zygote still holds it after the exit, until `release`."""
+    import os
+    import socket
+
+    from evoforge.experiment.child_jail import MountHold
+
+    hold = MountHold()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            hold.give()
+        finally:
+            os._exit(0)
+    hold.forked()
+    assert os.waitpid(pid, 0)[1] == 0
+    hold.ours.setblocking(False)
+    _, fds, _, _ = socket.recv_fds(hold.ours, 1, 1)  # what `release` lets go of
+    try:
+        assert len(fds) == 1 and os.fstat(fds[0]).st_ino == os.stat("/proc/self/ns/mnt").st_ino
+    finally:
+        for fd in fds:
+            os.close(fd)
+    hold.release()  # nothing left to receive: it must not wait (a child that failed before it gave)
+    assert hold.ours.fileno() == -1 and hold.theirs.fileno() == -1
+
+
+@BWRAP
+def test_a_child_that_fails_before_it_enters_its_jail_leaves_its_zygote_serving(tmp_path: Path) -> None:
+    """Its namespace was never handed over: the zygote reports the job and lets go of nothing, without waiting."""
+    import os
+    import socket
+
+    engineer = Engineer(make_task(tmp_path, IN_PROCESS))
+
+    async def scenario() -> tuple[dict[str, Any], Any]:
+        await engineer.evaluate(PROGRAM, trial_dir(tmp_path, 0))
+        pool = engineer.executor.warm
+        assert pool is not None and len(pool.idle) == 1
+        worker = pool.idle[0]
+        ours, theirs = socket.socketpair()
+        (out_r, out_w), (err_r, err_w) = os.pipe(), os.pipe()
+        job = {"argv": ["evaluator.py", "program.py"], "env": {}, "cwd": "/", "trial": "no-such-trial",
+               "tmp_mb": None, "limits": {}}
+        worker.send(job, [theirs.fileno(), out_w, err_w])  # its trial folder is not there: the mount fails
+        for fd in (out_w, err_w, out_r, err_r):
+            os.close(fd)
+        theirs.close()
+        reply = await asyncio.wait_for(worker.receive(), 20)
+        ours.close()
+        outcome = await asyncio.wait_for(engineer.evaluate(PROGRAM, trial_dir(tmp_path, 1)), 20)
+        return reply, outcome
+
+    reply, outcome = asyncio.run(scenario())
+    assert reply["empty"] is True and os.waitstatus_to_exitcode(reply["status"]) == 125, reply
+    assert outcome.score == 1.0, outcome  # the same zygote went on serving

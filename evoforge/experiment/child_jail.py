@@ -4,8 +4,10 @@ environment shown in /proc. What every child sets up alike (the layout) is worke
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
+import socket
 
 CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC = 0x20000, 0x4000000, 0x8000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_BIND, MS_MOVE, MS_REC, MS_PRIVATE = (
@@ -237,3 +239,39 @@ def show_environ(env: dict, block: tuple[int, int], shown: int) -> int:
     return len(data)
 
 
+
+
+class MountHold:
+    """The zygote's hold on one child's mount namespace: the child hands it over (an open /proc/self/ns/mnt in a
+    message the zygote reads only later) once it has entered it, so its exit does not tear the namespace down (its
+    mounts unmounted, a wait for an RCU grace period, all before the zygote hears of the exit); the zygote lets it
+    go once it has reported the job. No process is left in the namespace meanwhile: only its mounts linger."""
+
+    def __init__(self) -> None:
+        self.ours, self.theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+
+    def give(self) -> None:
+        """In the child, once it has entered its namespaces: hand the mount namespace over (a failure only costs
+        the teardown at its exit), and close both ends."""
+        with contextlib.suppress(OSError):
+            fd = os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                socket.send_fds(self.theirs, [b"m"], [fd])
+            finally:
+                os.close(fd)
+        self.ours.close()
+        self.theirs.close()
+
+    def forked(self) -> None:
+        """In the zygote, after the fork: only the child sends."""
+        self.theirs.close()
+
+    def release(self) -> None:
+        """In the zygote, once the job is reported: let the namespace go (torn down now, off the report's path)."""
+        with contextlib.suppress(OSError):  # nothing there (a child that failed before it gave): no wait
+            self.ours.setblocking(False)  # (recv_fds passes no flags to recvmsg before Python 3.12)
+            _, fds, _, _ = socket.recv_fds(self.ours, 1, 1)
+            for fd in fds:
+                os.close(fd)
+        self.ours.close()
+        self.theirs.close()

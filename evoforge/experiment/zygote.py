@@ -34,7 +34,16 @@ import time
 import traceback  # noqa: F401 - see PREIMPORTED
 
 from evoforge.experiment import harness, supervisor
-from evoforge.experiment.child_jail import PROBE, Layout, Setup, enter, settle_environ, show_environ, take_environ
+from evoforge.experiment.child_jail import (
+    PROBE,
+    Layout,
+    MountHold,
+    Setup,
+    enter,
+    settle_environ,
+    show_environ,
+    take_environ,
+)
 
 # Standard-library modules each child would otherwise import at every evaluation, imported once here (nothing of
 # the task's or the candidate's): pkgutil, which runpy.run_path (a common way for an evaluator to load the program;
@@ -59,12 +68,15 @@ def _options(job: dict) -> supervisor.Options:
     return opts
 
 
-def child(job: dict, fds: list[int], layout: Layout) -> None:
-    """The child of one job: becomes its own jail, takes the job's descriptors (channel 3, stdout 1, stderr 2, stdin
-    /dev/null) and environment, then runs the harness's evaluation. Never returns."""
+def child(job: dict, fds: list[int], layout: Layout, hold: MountHold | None = None) -> None:
+    """The child of one job: becomes its own jail (handing its mount namespace to `hold`), takes the job's
+    descriptors (channel 3, stdout 1, stderr 2, stdin /dev/null) and environment, then runs the harness's
+    evaluation. Never returns."""
     stderr = fds[2]
     try:
         enter(job, layout)
+        if hold is not None:
+            hold.give()
         signal.signal(signal.SIGINT, signal.default_int_handler)  # as a fresh interpreter has it
         os.setsid()
         high = [os.dup(fd) for fd in fds]  # above 3 before anything is placed there
@@ -133,9 +145,10 @@ def kill_all() -> bool:
     return False
 
 
-def run_job(job: dict, fds: list[int], layout: Layout, lifeline: int | None) -> tuple[int, str, bool]:
+def run_job(job: dict, fds: list[int], layout: Layout, lifeline: int | None,
+            hold: MountHold | None = None) -> tuple[int, str, bool]:
     """Fork the job's child and wait for it as the supervisor does; then kill the rest. Returns (raw wait status,
-    how it ended, whether the jail is empty again)."""
+    how it ended, whether the jail is empty again). The child's mount namespace stays in `hold` (see MountHold)."""
     sys.stdout.flush()
     sys.stderr.flush()
     harness.PRECOMPILED = precompiled(job)
@@ -145,7 +158,9 @@ def run_job(job: dict, fds: list[int], layout: Layout, lifeline: int | None) -> 
         os.write(fds[2], f"evoforge warm worker: cannot fork: {exc}\n".encode())
         return 127 << 8, "exited", True
     if pid == 0:
-        child(job, fds, layout)
+        child(job, fds, layout, hold)
+    if hold is not None:
+        hold.forked()
     own = os.dup(2)
     os.dup2(fds[2], 2)  # what the supervisor says of the job (a process limit) goes to the job's stderr
     for fd in fds:
@@ -228,8 +243,17 @@ def serve(control: socket.socket, trials: str, staging: str, lifeline: int | Non
                 os.close(fd)
             _send(control, {"error": f"bad job: {exc}"})
             continue
-        status, ended, empty = run_job(job, fds, layout, lifeline)
-        if not _send(control, {"status": status, "ended": ended, "empty": empty}) or not empty:
+        try:
+            hold: MountHold | None = MountHold()
+        except OSError:
+            hold = None  # the child's namespace is torn down at its exit, before the report
+        try:
+            status, ended, empty = run_job(job, fds, layout, lifeline, hold)
+            sent = _send(control, {"status": status, "ended": ended, "empty": empty})
+        finally:
+            if hold is not None:
+                hold.release()
+        if not sent or not empty:
             return 1
         if ended == "terminated":
             return 128 + signal.SIGTERM
