@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from containment import BWRAP, trial_dir
+from containment import BWRAP, IN_PROCESS, trial_dir
 from containment import make_task as make_jailed_task
 from taskfactory import make_task
 
@@ -105,9 +105,9 @@ def test_a_warm_child_reads_and_imports_nothing_its_zygote_can_do_once(tmp_path:
 
     for outcome in asyncio.run(scenario()):  # a fresh worker's first child, then the next child of the same worker
         assert outcome.score == 1.0, outcome
-        # its job's channel line and the evaluator's file (3 reads): not /proc/self/mountinfo (twice), cap_last_cap
-        # or /proc/self/stat (15 reads when each child worked its jail's layout out)
-        assert outcome.metrics["reads"] <= 4
+        # its job's channel line: not the evaluator's file (compiled by its zygote, 2 reads), /proc/self/mountinfo
+        # (twice), cap_last_cap or /proc/self/stat (15 reads when each child worked its jail's layout out)
+        assert outcome.metrics["reads"] == 1
         assert outcome.metrics["imported"] == ""  # runpy.run_path's pkgutil (and typing), traceback: in the zygote
 
 
@@ -204,3 +204,165 @@ def test_each_variable_name_is_judged_once(monkeypatch: pytest.MonkeyPatch) -> N
     for _ in range(3):  # each stage builds its environment again
         assert sandbox.child_env({"EVOFORGE_STAGE": "main"}) == first
     assert sandbox._secret.cache_info().misses == judged
+
+
+def test_a_trial_started_ahead_is_evaluated_without_resolving_or_checking_it_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`evaluate` of a trial `start_ahead` wrote, checked and started (while the next one waits started ahead too, as
+    in a run), and the loop's `drop_ahead` after it: no path resolved (a realpath walks every folder of it), no
+    static check of the same program."""
+    import asyncio
+
+    from evoforge.experiment import Engineer, engineer
+    from evoforge.task.loader import load_task
+
+    calls: Counter[str] = Counter()
+    real_resolve, real_check = Path.resolve, engineer.check_static
+
+    def resolve(self: Path, *args: Any, **kwargs: Any) -> Path:
+        calls["resolve"] += 1
+        return real_resolve(self, *args, **kwargs)
+
+    def check_static(*args: Any) -> Any:
+        calls["check_static"] += 1
+        return real_check(*args)
+
+    monkeypatch.setattr(engineer, "check_static", check_static)
+    ahead = Engineer(load_task(make_task(tmp_path / "task")))
+    trials = [tmp_path / "run" / "trials" / f"{n:04d}" for n in (1, 2)]
+
+    async def scenario() -> Any:
+        for n, folder in enumerate(trials):
+            await ahead.start_ahead(f"x = {n}.0\n", folder)
+        monkeypatch.setattr(Path, "resolve", resolve)
+        calls.clear()
+        outcome = await ahead.evaluate("x = 0.0\n", trials[0])
+        await ahead.drop_ahead(trials[0])  # as the loop does once the trial is evaluated
+        counted = dict(calls)
+        monkeypatch.setattr(Path, "resolve", real_resolve)
+        await ahead.drop_ahead(trials[1])
+        return outcome, counted
+
+    outcome, counted = asyncio.run(scenario())
+    assert outcome.score is not None, outcome
+    assert counted.get("resolve", 0) == 0 and counted.get("check_static", 0) == 0, counted
+    assert not ahead._ahead
+
+
+def test_an_unchanged_evaluator_is_not_read_again_at_each_stage(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The seal's check reads the evaluator again only when its status changed, or when that status cannot vouch
+    for its content (a change within RACY_S of the read), or REHASH_S after the last read."""
+    import os
+
+    from evoforge.experiment import integrity
+    from evoforge.experiment.integrity import EvaluatorChanged, EvaluatorSeal
+    from evoforge.task.loader import load_task
+
+    task = load_task(make_task(tmp_path / "task"))
+    evaluator = task.evaluator_path
+    assert evaluator is not None
+    text = evaluator.read_text()
+    clock = [os.stat(evaluator).st_ctime + 100.0]  # the file last changed long before: its status vouches for it
+    monkeypatch.setattr(integrity.time, "time", lambda: clock[0])
+    reads: Counter[Path] = Counter()
+    real_read = Path.read_bytes
+
+    def read_bytes(self: Path) -> bytes:
+        reads[self] += 1
+        return real_read(self)
+
+    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    seal = EvaluatorSeal.of(task)
+    for _ in range(5):
+        seal.check()
+    assert reads[evaluator] == 2  # the seal's own, and the first check's
+    clock[0] += integrity.REHASH_S + 1
+    seal.check()
+    assert reads[evaluator] == 3  # read again after REHASH_S, then vouched for again
+    seal.check()
+    assert reads[evaluator] == 3
+    stat = os.stat(evaluator)
+    evaluator.write_text(text.replace("3.0", "4.0"))  # same size; its times put back as they were
+    os.utime(evaluator, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    clock[0] = os.stat(evaluator).st_ctime + 100.0
+    with pytest.raises(EvaluatorChanged, match="evaluator.py changed"):
+        seal.check()  # its change time moved on: read again, and found out
+
+
+def test_a_recently_changed_evaluator_is_read_at_each_check(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Within RACY_S of a file's last change its times may not show the next change (same clock tick): read it."""
+    from evoforge.experiment.integrity import EvaluatorSeal
+    from evoforge.task.loader import load_task
+
+    task = load_task(make_task(tmp_path / "task"))
+    reads: Counter[Path] = Counter()
+    real_read = Path.read_bytes
+
+    def read_bytes(self: Path) -> bytes:
+        reads[self] += 1
+        return real_read(self)
+
+    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    seal = EvaluatorSeal.of(task)  # just written by make_task
+    for _ in range(3):
+        seal.check()
+    assert reads[task.evaluator_path] == 4
+
+
+def test_a_zygote_compiles_only_the_sealed_evaluator_and_once_per_content(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a warm child runs in place of the evaluator's file: the code of the content the job names by its sha256
+    (the run's seal), compiled once; any other content, or a file that does not compile, is left to the child."""
+    import hashlib
+
+    from evoforge.experiment import zygote
+
+    evaluator = tmp_path / "evaluator.py"
+    source = "def evaluate(program_path):\n    return {'score': 1.0}\n"
+    evaluator.write_text(source)
+    sealed = hashlib.sha256(source.encode()).hexdigest()
+    compiled: list[str] = []
+    real_compile = compile
+
+    def counting(data: bytes, path: str, *args: Any, **kwargs: Any) -> Any:
+        compiled.append(path)
+        return real_compile(data, path, *args, **kwargs)
+
+    monkeypatch.setattr(zygote, "_compiled", {})
+    monkeypatch.setitem(zygote.__dict__, "compile", counting)
+    job = {"argv": [str(evaluator), str(tmp_path / "program.py")], "evaluator_sha256": sealed}
+    first, again = zygote.precompiled(job), zygote.precompiled(job)
+    assert first is not None and again is not None and first[1] is again[1] and compiled == [str(evaluator)]
+    namespace: dict[str, Any] = {}
+    exec(first[1], namespace)
+    assert namespace["evaluate"]("p") == {"score": 1.0}
+    evaluator.write_text(source.replace("1.0", "2.0"))  # not the sealed content any more
+    assert zygote.precompiled(job) is None
+    assert zygote.precompiled({**job, "evaluator_sha256": None}) is None
+    broken = "def evaluate(:\n"
+    evaluator.write_text(broken)
+    assert zygote.precompiled({**job, "evaluator_sha256": hashlib.sha256(broken.encode()).hexdigest()}) is None
+
+
+@BWRAP
+def test_a_zygote_keeps_in_its_bounding_set_only_the_two_capabilities_it_uses(tmp_path: Path) -> None:
+    """So each child drops two capabilities from its bounding set, not every one the kernel knows (a prctl each);
+    the child still ends with none (tests/test_warm_jail.py)."""
+    import asyncio
+
+    from evoforge.experiment import Engineer
+    from evoforge.experiment.child_jail import CAP_SETPCAP, CAP_SYS_ADMIN
+
+    engineer = Engineer(make_jailed_task(tmp_path, IN_PROCESS))
+
+    async def scenario() -> str:
+        outcome = await engineer.evaluate("def result():\n    return {'score': 1.0}\n", trial_dir(tmp_path, 1))
+        assert outcome.score == 1.0, outcome
+        pool = engineer.executor.warm
+        assert pool is not None and len(pool.idle) == 1
+        pid1 = pool.idle[0].jail.pid1
+        with open(f"/proc/{pid1}/status") as fh:
+            return next(line.split()[1] for line in fh if line.startswith("CapBnd:"))
+
+    assert int(asyncio.run(scenario()), 16) == 1 << CAP_SETPCAP | 1 << CAP_SYS_ADMIN

@@ -161,3 +161,41 @@ def test_a_curve_gate_stops_the_running_stage(tmp_path: Path) -> None:
     prune = [d for d in out.decisions if d.action == "prune"]
     assert len(prune) == 1 and prune[0].evidence["step"] == 3 and prune[0].evidence["reference"] == 1.0
     assert out.seconds_saved == pytest.approx(30.0 - out.seconds)
+
+
+def test_a_stage_runs_in_the_cascades_own_task(tmp_path: Path) -> None:
+    """No task of its own per stage (and no hop through the event loop before it starts): the polls are timers."""
+    tasks: list[asyncio.Task[object] | None] = []
+    launch, telemetry_path = scripted(tmp_path, {"smoke": (1.0, [1.0, 0.5, 0.2])}, [], delay=0.03)
+
+    async def noted(cfg: StageConfig, stop: asyncio.Event) -> StageRun:
+        tasks.append(asyncio.current_task())
+        return await launch(cfg, stop)  # type: ignore[misc]
+
+    async def scenario() -> tuple[object, asyncio.Task[object] | None]:
+        run = Cascade(stages=[StageConfig(name="smoke", timeout_s=5)], gates=GatesConfig(), direction=MAX,
+                      history=EvaluationHistory(), launch=noted, telemetry_path=telemetry_path, poll_s=0.02)
+        return await run.run(), asyncio.current_task()
+
+    out, task = asyncio.run(scenario())
+    assert tasks == [task]
+    assert out.status is TrialStatus.SUCCEEDED  # type: ignore[attr-defined]
+    assert [p.value for p in out.telemetry] == [1.0, 0.5, 0.2]  # type: ignore[attr-defined]
+
+
+def test_a_poll_that_fails_stops_the_stage_and_raises_once_it_has_ended(tmp_path: Path) -> None:
+    ended: list[bool] = []
+    launch, _ = scripted(tmp_path, {"smoke": (1.0, [1.0] * 500)}, [], delay=0.01)
+
+    async def watched(cfg: StageConfig, stop: asyncio.Event) -> StageRun:
+        telemetry.mkdir()  # a poll's open raises IsADirectoryError, not the FileNotFoundError of a file not yet there
+        run = await launch(cfg, stop)  # type: ignore[misc]
+        ended.append(stop.is_set())
+        return run
+
+    telemetry = tmp_path / "not-a-file"
+    run = Cascade(stages=[StageConfig(name="smoke", timeout_s=5)], gates=GatesConfig(), direction=MAX,
+                  history=EvaluationHistory(), launch=watched, telemetry_path=lambda name: telemetry, poll_s=0.02)
+    with pytest.raises(IsADirectoryError):
+        asyncio.run(run.run())
+    assert ended == [True]  # the stage was stopped (long before its 500 steps), then the error came through

@@ -27,6 +27,7 @@ from typing import Any
 from evoforge.experiment.sandbox import SandboxResult
 
 LINE_LIMIT = 256 * 1024 * 1024  # one message (a result with large metrics) may be this long
+READ_BYTES = 1 << 20
 CLOSE_GRACE_S = 5.0
 Runner = Callable[..., Awaitable[SandboxResult]]
 
@@ -50,8 +51,9 @@ def run_error_class(run: SandboxResult) -> str | None:
 
 @dataclass
 class Broker:
-    """Serves one stage's channel. `start(argv, cwd=, stdout_path=, stderr_path=, stdin_path=, timeout_s=)`
-    runs one candidate in its sandbox (the Engineer binds the task's limits, environment and jail into it)."""
+    """Serves one stage's channel from reader callbacks (`open`: no task of its own). `start(argv, cwd=,
+    stdout_path=, stderr_path=, stdin_path=, timeout_s=)` runs one candidate in its sandbox (the Engineer binds the
+    task's limits, environment and jail into it)."""
 
     trial_dir: Path
     start: Runner
@@ -63,30 +65,58 @@ class Broker:
     limits_hit: list[str] = field(default_factory=list)  # "disk_limit: reason" for each candidate run stopped so
     token: str = field(default_factory=lambda: secrets.token_hex(16))
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    _sock: socket.socket | None = None
+    _buffer: bytearray = field(default_factory=bytearray)
+    _scanned: int = 0  # how much of the buffer holds no newline
+    _ended: asyncio.Future[None] | None = None  # done at the end of file (or a message over the limit)
+    _sending: asyncio.Lock | None = None
 
-    async def serve(self, sock: socket.socket) -> None:
-        """Answer requests on `sock` until the other end is closed (or this task is cancelled)."""
-        reader, writer = await asyncio.open_unix_connection(sock=sock, limit=LINE_LIMIT)
-        writer.write(json.dumps({"token": self.token}).encode() + b"\n")
+    def open(self, sock: socket.socket) -> None:
+        """Send the token line on `sock` (the harness goes once it has it) and answer what comes back from reader
+        callbacks until the other end is closed; `close` ends it."""
+        loop = asyncio.get_running_loop()
+        self._sock, self._ended, self._sending = sock, loop.create_future(), asyncio.Lock()
+        sock.setblocking(False)
         try:
-            while True:
-                try:
-                    line = await reader.readline()
-                except (ValueError, asyncio.LimitOverrunError):
-                    self.problems.append(f"a message over {LINE_LIMIT} bytes")
-                    break
-                if not line:
-                    break
-                self._handle(line, writer)
-        finally:
+            sock.send(json.dumps({"token": self.token}).encode() + b"\n")  # a few bytes into an empty buffer
+        except OSError as exc:  # the harness is gone already: its end says how
+            self.problems.append(f"the channel closed before its first line went ({exc})")
+            self._ended.set_result(None)
+            return
+        loop.add_reader(sock.fileno(), self._read)
+
+    def _read(self) -> None:
+        assert self._sock is not None
+        try:
+            data = self._sock.recv(READ_BYTES)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._end()
+            return
+        self._buffer += data
+        while (at := self._buffer.find(b"\n", self._scanned)) >= 0:
+            line = bytes(self._buffer[: at + 1])
+            del self._buffer[: at + 1]
+            self._scanned = 0
+            self._handle(line)
+        self._scanned = len(self._buffer)
+        if self._scanned > LINE_LIMIT:
+            self.problems.append(f"a message over {LINE_LIMIT} bytes")
+            self._end()
+
+    def _end(self) -> None:
+        """Stop reading (the end of file, or a message over the limit); the candidates' runs are cancelled."""
+        if self._sock is not None and self._ended is not None and not self._ended.done():
+            with contextlib.suppress(Exception):
+                asyncio.get_running_loop().remove_reader(self._sock.fileno())
+            self._ended.set_result(None)
             for task in self._tasks:
                 task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-            writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
 
-    def _handle(self, line: bytes, writer: asyncio.StreamWriter) -> None:
+    def _handle(self, line: bytes) -> None:
         try:
             message = json.loads(line)
         except ValueError as exc:
@@ -102,13 +132,13 @@ class Broker:
                 return
             self.reported, self.result = True, message.get("value")
         elif op == "run":
-            task = asyncio.create_task(self._run(message, writer))
+            task = asyncio.create_task(self._run(message))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         else:
             self.problems.append(f"an unknown message {str(message)[:100]!r}")
 
-    async def _run(self, message: dict[str, Any], writer: asyncio.StreamWriter) -> None:
+    async def _run(self, message: dict[str, Any]) -> None:
         reply: dict[str, Any] = {"id": message.get("id")}
         argv, timeout_s, text = message.get("argv"), message.get("timeout_s"), message.get("input")
         if (not isinstance(argv, list) or not all(isinstance(a, str) for a in argv)
@@ -120,8 +150,9 @@ class Broker:
                 reply.update(await self._start(argv, float(timeout_s), text))
             except OSError as exc:  # e.g. an argument list too long: the evaluator hears why, the trial goes on
                 reply["error"] = f"cannot start the candidate: {type(exc).__name__}: {exc}"
-        writer.write(json.dumps(reply).encode() + b"\n")
-        await writer.drain()
+        assert self._sock is not None and self._sending is not None
+        async with self._sending:  # one reply at a time on the socket
+            await asyncio.get_running_loop().sock_sendall(self._sock, json.dumps(reply).encode() + b"\n")
 
     async def _start(self, argv: list[str], timeout_s: float, text: str | None) -> dict[str, Any]:
         self.runs += 1
@@ -148,13 +179,16 @@ def _read(path: Path, cap: int) -> str:
         return ""
 
 
-async def close(broker_task: asyncio.Task[None], ours: socket.socket) -> None:
-    """Let the broker drain what the finished stage sent (bounded), then stop it and close our end."""
-    try:
-        await asyncio.wait_for(asyncio.shield(broker_task), CLOSE_GRACE_S)
-    except (TimeoutError, Exception):  # noqa: BLE001 - a broken channel is judged by what was received
-        broker_task.cancel()
-        await asyncio.gather(broker_task, return_exceptions=True)
+async def close(broker: Broker, ours: socket.socket) -> None:
+    """Let the broker read what the finished stage sent, to the end of file (bounded; no wait when it is there),
+    then stop it, let its candidates' runs end, and close our end."""
+    ended = broker._ended
+    if ended is not None and not ended.done():
+        with contextlib.suppress(TimeoutError):  # a broken channel is judged by what was received
+            await asyncio.wait_for(asyncio.shield(ended), CLOSE_GRACE_S)
+    broker._end()
+    if broker._tasks:
+        await asyncio.gather(*broker._tasks, return_exceptions=True)
     ours.close()
 
 

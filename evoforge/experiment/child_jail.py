@@ -4,8 +4,10 @@ environment shown in /proc. What every child sets up alike (the layout) is worke
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
+import socket
 
 CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC = 0x20000, 0x4000000, 0x8000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_BIND, MS_MOVE, MS_REC, MS_PRIVATE = (
@@ -143,6 +145,19 @@ def bounding_set() -> list[int]:
             return list(range(64))
 
 
+CAP_SETPCAP, CAP_SYS_ADMIN = 8, 21  # what a zygote uses: dropping from the bounding set, and mounting
+
+
+def narrow_bounding_set(keep: tuple[int, ...] = (CAP_SETPCAP, CAP_SYS_ADMIN)) -> list[int]:
+    """In the zygote, once: drop from its bounding set every capability but `keep` (the bounding set only bounds what
+    an exec could gain; a zygote never execs), so that each child has those few left to drop, not every one the
+    kernel knows. Returns the bounding set left (the whole set where a drop fails: each child then drops them)."""
+    for cap in bounding_set():
+        if cap not in keep and _libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
+            break
+    return bounding_set()
+
+
 def drop_capabilities(bounding: list[int]) -> None:
     """No capability left, none to regain: ambient cleared, bounding set emptied (`bounding`: the capabilities in it,
     bounding_set()), no_new_privs, capset to zero."""
@@ -158,15 +173,16 @@ def drop_capabilities(bounding: list[int]) -> None:
 class Layout:
     """What each child of this worker sets up alike, worked out once by the zygote before its first fork (so no
     child reads /proc/self/mountinfo or walks /tmp): the trials folder and the staging path, the fresh /tmp and
-    /dev/shm, the capabilities to drop from the bounding set, and where the environment block lies (fork keeps it
-    in place) with how much of it the zygote's own environment fills (settle_environ)."""
+    /dev/shm, the capabilities left in the bounding set for each child to drop (the zygote narrows it to the two it
+    uses first), and where the environment block lies (fork keeps it in place) with how much of it the zygote's own
+    environment fills (settle_environ)."""
 
     __slots__ = ("trials", "staging", "fresh", "bounding", "environ", "shown", "env")
 
     def __init__(self, trials: str, staging: str) -> None:
         self.trials, self.staging = trials, staging
         self.fresh = [Fresh(path, staging) for path in ("/tmp", "/dev/shm")]
-        self.bounding = bounding_set()
+        self.bounding = narrow_bounding_set()
         with open("/proc/self/stat", "rb") as fh:
             fields = fh.read().rsplit(b")", 1)[1].split()
         self.environ = int(fields[47]), int(fields[48])  # env_start and env_end (fields 50 and 51 of proc(5))
@@ -223,3 +239,39 @@ def show_environ(env: dict, block: tuple[int, int], shown: int) -> int:
     return len(data)
 
 
+
+
+class MountHold:
+    """The zygote's hold on one child's mount namespace: the child hands it over (an open /proc/self/ns/mnt in a
+    message the zygote reads only later) once it has entered it, so its exit does not tear the namespace down (its
+    mounts unmounted, a wait for an RCU grace period, all before the zygote hears of the exit); the zygote lets it
+    go once it has reported the job. No process is left in the namespace meanwhile: only its mounts linger."""
+
+    def __init__(self) -> None:
+        self.ours, self.theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+
+    def give(self) -> None:
+        """In the child, once it has entered its namespaces: hand the mount namespace over (a failure only costs
+        the teardown at its exit), and close both ends."""
+        with contextlib.suppress(OSError):
+            fd = os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                socket.send_fds(self.theirs, [b"m"], [fd])
+            finally:
+                os.close(fd)
+        self.ours.close()
+        self.theirs.close()
+
+    def forked(self) -> None:
+        """In the zygote, after the fork: only the child sends."""
+        self.theirs.close()
+
+    def release(self) -> None:
+        """In the zygote, once the job is reported: let the namespace go (torn down now, off the report's path)."""
+        with contextlib.suppress(OSError):  # nothing there (a child that failed before it gave): no wait
+            self.ours.setblocking(False)  # (recv_fds passes no flags to recvmsg before Python 3.12)
+            _, fds, _, _ = socket.recv_fds(self.ours, 1, 1)
+            for fd in fds:
+                os.close(fd)
+        self.ours.close()
+        self.theirs.close()

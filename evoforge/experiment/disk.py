@@ -3,7 +3,6 @@ retention rule for large trial files (with the size of a run folder, for `status
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import Collection
 from pathlib import Path
@@ -36,15 +35,14 @@ def folder_usage(folder: Path, max_entries: int = MAX_ENTRIES) -> tuple[int, int
     return total, entries
 
 
-async def watch(folder: Path, disk_mb: int, poll_s: float = POLL_S) -> str:
-    """Return (with the reason) once `folder` holds more than `disk_mb` MB or too many entries; poll otherwise."""
-    while True:
-        await asyncio.sleep(poll_s)
-        used, entries = await asyncio.to_thread(folder_usage, folder)
-        if used > disk_mb * MB:
-            return f"the trial folder grew past disk_mb={disk_mb} ({used // MB} MB)"
-        if entries > MAX_ENTRIES:
-            return f"the trial folder holds more than {MAX_ENTRIES} files and folders"
+def over_limit(used: int, entries: int, disk_mb: int) -> str | None:
+    """Why a trial folder that holds `used` bytes in `entries` files and folders (folder_usage) is over its limit
+    `disk_mb`, or None when it is not; waits.Ending.on_disk measures it every POLL_S while a trial runs."""
+    if used > disk_mb * MB:
+        return f"the trial folder grew past disk_mb={disk_mb} ({used // MB} MB)"
+    if entries > MAX_ENTRIES:
+        return f"the trial folder holds more than {MAX_ENTRIES} files and folders"
+    return None
 
 
 def clear_trial(folder: Path, keep: Collection[str]) -> int:

@@ -42,6 +42,7 @@ __all__ = ["ASI_RESULT_FILE", "Engineer", "StageFiles", "traceback_tail"]
 RESULT_FILE = "result.json"
 TELEMETRY_FILE = "telemetry.jsonl"
 IMPLICIT_STAGE = "main"
+RESOLVED_KEPT = 16  # trial folders started ahead whose resolved path is kept once their trial no longer waits
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,8 @@ class Engineer:
         self.verdicts = Verdicts(task.config, harness=task.evaluator_path is not None, implicit=self.implicit,
                                  asi=self.asi)
         self.seal = EvaluatorSeal.of(task)  # every stage checks that the evaluator is still this one
+        evaluator = task.evaluator_path
+        self._sealed = self.seal.hashes.get(str(evaluator)) if evaluator is not None else None
         self._ahead: dict[Path, _Ahead] = {}  # first stages started while their trials wait for a slot
         self._resolved: dict[Path, Path] = {}  # the trial folder of each of those, as given → resolved
         self._task_dir = str(task.root.resolve())  # the task folder does not move during a run
@@ -113,15 +116,19 @@ class Engineer:
 
     async def drop_ahead(self, trial_dir: Path) -> None:
         """Kill the stage started ahead for `trial_dir`, if `evaluate` did not use it."""
-        if not self._ahead:
-            return  # nothing to drop (the usual case: `evaluate` took it)
-        ahead = self._ahead.pop(self._resolve(trial_dir), None)
+        if self._ahead:  # else nothing to drop (the usual case: `evaluate` took it)
+            await self._drop(self._resolve(trial_dir))
+
+    async def _drop(self, resolved: Path) -> None:
+        """Kill the stage started ahead for the trial folder `resolved` (as `_resolve` gives it), if any."""
+        ahead = self._ahead.pop(resolved, None)
         if ahead is not None:
             await ahead.abandon()
 
     def _resolve(self, trial_dir: Path) -> Path:
-        """`trial_dir` resolved (as `start_ahead` resolved it, for a trial started ahead)."""
-        if len(self._resolved) > len(self._ahead):  # forget the trials no longer waiting
+        """`trial_dir` resolved (as `start_ahead` resolved it, for a trial started ahead or evaluated since: the
+        caller's `drop_ahead` after `evaluate` walks no folder again)."""
+        if len(self._resolved) > len(self._ahead) + RESOLVED_KEPT:  # forget the trials no longer waiting
             self._resolved = {g: r for g, r in self._resolved.items() if r in self._ahead}
         given = Path(trial_dir)
         return self._resolved.get(given) or given.resolve()
@@ -139,13 +146,14 @@ class Engineer:
         trial_dir = self._resolve(trial_dir)
         program_path = trial_dir / self.task.program_name
         ahead = self._ahead.get(trial_dir)
-        if ahead is None or ahead.code != code:  # else `start_ahead` wrote this program there and checked it
-            trial_dir.mkdir(parents=True, exist_ok=True)
+        if ahead is None or ahead.code != code:  # else `start_ahead` wrote this program there and it passed the
+            trial_dir.mkdir(parents=True, exist_ok=True)  # static gate (a rejected one is not started ahead)
             program_path.write_text(code, encoding="utf-8")
-        rejected = check_static(code, self.task)
-        if rejected is not None:
-            return Outcome(status=TrialStatus.FAILED, error_class=f"static:{rejected.evidence['check']}",
-                           error_message=rejected.reason, decisions=(rejected,))
+            rejected = check_static(code, self.task)
+            if rejected is not None:
+                await self._drop(trial_dir)
+                return Outcome(status=TrialStatus.FAILED, error_class=f"static:{rejected.evidence['check']}",
+                               error_message=rejected.reason, decisions=(rejected,))
 
         async def launch(stage: StageConfig, stop: asyncio.Event) -> StageRun:
             return await self._run_repeats(stage, stop, program_path, trial_dir, seed)
@@ -158,7 +166,8 @@ class Engineer:
         try:
             return await cascade.run()
         finally:
-            await self.drop_ahead(trial_dir)
+            if self._ahead:  # the trial's own (a stage other than its first, a seed that differed) is dropped
+                await self._drop(trial_dir)
 
     def reuse(self, previous: Trial) -> Outcome:
         """The outcome of a trial whose program is an exact duplicate of `previous` (see `program_fingerprint`):
@@ -245,7 +254,8 @@ class Engineer:
                         timeout_s=stage.timeout_s, limits=self.task.config.limits, stdout_path=files.stdout,
                         stderr_path=files.stderr, telemetry_path=files.telemetry, result_path=files.result,
                         harness=self.task.evaluator_path is not None, trial_dir=trial_dir,
-                        hidden=tuple(self.task.private_paths), label=f"{trial_dir.name}, stage {stage.name}")
+                        hidden=tuple(self.task.private_paths), label=f"{trial_dir.name}, stage {stage.name}",
+                        evaluator_sha256=self._sealed)
 
     def _stage_env(self, stage: StageConfig, trial_dir: Path, files: StageFiles, seed: int | None) -> dict[str, str]:
         """The environment of one stage's evaluator process."""

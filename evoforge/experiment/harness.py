@@ -38,6 +38,11 @@ SUPERVISED = "--supervised"  # the harness supervises itself (bwrap): supervisor
 VARARGS = 0x04  # inspect.CO_VARARGS: the function takes *args
 
 
+# (path, code object) of the evaluator compiled by a warm worker's zygote before it forked this child (zygote.py):
+# what `load_evaluate` runs in place of reading and compiling the file at that path again.
+PRECOMPILED: tuple[str, Any] | None = None
+
+
 class BadEvaluator(Exception):
     """The evaluator file cannot be loaded or defines no callable `evaluate`."""
 
@@ -54,7 +59,10 @@ def load_evaluate(path: str, stage: str | None = None) -> Callable[..., Any]:
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     try:
-        spec.loader.exec_module(module)
+        if PRECOMPILED is not None and PRECOMPILED[0] == path:
+            exec(PRECOMPILED[1], module.__dict__)  # as exec_module does with the code it compiles
+        else:
+            spec.loader.exec_module(module)
     except Exception as exc:
         raise BadEvaluator(f"importing evaluator file {path} failed: {type(exc).__name__}: {exc}") from exc
     staged = getattr(module, f"evaluate_{stage}", None) if stage else None

@@ -20,12 +20,12 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 from evoforge.config import Limits
-from evoforge.experiment import disk
 from evoforge.experiment.isolation import resolve as resolve_isolation
 from evoforge.experiment.launch import SUPERVISOR, JailWatch, launch_argv, nproc_rlimit
+from evoforge.experiment.waits import Ending, pump, stop_pumps
 
 __all__ = ["SUPERVISOR", "SandboxResult", "Started", "child_env", "run_sandboxed", "start_sandboxed", "sweep"]
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder that holds the `evoforge` package
@@ -35,7 +35,6 @@ SECRET_PREFIXES = ("OPENAI_", "ANTHROPIC_", "EVOFORGE_LLM")
 TERM_GRACE_S = 1.5  # longer than the supervisor's own grace, so it can clean up first
 DRAIN_GRACE_S = 2.0
 TAIL_BYTES = 256 * 1024
-CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -113,18 +112,6 @@ class _CappedLog:
             dropped = rest - keep
         self.file.close()
         return bytes(self.tail[-TAIL_BYTES:]), dropped
-
-
-async def _pump(pipe: BinaryIO, log: _CappedLog) -> None:
-    """Copy the read end of a pipe into `log` until EOF or cancellation."""
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader(limit=CHUNK, loop=loop)
-    transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader, loop=loop), pipe)
-    try:
-        while chunk := await reader.read(CHUNK):
-            log.feed(chunk)
-    finally:
-        transport.close()
 
 
 async def _spawn(argv: list[str], cwd: Path, env: Mapping[str, str], pass_fds: Sequence[int] = (),
@@ -266,7 +253,7 @@ async def start_sandboxed(
         raise
     if jail is not None:
         jail.started()
-    pumps = [asyncio.create_task(_pump(pipe, log)) for pipe, log in zip(pipes, logs, strict=True)]
+    pumps = [pump(pipe, log) for pipe, log in zip(pipes, logs, strict=True)]
     folder = Path(env.get("EVOFORGE_TRIAL_DIR") or cwd)
     return Started(proc, pipes, pumps, logs, jail, token, folder, limits.disk_mb)
 
@@ -278,7 +265,7 @@ class Started:
 
     proc: asyncio.subprocess.Process
     pipes: list[BinaryIO]
-    pumps: list[asyncio.Task[None]]
+    pumps: list[asyncio.Future[None]]
     logs: tuple[_CappedLog, _CappedLog]
     jail: JailWatch | None
     token: str
@@ -300,7 +287,7 @@ class Started:
             _killpg(proc.pid, signal.SIGKILL)  # strays left in the group after a normal exit
             if jail is None or ended != "exited":  # bwrap that exited by itself had reaped the jail's PID 1, whose
                 await asyncio.to_thread(sweep, self.token)  # exit the kernel completes only once the jail is dead
-            await _finish_pumps(pumps, pipes, grace=DRAIN_GRACE_S)
+            await stop_pumps(pumps, pipes, grace=DRAIN_GRACE_S)
         except BaseException:  # cancelled: stop it as on a timeout, then let the cancellation through
             await self._kill()
             raise
@@ -333,7 +320,7 @@ class Started:
         finally:
             _killpg(self.proc.pid, signal.SIGKILL)
             sweep(self.token)
-            await _finish_pumps(self.pumps, self.pipes, grace=0.0)
+            await stop_pumps(self.pumps, self.pipes, grace=0.0)
 
 
 async def _wait_exit(proc: asyncio.subprocess.Process, timeout_s: float, stop: asyncio.Event | None,
@@ -341,41 +328,15 @@ async def _wait_exit(proc: asyncio.subprocess.Process, timeout_s: float, stop: a
     """Wait for the process to exit, the timeout, `stop`, or its folder outgrowing `disk_mb`: returns "exited",
     "timeout", "stopped" or "disk_limit: REASON"."""
     waiter = asyncio.ensure_future(proc.wait())
-    stopper = asyncio.ensure_future(stop.wait()) if stop is not None else None
-    watcher = asyncio.ensure_future(disk.watch(folder, disk_mb)) if disk_mb is not None else None
-    done = await first_done(timeout_s, waiter, stopper, watcher)
-    if waiter in done:
-        return "exited"
-    return why_not_exited(done, stopper, watcher)
-
-
-async def first_done(timeout_s: float, *futures: asyncio.Future[Any] | None) -> set[asyncio.Future[Any]]:
-    """Wait at most `timeout_s` for the first of `futures` (None ones left out) to finish; returns those done. The
-    others are cancelled and awaited, so none outlives the wait."""
-    waiting = {f for f in futures if f is not None}
+    ending = Ending(timeout_s)
+    ending.on_future(waiter, "exited")
+    if stop is not None:
+        ending.on_stop(stop)
+    if disk_mb is not None:
+        ending.on_disk(folder, disk_mb)
     try:
-        done, _ = await asyncio.wait(waiting, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+        return await ending.wait()
     finally:
-        for future in waiting:
-            future.cancel()
-        await asyncio.gather(*waiting, return_exceptions=True)
-    return done
-
-
-def why_not_exited(done: set[asyncio.Future[Any]], stopper: asyncio.Future[Any] | None,
-                   watcher: asyncio.Future[Any] | None) -> str:
-    """How a wait that did not see the process exit ended: "disk_limit: REASON", "stopped" or "timeout"."""
-    if watcher is not None and watcher in done and not watcher.cancelled() and watcher.exception() is None:
-        return f"disk_limit: {watcher.result()}"
-    return "stopped" if stopper is not None and stopper in done else "timeout"
-
-
-async def _finish_pumps(pumps: list[asyncio.Task[None]], pipes: list[BinaryIO], grace: float) -> None:
-    """Let the pumps drain for up to `grace` seconds, then cancel them and close the pipes."""
-    if grace > 0:
-        await asyncio.wait(pumps, timeout=grace)
-    for task in pumps:
-        task.cancel()
-    await asyncio.gather(*pumps, return_exceptions=True)
-    for pipe in pipes:
-        pipe.close()
+        if not waiter.done():
+            waiter.cancel()
+            await asyncio.gather(waiter, return_exceptions=True)

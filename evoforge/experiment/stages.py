@@ -14,6 +14,7 @@ from pathlib import Path
 from evoforge.config import GatesConfig, StageConfig
 from evoforge.experiment.gates import CurveGate, CurveState, SuspiciousMonitor, build_curve_gates, check_promotion
 from evoforge.experiment.telemetry_stream import TelemetryTail
+from evoforge.experiment.waits import StopEvent
 from evoforge.models import (
     Direction,
     EvaluationHistory,
@@ -106,26 +107,23 @@ class Cascade:
         return self._outcome(TrialStatus.SUCCEEDED, last.result, last)
 
     async def _run_stage(self, stage: StageConfig) -> tuple[StageRun, StageWatch]:
-        """Launch the stage and poll its telemetry until the process ends; a prune sets the stop event."""
+        """Launch the stage and poll its telemetry every `poll_s` until the process ends; a prune sets the stop
+        event. The stage runs in this task (no task of its own, no hop through the event loop before it starts):
+        the polls are timer callbacks, and a poll that raises stops the stage, whose end then raises that error."""
         path = self.telemetry_path(stage.name)
         path.unlink(missing_ok=True)
         state = CurveState(stage=stage.name, history=self.history)
         watch = StageWatch(build_curve_gates(self.gates, stage.name, self.history, self.suspicious), state,
                            self.points)
-        stop = asyncio.Event()
-        tail = TelemetryTail(path, stage.name, time.time())
-        process = asyncio.ensure_future(self.launch(stage, stop))
+        stop = StopEvent()  # a wait for the stage can follow it without a task of its own (waits.py)
+        poller = _Poller(TelemetryTail(path, stage.name, time.time()), watch, stop, self.poll_s)
         try:
-            while not process.done():
-                await asyncio.wait({process}, timeout=self.poll_s)
-                if not stop.is_set() and watch.feed(tail.poll()):
-                    stop.set()
-        except BaseException:
-            process.cancel()
-            await asyncio.gather(process, return_exceptions=True)
-            raise
-        run = process.result()
-        watch.feed(tail.drain())
+            run = await self.launch(stage, stop)
+        finally:
+            poller.cancel()
+        if poller.error is not None:
+            raise poller.error
+        watch.feed(poller.tail.drain())
         return run, watch
 
     def _outcome(self, status: TrialStatus, result: StageResult, last: StageRun) -> Outcome:
@@ -149,6 +147,36 @@ class Cascade:
             decisions=tuple(self.decisions),
             suspect=any(d.action == "flag" for d in self.decisions),
         )
+
+
+class _Poller:
+    """Feeds a running stage's new telemetry to its watch every `poll_s` seconds (a timer callback of the running
+    loop); sets `stop` once a gate prunes, or once a poll raises (`error`, which the stage's end then raises)."""
+
+    def __init__(self, tail: TelemetryTail, watch: StageWatch, stop: asyncio.Event, poll_s: float) -> None:
+        self.tail, self.watch, self.stop, self.poll_s = tail, watch, stop, poll_s
+        self.error: BaseException | None = None
+        self.loop = asyncio.get_running_loop()
+        self.handle: asyncio.TimerHandle | None = self.loop.call_later(poll_s, self._poll)
+
+    def _poll(self) -> None:
+        self.handle = None
+        if self.stop.is_set():
+            return  # pruned: the rest is read once the stage has ended
+        try:
+            pruned = self.watch.feed(self.tail.poll())
+        except Exception as exc:  # noqa: BLE001 - raised where the stage ends
+            self.error = exc
+            pruned = True
+        if pruned:
+            self.stop.set()
+        else:
+            self.handle = self.loop.call_later(self.poll_s, self._poll)
+
+    def cancel(self) -> None:
+        if self.handle is not None:
+            self.handle.cancel()
+            self.handle = None
 
 
 def _pruned(result: StageResult, stage: str, decision: GateDecision) -> StageResult:

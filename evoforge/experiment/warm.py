@@ -27,21 +27,11 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from evoforge.errors import EvoforgeError
-from evoforge.experiment import disk
 from evoforge.experiment.isolation import Jail, jail_for, runtime_paths
 from evoforge.experiment.isolation import resolve as resolve_isolation
 from evoforge.experiment.launch import HARNESS, TERMINATED, JailWatch, nproc_rlimit
-from evoforge.experiment.sandbox import (
-    DRAIN_GRACE_S,
-    TOKEN_VAR,
-    SandboxResult,
-    _CappedLog,
-    _finish_pumps,
-    _pump,
-    first_done,
-    sweep,
-    why_not_exited,
-)
+from evoforge.experiment.sandbox import DRAIN_GRACE_S, TOKEN_VAR, SandboxResult, _CappedLog, sweep
+from evoforge.experiment.waits import Ending, pump, stop_pumps
 from evoforge.experiment.warm_worker import STAGING, WarmError, Worker
 from evoforge.sandbox import CHANNEL_VAR
 
@@ -181,7 +171,7 @@ class WarmStarted:
     worker: Worker
     token: str
     pipes: list[BinaryIO]
-    pumps: list[asyncio.Task[None]]
+    pumps: list[asyncio.Future[None]]
     logs: tuple[_CappedLog, _CappedLog]
     folder: Path
     disk_mb: int | None
@@ -202,11 +192,13 @@ class WarmStarted:
         nproc = await asyncio.to_thread(nproc_rlimit, limits) if os.getuid() != 0 else None
         token = uuid.uuid4().hex
         env = {**job.env, CHANNEL_VAR: str(CHANNEL_FD), TOKEN_VAR: token, "TMPDIR": "/tmp"}
-        trial = Path(job.env.get("EVOFORGE_TRIAL_DIR") or job.cwd).resolve()
+        cwd = job.cwd.resolve()
+        given = Path(job.env.get("EVOFORGE_TRIAL_DIR") or job.cwd)
+        trial = cwd if given == job.cwd else given.resolve()  # the usual case: the trial folder is the cwd
         rlimits = {"memory_mb": limits.memory_mb, "cpu_s": limits.cpu_s, "max_processes": limits.max_processes,
                    "max_open_files": limits.max_open_files, "disk_mb": limits.disk_mb, "nproc_rlimit": nproc}
-        message = {"argv": job.argv[3:], "env": env, "cwd": str(job.cwd.resolve()), "trial": trial.name,
-                   "tmp_mb": limits.tmp_mb, "limits": rlimits}
+        message = {"argv": job.argv[3:], "env": env, "cwd": str(cwd), "trial": trial.name,
+                   "tmp_mb": limits.tmp_mb, "limits": rlimits, "evaluator_sha256": job.evaluator_sha256}
         logs = (_CappedLog(job.stdout_path, limits.output_bytes), _CappedLog(job.stderr_path, limits.output_bytes))
         (out_r, out_w), (err_r, err_w) = os.pipe(), os.pipe()
         try:
@@ -222,7 +214,7 @@ class WarmStarted:
             os.close(out_w)
             os.close(err_w)
         pipes = [open(out_r, "rb", buffering=0), open(err_r, "rb", buffering=0)]  # noqa: SIM115 - closed by finish
-        pumps = [asyncio.create_task(_pump(pipe, one)) for pipe, one in zip(pipes, logs, strict=True)]
+        pumps = [pump(pipe, one) for pipe, one in zip(pipes, logs, strict=True)]
         return cls(pool, worker, token, pipes, pumps, logs, trial, limits.disk_mb)
 
     async def finish(self, timeout_s: float, stop: asyncio.Event | None = None) -> SandboxResult:
@@ -238,7 +230,7 @@ class WarmStarted:
                 reply = reply or worker.pending()
                 await asyncio.to_thread(sweep, self.token)
             seconds = time.monotonic() - start
-            await _finish_pumps(self.pumps, self.pipes, grace=DRAIN_GRACE_S)
+            await stop_pumps(self.pumps, self.pipes, grace=DRAIN_GRACE_S)
         except BaseException:  # cancelled: end the worker as on a timeout, then let the cancellation through
             await self._kill()
             raise
@@ -256,17 +248,18 @@ class WarmStarted:
 
     async def _wait(self, timeout_s: float, stop: asyncio.Event | None) -> tuple[str, dict[str, Any]]:
         """Wait for the zygote's report, the timeout, `stop`, or the folder outgrowing `disk_mb`: ("exited", report),
-        ("timeout", {}), ("stopped", {}) or ("disk_limit: REASON", {})."""
-        waiter = asyncio.ensure_future(self.worker.receive())
-        gone = asyncio.ensure_future(self.worker.proc.wait())  # the worker died (its report may never come)
-        stopper = asyncio.ensure_future(stop.wait()) if stop is not None else None
-        watcher = asyncio.ensure_future(disk.watch(self.folder, self.disk_mb)) if self.disk_mb is not None else None
-        done = await first_done(timeout_s, waiter, gone, stopper, watcher)
-        if waiter in done and not waiter.cancelled() and waiter.exception() is None:
-            return "exited", waiter.result()
-        if waiter in done or gone in done:
-            return "exited", self.worker.pending()
-        return why_not_exited(done, stopper, watcher), {}
+        ("timeout", {}), ("stopped", {}) or ("disk_limit: REASON", {}). The worker's death ends it too (its report,
+        {} when none came). One future, set by whichever comes first (waits.py)."""
+        worker = self.worker
+        ending = Ending(timeout_s)
+        ending.on_readable(worker.control.fileno(), "exited")  # its report, or the end of file of a dead zygote
+        ending.on_future(worker.gone, "exited")  # the worker died (its report may never come)
+        if stop is not None:
+            ending.on_stop(stop)
+        if self.disk_mb is not None:
+            ending.on_disk(self.folder, self.disk_mb)
+        ended = await ending.wait()
+        return (ended, worker.pending()) if ended == "exited" else (ended, {})
 
     async def abandon(self) -> None:
         """Kill the child of a job that will never be let go (a trial that was not evaluated after all: nothing of
@@ -281,7 +274,7 @@ class WarmStarted:
                 with contextlib.suppress(TimeoutError):
                     reply = await asyncio.wait_for(self.worker.receive(), ABANDON_WAIT_S)
                 if reply.get("ended") == "exited" and reply.get("empty") is True:
-                    await _finish_pumps(self.pumps, self.pipes, grace=DRAIN_GRACE_S)
+                    await stop_pumps(self.pumps, self.pipes, grace=DRAIN_GRACE_S)
                     await self.pool.release(self.worker)
                     return
             await self._kill()
@@ -297,7 +290,7 @@ class WarmStarted:
             await self.worker.end(term=True)
         finally:
             sweep(self.token)
-            await _finish_pumps(self.pumps, self.pipes, grace=0.0)
+            await stop_pumps(self.pumps, self.pipes, grace=0.0)
 
 
 def _returncode(reply: dict[str, Any], worker: Worker) -> int | None:

@@ -47,6 +47,10 @@ class Worker:
     said: bytearray = field(default_factory=bytearray)  # the last bytes the zygote wrote to its stderr
     keeper: asyncio.Task[None] | None = None
     busy: bool = False  # a job was handed to it and its report not yet read
+    gone: asyncio.Future[None] = field(init=False)  # done once its bwrap has exited (the keeper sees it)
+
+    def __post_init__(self) -> None:
+        self.gone = self.loop.create_future()
 
     @classmethod
     async def start(cls, key: tuple[Any, ...], jail: Jail, env: dict[str, str]) -> Worker:
@@ -108,6 +112,9 @@ class Worker:
             await self.retire()
             self.close()
             raise
+        finally:
+            if not self.gone.done():
+                self.gone.set_result(None)
         if not self.busy:  # else its job's waiter hears the end on the control socket, and closes it
             self.close()
 

@@ -14,12 +14,15 @@ EOF of the lifeline (evoforge gone) the job is stopped as supervisor.py stops on
 How a child becomes its jail is child_jail.py; what all children set up alike (the layout of their mounts) is
 worked out once, before the first fork. It imports the standard library, the harness and the supervisor only, all
 before the first fork, with the standard-library modules a child would import at each evaluation (PREIMPORTED).
+The evaluator is compiled (never run) here once per content, and only the content the job names by its sha256 (the
+run's sealed evaluator): each child runs that code object instead of reading and compiling the file (`precompiled`).
 """
 
 from __future__ import annotations
 
 import _signal as signal
 import gc
+import hashlib
 import inspect  # noqa: F401 - see PREIMPORTED
 import json
 import os
@@ -31,7 +34,16 @@ import time
 import traceback  # noqa: F401 - see PREIMPORTED
 
 from evoforge.experiment import harness, supervisor
-from evoforge.experiment.child_jail import PROBE, Layout, Setup, enter, settle_environ, show_environ, take_environ
+from evoforge.experiment.child_jail import (
+    PROBE,
+    Layout,
+    MountHold,
+    Setup,
+    enter,
+    settle_environ,
+    show_environ,
+    take_environ,
+)
 
 # Standard-library modules each child would otherwise import at every evaluation, imported once here (nothing of
 # the task's or the candidate's): pkgutil, which runpy.run_path (a common way for an evaluator to load the program;
@@ -39,6 +51,8 @@ from evoforge.experiment.child_jail import PROBE, Layout, Setup, enter, settle_e
 # (traceback) or a wrapped evaluate (inspect).
 PREIMPORTED = ("pkgutil", "traceback", "inspect")
 MESSAGE_BYTES = 1 << 20
+COMPILED_KEPT = 4  # evaluators (by path) whose compiled code a zygote keeps
+_compiled: dict[str, tuple[str, object]] = {}  # evaluator's real path -> (sha256 of its source, its code object)
 REAP_DEADLINE_S = 5.0
 SETUP_FAILED = 125
 
@@ -54,12 +68,15 @@ def _options(job: dict) -> supervisor.Options:
     return opts
 
 
-def child(job: dict, fds: list[int], layout: Layout) -> None:
-    """The child of one job: becomes its own jail, takes the job's descriptors (channel 3, stdout 1, stderr 2, stdin
-    /dev/null) and environment, then runs the harness's evaluation. Never returns."""
+def child(job: dict, fds: list[int], layout: Layout, hold: MountHold | None = None) -> None:
+    """The child of one job: becomes its own jail (handing its mount namespace to `hold`), takes the job's
+    descriptors (channel 3, stdout 1, stderr 2, stdin /dev/null) and environment, then runs the harness's
+    evaluation. Never returns."""
     stderr = fds[2]
     try:
         enter(job, layout)
+        if hold is not None:
+            hold.give()
         signal.signal(signal.SIGINT, signal.default_int_handler)  # as a fresh interpreter has it
         os.setsid()
         high = [os.dup(fd) for fd in fds]  # above 3 before anything is placed there
@@ -83,6 +100,34 @@ def child(job: dict, fds: list[int], layout: Layout) -> None:
     os._exit(1)
 
 
+def precompiled(job: dict) -> tuple[str, object] | None:
+    """(real path, code object) of the job's evaluator, compiled once per content, for its child to run in place of
+    reading and compiling the file (harness.PRECOMPILED); only when the file holds the content whose sha256 the job
+    names (the run's sealed evaluator), else None (the child loads the file as a fresh interpreter would, and says
+    why if that fails). Compiling runs nothing of the evaluator."""
+    sealed, argv = job.get("evaluator_sha256"), job.get("argv")
+    if not isinstance(sealed, str) or not isinstance(argv, list) or not argv or not isinstance(argv[0], str):
+        return None
+    try:
+        path = os.path.realpath(argv[0])
+        with open(path, "rb") as fh:
+            source = fh.read()
+    except (OSError, ValueError):
+        return None
+    if hashlib.sha256(source).hexdigest() != sealed:
+        return None
+    known = _compiled.get(path)
+    if known is None or known[0] != sealed:
+        try:
+            code = compile(source, path, "exec", dont_inherit=True)
+        except Exception:  # noqa: BLE001 - a syntax error and the like: the child reports it as it loads the file
+            return None
+        if len(_compiled) >= COMPILED_KEPT:
+            _compiled.clear()
+        known = _compiled[path] = (sealed, code)
+    return path, known[1]
+
+
 def kill_all() -> bool:
     """SIGKILL and reap every process of the jail but this one (PID 1); False when some outlived the deadline."""
     deadline = time.monotonic() + REAP_DEADLINE_S
@@ -100,18 +145,22 @@ def kill_all() -> bool:
     return False
 
 
-def run_job(job: dict, fds: list[int], layout: Layout, lifeline: int | None) -> tuple[int, str, bool]:
+def run_job(job: dict, fds: list[int], layout: Layout, lifeline: int | None,
+            hold: MountHold | None = None) -> tuple[int, str, bool]:
     """Fork the job's child and wait for it as the supervisor does; then kill the rest. Returns (raw wait status,
-    how it ended, whether the jail is empty again)."""
+    how it ended, whether the jail is empty again). The child's mount namespace stays in `hold` (see MountHold)."""
     sys.stdout.flush()
     sys.stderr.flush()
+    harness.PRECOMPILED = precompiled(job)
     try:
         pid = os.fork()
     except OSError as exc:
         os.write(fds[2], f"evoforge warm worker: cannot fork: {exc}\n".encode())
         return 127 << 8, "exited", True
     if pid == 0:
-        child(job, fds, layout)
+        child(job, fds, layout, hold)
+    if hold is not None:
+        hold.forked()
     own = os.dup(2)
     os.dup2(fds[2], 2)  # what the supervisor says of the job (a process limit) goes to the job's stderr
     for fd in fds:
@@ -194,8 +243,17 @@ def serve(control: socket.socket, trials: str, staging: str, lifeline: int | Non
                 os.close(fd)
             _send(control, {"error": f"bad job: {exc}"})
             continue
-        status, ended, empty = run_job(job, fds, layout, lifeline)
-        if not _send(control, {"status": status, "ended": ended, "empty": empty}) or not empty:
+        try:
+            hold: MountHold | None = MountHold()
+        except OSError:
+            hold = None  # the child's namespace is torn down at its exit, before the report
+        try:
+            status, ended, empty = run_job(job, fds, layout, lifeline, hold)
+            sent = _send(control, {"status": status, "ended": ended, "empty": empty})
+        finally:
+            if hold is not None:
+                hold.release()
+        if not sent or not empty:
             return 1
         if ended == "terminated":
             return 128 + signal.SIGTERM

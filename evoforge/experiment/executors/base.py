@@ -30,6 +30,7 @@ class StageJob:
     trial_dir: Path
     hidden: tuple[Path, ...] = ()  # emptied in the candidate's jail (the task's private paths)
     label: str = ""  # which trial and stage, for messages
+    evaluator_sha256: str | None = None  # the sealed evaluator's hash: a warm worker runs only that content
 
 
 @dataclass(frozen=True)

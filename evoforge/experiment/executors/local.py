@@ -63,11 +63,11 @@ async def finish_job(prestarted: Prestarted, job: StageJob, stop: asyncio.Event)
     """Let a started harness go (the broker's first line) and wait for it; the broker also starts its candidate
     in a sandbox of its own on request."""
     broker = prestarted.broker
-    serving = asyncio.create_task(broker.serve(prestarted.channel))
     try:
+        broker.open(prestarted.channel)  # the harness goes now, not once a task of the broker's has run
         run = await prestarted.started.finish(job.timeout_s, stop)
     finally:
-        await close_broker(serving, prestarted.channel)
+        await close_broker(broker, prestarted.channel)
     return JobResult(run=run, reported=broker.reported, result=broker.result, limits_hit=tuple(broker.limits_hit))
 
 
