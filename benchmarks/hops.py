@@ -36,6 +36,14 @@ def counting(self, fn, /, *args, **kwargs):
     return submit(self, fn, *args, **kwargs)
 
 futures.ThreadPoolExecutor.submit = counting
+from evoforge.hand_off import HandOff
+call = HandOff.call
+
+async def counting_call(self, fn, /, *args, **kwargs):
+    hops[f"{self.name}: {name_of(fn, args)}"] += 1
+    return await call(self, fn, *args, **kwargs)
+
+HandOff.call = counting_call
 finished = loop.Conductor._finished
 
 def marked(self, trial):

@@ -7,12 +7,9 @@ It only moves plain data between the record, the cognition base and the analysis
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import functools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -28,6 +25,7 @@ from evoforge.analysis import (
     write_agenda,
 )
 from evoforge.analysis.novelty import could_reach
+from evoforge.hand_off import HandOff
 from evoforge.llm.client import LLMClient
 from evoforge.memory.cognition import CognitionBase, Hit, KnowledgeItem
 from evoforge.memory.population import Population
@@ -69,14 +67,14 @@ class Learning:
         self.agenda = agendas[-1]["text"] if agendas else ""
         self._finished_since_review = 0
         self._analysed_here: set[int] = set()  # trials this runner finished: it writes their analysis, if any
-        self._kb_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cognition")
+        self._kb_thread = HandOff("cognition")
         self.novelty = NoveltyGate(task, kb, client, self._off_loop)
 
     # ---- LEARN ------------------------------------------------------------------------------------------
     async def _off_loop(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a cognition-base call (embedding, search, merge) on the base's own thread: the event loop keeps
         timing evaluations and streaming telemetry meanwhile, and the base sees one caller at a time."""
-        return await asyncio.get_running_loop().run_in_executor(self._kb_thread, functools.partial(fn, *args, **kwargs))
+        return await self._kb_thread.call(fn, *args, **kwargs)
 
     def analysed_here(self, trial_id: int) -> None:
         """`trial_id` was finished by this runner: its analysis (none for a reused duplicate) is written by this

@@ -1,6 +1,6 @@
-"""Hand-offs from the event loop to another thread (the record's, the cognition base's, asyncio's default executor)
-per trial: each costs the loop a submit, a wake-up and a turn. Calls that follow each other in one step go in one
-hand-off: a trial's lessons together, a review's agenda with its LLM calls."""
+"""Hand-offs from the event loop to another thread (the record's and the cognition base's `HandOff`s, any
+executor) per trial: each costs the loop a put, a wake-up and a turn. Calls that follow each other in one step go in
+one hand-off: a trial's lessons together, a review's agenda with its LLM calls."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ import evoforge
 from evoforge.analysis import Lesson
 from evoforge.analysis.offline import OfflineAnalyzer
 from evoforge.config import RunSettings
+from evoforge.hand_off import HandOff
 from evoforge.memory.record import Record
 
 TRIALS = 13  # the seed and 12 proposals: two or three reviews at review_every 4
@@ -54,8 +55,16 @@ def hops_of_a_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Coun
         return dataclasses.replace(analysis, lessons=(*analysis.lessons, extra)[-2:] if analysis.lessons
                                    else (extra, dataclasses.replace(extra, title=f"{extra.title} again")))
 
+    call = HandOff.call
+
+    async def counting_call(self: HandOff, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        by_thread[self.name] += 1
+        by_call[f"{self.name}:{_handed(fn)}"] += 1
+        return await call(self, fn, *args, **kwargs)
+
     monkeypatch.setattr(OfflineAnalyzer, "analyze", two_lessons)
     monkeypatch.setattr(ThreadPoolExecutor, "submit", counting)
+    monkeypatch.setattr(HandOff, "call", counting_call)
     try:
         evoforge.run(make_task(tmp_path / "task", extra_yaml="analysis: {review_every: 4}\n"),
                      run_dir=tmp_path / "run", settings=RunSettings(trials=TRIALS, concurrency=1, llm="offline"))

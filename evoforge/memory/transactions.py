@@ -6,15 +6,14 @@ Mixed into `Record` (through `ResearchLog`).
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine
 
+from evoforge.hand_off import HandOff
 from evoforge.models import Trial
 
 T = TypeVar("T")
@@ -31,7 +30,7 @@ class Transactions:
         self._listeners: list[Callable[[Trial], None]] = []
         self._unsent: list[Trial] = []  # trials written inside the open batch, told to the listeners once it commits
         self._on_commit: list[Callable[[], None]] = []  # what runs once the open batch commits (`_after_commit`)
-        self._io_thread: ThreadPoolExecutor | None = None  # the record's own thread (see `io`)
+        self._io_thread: HandOff | None = None  # the record's own thread (see `io`)
         self._deferred = threading.local()  # `active` on the record's thread inside `io`: the caller tells
         # the connection the first thread to run a batch (the record's thread) keeps for its batches: no pool
         # checkout and return (with its reset) at every transaction
@@ -144,7 +143,7 @@ class Transactions:
         event loop never waits on the database; the subscribers hear of the trials written on the caller's
         thread, after the commit and before this returns (so what a write returns is in the population)."""
         if self._io_thread is None:
-            self._io_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="record")
+            self._io_thread = HandOff("record")
 
         def work() -> tuple[T, list[Trial]]:
             self._deferred.active = True
@@ -154,7 +153,7 @@ class Transactions:
             finally:
                 self._deferred.active = False
 
-        result, written = await asyncio.get_running_loop().run_in_executor(self._io_thread, work)
+        result, written = await self._io_thread.call(work)
         for trial in written:
             self._wrote(trial)
         return result
