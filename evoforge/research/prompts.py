@@ -8,6 +8,7 @@ parent with a second program, the first inspiration).
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,12 @@ LANGUAGES = {
     ".jl": "julia",
     ".yaml": "yaml",
 }
+
+
+@functools.lru_cache(maxsize=64)
+def language_of(program_name: str) -> str:
+    """The code fence's language for a program file ("" when unknown)."""
+    return LANGUAGES.get(Path(program_name).suffix, "")
 
 
 class Prompts(TemplateSet):
@@ -77,7 +84,7 @@ def template_values(task: Task, ctx: ResearchContext, *, patch_type: str | None 
     values: dict[str, Any] = {
         "problem": ctx.problem.strip(),
         "program_name": ctx.program_name,
-        "language": LANGUAGES.get(Path(ctx.program_name).suffix, ""),
+        "language": language_of(ctx.program_name),
         "metric": ctx.metric,
         "direction": ctx.direction.value,
         "maximize": ctx.direction is Direction.MAXIMIZE,
