@@ -45,6 +45,12 @@ def language_of(program_name: str) -> str:
     return LANGUAGES.get(Path(program_name).suffix, "")
 
 
+@functools.lru_cache(maxsize=64)  # a parent is shown to several proposals: its lines are scanned once
+def has_blocks(code: str, program_name: str) -> bool:
+    """Whether `code` marks EVOLVE-BLOCKs (then only their lines may change)."""
+    return bool(find_blocks(code.split("\n"), program_name))
+
+
 class Prompts(TemplateSet):
     """The three templates (system, user, repair), each from the task's folder if there, else built in."""
 
@@ -97,7 +103,7 @@ def template_values(task: Task, ctx: ResearchContext, *, patch_type: str | None 
         "patch_type": patch,
         "edit_format": "diff" if patch == "diff" else "full",
         "partner": partner,
-        "has_blocks": bool(find_blocks(ctx.parent.code.split("\n"), ctx.program_name)),
+        "has_blocks": has_blocks(ctx.parent.code, ctx.program_name),
     }
     fixed = FIXED_OVERHEAD_TOKENS + sum(
         estimate_tokens(values[key]) for key in ("problem", "parent_digest", "parent_analysis", "agenda")
