@@ -124,6 +124,8 @@ class Conductor(Recovery):
             trial_pass.trial_id = trial.id
         finally:
             self.state.pending_parents[parent.id] -= 1
+            if self.state.pending_parents[parent.id] <= 0:  # every pick sums the counts: keep only those in flight
+                del self.state.pending_parents[parent.id]
         if trial.status is TrialStatus.PROPOSED:
             await self._evaluate_recorded(trial.id)  # EXPERIMENT + ANALYZE
 

@@ -15,7 +15,7 @@ from rich.live import Live
 from rich.text import Text
 
 from evoforge.config import RunSettings
-from evoforge.models import Trial, TrialStatus
+from evoforge.models import FINISHED, Trial
 from evoforge.observer import Observer
 
 REDRAWS_PER_SECOND = 1
@@ -62,7 +62,7 @@ class ProgressObserver(Observer):
     def trial_finished(self, trial: Trial, best: Trial | None, counts: dict[str, int]) -> None:
         if self.line is None:
             return
-        self.line.done = sum(n for status, n in counts.items() if TrialStatus(status).finished)
+        self.line.done = sum(n for status, n in counts.items() if status in FINISHED)
         self.line.best = f"{best.score:.6g}" if best is not None and best.score is not None else "-"
         self.line.failed = counts["failed"]
 

@@ -17,6 +17,7 @@ import evoforge
 import evoforge.runs
 from evoforge.config import BanditSettings, RunSettings
 from evoforge.llm import Arm, Ensemble, improvement
+from evoforge.llm.bench import Bench
 from evoforge.memory.record import Record
 from evoforge.models import Direction, Trial, TrialStatus
 from evoforge.research import LLMProposer, make_proposer
@@ -109,6 +110,15 @@ def test_a_pick_that_proposed_no_trial_is_released() -> None:
     assert ensemble.turn() == 1 and ensemble.pending()[arm.key] == 1
     ensemble.release(arm)  # no model could be reached: no trial carries this pick
     assert ensemble.turn() == 0 and ensemble.state() == Ensemble([Arm("a", 0.5), Arm("b", 0.5)]).state()
+
+
+@pytest.mark.parametrize("policy", ["fixed", "ucb1", "thompson"])
+def test_the_one_model_not_benched_is_chosen_and_counted(policy: str) -> None:
+    ensemble = Ensemble([Arm("a", 0.5), Arm("b", 0.5, weight=3.0)], bandit=BanditSettings(policy=policy), seed=4,
+                        bench=Bench(1, 600.0))
+    ensemble.bench.failure("b")  # "b" benched: "a" is the only choice
+    picks = [ensemble.choose().key for _ in range(3)]
+    assert picks == ["a@0.5"] * 3 and ensemble.turn() == 3 and ensemble.pending()["a@0.5"] == 3
 
 
 def test_improvement_is_signed_by_direction() -> None:

@@ -119,13 +119,14 @@ class Ensemble:
             names = sorted({arm.model for arm in self.arms.values()})
             raise ModelsUnavailable(f"every model is benched after repeated failures ({', '.join(names)}); "
                                     f"the first comes back in {wait:.1f} s", wait)
-        turn = self.turn()
-        rng = random.Random(f"{self.seed}:{turn}")
-        key = choose_key(
-            self.bandit.policy, free, {k: self.arms[k].weight for k in self.arms}, self.stats, self.pending(),
-            max_reward=self.max_reward, exploration=self.bandit.exploration, cost_aware=self.bandit.cost_aware,
-            rng=rng,
-        )
+        if len(free) == 1:  # one model to ask (the common case): nothing to draw or weigh
+            key = free[0]
+        else:
+            key = choose_key(
+                self.bandit.policy, free, {k: self.arms[k].weight for k in self.arms}, self.stats, self.pending(),
+                max_reward=self.max_reward, exploration=self.bandit.exploration, cost_aware=self.bandit.cost_aware,
+                rng=random.Random(f"{self.seed}:{self.turn()}"),
+            )
         self.in_flight[key] += 1
         return self.arms[key]
 

@@ -13,6 +13,7 @@ was read) every build reads everything again, as `evaluations.build_history` doe
 
 from __future__ import annotations
 
+import bisect
 import threading
 from collections import Counter, defaultdict, deque
 from collections.abc import Iterable, Mapping, Sequence
@@ -160,11 +161,13 @@ class KeptHistory:
         self._last_id = 0  # the newest stage result read
         self._scores: dict[str, deque[float]] = {}  # of `_rows`, per stage, oldest first
         self._completed: dict[int, Counter[str]] = {}  # of `_rows`: trial id → its stages
+        self._completed_ids: list[int] = []  # its keys, ascending (kept so, not sorted again at each build)
         self._curves: dict[int, Curves] = {}  # of trials with stage results (complete: written with them)
         self._parents: dict[int, dict[str, float]] = {}  # parent id → stage scores, of parents with stage results
         self._newest_trial = 0  # the newest trial read
         self._open: set[int] = set()  # trials up to it that were unfinished when read: their status may change
         self._seconds: dict[int, float] = {}  # trial id → seconds, of the newest succeeded, originally evaluated
+        self._seconds_ids: list[int] = []  # its keys, ascending
         self._told: dict[int, Curves] = {}  # trial id → curves of an outcome the record committed (`wrote`)
         self._lock = threading.Lock()
         stages = _succeeded_stages(run_id)
@@ -210,15 +213,19 @@ class KeptHistory:
             self._read_stage_results(conn)
             self._read_trials(conn)
         completed = self._completed
-        recent = recent_trials(completed)
+        recent = self._completed_ids[-HISTORY_TRIALS:]  # = recent_trials(completed)
         ids = recent + ([parent_id] if parent_id is not None and parent_id not in recent else [])
         missing = [i for i in ids if i not in self._curves]
-        read = {i: self._told[i] for i in missing if i in self._told}
-        read.update(curves_of(conn, [i for i in missing if i not in read]))
-        wanted = set(ids)
-        self._curves = {i: c for i, c in self._curves.items() if i in wanted}
-        self._curves.update({i: read.get(i, {}) for i in missing if i in completed})
-        known = {**self._curves, **{i: read[i] for i in missing if i not in completed and i in read}}
+        known = self._curves
+        if missing:
+            read = {i: self._told[i] for i in missing if i in self._told}
+            read.update(curves_of(conn, [i for i in missing if i not in read]))
+            self._curves.update({i: read.get(i, {}) for i in missing if i in completed})
+            unkept = {i: read[i] for i in missing if i not in completed and i in read}
+            known = {**self._curves, **unkept} if unkept else self._curves
+        if len(self._curves) > 2 * (HISTORY_TRIALS + 1):  # now and then, not at every build: a finished trial's
+            wanted = set(ids)  # curves never change, so those kept past the window are still right meanwhile
+            self._curves = {i: c for i, c in self._curves.items() if i in wanted}  # `known` stays whole
         return _assemble(self._scores, completed, recent, parent_id, known, self._parent_scores(conn, parent_id),
                          self._full_seconds())
 
@@ -232,7 +239,13 @@ class KeptHistory:
         for row_id, trial_id, stage, score in sorted(tuple(row) for row in rows):
             self._last_id = max(self._last_id, row_id)
             self._rows.append((trial_id, stage, score))
-            self._completed.setdefault(trial_id, Counter())[stage] += 1
+            if trial_id not in self._completed:
+                self._completed[trial_id] = Counter()
+                if not self._completed_ids or trial_id > self._completed_ids[-1]:
+                    self._completed_ids.append(trial_id)
+                else:
+                    bisect.insort(self._completed_ids, trial_id)
+            self._completed[trial_id][stage] += 1
             if score is not None:
                 self._scores.setdefault(stage, deque()).append(float(score))
         while len(self._rows) > HISTORY_STAGE_RESULTS:
@@ -243,6 +256,7 @@ class KeptHistory:
                 del stages[stage]
                 if not stages:
                     del self._completed[trial_id]
+                    del self._completed_ids[bisect.bisect_left(self._completed_ids, trial_id)]
             if score is not None:
                 scores = self._scores[stage]
                 scores.popleft()  # the stage's oldest score: rows and scores keep one order
@@ -269,14 +283,19 @@ class KeptHistory:
                 continue
             self._open.discard(trial_id)
             if status == TrialStatus.SUCCEEDED.value and reused_from is None:
+                if trial_id not in self._seconds:
+                    if not self._seconds_ids or trial_id > self._seconds_ids[-1]:
+                        self._seconds_ids.append(trial_id)
+                    else:
+                        bisect.insort(self._seconds_ids, trial_id)
                 self._seconds[trial_id] = float(seconds)
 
     def _full_seconds(self) -> list[float]:
         """Seconds of the run's newest HISTORY_TRIALS succeeded, originally evaluated trials, newest first."""
-        newest = sorted(self._seconds, reverse=True)[:HISTORY_TRIALS]
-        if len(self._seconds) > 2 * HISTORY_TRIALS:
-            self._seconds = {i: self._seconds[i] for i in newest}
-        return [self._seconds[i] for i in newest]
+        if len(self._seconds_ids) > 2 * HISTORY_TRIALS:
+            del self._seconds_ids[:-HISTORY_TRIALS]
+            self._seconds = {i: self._seconds[i] for i in self._seconds_ids}
+        return [self._seconds[i] for i in reversed(self._seconds_ids[-HISTORY_TRIALS:])]
 
     def _parent_scores(self, conn: Connection, parent_id: int | None) -> dict[str, float]:
         if parent_id is None:

@@ -11,11 +11,12 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable
 
 from evoforge.memory.sampling.pool import TrialPool
-from evoforge.models import Direction, Trial, TrialStatus
+from evoforge.models import EVALUATED, Direction, Trial, TrialStatus
 
 RECENT_WINDOW = 20
 NOVELTY_WINDOW = 200  # the newest evaluated trials a proposal is compared with (besides its parent's family)
 
+STATUSES = tuple(status.value for status in TrialStatus)
 Follower = Callable[[Trial, Trial | None], None]  # (trial as written, as it stood before or None)
 
 
@@ -29,6 +30,7 @@ class Population(TrialPool):
         self.status_counts: Counter[str] = Counter()
         self.failure_classes: Counter[str] = Counter()  # failed trials per error class ("unknown" without one)
         self.evaluated: deque[Trial] = deque(maxlen=NOVELTY_WINDOW)
+        self._evaluated_ids: deque[int] = deque(maxlen=NOVELTY_WINDOW)  # theirs, in the same order
         self.children_ids: dict[int, list[int]] = {}
         self._followers: list[Follower] = []
         super().__init__(direction, trials)
@@ -61,6 +63,7 @@ class Population(TrialPool):
                 self.failures.appendleft(trial)
             if trial.code and trial.status is not TrialStatus.REJECTED and trial.reused_from is None:
                 self.evaluated.appendleft(trial)
+                self._evaluated_ids.appendleft(trial.id)
         if trial.scored and self._beats_best(trial):
             self.best_trial = trial
 
@@ -83,13 +86,13 @@ class Population(TrialPool):
         newest evaluated trials (both bounded, so the check costs the same at 100 or 100,000 trials, and for a
         parent with thousands of children)."""
         children = self.children_ids.get(parent.id, [])[-NOVELTY_WINDOW:]
-        family = [parent, *(self._by_id[i] for i in children)]
-        pool = {t.id: t for t in family if t.status.finished and t.code and t.status is not TrialStatus.REJECTED}
-        pool.update((t.id, t) for t in self.evaluated)
+        family = [parent, *map(self._by_id.__getitem__, children)]
+        pool = {t.id: t for t in family if t.status in EVALUATED and t.code}
+        pool.update(zip(self._evaluated_ids, self.evaluated, strict=True))  # no Python loop over the window
         return list(pool.values())
 
     def counts(self) -> dict[str, int]:
-        return {status.value: self.status_counts[status.value] for status in TrialStatus}
+        return {status: self.status_counts[status] for status in STATUSES}
 
     def mean_eval_seconds(self) -> float:
         spent = [t.seconds for t in self.recent if t.seconds > 0]

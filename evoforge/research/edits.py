@@ -9,6 +9,7 @@ A program marks the regions the researcher may change with comment lines holding
 from __future__ import annotations
 
 import difflib
+import functools
 import random
 import re
 from collections.abc import Callable, Sequence
@@ -70,6 +71,7 @@ def choose_patch_type(weights: PatchWeights, rng: random.Random, *, can_crossove
     return rng.choices([kind for kind, _ in options], weights=[weight for _, weight in options], k=1)[0]
 
 
+@functools.lru_cache(maxsize=64)  # asked for each prompt and each proposal: one program name per run
 def _marker_re(filename: str | None) -> re.Pattern[str]:
     prefix = COMMENT_PREFIXES.get(Path(filename).suffix.lower()) if filename else None
     syntax = re.escape(prefix) if prefix else "#|//|--"

@@ -8,6 +8,7 @@ parent with a second program, the first inspiration).
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,18 @@ LANGUAGES = {
     ".jl": "julia",
     ".yaml": "yaml",
 }
+
+
+@functools.lru_cache(maxsize=64)
+def language_of(program_name: str) -> str:
+    """The code fence's language for a program file ("" when unknown)."""
+    return LANGUAGES.get(Path(program_name).suffix, "")
+
+
+@functools.lru_cache(maxsize=64)  # a parent is shown to several proposals: its lines are scanned once
+def has_blocks(code: str, program_name: str) -> bool:
+    """Whether `code` marks EVOLVE-BLOCKs (then only their lines may change)."""
+    return bool(find_blocks(code.split("\n"), program_name))
 
 
 class Prompts(TemplateSet):
@@ -77,7 +90,7 @@ def template_values(task: Task, ctx: ResearchContext, *, patch_type: str | None 
     values: dict[str, Any] = {
         "problem": ctx.problem.strip(),
         "program_name": ctx.program_name,
-        "language": LANGUAGES.get(Path(ctx.program_name).suffix, ""),
+        "language": language_of(ctx.program_name),
         "metric": ctx.metric,
         "direction": ctx.direction.value,
         "maximize": ctx.direction is Direction.MAXIMIZE,
@@ -90,7 +103,7 @@ def template_values(task: Task, ctx: ResearchContext, *, patch_type: str | None 
         "patch_type": patch,
         "edit_format": "diff" if patch == "diff" else "full",
         "partner": partner,
-        "has_blocks": bool(find_blocks(ctx.parent.code.split("\n"), ctx.program_name)),
+        "has_blocks": has_blocks(ctx.parent.code, ctx.program_name),
     }
     fixed = FIXED_OVERHEAD_TOKENS + sum(
         estimate_tokens(values[key]) for key in ("problem", "parent_digest", "parent_analysis", "agenda")

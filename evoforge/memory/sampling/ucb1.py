@@ -19,7 +19,8 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from evoforge.memory.sampling._base import Sampler, pool_for, ranked, scored_trials
+from evoforge.memory.sampling._base import Sampler, pool_for, scored_trials
+from evoforge.memory.sampling.pool import rank_key
 from evoforge.models import Direction, Trial
 
 
@@ -54,7 +55,7 @@ class UCB1Sampler(Sampler):
         unvisited = [arm for arm in arms if pool.children(arm.id) == 0 and pending.get(arm.id, 0) <= 0]
         if unvisited:
             self.why = {"reason": "untried elite"}
-            return ranked(unvisited, direction)[0]
+            return min(unvisited, key=lambda arm: rank_key(arm, direction))  # the best (= ranked(unvisited)[0])
         scores = self.ucb_scores(pool, direction, pending)
         parent = max(arms, key=lambda arm: (scores[arm.id], -arm.id))
         self.why = {"reason": "highest UCB", "ucb": round(scores[parent.id], 6)}
