@@ -249,6 +249,19 @@ def test_a_trial_started_ahead_is_evaluated_without_resolving_or_checking_it_aga
     assert not ahead._ahead
 
 
+def _counted_reads(monkeypatch: pytest.MonkeyPatch) -> Counter[Path]:
+    """Counts of `Path.read_bytes` by file from now on (how the evaluator seal reads the files it vouches for)."""
+    reads: Counter[Path] = Counter()
+    real_read = Path.read_bytes
+
+    def read_bytes(self: Path) -> bytes:
+        reads[self] += 1
+        return real_read(self)
+
+    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    return reads
+
+
 def test_an_unchanged_evaluator_is_not_read_again_at_each_stage(tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """The seal's check reads the evaluator again only when its status changed, or when that status cannot vouch
@@ -265,14 +278,7 @@ def test_an_unchanged_evaluator_is_not_read_again_at_each_stage(tmp_path: Path,
     text = evaluator.read_text()
     clock = [os.stat(evaluator).st_ctime + 100.0]  # the file last changed long before: its status vouches for it
     monkeypatch.setattr(integrity.time, "time", lambda: clock[0])
-    reads: Counter[Path] = Counter()
-    real_read = Path.read_bytes
-
-    def read_bytes(self: Path) -> bytes:
-        reads[self] += 1
-        return real_read(self)
-
-    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    reads = _counted_reads(monkeypatch)
     seal = EvaluatorSeal.of(task)
     for _ in range(5):
         seal.check()
@@ -296,14 +302,7 @@ def test_a_recently_changed_evaluator_is_read_at_each_check(tmp_path: Path, monk
     from evoforge.task.loader import load_task
 
     task = load_task(make_task(tmp_path / "task"))
-    reads: Counter[Path] = Counter()
-    real_read = Path.read_bytes
-
-    def read_bytes(self: Path) -> bytes:
-        reads[self] += 1
-        return real_read(self)
-
-    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    reads = _counted_reads(monkeypatch)
     seal = EvaluatorSeal.of(task)  # just written by make_task
     for _ in range(3):
         seal.check()

@@ -9,12 +9,33 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 
 from evoforge.hand_off import HandOff
 
 WAIT_S = 30.0  # bound on every wait; never reached when things work
+
+
+class Blocking:
+    """A call that holds its thread until `release` is set (`then` runs just before it returns `result`)."""
+
+    def __init__(self, result: object, then: Callable[[], object] = lambda: None) -> None:
+        self.result, self.then = result, then
+        self.started, self.release = threading.Event(), threading.Event()
+
+    def __call__(self) -> object:
+        self.started.set()
+        assert self.release.wait(WAIT_S)
+        self.then()
+        return self.result
+
+    async def handed_to(self, hand_off: HandOff) -> asyncio.Future[object]:
+        """Hand this call to `hand_off`; returns once it runs there, with the caller's future."""
+        running = asyncio.ensure_future(hand_off.call(self))
+        await asyncio.to_thread(self.started.wait, WAIT_S)
+        return running
 
 
 def test_calls_run_in_order_on_the_named_thread_with_results_and_errors() -> None:
@@ -44,22 +65,15 @@ def test_calls_run_in_order_on_the_named_thread_with_results_and_errors() -> Non
 
 def test_a_call_whose_caller_gave_up_before_it_started_never_runs() -> None:
     hand_off = HandOff("cognition")
-    started, release = threading.Event(), threading.Event()
     ran: list[str] = []
-
-    def blocking() -> str:
-        started.set()
-        assert release.wait(WAIT_S)
-        ran.append("first")
-        return "first"
+    blocking = Blocking("first", then=lambda: ran.append("first"))
 
     async def main() -> str:
-        first = asyncio.ensure_future(hand_off.call(blocking))
-        await asyncio.to_thread(started.wait, WAIT_S)  # the thread is busy with the first call
+        first = await blocking.handed_to(hand_off)  # the thread is busy with the first call
         second = asyncio.ensure_future(hand_off.call(ran.append, "second"))
         await asyncio.sleep(0)  # handed
         second.cancel()
-        release.set()
+        blocking.release.set()
         with pytest.raises(asyncio.CancelledError):
             await second
         result = await first
@@ -75,20 +89,14 @@ def test_a_call_whose_caller_gave_up_before_it_started_never_runs() -> None:
 
 def test_a_call_cancelled_while_it_runs_ends_quietly_and_the_thread_goes_on() -> None:
     hand_off = HandOff("record")
-    started, release = threading.Event(), threading.Event()
     errors: list[BaseException] = []
-
-    def blocking() -> int:
-        started.set()
-        assert release.wait(WAIT_S)
-        return 1
+    blocking = Blocking(1)
 
     async def main() -> int:
         asyncio.get_running_loop().set_exception_handler(lambda _loop, context: errors.append(context["message"]))
-        running = asyncio.ensure_future(hand_off.call(blocking))
-        await asyncio.to_thread(started.wait, WAIT_S)
+        running = await blocking.handed_to(hand_off)
         running.cancel()
-        release.set()
+        blocking.release.set()
         with pytest.raises(asyncio.CancelledError):
             await running
         return await hand_off.call(lambda: 7)  # its result was dropped; the next call is served
