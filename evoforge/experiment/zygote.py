@@ -41,6 +41,7 @@ from evoforge.experiment.child_jail import (
     Setup,
     enter,
     settle_environ,
+    settle_zygote,
     show_environ,
     take_environ,
 )
@@ -159,8 +160,6 @@ def run_job(job: dict, fds: list[int], layout: Layout, lifeline: int | None,
         return 127 << 8, "exited", True
     if pid == 0:
         child(job, fds, layout, hold)
-    if hold is not None:
-        hold.forked()
     own = os.dup(2)
     os.dup2(fds[2], 2)  # what the supervisor says of the job (a process limit) goes to the job's stderr
     for fd in fds:
@@ -212,10 +211,15 @@ def serve(control: socket.socket, trials: str, staging: str, lifeline: int | Non
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the one signal a child could send its PID 1 (Python handles it)
     try:
         layout = Layout(trials, staging)
+        settle_zygote()
         settle_environ(layout)
-    except (OSError, ValueError, IndexError) as exc:
+    except (OSError, ValueError, IndexError, Setup) as exc:
         _send(control, {"ready": False, "error": f"cannot lay out the children's jails: {type(exc).__name__}: {exc}"})
         return SETUP_FAILED
+    try:
+        hold: MountHold | None = MountHold()
+    except OSError:
+        hold = None  # each child's namespace is torn down at its exit, before the report
     gc.freeze()  # what is here stays out of the children's collections: fewer of its pages copied on write
     why = _probe(layout)
     if why:
@@ -243,10 +247,6 @@ def serve(control: socket.socket, trials: str, staging: str, lifeline: int | Non
                 os.close(fd)
             _send(control, {"error": f"bad job: {exc}"})
             continue
-        try:
-            hold: MountHold | None = MountHold()
-        except OSError:
-            hold = None  # the child's namespace is torn down at its exit, before the report
         try:
             status, ended, empty = run_job(job, fds, layout, lifeline, hold)
             sent = _send(control, {"status": status, "ended": ended, "empty": empty})
