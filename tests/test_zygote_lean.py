@@ -1,17 +1,20 @@
 """The warm worker's zygote does once what every child would otherwise do alike (issue 11: the children's CPU per
 evaluation): the libc functions a child calls are resolved before the first fork, one socket pair holds every
 child's mount namespace, and the zygote's own mount namespace, /dev, ambient capabilities and no_new_privs are
-settled once, which each child inherits."""
+settled once, which each child inherits; the sealed evaluator's module is made once, blank, with its code."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
+import sys
 from pathlib import Path
 
+import pytest
 from containment import BWRAP, IN_PROCESS, make_task, trial_dir
 
-from evoforge.experiment import Engineer, child_jail
+from evoforge.experiment import Engineer, child_jail, harness, zygote
 from evoforge.experiment.child_jail import MountHold
 from evoforge.models import TrialStatus
 
@@ -60,3 +63,22 @@ def test_a_child_inherits_what_its_zygote_settled_once(tmp_path: Path) -> None:
         seen = outcome.metrics
         assert seen["zygote_nnp"] == 1.0 and seen["zygote_amb"] == 0.0 and seen["own_nnp"] == 1.0
         assert seen["propagated"] == 0.0 and seen["dev_ro"] == 1.0
+
+
+def test_the_zygote_makes_the_evaluators_module_once_and_never_runs_it(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    evaluator = tmp_path / "evaluator.py"
+    evaluator.write_text("RAN = True\n\ndef evaluate(path):\n    return {'score': 1.0}\n")
+    sealed = hashlib.sha256(evaluator.read_bytes()).hexdigest()
+    job = {"argv": [str(evaluator), "program.py"], "evaluator_sha256": sealed}
+    monkeypatch.setattr(zygote, "_compiled", {})
+    first, again = zygote.precompiled(job), zygote.precompiled(job)
+    assert first is not None and again is not None and first[2] is again[2]
+    module = first[2]
+    assert "RAN" not in vars(module) and module.__spec__.origin == first[0] == str(evaluator.resolve())
+    monkeypatch.setattr(harness, "PRECOMPILED", first)  # as a child of the zygote finds it
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.delitem(sys.modules, "evoforge_evaluator", raising=False)
+    evaluate = harness.load_evaluate(first[0])
+    assert vars(module)["RAN"] is True and evaluate is vars(module)["evaluate"]  # its code ran in that module
+    assert sys.modules["evoforge_evaluator"] is module and module.__file__ == first[0]

@@ -53,7 +53,7 @@ from evoforge.experiment.child_jail import (
 PREIMPORTED = ("pkgutil", "traceback", "inspect")
 MESSAGE_BYTES = 1 << 20
 COMPILED_KEPT = 4  # evaluators (by path) whose compiled code a zygote keeps
-_compiled: dict[str, tuple[str, object]] = {}  # evaluator's real path -> (sha256 of its source, its code object)
+_compiled: dict[str, tuple[str, object, object]] = {}  # evaluator's real path -> (sha256, code object, blank module)
 REAP_DEADLINE_S = 5.0
 SETUP_FAILED = 125
 
@@ -69,10 +69,12 @@ def _options(job: dict) -> supervisor.Options:
     return opts
 
 
-def child(job: dict, fds: list[int], layout: Layout, hold: MountHold | None = None) -> None:
+def child(job: dict, fds: list[int], layout: Layout, hold: MountHold | None = None,
+          opts: supervisor.Options | None = None) -> None:
     """The child of one job: becomes its own jail (handing its mount namespace to `hold`), takes the job's
     descriptors (channel 3, stdout 1, stderr 2, stdin /dev/null) and environment, then runs the harness's
-    evaluation. Never returns."""
+    evaluation under its limits (`opts`: _options(job), which the zygote worked out before the fork). Never
+    returns."""
     stderr = fds[2]
     try:
         enter(job, layout)
@@ -85,7 +87,7 @@ def child(job: dict, fds: list[int], layout: Layout, hold: MountHold | None = No
         for fd, target in ((null, 0), (high[1], 1), (high[2], 2), (high[0], 3)):
             os.dup2(fd, target)
         stderr = 2
-        supervisor._apply_limits(_options(job))  # rlimits, no blocked signal, only 0-3 left open
+        supervisor._apply_limits(opts or _options(job))  # rlimits, no blocked signal, only 0-3 left open
         os.chdir(job["cwd"])
         take_environ(job["env"], layout)
         show_environ(job["env"], layout.environ, layout.shown)
@@ -101,11 +103,12 @@ def child(job: dict, fds: list[int], layout: Layout, hold: MountHold | None = No
     os._exit(1)
 
 
-def precompiled(job: dict) -> tuple[str, object] | None:
-    """(real path, code object) of the job's evaluator, compiled once per content, for its child to run in place of
-    reading and compiling the file (harness.PRECOMPILED); only when the file holds the content whose sha256 the job
-    names (the run's sealed evaluator), else None (the child loads the file as a fresh interpreter would, and says
-    why if that fails). Compiling runs nothing of the evaluator."""
+def precompiled(job: dict) -> tuple[str, object, object] | None:
+    """(real path, code object, blank module) of the job's evaluator, compiled once per content, for its child to run
+    in place of reading and compiling the file (harness.PRECOMPILED); only when the file holds the content whose
+    sha256 the job names (the run's sealed evaluator), else None (the child loads the file as a fresh interpreter
+    would, and says why if that fails). Compiling runs nothing of the evaluator; the module (made as the harness
+    makes one from the file, harness.blank_module) is never run in here, so each child gets it blank through fork."""
     sealed, argv = job.get("evaluator_sha256"), job.get("argv")
     if not isinstance(sealed, str) or not isinstance(argv, list) or not argv or not isinstance(argv[0], str):
         return None
@@ -120,13 +123,13 @@ def precompiled(job: dict) -> tuple[str, object] | None:
     known = _compiled.get(path)
     if known is None or known[0] != sealed:
         try:
-            code = compile(source, path, "exec", dont_inherit=True)
+            code, module = compile(source, path, "exec", dont_inherit=True), harness.blank_module(path)
         except Exception:  # noqa: BLE001 - a syntax error and the like: the child reports it as it loads the file
             return None
         if len(_compiled) >= COMPILED_KEPT:
             _compiled.clear()
-        known = _compiled[path] = (sealed, code)
-    return path, known[1]
+        known = _compiled[path] = (sealed, code, module)
+    return path, known[1], known[2]
 
 
 def kill_all() -> bool:
@@ -153,19 +156,20 @@ def run_job(job: dict, fds: list[int], layout: Layout, lifeline: int | None,
     sys.stdout.flush()
     sys.stderr.flush()
     harness.PRECOMPILED = precompiled(job)
+    opts = _options(job)
     try:
         pid = os.fork()
     except OSError as exc:
         os.write(fds[2], f"evoforge warm worker: cannot fork: {exc}\n".encode())
         return 127 << 8, "exited", True
     if pid == 0:
-        child(job, fds, layout, hold)
+        child(job, fds, layout, hold, opts)
     own = os.dup(2)
     os.dup2(fds[2], 2)  # what the supervisor says of the job (a process limit) goes to the job's stderr
     for fd in fds:
         os.close(fd)
     try:
-        status, ended = supervisor.wait_child(pid, max_tasks=_options(job).max_processes, lifeline=lifeline)
+        status, ended = supervisor.wait_child(pid, max_tasks=opts.max_processes, lifeline=lifeline)
         return status, ended or "exited", kill_all()
     finally:
         sys.stderr.flush()
