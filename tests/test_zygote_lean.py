@@ -1,13 +1,15 @@
 """The warm worker's zygote does once what every child would otherwise do alike (issue 11: the children's CPU per
 evaluation): the libc functions a child calls are resolved before the first fork, one socket pair holds every
 child's mount namespace, and the zygote's own mount namespace, /dev, ambient capabilities and no_new_privs are
-settled once, which each child inherits; the sealed evaluator's module is made once, blank, with its code."""
+settled once, which each child inherits; the sealed evaluator's module is made once, blank, with its code; and the
+zygote loads no OpenSSL for the seal's SHA-256 (libcrypto's memory would be copied at every fork)."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -82,3 +84,9 @@ def test_the_zygote_makes_the_evaluators_module_once_and_never_runs_it(tmp_path:
     evaluate = harness.load_evaluate(first[0])
     assert vars(module)["RAN"] is True and evaluate is vars(module)["evaluate"]  # its code ran in that module
     assert sys.modules["evoforge_evaluator"] is module and module.__file__ == first[0]
+
+
+def test_the_zygote_checks_the_seal_without_openssl() -> None:
+    code = "import sys, evoforge.experiment.zygote as z; print(sorted({'hashlib', '_hashlib'} & set(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.strip() == "[]"

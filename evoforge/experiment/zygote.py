@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import _signal as signal
 import gc
-import hashlib
 import inspect  # noqa: F401 - see PREIMPORTED
 import json
 import os
@@ -34,6 +33,14 @@ import time
 import traceback  # noqa: F401 - see PREIMPORTED
 
 from evoforge.experiment import harness, supervisor
+
+try:  # the interpreter's own SHA-256, not OpenSSL's through hashlib: no libcrypto loaded (and copied at each fork)
+    from _sha256 import sha256  # Python 3.11
+except ImportError:
+    try:
+        from _sha2 import sha256  # Python 3.12 on
+    except ImportError:
+        from hashlib import sha256
 from evoforge.experiment.child_jail import (
     PROBE,
     Layout,
@@ -118,7 +125,7 @@ def precompiled(job: dict) -> tuple[str, object, object] | None:
             source = fh.read()
     except (OSError, ValueError):
         return None
-    if hashlib.sha256(source).hexdigest() != sealed:
+    if sha256(source).hexdigest() != sealed:
         return None
     known = _compiled.get(path)
     if known is None or known[0] != sealed:
