@@ -8,6 +8,7 @@ import contextlib
 import ctypes
 import os
 import socket
+import sys
 
 CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC = 0x20000, 0x4000000, 0x8000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_BIND, MS_MOVE, MS_REC, MS_PRIVATE = (
@@ -20,6 +21,8 @@ FRESH = ".evoforge-fresh"  # the scratch folder a child builds its fresh /tmp (/
 ROOM_VAR = "EVOFORGE_ENVIRON_ROOM"  # the padding variable that makes room in a zygote's environment block
 PROBE = ".evoforge-probe"  # the trial name of the self-test each zygote runs before it says ready
 _libc = ctypes.CDLL(None, use_errno=True)
+_libc.mount, _libc.umount2, _libc.unshare, _libc.prctl, _libc.capset  # noqa: B018 - resolved once, before any fork
+_CapHeader, _CapData = ctypes.c_uint32 * 2, ctypes.c_uint32 * 6
 
 
 class Setup(Exception):
@@ -53,9 +56,9 @@ class Fresh:
     folders, symlinks and empty files bwrap made there (mount points and links, copied as the skeleton) and the top
     mounts below `path` to bind again. The zygote's /tmp and /dev/shm stay as they were at its start: only processes
     of its mount namespace can write them (each child leaves it before anything of the task runs), and no mount can
-    appear directly on them (private mounts made inside the jail); mounts that appear below a bound folder later
-    (propagated from the host) come along, as each top is bound recursively in the child. Were the layout stale, a
-    child's fresh /tmp could only lack an entry (or fail to set up), never show one more."""
+    appear on them or below them later (the zygote's mount namespace is private once laid out, settle_zygote: no
+    host mount propagates in). Were the layout stale, a child's fresh /tmp could only lack an entry (or fail to set
+    up), never show one more."""
 
     __slots__ = ("path", "scratch", "skeleton", "tops")
 
@@ -158,15 +161,24 @@ def narrow_bounding_set(keep: tuple[int, ...] = (CAP_SETPCAP, CAP_SYS_ADMIN)) ->
     return bounding_set()
 
 
-def drop_capabilities(bounding: list[int]) -> None:
-    """No capability left, none to regain: ambient cleared, bounding set emptied (`bounding`: the capabilities in it,
-    bounding_set()), no_new_privs, capset to zero."""
+def settle_zygote() -> None:
+    """In the zygote, once, what each child would otherwise do alike and inherits through fork instead: its mount
+    namespace made private (a child's copy of it is private from the start: no host mount propagates in, none out),
+    its /dev read-only (no one in the jail may write it: the worker's /dev outlives every child), no ambient
+    capability and no_new_privs (both only matter at an exec, which the zygote never does; neither can be undone)."""
+    _mount(None, "/", None, MS_REC | MS_PRIVATE)
+    read_only("/dev")
     _check(_libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0), "clear the ambient capabilities")
+    _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "set no_new_privs")
+
+
+def drop_capabilities(bounding: list[int]) -> None:
+    """No capability left, none to regain (the ambient set is empty and no_new_privs set since settle_zygote):
+    bounding set emptied (`bounding`: the capabilities in it, bounding_set()), capset to zero."""
     for cap in bounding:
         _check(_libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0), f"drop capability {cap}")
-    _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "set no_new_privs")
-    header = (ctypes.c_uint32 * 2)(CAP_VERSION_3, 0)
-    data = (ctypes.c_uint32 * 6)()  # effective, permitted, inheritable, for capabilities 0-31 and 32-63
+    header = _CapHeader(CAP_VERSION_3, 0)
+    data = _CapData()  # effective, permitted, inheritable, for capabilities 0-31 and 32-63
     _check(_libc.capset(header, data), "capset")
 
 
@@ -191,15 +203,13 @@ class Layout:
 
 def enter(job: dict, layout: Layout) -> None:
     """In the forked child: the namespaces, mounts and capability drop that make it a jail of its own."""
-    _check(_libc.unshare(CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS), "unshare")
-    _mount(None, "/", None, MS_REC | MS_PRIVATE)
+    _check(_libc.unshare(CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS), "unshare")  # copies of private mounts
     staging = layout.staging
     _trial_folder(layout.trials, staging, job["trial"])
     if _libc.umount2(staging.encode(), MNT_DETACH) != 0:  # locked (an unprivileged bwrap's mounts): covered instead
         _mount("tmpfs", staging, "tmpfs", MS_NOSUID | MS_NODEV | MS_RDONLY, "size=4k,mode=0")
     for fresh in layout.fresh:
         fresh_tmpfs(fresh, job.get("tmp_mb"))
-    read_only("/dev")  # the jail's /dev (a tmpfs of device nodes) is the worker's: nothing written there stays
     drop_capabilities(layout.bounding)
 
 
@@ -242,13 +252,16 @@ def show_environ(env: dict, block: tuple[int, int], shown: int) -> int:
 
 
 class MountHold:
-    """The zygote's hold on one child's mount namespace: the child hands it over (an open /proc/self/ns/mnt in a
-    message the zygote reads only later) once it has entered it, so its exit does not tear the namespace down (its
-    mounts unmounted, a wait for an RCU grace period, all before the zygote hears of the exit); the zygote lets it
-    go once it has reported the job. No process is left in the namespace meanwhile: only its mounts linger."""
+    """The zygote's hold on its children's mount namespaces: each child hands its own over (an open
+    /proc/self/ns/mnt in a datagram the zygote reads only later) once it has entered it, so its exit does not tear the
+    namespace down (its mounts unmounted, a wait for an RCU grace period, all before the zygote hears of the exit);
+    the zygote lets it go once it has reported the job. No process is left in the namespace meanwhile: only its mounts
+    linger. One socket pair serves every job of a zygote (no new sockets per job); a child closes its copies of both
+    ends before anything of the task runs."""
 
     def __init__(self) -> None:
         self.ours, self.theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.ours.setblocking(False)  # (recv_fds passes no flags to recvmsg before Python 3.12)
 
     def give(self) -> None:
         """In the child, once it has entered its namespaces: hand the mount namespace over (a failure only costs
@@ -256,22 +269,23 @@ class MountHold:
         with contextlib.suppress(OSError):
             fd = os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
             try:
-                socket.send_fds(self.theirs, [b"m"], [fd])
+                self.theirs.sendmsg(_HELD, [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fd.to_bytes(4, sys.byteorder))])
             finally:
                 os.close(fd)
-        self.ours.close()
-        self.theirs.close()
+        os.close(self.ours.detach())
+        os.close(self.theirs.detach())
 
-    def forked(self) -> None:
-        """In the zygote, after the fork: only the child sends."""
-        self.theirs.close()
-
-    def release(self) -> None:
-        """In the zygote, once the job is reported: let the namespace go (torn down now, off the report's path)."""
-        with contextlib.suppress(OSError):  # nothing there (a child that failed before it gave): no wait
-            self.ours.setblocking(False)  # (recv_fds passes no flags to recvmsg before Python 3.12)
+    def release(self) -> int:
+        """In the zygote, once the job is reported: let the namespace go (torn down now, off the report's path);
+        nothing waits when the child failed before it gave (a child gives once, before the task runs). Returns how
+        many namespaces were let go (1, or 0 for a child that did not give)."""
+        try:
             _, fds, _, _ = socket.recv_fds(self.ours, 1, 1)
-            for fd in fds:
-                os.close(fd)
-        self.ours.close()
-        self.theirs.close()
+        except OSError:
+            return 0
+        for fd in fds:
+            os.close(fd)
+        return len(fds)
+
+
+_HELD = [b"m"]

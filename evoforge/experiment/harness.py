@@ -31,6 +31,7 @@ from evoforge import sandbox
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
+    from types import ModuleType
     from typing import Any
 
 ERROR_KEY = "__error__"
@@ -38,13 +39,23 @@ SUPERVISED = "--supervised"  # the harness supervises itself (bwrap): supervisor
 VARARGS = 0x04  # inspect.CO_VARARGS: the function takes *args
 
 
-# (path, code object) of the evaluator compiled by a warm worker's zygote before it forked this child (zygote.py):
-# what `load_evaluate` runs in place of reading and compiling the file at that path again.
-PRECOMPILED: tuple[str, Any] | None = None
+# (path, code object, blank module) of the evaluator compiled by a warm worker's zygote before it forked this child
+# (zygote.py): what `load_evaluate` runs in place of reading and compiling the file at that path again, in the module
+# the zygote made from it (blank_module) and never ran.
+PRECOMPILED: tuple[str, Any, Any] | None = None
 
 
 class BadEvaluator(Exception):
     """The evaluator file cannot be loaded or defines no callable `evaluate`."""
+
+
+def blank_module(path: str) -> ModuleType:
+    """A new module for the evaluator file at `path`, with its spec and loader, as an import by path makes one; not
+    run yet."""
+    spec = importlib.util.spec_from_file_location("evoforge_evaluator", path)
+    if spec is None or spec.loader is None:
+        raise BadEvaluator(f"evaluator file {path} cannot be imported as a Python module")
+    return importlib.util.module_from_spec(spec)
 
 
 def load_evaluate(path: str, stage: str | None = None) -> Callable[..., Any]:
@@ -53,16 +64,13 @@ def load_evaluate(path: str, stage: str | None = None) -> Callable[..., Any]:
     if not os.path.isfile(path):
         raise BadEvaluator(f"evaluator file {path} does not exist")
     sys.path.insert(0, os.path.dirname(path))  # lets the evaluator import its sibling modules
-    spec = importlib.util.spec_from_file_location("evoforge_evaluator", path)
-    if spec is None or spec.loader is None:
-        raise BadEvaluator(f"evaluator file {path} cannot be imported as a Python module")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
+    code, module = PRECOMPILED[1:] if PRECOMPILED is not None and PRECOMPILED[0] == path else (None, blank_module(path))
+    sys.modules[module.__name__] = module
     try:
-        if PRECOMPILED is not None and PRECOMPILED[0] == path:
-            exec(PRECOMPILED[1], module.__dict__)  # as exec_module does with the code it compiles
+        if code is not None:
+            exec(code, module.__dict__)  # as exec_module does with the code it compiles
         else:
-            spec.loader.exec_module(module)
+            module.__spec__.loader.exec_module(module)
     except Exception as exc:
         raise BadEvaluator(f"importing evaluator file {path} failed: {type(exc).__name__}: {exc}") from exc
     staged = getattr(module, f"evaluate_{stage}", None) if stage else None

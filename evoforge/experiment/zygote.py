@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import _signal as signal
 import gc
-import hashlib
 import inspect  # noqa: F401 - see PREIMPORTED
 import json
 import os
@@ -34,6 +33,14 @@ import time
 import traceback  # noqa: F401 - see PREIMPORTED
 
 from evoforge.experiment import harness, supervisor
+
+try:  # the interpreter's own SHA-256, not OpenSSL's through hashlib: no libcrypto loaded (and copied at each fork)
+    from _sha256 import sha256  # Python 3.11
+except ImportError:
+    try:
+        from _sha2 import sha256  # Python 3.12 on
+    except ImportError:
+        from hashlib import sha256
 from evoforge.experiment.child_jail import (
     PROBE,
     Layout,
@@ -41,6 +48,7 @@ from evoforge.experiment.child_jail import (
     Setup,
     enter,
     settle_environ,
+    settle_zygote,
     show_environ,
     take_environ,
 )
@@ -52,7 +60,7 @@ from evoforge.experiment.child_jail import (
 PREIMPORTED = ("pkgutil", "traceback", "inspect")
 MESSAGE_BYTES = 1 << 20
 COMPILED_KEPT = 4  # evaluators (by path) whose compiled code a zygote keeps
-_compiled: dict[str, tuple[str, object]] = {}  # evaluator's real path -> (sha256 of its source, its code object)
+_compiled: dict[str, tuple[str, object, object]] = {}  # evaluator's real path -> (sha256, code object, blank module)
 REAP_DEADLINE_S = 5.0
 SETUP_FAILED = 125
 
@@ -68,10 +76,12 @@ def _options(job: dict) -> supervisor.Options:
     return opts
 
 
-def child(job: dict, fds: list[int], layout: Layout, hold: MountHold | None = None) -> None:
+def child(job: dict, fds: list[int], layout: Layout, hold: MountHold | None = None,
+          opts: supervisor.Options | None = None) -> None:
     """The child of one job: becomes its own jail (handing its mount namespace to `hold`), takes the job's
     descriptors (channel 3, stdout 1, stderr 2, stdin /dev/null) and environment, then runs the harness's
-    evaluation. Never returns."""
+    evaluation under its limits (`opts`: _options(job), which the zygote worked out before the fork). Never
+    returns."""
     stderr = fds[2]
     try:
         enter(job, layout)
@@ -84,7 +94,7 @@ def child(job: dict, fds: list[int], layout: Layout, hold: MountHold | None = No
         for fd, target in ((null, 0), (high[1], 1), (high[2], 2), (high[0], 3)):
             os.dup2(fd, target)
         stderr = 2
-        supervisor._apply_limits(_options(job))  # rlimits, no blocked signal, only 0-3 left open
+        supervisor._apply_limits(opts or _options(job))  # rlimits, no blocked signal, only 0-3 left open
         os.chdir(job["cwd"])
         take_environ(job["env"], layout)
         show_environ(job["env"], layout.environ, layout.shown)
@@ -100,11 +110,12 @@ def child(job: dict, fds: list[int], layout: Layout, hold: MountHold | None = No
     os._exit(1)
 
 
-def precompiled(job: dict) -> tuple[str, object] | None:
-    """(real path, code object) of the job's evaluator, compiled once per content, for its child to run in place of
-    reading and compiling the file (harness.PRECOMPILED); only when the file holds the content whose sha256 the job
-    names (the run's sealed evaluator), else None (the child loads the file as a fresh interpreter would, and says
-    why if that fails). Compiling runs nothing of the evaluator."""
+def precompiled(job: dict) -> tuple[str, object, object] | None:
+    """(real path, code object, blank module) of the job's evaluator, compiled once per content, for its child to run
+    in place of reading and compiling the file (harness.PRECOMPILED); only when the file holds the content whose
+    sha256 the job names (the run's sealed evaluator), else None (the child loads the file as a fresh interpreter
+    would, and says why if that fails). Compiling runs nothing of the evaluator; the module (made as the harness
+    makes one from the file, harness.blank_module) is never run in here, so each child gets it blank through fork."""
     sealed, argv = job.get("evaluator_sha256"), job.get("argv")
     if not isinstance(sealed, str) or not isinstance(argv, list) or not argv or not isinstance(argv[0], str):
         return None
@@ -114,18 +125,18 @@ def precompiled(job: dict) -> tuple[str, object] | None:
             source = fh.read()
     except (OSError, ValueError):
         return None
-    if hashlib.sha256(source).hexdigest() != sealed:
+    if sha256(source).hexdigest() != sealed:
         return None
     known = _compiled.get(path)
     if known is None or known[0] != sealed:
         try:
-            code = compile(source, path, "exec", dont_inherit=True)
+            code, module = compile(source, path, "exec", dont_inherit=True), harness.blank_module(path)
         except Exception:  # noqa: BLE001 - a syntax error and the like: the child reports it as it loads the file
             return None
         if len(_compiled) >= COMPILED_KEPT:
             _compiled.clear()
-        known = _compiled[path] = (sealed, code)
-    return path, known[1]
+        known = _compiled[path] = (sealed, code, module)
+    return path, known[1], known[2]
 
 
 def kill_all() -> bool:
@@ -152,21 +163,20 @@ def run_job(job: dict, fds: list[int], layout: Layout, lifeline: int | None,
     sys.stdout.flush()
     sys.stderr.flush()
     harness.PRECOMPILED = precompiled(job)
+    opts = _options(job)
     try:
         pid = os.fork()
     except OSError as exc:
         os.write(fds[2], f"evoforge warm worker: cannot fork: {exc}\n".encode())
         return 127 << 8, "exited", True
     if pid == 0:
-        child(job, fds, layout, hold)
-    if hold is not None:
-        hold.forked()
+        child(job, fds, layout, hold, opts)
     own = os.dup(2)
     os.dup2(fds[2], 2)  # what the supervisor says of the job (a process limit) goes to the job's stderr
     for fd in fds:
         os.close(fd)
     try:
-        status, ended = supervisor.wait_child(pid, max_tasks=_options(job).max_processes, lifeline=lifeline)
+        status, ended = supervisor.wait_child(pid, max_tasks=opts.max_processes, lifeline=lifeline)
         return status, ended or "exited", kill_all()
     finally:
         sys.stderr.flush()
@@ -212,10 +222,15 @@ def serve(control: socket.socket, trials: str, staging: str, lifeline: int | Non
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the one signal a child could send its PID 1 (Python handles it)
     try:
         layout = Layout(trials, staging)
+        settle_zygote()
         settle_environ(layout)
-    except (OSError, ValueError, IndexError) as exc:
+    except (OSError, ValueError, IndexError, Setup) as exc:
         _send(control, {"ready": False, "error": f"cannot lay out the children's jails: {type(exc).__name__}: {exc}"})
         return SETUP_FAILED
+    try:
+        hold: MountHold | None = MountHold()
+    except OSError:
+        hold = None  # each child's namespace is torn down at its exit, before the report
     gc.freeze()  # what is here stays out of the children's collections: fewer of its pages copied on write
     why = _probe(layout)
     if why:
@@ -243,10 +258,6 @@ def serve(control: socket.socket, trials: str, staging: str, lifeline: int | Non
                 os.close(fd)
             _send(control, {"error": f"bad job: {exc}"})
             continue
-        try:
-            hold: MountHold | None = MountHold()
-        except OSError:
-            hold = None  # the child's namespace is torn down at its exit, before the report
         try:
             status, ended, empty = run_job(job, fds, layout, lifeline, hold)
             sent = _send(control, {"status": status, "ended": ended, "empty": empty})
