@@ -7,9 +7,10 @@ CPU of that process itself (RUSAGE_SELF: the fake server's CPU and evoforge's sa
 evoforge runs as `evoforge run` does by default: embeddings, the review and the sandbox on. OpenEvolve is installed
 from the package registry into benchmarks/.peers-venv the first time (skipped, with a message, when that fails); it
 evaluates in its own worker process, unsandboxed. The two sides run in alternating pairs (evoforge, OpenEvolve,
-evoforge, OpenEvolve; `--pairs`), pooled: this VM's speed drifts by 10-20% over minutes. Then: evoforge's CPU per trial with 100 and with 10,000 trials
-already in the record (pre-filled as overhead.py does), the sandbox start ratio (benchmarks/sandbox_start.py, when
-present) and the busy-slots measure. Prints a table and ends with one `RESULT` line.
+evoforge, OpenEvolve; `--pairs`), pooled: this VM's speed drifts by 10-20% over minutes. Then: evoforge's CPU per
+trial with 100 and with 10,000 trials already in the record (pre-filled as overhead.py does), the sandbox start
+ratio (benchmarks/sandbox_start.py, when present) and the busy-slots measure. Prints a table and ends with one
+`RESULT` line.
 
     .venv/bin/python benchmarks/peers.py [--quick] [--trials N] [--pairs 2]
 """
