@@ -89,13 +89,24 @@ def test_capped_log_never_exceeds_the_cap_and_keeps_the_end(tmp_path: Path, size
     for i in range(0, size, 7):
         log.feed(data[i : i + 7])
     tail, dropped = log.finish()
-    written = (tmp_path / "out.log").read_bytes()
+    assert (tmp_path / "out.log").exists() == (size > 0)  # a stream that stays empty leaves no file
+    written = (tmp_path / "out.log").read_bytes() if size else b""
     assert tail == data[-sandbox.TAIL_BYTES :]
     if size <= cap:
         assert written == data and dropped == 0
     else:
         assert len(written) <= cap and dropped > 0
         assert written.startswith(data[: cap // 2])
+
+
+def test_a_capped_log_replaces_an_earlier_runs_file_even_when_it_stays_empty(tmp_path: Path) -> None:
+    (tmp_path / "quiet.log").write_bytes(b"an earlier run's output\n")
+    (tmp_path / "loud.log").write_bytes(b"an earlier run's output, longer than this one's\n")
+    quiet, loud = _CappedLog(tmp_path / "quiet.log", 100), _CappedLog(tmp_path / "loud.log", 100)
+    loud.feed(b"")
+    loud.feed(b"new\n")
+    assert quiet.finish() == (b"", 0) and loud.finish() == (b"new\n", 0)
+    assert not (tmp_path / "quiet.log").exists() and (tmp_path / "loud.log").read_bytes() == b"new\n"
 
 
 def test_child_env_drops_secrets_keeps_passthrough_and_sets_pythonpath() -> None:
