@@ -185,3 +185,11 @@ def test_telemetry_report_appends_or_does_nothing(tmp_path: Path, monkeypatch: p
         telemetry.report(t=1.0)
     with pytest.raises(TypeError, match="'loss' must be a number, got str"):
         telemetry.report(loss="high")
+
+
+def test_a_capped_log_whose_file_cannot_be_made_keeps_the_tail(tmp_path: Path) -> None:
+    log = _CappedLog(tmp_path / "gone" / "out.log", 100)
+    log.feed(b"first ")
+    log.feed(b"second\n")  # no error from the pump's callback, and no second try
+    assert log.finish() == (b"first second\n", 13)  # the outcome's tail; none of it in a file
+    assert not (tmp_path / "gone").exists()

@@ -89,6 +89,7 @@ class _CappedLog:
         self.head_limit = cap - min(64 * 1024, cap // 2)
         self.file: BinaryIO | None = None  # opened by the first `feed` with bytes
         self.closed = False
+        self.unwritable = False  # the file could not be made: the stream is kept in `tail` only
         self.written = 0
         self.total = 0
         self.tail = bytearray()
@@ -98,10 +99,13 @@ class _CappedLog:
     def feed(self, data: bytes) -> None:
         if self.closed or not data:
             return
-        if self.file is None:
-            self.file = open(self.path, "wb")  # noqa: SIM115 - closed in finish()
+        if self.file is None and not self.unwritable:
+            try:
+                self.file = open(self.path, "wb")  # noqa: SIM115 - closed in finish()
+            except OSError:  # its folder is gone or full: the tail still reaches the outcome
+                self.unwritable = True
         self.total += len(data)
-        if self.written < self.head_limit:
+        if self.file is not None and self.written < self.head_limit:
             part = data[: self.head_limit - self.written]
             self.file.write(part)
             self.written += len(part)
@@ -112,8 +116,8 @@ class _CappedLog:
     def finish(self) -> tuple[bytes, int]:
         """Close the file; returns the last bytes of the stream and how many bytes the file left out."""
         self.closed = True
-        if self.file is None:  # nothing came
-            return b"", 0
+        if self.file is None:  # nothing came, or the file could not be made (then none of it is in a file)
+            return bytes(self.tail[-TAIL_BYTES:]), self.total
         rest, room = self.total - self.written, self.cap - self.written
         dropped = 0
         if rest <= room:
