@@ -18,10 +18,13 @@ HOSTILE_NAME = '<img src=x onerror="window.pwned=2">'
 
 EVALUATOR = textwrap.dedent("""\
     import runpy
+    import sys
     from evoforge.telemetry import report
 
     def evaluate(program_path):
         x = runpy.run_path(program_path)["x"]
+        print(f"evaluating x = {x}")
+        print("a warning of the evaluator's", file=sys.stderr)
         for step in range(6):
             report(step=step, loss=abs(x - 3.0) + 2.0 / (step + 1))
         if x > 3.6:

@@ -92,7 +92,7 @@ def test_trial_page_has_diff_outcome_curves_and_learning(client: TestClient, run
     assert t["diff"].startswith("--- a/") and t["parent"]["id"] == t["parent_ids"][0]
     assert len(t["curves"]["main/loss"]) == 6 and len(t["parent"]["curves"]["main/loss"]) == 6
     assert t["stages"][0]["status"] == "succeeded" and t["digest"] and t["lessons"] and t["knowledge_shown"]
-    assert "stderr.log" in t["logs"] and "stdout.log" in t["logs"]
+    assert "a warning of the evaluator's" in t["logs"]["stderr.log"] and "evaluating x =" in t["logs"]["stdout.log"]
     hostile = client.get(f"/api/runs/0/trials/{TRIALS + 1}").json()
     assert hostile["error_class"] == "evaluation_error" and "went wrong" in hostile["error_message"]
     seed = client.get("/api/runs/0/trials/1").json()

@@ -107,7 +107,8 @@ def test_a_two_stage_cascade_prunes_at_stage_one(tmp_path: Path) -> None:
     assert out.error_message == "stage 'smoke': score -2.5 misses min_score -1.5"
     assert [(s.name, s.status, s.score) for s in out.stages] == [("smoke", TrialStatus.SUCCEEDED, -2.5)]
     assert out.stages[0].metrics["stage"] == "smoke" and out.stages[0].metrics["steps"] == 3
-    assert (trial / "stdout.smoke.log").is_file() and not (trial / "stdout.full.log").exists()  # full never ran
+    assert (trial / "telemetry.smoke.jsonl").is_file() and not (trial / "telemetry.full.jsonl").exists()  # full
+    assert not (trial / "stdout.full.log").exists()  # never ran
     good, _ = evaluate(task, "START = 1.0\nSLOPE = 0.01\nDT = 0.01\n", tmp_path / "t2")
     assert good.status is TrialStatus.SUCCEEDED and [s.name for s in good.stages] == ["smoke", "full"]
     assert good.metrics["stage"] == "full" and good.metrics["steps"] == 30 and good.score == pytest.approx(-1.3)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import textwrap
 import time
 from pathlib import Path
@@ -290,13 +289,16 @@ def test_two_evaluations_overlap_in_one_event_loop(tmp_path: Path) -> None:
 
 def test_cancelling_an_evaluation_kills_its_processes(tmp_path: Path) -> None:
     task = make_task(tmp_path, timeout_s=60, limits={"isolation": "none", "network": True})
-    code = DOUBLE_FORK.replace("{tail}", "time.sleep(60)")
-    pid_file = tmp_path / "trial" / "sleeper.pid"
+    code = DOUBLE_FORK.replace("{tail}", "print('waiting', flush=True); time.sleep(60)")
+    pid_file, log = tmp_path / "trial" / "sleeper.pid", tmp_path / "trial" / "stdout.log"
+
+    def printed() -> bool:
+        return pid_file.exists() and log.exists() and log.read_bytes() == b"waiting\n"
 
     async def cancel_midway() -> None:
         job = asyncio.ensure_future(Engineer(task).evaluate(textwrap.dedent(code), tmp_path / "trial"))
         deadline = time.monotonic() + 60
-        while not pid_file.exists() and time.monotonic() < deadline:
+        while not printed() and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
         job.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -304,4 +306,4 @@ def test_cancelling_an_evaluation_kills_its_processes(tmp_path: Path) -> None:
 
     asyncio.run(cancel_midway())
     assert gone(int(pid_file.read_text()))
-    assert os.path.exists(tmp_path / "trial" / "stdout.log")
+    assert log.read_bytes() == b"waiting\n"  # what it printed before the cancel is kept

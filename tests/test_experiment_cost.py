@@ -173,6 +173,54 @@ def test_fingerprints_are_those_a_record_already_holds() -> None:
         assert static.program_fingerprint(code, "program.py") == _reference_fingerprint(code)
 
 
+# Statements whose text repeats in other places and programs (the fingerprint takes a statement's part from an
+# earlier program with the same text): decorators and comments before a statement, several on one line, a first
+# statement that is a docstring in one program and not in the next, multi-byte characters before an offset, the
+# three kinds of line ends, a line continued, and programs a few statements apart.
+SHARED = [
+    "x = 0\n@a\ndef f(): 'doc'; return 1\n",
+    "x = 0\n@b\ndef f(): 'doc'; return 1\n",
+    "x = 0\n# a comment\n@b\ndef f(): 'doc'; return 1\n",
+    "x = 0\n@b\n@a\nclass C: 'doc'\n",
+    "x = 0\n@a\nclass C: 'doc'\n",
+    "x = 'é'; y = 2\nz = 'ü' ; w = 3\n",
+    "x = 'é'; y = 3\nz = 'ü' ; w = 3\n",
+    "\n'doc'\nx = 1\n",
+    "x = 1\n'doc'\n",
+    "'doc'\n'doc'\nx = 1\n",
+    "x = 1\n'doc'\n'doc'\n",
+    "'doc'\n",
+    "x = 1\r\ny = [1,\r\n 2]\r\nif x:\r\n    'doc'\r\n",
+    "x = 1\ry = [1,\r 2]\rif x:\r    'doc'\r",
+    "x = 1 + \\\n    2\ny = 2\n",
+    "class C:\n    'doc'\n    def m(self): 'doc'\n",
+    "class C:\n    def m(self): 'doc'\n",
+    "import a.b as c, d\nfrom e import (f,\n    g as h)\ni: int = j = k = 1\n(l, [m, *n]) = o\np += 1\n",
+]
+
+
+def test_fingerprints_from_statements_seen_before_are_those_of_the_whole_program() -> None:
+    static._statements.clear()
+    programs = SHARED + [TRICKY]
+    programs += [p.replace("\n", "\r\n") for p in programs] + [p.replace("\n", "\r") for p in programs]
+    lines = TRICKY.splitlines(keepends=True)
+    programs += ["".join(lines[:n] + lines[n + 1:]) for n in range(len(lines))]  # a line left out: some do not parse
+    programs += ["".join(lines[n:] + lines[:n]) for n in range(len(lines))]
+    for code in programs * 2:  # the second time, every statement after a program's first is one seen before
+        static._parsed.cache_clear()
+        parsed = static._parsed(code)
+        try:
+            expected = _reference_fingerprint(code)
+        except SyntaxError:
+            assert parsed.fingerprint is None
+            continue
+        import ast
+
+        assert parsed.fingerprint == expected, code
+        assert parsed.names == frozenset(static._top_level_names(ast.parse(code))), code
+    assert static._statements  # the statements were kept (else this test proves nothing)
+
+
 def test_a_tasks_paths_are_resolved_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from evoforge.task.loader import load_task
 

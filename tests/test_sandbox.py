@@ -89,13 +89,24 @@ def test_capped_log_never_exceeds_the_cap_and_keeps_the_end(tmp_path: Path, size
     for i in range(0, size, 7):
         log.feed(data[i : i + 7])
     tail, dropped = log.finish()
-    written = (tmp_path / "out.log").read_bytes()
+    assert (tmp_path / "out.log").exists() == (size > 0)  # a stream that stays empty leaves no file
+    written = (tmp_path / "out.log").read_bytes() if size else b""
     assert tail == data[-sandbox.TAIL_BYTES :]
     if size <= cap:
         assert written == data and dropped == 0
     else:
         assert len(written) <= cap and dropped > 0
         assert written.startswith(data[: cap // 2])
+
+
+def test_a_capped_log_replaces_an_earlier_runs_file_even_when_it_stays_empty(tmp_path: Path) -> None:
+    (tmp_path / "quiet.log").write_bytes(b"an earlier run's output\n")
+    (tmp_path / "loud.log").write_bytes(b"an earlier run's output, longer than this one's\n")
+    quiet, loud = _CappedLog(tmp_path / "quiet.log", 100), _CappedLog(tmp_path / "loud.log", 100)
+    loud.feed(b"")
+    loud.feed(b"new\n")
+    assert quiet.finish() == (b"", 0) and loud.finish() == (b"new\n", 0)
+    assert not (tmp_path / "quiet.log").exists() and (tmp_path / "loud.log").read_bytes() == b"new\n"
 
 
 def test_child_env_drops_secrets_keeps_passthrough_and_sets_pythonpath() -> None:
@@ -174,3 +185,11 @@ def test_telemetry_report_appends_or_does_nothing(tmp_path: Path, monkeypatch: p
         telemetry.report(t=1.0)
     with pytest.raises(TypeError, match="'loss' must be a number, got str"):
         telemetry.report(loss="high")
+
+
+def test_a_capped_log_whose_file_cannot_be_made_keeps_the_tail(tmp_path: Path) -> None:
+    log = _CappedLog(tmp_path / "gone" / "out.log", 100)
+    log.feed(b"first ")
+    log.feed(b"second\n")  # no error from the pump's callback, and no second try
+    assert log.finish() == (b"first second\n", 13)  # the outcome's tail; none of it in a file
+    assert not (tmp_path / "gone").exists()

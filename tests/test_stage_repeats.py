@@ -18,6 +18,7 @@ NOISY = """
 import random, runpy
 
 def evaluate(program_path, ctx):
+    print("seed", ctx["seed"])
     if ctx["seed"] == runpy.run_path(program_path).get("FAIL_AT"):
         raise RuntimeError(f"seed {ctx['seed']} broke it")
     return {"score": 1.0 + random.Random(ctx["seed"]).gauss(0.0, 0.5), "stage": ctx["stage"]}
@@ -37,8 +38,9 @@ def test_a_task_without_stages_repeats_its_evaluation(tmp_path: Path) -> None:
     assert outcome.score == statistics.fmean(expected) and outcome.metrics["score"] == outcome.score
     assert outcome.metrics["score_repeats"] == expected
     assert outcome.metrics["score_stderr"] == statistics.stdev(expected) / 2.0
-    logs = {p.name for p in (tmp_path / "trial").iterdir() if p.suffix == ".log"}
-    assert {"stdout.log", "stdout.r1.log", "stdout.r3.log"} <= logs
+    logs = {p.name: p.read_text() for p in (tmp_path / "trial").iterdir() if p.suffix == ".log"}
+    assert [logs.get(name) for name in ("stdout.log", "stdout.r1.log", "stdout.r3.log")] == \
+        ["seed 0\n", "seed 1\n", "seed 3\n"]  # each repeat's output in a log of its own
 
 
 def test_each_stage_has_its_own_repeats_and_a_later_evaluation_other_seeds(tmp_path: Path) -> None:

@@ -77,21 +77,35 @@ def _secret(name: str) -> bool:
 
 
 class _CappedLog:
-    """Writes a stream to a file, keeping at most `cap` bytes: the head, a marker, and the tail."""
+    """Writes a stream to a file, keeping at most `cap` bytes: the head, a marker, and the tail.
+
+    The file is made when the first bytes come: a stream that stays empty leaves no file (most evaluations print
+    nothing, and making a file cost the event loop more than the rest of starting the evaluation: an inode each,
+    two a stage). A file left at `path` by an earlier run of the same stage is removed at once, so what is there
+    afterwards is this run's output or nothing."""
 
     def __init__(self, path: Path, cap: int) -> None:
         self.path, self.cap = path, cap
         self.head_limit = cap - min(64 * 1024, cap // 2)
-        self.file = open(path, "wb")  # noqa: SIM115 - closed in finish()
+        self.file: BinaryIO | None = None  # opened by the first `feed` with bytes
+        self.closed = False
+        self.unwritable = False  # the file could not be made: the stream is kept in `tail` only
         self.written = 0
         self.total = 0
         self.tail = bytearray()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
 
     def feed(self, data: bytes) -> None:
-        if self.file.closed:
+        if self.closed or not data:
             return
+        if self.file is None and not self.unwritable:
+            try:
+                self.file = open(self.path, "wb")  # noqa: SIM115 - closed in finish()
+            except OSError:  # its folder is gone or full: the tail still reaches the outcome
+                self.unwritable = True
         self.total += len(data)
-        if self.written < self.head_limit:
+        if self.file is not None and self.written < self.head_limit:
             part = data[: self.head_limit - self.written]
             self.file.write(part)
             self.written += len(part)
@@ -101,6 +115,9 @@ class _CappedLog:
 
     def finish(self) -> tuple[bytes, int]:
         """Close the file; returns the last bytes of the stream and how many bytes the file left out."""
+        self.closed = True
+        if self.file is None:  # nothing came, or the file could not be made (then none of it is in a file)
+            return bytes(self.tail[-TAIL_BYTES:]), self.total
         rest, room = self.total - self.written, self.cap - self.written
         dropped = 0
         if rest <= room:

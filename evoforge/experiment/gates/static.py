@@ -112,9 +112,66 @@ def _parsed(code: str) -> _Parsed:
         return _Parsed(None, None, exc.msg, exc.lineno)
     except ValueError as exc:  # null bytes
         return _Parsed(None, None, str(exc), syntax=False)
-    names = frozenset(_top_level_names(tree))
-    _strip_docstrings(tree)  # after the names: it edits the tree
-    return _Parsed(names, hashlib.sha256(b"py:" + _dump(tree).encode()).hexdigest())
+    if sys.version_info >= (3, 13):  # ast.dump's own text there (see `_dump`)
+        names = frozenset(_top_level_names(tree))
+        _strip_docstrings(tree)  # after the names: it edits the tree
+        return _Parsed(names, hashlib.sha256(b"py:" + _dump(tree).encode()).hexdigest())
+    return _Parsed(*_names_and_fingerprint(code, tree))
+
+
+STATEMENTS_KEPT = 4096  # top-level statements whose names and dumped text are kept, by their text
+_statements: dict[bytes, tuple[frozenset[str], str]] = {}
+
+
+def _names_and_fingerprint(code: str, tree: ast.Module) -> tuple[frozenset[str], str]:
+    """The top-level names and the fingerprint of a parsed program, statement by statement: a proposal is its
+    parent with a few statements changed, so the others' names and dumped text are taken from earlier programs.
+
+    Each top-level statement is known by its text from the end of the statement before it to its own end (the
+    comments, blank lines and decorators before it included): that text alone makes the statement, wherever it
+    stands, so it makes its names and its dump (without docstrings) too. Only the first statement is not looked
+    up: its place decides whether it is the module's docstring. The fingerprint is the module's `ast.dump` text's,
+    as `_dump` gives it."""
+    data = code.encode("utf-8")
+    starts = [0]  # of each line, in bytes (the offsets ast gives are in UTF-8 bytes), as the tokenizer counts lines
+    for line in data.splitlines(keepends=True):
+        starts.append(starts[-1] + len(line))
+    names: set[str] = set()
+    dumps: list[str] = []
+    body = tree.body
+    begin = 0
+    for index, node in enumerate(body):
+        end = starts[node.end_lineno - 1] + node.end_col_offset  # type: ignore[operator]
+        key = data[begin:end]
+        begin = end
+        known = _statements.get(key) if index else None
+        if known is None:
+            known = _statement(node, module_docstring=index == 0)
+            if index:
+                if len(_statements) >= STATEMENTS_KEPT:
+                    _statements.clear()
+                _statements[key] = known
+        names |= known[0]
+        if known[1]:
+            dumps.append(known[1])
+    if body and not dumps:  # the module's docstring alone
+        dumps.append("Pass()")
+    dumped = f"Module(body=[{', '.join(dumps)}], type_ignores=[])"
+    return frozenset(names), hashlib.sha256(b"py:" + dumped.encode()).hexdigest()
+
+
+def _statement(node: ast.stmt, *, module_docstring: bool) -> tuple[frozenset[str], str]:
+    """A top-level statement's names and its dumped text without docstrings ("" for the module's docstring)."""
+    holder = ast.Module(body=[node], type_ignores=[])
+    names = frozenset(_top_level_names(holder))
+    if module_docstring and _is_docstring(node):
+        return names, ""
+    _strip_docstrings(node)  # after the names: it edits the tree
+    return names, _format(node)
+
+
+def _is_docstring(node: ast.stmt) -> bool:
+    return isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)
 
 
 _SCOPES = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)  # what may open with a docstring
@@ -129,8 +186,7 @@ def _strip_docstrings(tree: ast.Module) -> None:
         node = stack.pop()
         if isinstance(node, _SCOPES):
             body = node.body
-            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
-                    and isinstance(body[0].value.value, str):
+            if body and _is_docstring(body[0]):
                 node.body = body[1:] or [ast.Pass()]
         for field in _BLOCKS:
             block = getattr(node, field, None)
