@@ -1,12 +1,12 @@
 """MiniLM's forward pass as an ONNX graph run by ONNX Runtime on one thread, for a trial's one or two short texts.
 Its 36 dense projections compute in int8: weights quantized once per output channel (symmetric, scale = the
 column's largest |w| / 127), each input quantized as it comes (one scale for the text), so one 18-token text takes
-~2.1 ms of CPU instead of ~6.2 ms in float32 on this project's machines. Attention, layer norms, GELU and pooling
-stay float32. Vectors agree with the float32 pass of embeddings.py to cosine ≥ 0.988 (mean 0.994 over the 94 texts
-of benchmarks/retrieval and tests/minilm_reference.json; 0.980 for the empty text), and the labelled retrieval set
-ranks as well (benchmarks/cognition.py --retrieval). The graph is built in memory from the weights already loaded;
-when `onnxruntime` or `onnx` is not installed, or cannot run it, `OnnxForward.build` returns None and the numpy pass
-does the work.
+~2.2-2.7 ms of CPU (~0.1 ms a token) instead of ~6.2 ms in float32 on this project's machines. Attention, layer
+norms, GELU and pooling stay float32. Vectors agree with the float32 pass of embeddings.py to cosine ≥ 0.98 (mean
+0.993 over the 94 texts of benchmarks/retrieval and tests/minilm_reference.json; 0.980 for the empty text), and the
+labelled retrieval set ranks as well (benchmarks/cognition.py --retrieval). The graph is built in memory from the
+weights already loaded; when `onnxruntime` or `onnx` is not installed, or cannot run it, `OnnxForward.build` returns
+None and the numpy pass does the work.
 
 The graph is written with ONNX Runtime's fused CPU kernels (domain com.microsoft) rather than left for its optimizer
 to find: per layer one QAttention (the three int8 projections in one product, then attention), three
