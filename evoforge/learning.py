@@ -234,41 +234,45 @@ class NoveltyGate:
         return NoveltyDecision(None if novel else near, (call,))
 
     def _nearest(self, proposal: Proposal, evaluated: Sequence[Trial]) -> Trial | None:
-        """The most similar evaluated trial at or over the novelty threshold (runs on the base's thread).
+        """The most similar evaluated trial at or over the novelty threshold (runs on the base's thread); of equally
+        similar ones, the first in `evaluated`.
 
         Code similarity first: a trial whose code is too far for even a perfect motivation match to reach the
         threshold is out, and only the motivations of the trials left are encoded (the encoder's cache answers
-        for texts seen before), in one batch with the proposal's."""
+        for texts seen before), in one batch with the proposal's. The similarities are computed together, as
+        arrays: the pool holds a few hundred trials, and a Python step per trial cost more than the encoding."""
         threshold = self.task.config.analysis.novelty_threshold
         pool = [t for t in evaluated  # a rejected trial was never evaluated, and a reuse repeats its original
                 if t.code and t.reused_from is None and t.status is not TrialStatus.REJECTED]
-        codes = text_similarities(proposal.code, [trial.code for trial in pool])
-        near = [(trial, code) for trial, code in zip(pool, codes, strict=True) if could_reach(code, threshold)]
+        codes = np.array(text_similarities(proposal.code, [trial.code for trial in pool]), dtype=np.float64)
+        near = np.flatnonzero(could_reach(codes, threshold)).tolist()
         if not near:
             return None
-        vectors = self._motivation_vectors(proposal.motivation, [trial.motivation for trial, _ in near])
-        best: tuple[float, Trial] | None = None
-        for (trial, code), theirs in zip(near, vectors[1:], strict=True):
-            similarity = self._similarity(proposal, trial, code, vectors[0], theirs)
-            if similarity >= threshold and (best is None or similarity > best[0]):
-                best = (similarity, trial)
-        return None if best is None else best[1]
+        trials = [pool[i] for i in near]
+        similarities = self._similarities(proposal, trials, codes[near])
+        over = similarities >= threshold
+        if not over.any():
+            return None
+        return trials[int(np.where(over, similarities, -np.inf).argmax())]  # argmax: the first of equal ones
 
-    def _motivation_vectors(self, mine: str, theirs: list[str]) -> list[np.ndarray | None]:
-        """Embeddings of the proposal's motivation and the others' (None for an empty one, or all None without an
-        encoder or when the proposal has no motivation: the shingles decide then), encoded in one call."""
+    def _similarities(self, proposal: Proposal, trials: list[Trial], codes: np.ndarray) -> np.ndarray:
+        """Each trial's similarity to the proposal: motivation (cosine of embeddings) and code (`codes`, shingles)
+        weighted 0.4 / 0.6; by shingles alone (`proposal_similarity`) where a motivation is empty, or for all of
+        them without an encoder. The motivations are encoded in one call, each distinct text once."""
+        out = np.empty(len(trials), dtype=np.float64)
         encoder = self.kb.encoder
-        if encoder is None or not mine:
-            return [None] * (1 + len(theirs))
-        distinct = list(dict.fromkeys(text for text in (mine, *theirs) if text))
-        vectors = dict(zip(distinct, encoder.encode(distinct), strict=True))
-        return [vectors[mine], *(vectors[text] if text else None for text in theirs)]
-
-    @staticmethod
-    def _similarity(proposal: Proposal, trial: Trial, code: float, mine: np.ndarray | None,
-                    theirs: np.ndarray | None) -> float:
-        """Motivation (cosine of embeddings, else shingles) and code (shingles) similarity, weighted 0.4 / 0.6."""
-        if mine is None or theirs is None:
-            return proposal_similarity(proposal.motivation, proposal.code, trial.motivation, trial.code)
-        cosine = float(np.dot(mine, theirs))
-        return 0.4 * cosine + 0.6 * code
+        dense = [i for i, trial in enumerate(trials) if trial.motivation] if proposal.motivation else []
+        if encoder is not None and dense:
+            theirs = [trials[i].motivation for i in dense]
+            distinct = list(dict.fromkeys((proposal.motivation, *theirs)))
+            vectors = encoder.encode(distinct)
+            row = {text: i for i, text in enumerate(distinct)}
+            cosines = (vectors[[row[text] for text in theirs]] @ vectors[0]).astype(np.float64)
+            out[dense] = 0.4 * cosines + 0.6 * codes[dense]
+        else:
+            dense = []
+        if len(dense) < len(trials):
+            for i in sorted(set(range(len(trials))).difference(dense)):
+                trial = trials[i]
+                out[i] = proposal_similarity(proposal.motivation, proposal.code, trial.motivation, trial.code)
+        return out

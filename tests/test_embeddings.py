@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
+from evoforge.memory.cognition._onnx import OnnxForward
 from evoforge.memory.cognition.embeddings import HashEncoder, embeddings_available, load_encoder
 
 # tests/minilm_reference.json was made once, outside the test suite, in a throwaway venv with torch 2.13.0 (CPU)
@@ -92,6 +94,28 @@ def test_the_int8_runtime_pass_is_close_to_float32_and_independent_of_its_batch(
     finally:
         del onnx._session.run
     assert calls == [1, 1]
+
+
+@needs_model
+def test_the_runtime_graph_is_few_fused_kernels_and_no_skip_layer_normalization(tmp_path: Path) -> None:
+    """What ONNX Runtime runs for one text, after its own optimizations: per layer one QAttention (the three int8
+    projections and the attention), three DynamicQuantizeMatMul and a Gelu — ~60 nodes, not ~155 (each costs the
+    run a few µs) — and Add + LayerNormalization, not its SkipLayerNormalization (~4× slower here)."""
+    pytest.importorskip("onnxruntime")
+    onnx = pytest.importorskip("onnx")
+    encoder = load_encoder()
+    assert encoder is not None
+    saved = tmp_path / "optimized.onnx"
+    forward = OnnxForward.build(encoder._w, 6, optimized_path=str(saved))
+    assert forward is not None
+    ops = Counter(node.op_type for node in onnx.load(str(saved), load_external_data=False).graph.node)
+    assert ops["SkipLayerNormalization"] == 0 and ops["LayerNormalization"] == 13, ops
+    assert ops["QAttention"] == 6 and ops["DynamicQuantizeMatMul"] == 18 and ops["Gelu"] == 6, ops
+    assert ops["Transpose"] == ops["Reshape"] == ops["Softmax"] == 0, ops
+    assert sum(ops.values()) <= 70, ops
+    vectors = forward([[101, 7592, 102], [101, 102]])  # pooled and normalised by the graph
+    assert vectors.shape == (2, 384) and np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert np.allclose(vectors[:1], encoder.encode(["hello"]), atol=1e-6)
 
 
 @needs_model

@@ -8,6 +8,7 @@ import re
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
+from typing import cast
 
 import numpy as np
 
@@ -61,22 +62,22 @@ class _ShingleCache:
         return self.get_many([text])[0]
 
     def get_many(self, texts: Sequence[str]) -> list[_Entry]:
-        found: list[_Entry | None] = []
         with self._lock:
-            for text in texts:
-                entry = self._entries.get(text)
+            entries = self._entries
+            found = [entries.get(text) for text in texts]
+            for text, entry in zip(texts, found, strict=True):
                 if entry is not None:
-                    self._entries.move_to_end(text)
-                found.append(entry)
+                    entries.move_to_end(text)
+        if None not in found:  # all seen before: the novelty gate's pool, nearly always
+            return cast(list[_Entry], found)
         missing = {text: self._entry(text) for text, entry in zip(texts, found, strict=True) if entry is None}
-        if missing:
-            with self._lock:
-                for text, entry in missing.items():
-                    if text not in self._entries:
-                        self._entries[text] = entry
-                        self._size += len(entry.shingles)
-                while self._size > self._capacity and self._entries:
-                    self._size -= len(self._entries.popitem(last=False)[1].shingles)
+        with self._lock:
+            for text, entry in missing.items():
+                if text not in self._entries:
+                    self._entries[text] = entry
+                    self._size += len(entry.shingles)
+            while self._size > self._capacity and self._entries:
+                self._size -= len(self._entries.popitem(last=False)[1].shingles)
         return [entry if entry is not None else missing[text] for text, entry in zip(texts, found, strict=True)]
 
     def dense(self, entries: Sequence[_Entry]) -> tuple[list[np.ndarray], int]:
@@ -85,14 +86,17 @@ class _ShingleCache:
             if len(self._ids) > self._vocabulary:
                 self._ids.clear()
                 self._generation += 1
-            out = []
-            for entry in entries:
-                if entry.ids is None or entry.ids[0] != self._generation:
-                    ids = self._ids
-                    dense = [ids.setdefault(h, len(ids)) for h in entry.shingles]
-                    entry.ids = (self._generation, np.array(dense, dtype=np.int32))
-                out.append(entry.ids[1])
+            generation = self._generation
+            out = [entry.ids[1] if entry.ids is not None and entry.ids[0] == generation else self._dense(entry)
+                   for entry in entries]
             return out, len(self._ids)
+
+    def _dense(self, entry: _Entry) -> np.ndarray:
+        """(Under the lock.) The entry's shingles as ids of this generation, given now."""
+        ids = self._ids
+        dense = np.array([ids.setdefault(h, len(ids)) for h in entry.shingles], dtype=np.int32)
+        entry.ids = (self._generation, dense)
+        return dense
 
     @staticmethod
     def _entry(text: str) -> _Entry:
@@ -121,25 +125,28 @@ def text_similarities(text: str, others: Sequence[str]) -> list[float]:
     """`text_similarity(text, other)` for each of `others`, the same numbers, computed together: the shingles that
     each of the others shares with the text are counted by one numpy gather over all of them, instead of one set
     intersection per pair (the novelty gate compares each proposal with a few hundred programs, ~15 µs a pair in
-    sets for a 50-line one)."""
+    sets for a 50-line one), and the ratios by one numpy division."""
     mine, *theirs = _CACHE.get_many([text, *others])
+    if mine.count < SHINGLE:  # empty or very short: text_similarity's own rules, pair by pair
+        return [text_similarity(text, other) for other in others]
+    bulk = [i for i, entry in enumerate(theirs) if entry.count >= SHINGLE]
     out = [0.0] * len(others)
-    bulk: list[int] = []
-    for i, entry in enumerate(theirs):
-        if min(mine.count, entry.count) >= SHINGLE:
-            bulk.append(i)
-        else:  # empty or very short texts: text_similarity's own rules
+    if len(bulk) < len(others):  # the others' empty or very short texts
+        for i in sorted(set(range(len(others))).difference(bulk)):
             out[i] = text_similarity(text, others[i])
     if bulk:
-        (ids, *arrays), size = _CACHE.dense([mine, *(theirs[i] for i in bulk)])
+        compared = theirs if len(bulk) == len(theirs) else [theirs[i] for i in bulk]
+        (ids, *arrays), size = _CACHE.dense([mine, *compared])
         shared = np.zeros(size, dtype=bool)
         shared[ids] = True
-        lengths = np.array([len(array) for array in arrays])  # each at least 1: a text of 3 tokens has a shingle
+        lengths = np.fromiter(map(len, arrays), dtype=np.int64, count=len(arrays))  # each ≥ 1: 3 tokens, a shingle
         starts = np.cumsum(lengths) - lengths
-        commons = np.add.reduceat(shared[np.concatenate(arrays)], starts, dtype=np.int64).tolist()
-        mine_size = len(mine.shingles)
-        for i, length, common in zip(bulk, lengths.tolist(), commons, strict=True):
-            out[i] = common / (mine_size + length - common)
+        commons = np.add.reduceat(shared[np.concatenate(arrays)], starts, dtype=np.int64)
+        ratios = (commons / (len(mine.shingles) + lengths - commons)).tolist()  # int64 / int64: exact as Python's
+        if len(bulk) == len(others):
+            return ratios
+        for i, ratio in zip(bulk, ratios, strict=True):
+            out[i] = ratio
     return out
 
 
@@ -149,9 +156,9 @@ def proposal_similarity(motivation_a: str, code_a: str, motivation_b: str, code_
     return CODE_WEIGHT * code + (1 - CODE_WEIGHT) * text_similarity(motivation_a, motivation_b)
 
 
-def could_reach(code_similarity: float, threshold: float) -> bool:
+def could_reach(code_similarity: float | np.ndarray, threshold: float) -> bool | np.ndarray:
     """Whether a proposal with this code similarity could reach the threshold with the most similar motivation
-    possible; when not, its motivation need not be compared (nor encoded)."""
+    possible; when not, its motivation need not be compared (nor encoded). Elementwise for an array."""
     return CODE_WEIGHT * code_similarity + (1 - CODE_WEIGHT) * MOTIVATION_MAX >= threshold
 
 

@@ -1,6 +1,6 @@
 """Each distinct text encoded once: the vectors of what the cognition base encodes besides its items (retrieval
-queries, lessons, the novelty gate's motivations) kept by encoder name and text hash, in memory and in the base's
-own database, so that they survive a resume and are shared by runs on one base."""
+queries, lessons, the novelty gate's motivations) kept in memory by text, and in the base's own database by encoder
+name and text hash, so that they survive a resume and are shared by runs on one base."""
 
 from __future__ import annotations
 
@@ -55,8 +55,10 @@ class CachedEncoder:
     that wrote to the same base with the same encoder) is not encoded again; the misses of one call go to the
     encoder as one batch.
 
-    A text this process has seen is answered from memory. The keys the table holds for this encoder are read once,
-    at the first miss, so a new text goes to the encoder without a look-up that would find nothing (a text another
+    A text this process has seen is answered from memory, found by the text itself: no hash to compute (the novelty
+    gate asks for a few hundred motivations a trial, nearly all seen before; the `MEMORY_VECTORS` texts kept are
+    queries, lessons and motivations, a few kB at most each). The keys the table holds for this encoder are read
+    once, at the first miss, so a new text goes to the encoder without a look-up that would find nothing (a text another
     process stores later is encoded again here: the same vector, never a wrong one). New vectors are written
     `SAVE_EVERY` at a time, in one statement, and the rest by `flush` (the base's `close`)."""
 
@@ -75,34 +77,38 @@ class CachedEncoder:
         self._warned = False
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
-        keys = [text_key(text) for text in texts]
         with self._lock:
+            memory = self._memory
             found: dict[str, np.ndarray] = {}
-            for key in keys:
-                vector = self._memory.get(key)
-                if vector is None:
-                    vector = self._pending.get(key)
-                else:
-                    self._memory.move_to_end(key)
+            for text in texts:
+                vector = memory.get(text)
                 if vector is not None:
-                    found[key] = vector
-            unseen = [key for key in dict.fromkeys(keys) if key not in found]
-            stored = self._maybe_stored(unseen)
-            if stored:
-                found.update(self._load(stored))
-            new = {key: text for key, text in zip(keys, texts, strict=True) if key not in found}
-            if new:
-                fresh = dict(zip(new, self.inner.encode(list(new.values())), strict=True))
-                self._pending.update(fresh)
-                found.update(fresh)
-                if len(self._pending) >= SAVE_EVERY:
-                    self._flush()
-            for key in unseen:
-                self._remember(key, found[key])
-        out = np.empty((len(texts), self.dim), dtype=np.float32)
-        for i, key in enumerate(keys):
-            out[i] = found[key]
-        return out
+                    memory.move_to_end(text)
+                    found[text] = vector
+            missing = [text for text in dict.fromkeys(texts) if text not in found]
+            if missing:
+                found.update(self._fetch(missing))
+        if not texts:
+            return np.empty((0, self.dim), dtype=np.float32)
+        return np.array([found[text] for text in texts], dtype=np.float32)
+
+    def _fetch(self, texts: list[str]) -> dict[str, np.ndarray]:
+        """(Under the lock.) The vectors of distinct texts not in memory: not written yet, stored, or encoded now."""
+        keys = {text: text_key(text) for text in texts}
+        found = {text: self._pending[key] for text, key in keys.items() if key in self._pending}
+        stored = self._maybe_stored([key for text, key in keys.items() if text not in found])
+        if stored:
+            loaded = self._load(stored)
+            found.update((text, loaded[key]) for text, key in keys.items() if key in loaded)
+        new = [text for text in texts if text not in found]
+        if new:
+            for text, vector in zip(new, self.inner.encode(new), strict=True):
+                found[text] = self._pending[keys[text]] = vector
+            if len(self._pending) >= SAVE_EVERY:
+                self._flush()
+        for text in texts:
+            self._remember(text, found[text])
+        return found
 
     def flush(self) -> None:
         """Write the vectors not written yet."""
@@ -136,8 +142,8 @@ class CachedEncoder:
             return set()
         return {_short(key) for key in rows}
 
-    def _remember(self, key: str, vector: np.ndarray) -> None:
-        self._memory[key] = vector
+    def _remember(self, text: str, vector: np.ndarray) -> None:
+        self._memory[text] = vector
         if len(self._memory) > self._capacity:
             self._memory.popitem(last=False)
 

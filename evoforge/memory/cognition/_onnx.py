@@ -1,38 +1,50 @@
 """MiniLM's forward pass as an ONNX graph run by ONNX Runtime on one thread, for a trial's one or two short texts.
 Its 36 dense projections compute in int8: weights quantized once per output channel (symmetric, scale = the
-column's largest |w| / 127), each input quantized as it comes (DynamicQuantizeLinear: one scale for the text), so
-one 18-token text takes ~2.6 ms instead of ~6.2 ms in float32 on this project's machines. Attention, layer norms,
-GELU and pooling stay float32. Vectors agree with the float32 pass of embeddings.py to cosine ≥ 0.988 (mean 0.994
-over the 94 texts of benchmarks/retrieval and tests/minilm_reference.json; 0.980 for the empty text), and the
+column's largest |w| / 127), each input quantized as it comes (one scale for the text), so one 18-token text takes
+~2.2-2.7 ms of CPU (~0.1 ms a token) instead of ~6.2 ms in float32 on this project's machines. Attention, layer
+norms, GELU and pooling stay float32. Vectors agree with the float32 pass of embeddings.py to cosine ≥ 0.98 (mean
+0.993 over the 94 texts of benchmarks/retrieval and tests/minilm_reference.json; 0.980 for the empty text), and the
 labelled retrieval set ranks as well (benchmarks/cognition.py --retrieval). The graph is built in memory from the
-weights already loaded; when `onnxruntime` or `onnx` is not installed, `OnnxForward.build` returns None and the
-numpy pass does the work."""
+weights already loaded; when `onnxruntime` or `onnx` is not installed, or cannot run it, `OnnxForward.build` returns
+None and the numpy pass does the work.
+
+The graph is written with ONNX Runtime's fused CPU kernels (domain com.microsoft) rather than left for its optimizer
+to find: per layer one QAttention (the three int8 projections in one product, then attention), three
+DynamicQuantizeMatMul and a Gelu, ~60 nodes in all instead of ~170 (each node costs the run a few µs). Its fusion of
+Add + LayerNormalization into SkipLayerNormalization is turned off: that kernel took ~40 µs for an 18 × 384 input
+where the two nodes take ~11 µs (ONNX Runtime 1.32), ~0.3 ms a text over 12 of them."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 log = logging.getLogger(__name__)
 
-HEADS, HEAD_DIM, WIDTH = 12, 32, 384
+HEADS, WIDTH = 12, 384
 EPS = 1e-12
+MS = "com.microsoft"  # ONNX Runtime's own operators, built into its CPU package
+DISABLED_FUSIONS = ["SkipLayerNormFusion"]  # slower than the Add and LayerNormalization it replaces (see above)
 
 
 class OnnxForward:
-    """Hidden states (batch, tokens, 384) of MiniLM for padded token ids and their attention mask."""
+    """Mean-pooled, L2-normalised MiniLM vectors of texts' token ids, one text per run."""
 
-    def __init__(self, session: Any, keep: list[Any]) -> None:
+    def __init__(self, session: Any, keep: list[Any], positions: int) -> None:
         self._session = session
         self._keep = keep  # the OrtValues the session reads the weights from (they must outlive it)
+        self._positions = np.arange(positions, dtype=np.int64)
 
     @classmethod
-    def build(cls, weights: Mapping[str, np.ndarray], layers: int) -> OnnxForward | None:
+    def build(cls, weights: Mapping[str, np.ndarray], layers: int, *,
+              optimized_path: str | None = None) -> OnnxForward | None:
         """The session for `weights` (embeddings.py's dict: names as in model.safetensors, dense and attention
-        matrices already transposed to (in, out)); None when ONNX Runtime or onnx is not installed."""
+        matrices already transposed to (in, out)); None when ONNX Runtime or onnx is not installed, or cannot run
+        the graph. `optimized_path`: where ONNX Runtime saves the graph it runs, after its own fusions (to see
+        them)."""
         try:
             import onnxruntime as ort
             from onnx import TensorProto, helper
@@ -44,25 +56,29 @@ class OnnxForward:
         options.intra_op_num_threads = 1  # a trial's few texts; threads would fight the evaluations for the cores
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
+        if optimized_path is not None:
+            options.optimized_model_filepath = optimized_path
         names = list(graph.external)
         values = [ort.OrtValue.ortvalue_from_numpy(graph.external[name]) for name in names]
         options.add_external_initializers(names, values)
+        positions = len(weights["embeddings.position_embeddings.weight"])
         try:
-            session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+            session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"],
+                                           disabled_optimizers=DISABLED_FUSIONS)
+            forward = cls(session, values, positions)
+            forward([[101, 102]])  # one run now: a runtime without these kernels fails here, not in a trial
         except Exception as exc:  # noqa: BLE001 - an ONNX Runtime that cannot run the graph: numpy does
             log.warning("cognition base: ONNX Runtime cannot run the encoder (%s); encoding with numpy", exc)
             return None
-        return cls(session, values)
+        return forward
 
-    def __call__(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        """Hidden states of each text run alone, unpadded: an input's int8 scale covers its whole tensor, so a text
-        batched with others (or with padding) would get a vector that depends on its neighbours."""
-        out = np.zeros((*ids.shape, WIDTH), dtype=np.float32)
-        for row in range(ids.shape[0]):
-            length = int(mask[row].sum())
-            feeds = {"ids": ids[row : row + 1, :length].astype(np.int64),
-                     "positions": np.arange(length, dtype=np.int64)}
-            out[row, :length] = self._session.run(None, feeds)[0][0]
+    def __call__(self, token_ids: Sequence[Sequence[int]]) -> np.ndarray:
+        """One vector per text, each run alone and unpadded: an input's int8 scale covers its whole tensor, so a
+        text batched with others (or with padding) would get a vector that depends on its neighbours."""
+        out = np.empty((len(token_ids), WIDTH), dtype=np.float32)
+        for row, ids in enumerate(token_ids):
+            feeds = {"ids": np.array([ids], dtype=np.int64), "positions": self._positions[: len(ids)]}
+            out[row] = self._session.run(None, feeds)[0][0]
         return out
 
 
@@ -75,7 +91,6 @@ class _Graph:
         self.initializers: list[Any] = []
         self.external: dict[str, np.ndarray] = {}
         self._n = 0
-        self._quantized: dict[str, tuple[str, str, str]] = {}  # a tensor's DynamicQuantizeLinear outputs, made once
 
     def const(self, name: str, array: np.ndarray) -> str:
         array = np.ascontiguousarray(array)
@@ -91,67 +106,53 @@ class _Graph:
         self.external[name] = array
         return name
 
-    def op(self, kind: str, inputs: list[str], **attributes: Any) -> str:
+    def op(self, kind: str, inputs: list[str], domain: str = "", outputs: int = 1, **attributes: Any) -> str:
+        """Adds a node; returns its (first) output's name, the others being that name + "_1", "_2"…"""
         self._n += 1
         out = f"v{self._n}"
-        self.nodes.append(self.h.make_node(kind, inputs, [out], **attributes))
+        names = [out, *(f"{out}_{i}" for i in range(1, outputs))]
+        self.nodes.append(self.h.make_node(kind, inputs, names, domain=domain or None, **attributes))
         return out
 
     def minilm(self, w: Mapping[str, np.ndarray], layers: int) -> Any:
         h, tp = self.h, self.tp
         word = self.op("Gather", [self.const("word", w["embeddings.word_embeddings.weight"]), "ids"])
-        position = self.op("Gather", [self.const("position", w["embeddings.position_embeddings.weight"]), "positions"])
-        kind = self.const("type", w["embeddings.token_type_embeddings.weight"][0])
-        x = self.op("Add", [self.op("Add", [word, position]), kind])
-        x = self._norm(x, w, "embeddings.LayerNorm")
-        heads = self.const("heads", np.array([0, 0, HEADS, HEAD_DIM], dtype=np.int64))
-        width = self.const("width", np.array([0, 0, WIDTH], dtype=np.int64))
-        scale = self.const("scale", np.array(1.0 / np.sqrt(HEAD_DIM), dtype=np.float32))
-        half, one = self.const("half", np.array(0.5, np.float32)), self.const("one", np.array(1.0, np.float32))
-        inv_sqrt2 = self.const("inv_sqrt2", np.array(1.0 / np.sqrt(2.0), dtype=np.float32))
+        # every token has type 0: its embedding is added to the position table once, here
+        table = w["embeddings.position_embeddings.weight"] + w["embeddings.token_type_embeddings.weight"][0]
+        x = self._norm(self.op("Add", [word, self.op("Gather", [self.const("position", table), "positions"])]), w,
+                       "embeddings.LayerNorm")
         for layer in range(layers):
             p = f"encoder.layer.{layer}."
-
-            def proj(x: str, name: str, p: str = p) -> str:
-                bias = p + name + ".bias"
-                return self.op("Add", [self.int8_matmul(x, p + name + ".weight", w[p + name + ".weight"]),
-                                       self.const(bias, w[bias])])
-
-            def split(x: str, perm: list[int]) -> str:
-                return self.op("Transpose", [self.op("Reshape", [x, heads])], perm=perm)
-
-            q = split(proj(x, "attention.self.query"), [0, 2, 1, 3])
-            k = split(proj(x, "attention.self.key"), [0, 2, 3, 1])
-            v = split(proj(x, "attention.self.value"), [0, 2, 1, 3])
-            scores = self.op("Mul", [self.op("MatMul", [q, k]), scale])  # one unpadded text: no mask
-            context = self.op("MatMul", [self.op("Softmax", [scores], axis=-1), v])
-            context = self.op("Reshape", [self.op("Transpose", [context], perm=[0, 2, 1, 3]), width])
-            x = self._norm(self.op("Add", [proj(context, "attention.output.dense"), x]), w,
+            qkv = [f"{p}attention.self.{name}." for name in ("query", "key", "value")]
+            weight, scale = self._quantized(p + "qkv", np.concatenate([w[n + "weight"] for n in qkv], axis=1))
+            bias = self.const(p + "qkv.bias", np.concatenate([w[n + "bias"] for n in qkv]))
+            xq = self.op("DynamicQuantizeLinear", [x], outputs=3)  # uint8 x, its scale, its zero point
+            context = self.op("QAttention", [xq, weight, bias, f"{xq}_1", scale, "", f"{xq}_2"], MS,
+                              num_heads=HEADS)  # one unpadded text: no mask
+            x = self._norm(self.op("Add", [self._dense(context, w, p + "attention.output.dense"), x]), w,
                            p + "attention.output.LayerNorm")
-            inner = proj(x, "intermediate.dense")  # exact GELU: x/2 · (1 + erf(x/√2))
-            gelu = self.op("Mul", [self.op("Mul", [inner, half]),
-                                   self.op("Add", [one, self.op("Erf", [self.op("Mul", [inner, inv_sqrt2])])])])
-            x = self._norm(self.op("Add", [proj(gelu, "output.dense"), x]), w, p + "output.LayerNorm")
-        inputs = [h.make_tensor_value_info("ids", tp.INT64, ["batch", "tokens"]),
+            gelu = self.op("Gelu", [self._dense(x, w, p + "intermediate.dense")], MS)  # exact: x/2 · (1 + erf(x/√2))
+            x = self._norm(self.op("Add", [self._dense(gelu, w, p + "output.dense"), x]), w, p + "output.LayerNorm")
+        pooled = self.op("ReduceMean", [x], axes=[1], keepdims=0)  # mean over the tokens (opset 17: an attribute)
+        vector = self.op("LpNormalization", [pooled], axis=-1, p=2)
+        inputs = [h.make_tensor_value_info("ids", tp.INT64, [1, "tokens"]),
                   h.make_tensor_value_info("positions", tp.INT64, ["tokens"])]
-        output = h.make_tensor_value_info(x, tp.FLOAT, ["batch", "tokens", WIDTH])
+        output = h.make_tensor_value_info(vector, tp.FLOAT, [1, WIDTH])
         graph = h.make_graph(self.nodes, "all-MiniLM-L6-v2", inputs, [output], self.initializers)
-        return h.make_model(graph, opset_imports=[h.make_opsetid("", 17)], ir_version=8)
+        return h.make_model(graph, opset_imports=[h.make_opsetid("", 17), h.make_opsetid(MS, 1)], ir_version=8)
 
-    def int8_matmul(self, x: str, name: str, weight: np.ndarray) -> str:
-        """x @ weight in int8 (weight: (in, out) float32): the weight quantized per output column, x as it comes
-        (uint8, one scale and zero point for the tensor); the int32 product cast back and scaled. ONNX Runtime fuses
-        the four nodes into one (DynamicQuantizeMatMul)."""
+    def _quantized(self, name: str, weight: np.ndarray) -> tuple[str, str]:
+        """`weight` ((in, out) float32) in int8 per output column, and the columns' scales."""
         scale = np.maximum(np.abs(weight).max(axis=0), 1e-12) / 127.0
         quantized = np.clip(np.rint(weight / scale), -127, 127).astype(np.int8)
-        if x not in self._quantized:
-            outs = [f"{x}_q", f"{x}_scale", f"{x}_zero"]
-            self.nodes.append(self.h.make_node("DynamicQuantizeLinear", [x], outs))
-            self._quantized[x] = (outs[0], outs[1], outs[2])
-        xq, x_scale, x_zero = self._quantized[x]
-        product = self.op("MatMulInteger", [xq, self.const(name + ".q", quantized), x_zero])
-        scales = self.op("Mul", [x_scale, self.const(name + ".scale", scale.astype(np.float32))])
-        return self.op("Mul", [self.op("Cast", [product], to=self.tp.FLOAT), scales])
+        return self.const(name + ".q", quantized), self.const(name + ".scale", scale.astype(np.float32))
+
+    def _dense(self, x: str, w: Mapping[str, np.ndarray], name: str) -> str:
+        """x @ weight + bias in int8: x quantized as it comes (uint8, one scale and zero point for the tensor), the
+        int32 product scaled back to float32, in one node."""
+        weight, scale = self._quantized(name + ".weight", w[name + ".weight"])
+        return self.op("DynamicQuantizeMatMul", [x, weight, scale, "", self.const(name + ".bias", w[name + ".bias"])],
+                       MS)
 
     def _norm(self, x: str, w: Mapping[str, np.ndarray], name: str) -> str:
         return self.op("LayerNormalization", [x, self.const(name + ".weight", w[name + ".weight"]),

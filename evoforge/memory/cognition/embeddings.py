@@ -130,15 +130,17 @@ class MiniLMEncoder:
         return ids
 
     def _forward(self, token_ids: list[list[int]], *, small: bool = False) -> np.ndarray:
-        """Mean-pooled, normalised vectors of padded token ids: ONNX Runtime on one thread for a few texts (when
-        installed), numpy (multi-threaded BLAS) for a batch."""
+        """Mean-pooled, normalised vectors of token ids: ONNX Runtime on one thread for a few texts (when installed;
+        its graph pools and normalises), numpy (multi-threaded BLAS) for a padded batch."""
+        if small and self._onnx is not None:
+            return self._onnx(token_ids)
         width = max(len(row) for row in token_ids)
         ids = np.zeros((len(token_ids), width), dtype=np.int64)
         mask = np.zeros((len(token_ids), width), dtype=np.float32)
         for i, row in enumerate(token_ids):
             ids[i, : len(row)] = row
             mask[i, : len(row)] = 1.0
-        h = self._onnx(ids, mask) if small and self._onnx is not None else self._hidden(ids, mask)
+        h = self._hidden(ids, mask)
         pooled = (h * mask[..., None]).sum(1) / np.maximum(mask.sum(1, keepdims=True), 1e-9)
         return _normalise(pooled)
 
