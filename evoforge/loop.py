@@ -211,10 +211,15 @@ class Conductor(Recovery):
             if self.eval_slots.locked():  # its first stage starts while it waits: the start's latency is hidden
                 await self.engineer.start_ahead(trial.code, trial_dir)
             async with self.eval_slots:  # look for the original once a slot is ours: it may have finished meanwhile
+                # the jail starts while the record marks the trial running (nothing of the candidate runs before
+                # `evaluate`; a repeat's or a lost claim's start is dropped below)
+                starting = asyncio.ensure_future(self.engineer.start_ahead(trial.code, trial_dir))
                 try:
                     original, trial, history = await self.record.io(self._start, trial, fingerprint)
                 except ClaimLost:  # another runner took it over (this one's lease ran out): it evaluates it
                     return
+                finally:
+                    await starting
                 if original is not None:
                     outcome = self.engineer.reuse(original)
                 else:
