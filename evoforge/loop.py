@@ -62,12 +62,24 @@ class Conductor(Recovery):
         self.eval_slots = asyncio.Semaphore(settings.concurrency)
         self.crowning = Crowning(task, record, engineer, run_dir)
         self._fingerprints: dict[int, str] = {}  # of the trials recorded and not yet evaluated in this session
+        self._evaluated: set[str] = set()  # the fingerprints of the programs evaluated in this session
+        self._analyses: dict[int, asyncio.Task[None]] = {}  # trials committed, being analysed (their workers went on)
         self.shared = SharedRun(record, self.population, on_finished=lambda _trial: self._check_target())
 
     # ---- the loop -------------------------------------------------------------------------------------------
     async def run(self) -> str:
         """Run until the stopping rule holds; returns why it stopped. RunError when the run cannot go on: the seed
         has no score, the LLM endpoint is unreachable, or internal errors came several times in a row."""
+        try:
+            return await self._run()
+        except BaseException:  # cancelled, or the run cannot go on: the analyses in flight are not waited for
+            for task in self._analyses.values():
+                task.cancel()
+            raise
+        finally:
+            await asyncio.gather(*self._analyses.values(), return_exceptions=True)
+
+    async def _run(self) -> str:
         requeued = await self.record.io(self.record.requeue_in_flight)
         self.shared.start(requeued)  # stopped by runs._run_and_close
         if not len(self.population):
@@ -86,6 +98,8 @@ class Conductor(Recovery):
         await self._gather(self._worker() for _ in range(self.settings.concurrency + prefetch))
         if self.state.halted is None:  # trials other runners left (killed) or still hold: none stays unfinished
             await self.shared.settle(self._evaluate_recorded)
+        while self._analyses:  # every trial's analysis is written before the run ends
+            await asyncio.gather(*self._analyses.values())
         if self.state.halted is not None:
             raise RunError(self.state.halted)
         return self.state.stop_reason or f"reached {self.settings.trials} trials"
@@ -108,6 +122,8 @@ class Conductor(Recovery):
         parent = trial_pass.parent = pick.parent
         self.state.pending_parents[parent.id] += 1  # at once: the next pick's turn counts this one
         try:
+            if (analysing := self._analyses.get(parent.id)) is not None:  # its analysis is part of what is shown
+                await asyncio.wait([analysing])
             analysis = await self.learning.parent_analysis(parent)
             hits = await self.learning.retrieve(parent, list(self.population.failures)[: research.num_failures],
                                                 analysis)
@@ -211,14 +227,22 @@ class Conductor(Recovery):
             if self.eval_slots.locked():  # its first stage starts while it waits: the start's latency is hidden
                 await self.engineer.start_ahead(trial.code, trial_dir)
             async with self.eval_slots:  # look for the original once a slot is ours: it may have finished meanwhile
+                # the jail starts while the record marks the trial running (nothing of the candidate runs before
+                # `evaluate`; a lost claim's start is dropped below), unless the program was seen: a repeat runs nothing
+                starting = None if fingerprint in self._evaluated else asyncio.ensure_future(
+                    self.engineer.start_ahead(trial.code, trial_dir))
                 try:
                     original, trial, history = await self.record.io(self._start, trial, fingerprint)
                 except ClaimLost:  # another runner took it over (this one's lease ran out): it evaluates it
                     return
+                finally:
+                    if starting is not None:
+                        await starting
                 if original is not None:
                     outcome = self.engineer.reuse(original)
                 else:
                     assert history is not None
+                    self._evaluated.add(fingerprint)
                     outcome = await self.engineer.evaluate(trial.code, trial_dir, history)
         finally:
             await self.engineer.drop_ahead(trial_dir)
@@ -251,8 +275,13 @@ class Conductor(Recovery):
                     await self.crowning.consider(finished)
             else:
                 await self.crowning.consider(finished)
-        if outcome.reused_from is None:  # other workers keep proposing while this one analyses
-            await self._analyze(finished, outcome, digest, parent)
+        if outcome.reused_from is None:  # its worker goes on proposing while the trial is analysed
+            async def analysis(_: TrialPass) -> None:
+                await self._analyze(finished, outcome, digest, parent)
+
+            task = asyncio.ensure_future(self._guarded(analysis, TrialPass(finished.id, parent)))
+            self._analyses[finished.id] = task
+            task.add_done_callback(lambda _: self._analyses.pop(finished.id, None))
 
     def _commit(self, trial_id: int, outcome: Outcome, digest: Digest, wall_s: float) -> Trial:
         finished = self.record.finish_trial(trial_id, outcome, digest)
@@ -275,7 +304,8 @@ class Conductor(Recovery):
     def _claim_slot(self) -> bool:
         if self.state.stop_reason is not None or max(self.state.started, len(self.population)) >= self.settings.trials:
             return False
-        reason = self.budget.stop_reason(self.state.in_flight, self.population.mean_eval_seconds())
+        in_flight = self.state.in_flight + len(self._analyses)  # the trials being analysed still spend
+        reason = self.budget.stop_reason(in_flight, self.population.mean_eval_seconds())
         if reason is not None:
             self.state.stop_reason = reason
             return False

@@ -5,11 +5,14 @@ the stage's clock starts then, and a stage started ahead and never used leaves n
 from __future__ import annotations
 
 import asyncio
+import collections
 import os
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from containment import BWRAP
 from helpers import knob_task
 from sqlalchemy import select
@@ -18,9 +21,10 @@ import evoforge
 from evoforge.config import RunSettings
 from evoforge.experiment import Engineer
 from evoforge.experiment.sandbox import sweep
+from evoforge.loop import Conductor
 from evoforge.memory import tables
 from evoforge.memory.record import Record
-from evoforge.models import TrialStatus
+from evoforge.models import Trial, TrialStatus
 from evoforge.task.loader import load_task
 
 # The evaluator notes when it was imported (in the trial folder, which the jail may write) and returns it.
@@ -140,3 +144,34 @@ def test_in_a_run_no_evaluator_starts_before_its_trial_is_running(tmp_path: Path
 
 def _epoch(at: datetime) -> float:
     return (at if at.tzinfo is not None else at.replace(tzinfo=UTC)).timestamp()
+
+
+@BWRAP
+def test_a_trial_taking_a_free_slot_starts_its_jail_while_the_record_marks_it_running(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No proposal waits (prefetch 0), so no stage starts before its slot is taken; once it is, the jail starts
+    while the record's thread marks the trial running: `start_ahead` is called before `_start` returns."""
+    engineer = _task(tmp_path)
+    called: dict[str, threading.Event] = collections.defaultdict(threading.Event)
+    seen: list[bool] = []
+    start_ahead, start = Engineer.start_ahead, Conductor._start
+
+    async def spy_ahead(self: Engineer, code: str, trial_dir: Path, **kw: object) -> None:
+        called[Path(trial_dir).name].set()
+        await start_ahead(self, code, trial_dir, **kw)
+
+    def spy_start(self: Conductor, trial: Trial, fingerprint: str) -> object:  # on the record's thread
+        seen.append(called[str(trial.id)].wait(timeout=10))
+        return start(self, trial, fingerprint)
+
+    monkeypatch.setattr(Engineer, "start_ahead", spy_ahead)
+    monkeypatch.setattr(Conductor, "_start", spy_start)
+    run_dir = tmp_path / "run"
+    evoforge.run(engineer.task.root, run_dir=run_dir,
+                 settings=RunSettings(trials=4, concurrency=1, prefetch=0, llm="offline", seed=1))
+    assert len(seen) >= 3 and all(seen), seen
+    with Record.for_run_dir(run_dir, read_only=True) as record:
+        evaluated = [t for t in record.trials() if t.reused_from is None]
+    for trial in evaluated:  # and the evaluator ran once, in its turn
+        imports = (run_dir / "trials" / str(trial.id) / "imported.json").read_text().split()
+        assert len(imports) == 1 and trial.metrics["imported"] == float(imports[0])
