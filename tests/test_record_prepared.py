@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, Engine, event, insert, select
+from sqlalchemy import Connection, Engine, create_engine, event, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from evoforge.memory import claims as cl
@@ -171,3 +171,17 @@ def test_a_trials_writes_skip_sqlalchemys_statement_execution(tmp_path: Path) ->
     assert len(record.llm_calls(trial.id)) == 3 and record.load_state("wall") == {"seconds": 3.0}
     assert [s.score for s in record.stage_results(trial.id)] == [1.0] and len(record.telemetry(trial.id)) == 1
     record.close()
+
+
+def test_each_engine_binds_with_its_own_processors(tmp_path: Path) -> None:
+    """A statement prepared for one engine is prepared again for another (its JSON serializer, here one that writes
+    NaN, is in the bind processors), not run with the first's."""
+    strict = _engine(tmp_path / "strict.db")
+    loose = create_engine(f"sqlite:///{tmp_path / 'loose.db'}")  # the json module's defaults: NaN as NaN
+    t.metadata.create_all(loose)
+    statement = Prepared(insert(t.run_state))
+    for engine in (strict, loose):
+        with engine.begin() as conn:
+            statement.run(conn, {"run_id": 1, "key": "k", "value": {"x": math.nan}, "updated_at": WHEN})
+    assert _dump(tmp_path / "strict.db")["run_state"][0][2] == '{"x": null}'
+    assert _dump(tmp_path / "loose.db")["run_state"][0][2] == '{"x": NaN}'

@@ -10,6 +10,7 @@ values (no RETURNING, no column default computed in Python, no expanding IN): ot
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -18,10 +19,11 @@ from sqlalchemy.engine import Dialect
 
 FORMS_KEPT = 32  # sets of parameter names compiled per statement (a call site passes one; past it: `conn.execute`)
 _Getter = Callable[[Mapping[str, Any]], Any]
+_Form = tuple[str, list[_Getter]]  # the SQL, and a getter per positional parameter
 Values = Mapping[str, Any] | Sequence[Mapping[str, Any]]
 
 
-def _getters(statement: Executable, dialect: Dialect, keys: Sequence[str]) -> tuple[str, list[_Getter]] | None:
+def _getters(statement: Executable, dialect: Dialect, keys: Sequence[str]) -> _Form | None:
     """The statement's SQL for these parameter names, and how each positional parameter is taken from a row's values
     (by its key, or a value fixed in the statement) and converted; None when the statement needs more than that."""
     if dialect.paramstyle != "qmark":
@@ -53,7 +55,9 @@ class Prepared:
 
     def __init__(self, statement: Executable) -> None:
         self.statement = statement
-        self._forms: dict[tuple[int, tuple[str, ...]], tuple[str, list[_Getter]] | None] = {}
+        # per dialect (each engine's: its JSON serializer is in the bind processors), per set of parameter names
+        self._forms: weakref.WeakKeyDictionary[Dialect, dict[tuple[str, ...], _Form | None]] = (
+            weakref.WeakKeyDictionary())
 
     def run(self, conn: Connection, values: Values) -> CursorResult[Any]:
         """`conn.execute(statement, values)`: one row's values, or several rows' (each with the same keys)."""
@@ -76,12 +80,14 @@ class Prepared:
             return conn.exec_driver_sql(sql, rows), True  # type: ignore[arg-type]
         return conn.exec_driver_sql(sql, tuple(get(values) for get in getters)), True  # type: ignore[arg-type]
 
-    def _form(self, dialect: Dialect, keys: tuple[str, ...]) -> tuple[str, list[_Getter]] | None:
-        key = (id(dialect), keys)
+    def _form(self, dialect: Dialect, keys: tuple[str, ...]) -> _Form | None:
+        forms = self._forms.get(dialect)
+        if forms is None:
+            forms = self._forms.setdefault(dialect, {})
         try:
-            return self._forms[key]
+            return forms[keys]
         except KeyError:
-            if len(self._forms) >= FORMS_KEPT:
+            if len(forms) >= FORMS_KEPT:
                 return None
-            form = self._forms[key] = _getters(self.statement, dialect, keys)
+            form = forms[keys] = _getters(self.statement, dialect, keys)
             return form
