@@ -18,12 +18,13 @@ from sqlalchemy import Connection, CursorResult, Executable
 from sqlalchemy.engine import Dialect
 
 FORMS_KEPT = 32  # sets of parameter names compiled per statement (a call site passes one; past it: `conn.execute`)
-_Getter = Callable[[Mapping[str, Any]], Any]
-_Form = tuple[str, list[_Getter]]  # the SQL, and a getter per positional parameter
+_FIXED = object()  # the key of a parameter whose value the statement fixes (a literal)
+# the SQL, and per positional parameter: the key of its value (or _FIXED), its bind processor, the fixed value
+_Form = tuple[str, list[tuple[Any, Callable[[Any], Any] | None, Any]]]
 Values = Mapping[str, Any] | Sequence[Mapping[str, Any]]
 
 
-def _getters(statement: Executable, dialect: Dialect, keys: Sequence[str]) -> _Form | None:
+def _plan(statement: Executable, dialect: Dialect, keys: Sequence[str]) -> _Form | None:
     """The statement's SQL for these parameter names, and how each positional parameter is taken from a row's values
     (by its key, or a value fixed in the statement) and converted; None when the statement needs more than that."""
     if dialect.paramstyle != "qmark":
@@ -33,21 +34,24 @@ def _getters(statement: Executable, dialect: Dialect, keys: Sequence[str]) -> _F
             or compiled.effective_returning or compiled.literal_execute_params or compiled.post_compile_params):
         return None
     wanted = set(keys)
-    getters: list[_Getter] = []
+    plan: list[tuple[Any, Callable[[Any], Any] | None, Any]] = []
     for name in compiled.positiontup:
         bind = compiled.binds.get(name)
         if bind is None:
             return None
         process = bind.type.dialect_impl(dialect).bind_processor(dialect)
         if bind.key in wanted:
-            key = bind.key
-            getters.append((lambda v, k=key, p=process: p(v[k])) if process else (lambda v, k=key: v[k]))
+            plan.append((bind.key, process, None))
         elif bind.callable is None and not bind.required:  # a value of the statement's own (a literal)
-            fixed = process(bind.value) if process else bind.value
-            getters.append(lambda _v, f=fixed: f)
+            plan.append((_FIXED, None, process(bind.value) if process else bind.value))
         else:
             return None
-    return compiled.string, getters
+    return compiled.string, plan
+
+
+def _parameters(plan: list[tuple[Any, Callable[[Any], Any] | None, Any]], row: Mapping[str, Any]) -> tuple[Any, ...]:
+    return tuple([fixed if key is _FIXED else row[key] if process is None else process(row[key])
+                  for key, process, fixed in plan])
 
 
 class Prepared:
@@ -74,11 +78,11 @@ class Prepared:
         form = self._form(conn.dialect, tuple(first)) if first else None  # type: ignore[arg-type]
         if form is None:
             return conn.execute(self.statement, values), False  # type: ignore[arg-type]
-        sql, getters = form
+        sql, plan = form
         if many:
-            rows = [tuple(get(row) for get in getters) for row in values]  # type: ignore[union-attr]
+            rows = [_parameters(plan, row) for row in values]  # type: ignore[union-attr]
             return conn.exec_driver_sql(sql, rows), True  # type: ignore[arg-type]
-        return conn.exec_driver_sql(sql, tuple(get(values) for get in getters)), True  # type: ignore[arg-type]
+        return conn.exec_driver_sql(sql, _parameters(plan, values)), True  # type: ignore[arg-type]
 
     def _form(self, dialect: Dialect, keys: tuple[str, ...]) -> _Form | None:
         forms = self._forms.get(dialect)
@@ -89,5 +93,5 @@ class Prepared:
         except KeyError:
             if len(forms) >= FORMS_KEPT:
                 return None
-            form = forms[keys] = _getters(self.statement, dialect, keys)
+            form = forms[keys] = _plan(self.statement, dialect, keys)
             return form
