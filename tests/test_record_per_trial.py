@@ -152,7 +152,7 @@ def test_the_per_trial_statements_are_not_rewritten_at_each_execution(record: Re
     (before: four) and none with an "expanding" IN, whose SQL SQLAlchemy rewrites at every execution (before: three
     per trial); a fixed list of statuses is one parameter per value."""
     record.act_as("me")
-    executed: list[object] = []
+    executed: list[object] = []  # statement objects SQLAlchemy executes (a prepared one has no expanding IN)
 
     def grab(_conn: object, clause: object, *_args: object) -> None:
         executed.append(clause)
@@ -164,7 +164,7 @@ def test_the_per_trial_statements_are_not_rewritten_at_each_execution(record: Re
             executed.clear()
             event.listen(record._engine, "before_execute", grab)
             try:
-                with record.batch():  # as the loop starts a trial
+                with _statements(record) as seen, record.batch():  # as the loop starts a trial
                     assert record.mark_running_unless_repeat(tid, "f" * 64) is not None
                     record.history(parent)
             finally:
@@ -172,7 +172,7 @@ def test_the_per_trial_statements_are_not_rewritten_at_each_execution(record: Re
             rewritten = [str(c) for c in executed if "POSTCOMPILE" in str(c.compile(record._engine))]  # type: ignore[attr-defined]
             assert executed and not rewritten, rewritten
             if started >= 2:  # once stage results were read: the UPDATE, and the history's new rows in one SELECT
-                assert len(executed) == 2, [str(c) for c in executed]
+                assert len(seen) == 2, seen
             started += 1
             record.finish_trial(tid, _outcomes()[0])
             parent = tid

@@ -21,6 +21,7 @@ from sqlalchemy import ColumnElement, Connection, Engine, and_, bindparam, func,
 
 from evoforge.errors import RunError
 from evoforge.memory import tables as t
+from evoforge.memory.prepared import Prepared
 from evoforge.memory.tables import utcnow
 from evoforge.models import Trial, TrialStatus
 
@@ -30,8 +31,9 @@ _OPEN_VALUES = [s.value for s in OPEN]
 
 
 _HELD = func.coalesce(t.runs.c.trial_count, 0)
-_COUNT = update(t.runs).where(t.runs.c.id == bindparam("run")).values(trial_count=_HELD + 1)  # built once: per trial
-_COUNT_WITHIN = _COUNT.where(_HELD < bindparam("budget"))
+_COUNT_ANY = update(t.runs).where(t.runs.c.id == bindparam("run")).values(trial_count=_HELD + 1)
+_COUNT = Prepared(_COUNT_ANY)  # built once: per trial
+_COUNT_WITHIN = Prepared(_COUNT_ANY.where(_HELD < bindparam("budget")))
 
 
 class TrialBudgetFull(RunError):
@@ -86,8 +88,8 @@ class Claims:
         """Count one more trial in the run (same transaction as its insert); with `budget`, only while the run
         holds fewer (TrialBudgetFull otherwise): runners on several machines together add exactly `budget`."""
         if budget is None:
-            conn.execute(_COUNT, {"run": self._require_run_id()})
-        elif conn.execute(_COUNT_WITHIN, {"run": self._require_run_id(), "budget": budget}).rowcount == 0:
+            _COUNT.run(conn, {"run": self._require_run_id()})
+        elif _COUNT_WITHIN.run(conn, {"run": self._require_run_id(), "budget": budget}).rowcount == 0:
             raise TrialBudgetFull(f"the run holds its {budget} trials already (record {self._shown})")
 
     def requeue_in_flight(self) -> list[int]:

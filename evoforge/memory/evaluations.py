@@ -28,21 +28,21 @@ class DecisionRow:
 def write_evaluation(conn: Connection, trial_id: int, outcome: Outcome) -> None:
     """Store an outcome's stage results, telemetry and gate decisions (inside the caller's transaction)."""
     if outcome.stages:
-        conn.execute(st.INSERT_STAGE_RESULTS, [
+        st.INSERT_STAGE_RESULTS.run(conn, [
             dict(trial_id=trial_id, position=i, stage=s.name, status=s.status.value, score=finite_or_none(s.score),
                  metrics=dict(s.metrics), seconds=float(s.seconds), error_class=s.error_class,
                  error_message=s.error_message)
             for i, s in enumerate(outcome.stages)
         ])
     if outcome.telemetry:
-        conn.execute(st.INSERT_TELEMETRY, [
+        st.INSERT_TELEMETRY.run(conn, [
             dict(trial_id=trial_id, stage=p.stage, step=p.step, name=p.name, value=finite_or_none(p.value),
                  elapsed_s=float(p.t))
             for p in outcome.telemetry
         ])
     if outcome.decisions:
         now = utcnow()
-        conn.execute(st.INSERT_GATE_DECISIONS, [
+        st.INSERT_GATE_DECISIONS.run(conn, [
             dict(trial_id=trial_id, stage=d.stage, gate=d.gate, action=d.action, reason=d.reason,
                  evidence=dict(d.evidence), created_at=now)
             for d in outcome.decisions

@@ -32,6 +32,7 @@ from evoforge.memory.locations import (  # noqa: F401 - re-exported: where a run
     run_file_id,
     write_run_file,
 )
+from evoforge.memory.prepared import Prepared
 from evoforge.memory.research_log import ResearchLog
 from evoforge.memory.run_rows import RunRows
 from evoforge.memory.schema import (
@@ -174,8 +175,7 @@ class Record(RunRows, Claims, ResearchLog, ChampionLog):
         )
         with self._writing() as conn:
             self._count_trial(conn, budget)
-            result = conn.execute(st.INSERT_TRIAL, values)
-            trial_id = int(result.inserted_primary_key[0])
+            trial_id = st.INSERT_TRIAL.new_id(conn, values)
             stored = as_stored(values)
             self._after_commit(lambda: self._open_rows.keep(trial_id, stored))
         return self._wrote(trial_from_values(trial_id, values))
@@ -244,7 +244,7 @@ class Record(RunRows, Claims, ResearchLog, ChampionLog):
     def _write_digest_data(conn: Connection, trial_id: int, digest: Digest, *, replace: bool) -> None:
         if replace:
             conn.execute(st.DELETE_ANALYSES_OF_KIND, {"trial_": trial_id, "kind_": DIGEST_KIND})
-        conn.execute(st.INSERT_ANALYSIS, {"trial_id": trial_id, "kind": DIGEST_KIND, "text": digest.text,
+        st.INSERT_ANALYSIS.run(conn, {"trial_id": trial_id, "kind": DIGEST_KIND, "text": digest.text,
                                           "data": dict(digest.data), "created_at": utcnow()})
 
     def _transition(self, trial_id: int, allowed: Set[TrialStatus], conn: Connection | None = None,
@@ -273,12 +273,14 @@ class Record(RunRows, Claims, ResearchLog, ChampionLog):
         if known is not None:  # an unfinished trial this record wrote: its row is known (trial_rows.py says why)
             statement = self._statements.transition(allowed, checked, returning=False,
                                                     unless_repeat=repeat_of is not None)
-            if conn.execute(statement, parameters).rowcount:
+            assert isinstance(statement, Prepared)
+            if statement.run(conn, parameters).rowcount:
                 now = {**known, **as_stored(values)}
                 self._after_commit(lambda: self._open_rows.keep(trial_id, now))
                 return trial_from_values(trial_id, now)
         else:
             statement = self._statements.transition(allowed, checked, unless_repeat=repeat_of is not None)
+            assert not isinstance(statement, Prepared)
             row = conn.execute(statement, parameters).first()
             if row is not None:
                 read = row._asdict()

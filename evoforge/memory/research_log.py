@@ -50,7 +50,7 @@ class ResearchLog(Transactions):
             for c in calls
         ]
         with self._writing() as conn:
-            conn.execute(st.INSERT_LLM_CALLS, rows)
+            st.INSERT_LLM_CALLS.run(conn, rows)
 
     def add_analysis(self, trial_id: int, kind: str, text: str, data: dict[str, Any] | None = None) -> None:
         self.add_analyses(trial_id, [(kind, text, data)])
@@ -64,7 +64,7 @@ class ResearchLog(Transactions):
             self._analysis_texts.pop(trial_id, None)  # until the new one is committed, read again
         now = utcnow()
         with self._writing() as conn:
-            conn.execute(st.INSERT_ANALYSIS, [{"trial_id": trial_id, "kind": kind, "text": text,
+            st.INSERT_ANALYSIS.run(conn, [{"trial_id": trial_id, "kind": kind, "text": text,
                                                "data": dict(data or {}), "created_at": now}
                                               for kind, text, data in rows])
         if texts:
@@ -124,7 +124,7 @@ class ResearchLog(Transactions):
         rows = [dict(trial_id=trial_id, item_id=i, rank=r, kind=k, title=title, score=finite_or_none(s))
                 for r, (i, k, title, s) in enumerate(shown)]
         with self._writing() as conn:
-            conn.execute(st.INSERT_KNOWLEDGE_SHOWN, rows)
+            st.INSERT_KNOWLEDGE_SHOWN.run(conn, rows)
 
     def knowledge_shown(self, trial_id: int) -> list[dict[str, Any]]:
         shown = t.knowledge_shown
@@ -152,10 +152,10 @@ class ResearchLog(Transactions):
         """Keep a piece of the run's state (its wall seconds, why it stopped) so `resume` continues it."""
         with self._writing() as conn:
             now = utcnow()
-            updated = conn.execute(st.UPDATE_STATE, {"run_": self.run_id, "key_": key, "value": value,
+            updated = st.UPDATE_STATE.run(conn, {"run_": self.run_id, "key_": key, "value": value,
                                                      "updated_at": now})
             if updated.rowcount == 0:
-                conn.execute(st.INSERT_STATE, {"run_id": self.run_id, "key": key, "value": value, "updated_at": now})
+                st.INSERT_STATE.run(conn, {"run_id": self.run_id, "key": key, "value": value, "updated_at": now})
 
     def load_state(self, key: str) -> dict[str, Any] | None:
         state = t.run_state

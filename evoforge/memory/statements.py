@@ -13,19 +13,20 @@ from typing import Any
 from sqlalchemy import ColumnElement, Delete, Select, Update, bindparam, exists, insert, literal, or_, select, update
 
 from evoforge.memory import tables as t
+from evoforge.memory.prepared import Prepared
 from evoforge.models import TrialStatus
 
-INSERT_TRIAL = insert(t.trials)
-INSERT_LLM_CALLS = insert(t.llm_calls)
-INSERT_ANALYSIS = insert(t.analyses)
-INSERT_KNOWLEDGE_SHOWN = insert(t.knowledge_shown)
-INSERT_STAGE_RESULTS = insert(t.stage_results)
-INSERT_TELEMETRY = insert(t.telemetry)
-INSERT_GATE_DECISIONS = insert(t.gate_decisions)
-INSERT_STATE = insert(t.run_state)
+INSERT_TRIAL = Prepared(insert(t.trials))
+INSERT_LLM_CALLS = Prepared(insert(t.llm_calls))
+INSERT_ANALYSIS = Prepared(insert(t.analyses))
+INSERT_KNOWLEDGE_SHOWN = Prepared(insert(t.knowledge_shown))
+INSERT_STAGE_RESULTS = Prepared(insert(t.stage_results))
+INSERT_TELEMETRY = Prepared(insert(t.telemetry))
+INSERT_GATE_DECISIONS = Prepared(insert(t.gate_decisions))
+INSERT_STATE = Prepared(insert(t.run_state))
 # parameters: run_, key_, and the columns to set (value, updated_at)
-UPDATE_STATE = update(t.run_state).where(t.run_state.c.run_id == bindparam("run_"),
-                                         t.run_state.c.key == bindparam("key_"))
+UPDATE_STATE = Prepared(update(t.run_state).where(t.run_state.c.run_id == bindparam("run_"),
+                                                  t.run_state.c.key == bindparam("key_")))
 DELETE_ANALYSES_OF_KIND: Delete = t.analyses.delete().where(t.analyses.c.trial_id == bindparam("trial_"),
                                                             t.analyses.c.kind == bindparam("kind_"))
 _REUSABLE = [s.value for s in TrialStatus if s.finished and s != TrialStatus.REJECTED]
@@ -50,12 +51,12 @@ class TrialStatements:
 
     def __init__(self, columns: Collection[Any]) -> None:
         self._columns = list(columns)
-        self._transitions: dict[tuple[frozenset[TrialStatus], bool, bool, bool], Update] = {}
+        self._transitions: dict[tuple[frozenset[TrialStatus], bool, bool, bool], Update | Prepared] = {}
         c = t.trials.c
         self.fingerprint: Select[Any] = select(*self._columns).where(*_original(c)).order_by(c.id).limit(1)
 
     def transition(self, allowed: Set[TrialStatus], runner_checked: bool, *, returning: bool = True,
-                   unless_repeat: bool = False) -> Update:
+                   unless_repeat: bool = False) -> Update | Prepared:
         """UPDATE trials (the columns its parameters name) of id `trial_` whose status is in `allowed` and, when
         `runner_checked`, held by runner `runner_` or by none — and, with `unless_repeat`, while run `run_` holds
         no original evaluation of fingerprint `fingerprint_` (what `fingerprint` finds); returning the row (with
@@ -70,10 +71,8 @@ class TrialStatements:
             if unless_repeat:
                 where.append(~exists().where(*_original(t.trials.alias("original").c)))
             statement = update(t.trials).where(*where)
-            if returning:
-                statement = statement.returning(*self._columns)
-            self._transitions[key] = statement
-        return statement
+            self._transitions[key] = statement.returning(*self._columns) if returning else Prepared(statement)
+        return self._transitions[key]
 
 
 __all__ = [
