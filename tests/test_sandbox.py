@@ -109,6 +109,16 @@ def test_a_capped_log_replaces_an_earlier_runs_file_even_when_it_stays_empty(tmp
     assert not (tmp_path / "quiet.log").exists() and (tmp_path / "loud.log").read_bytes() == b"new\n"
 
 
+
+def test_a_capped_log_holds_what_came_before_the_stage_ends(tmp_path: Path) -> None:
+    """A long evaluation's log can be followed while it runs (and what it printed before a kill is on disk)."""
+    log = _CappedLog(tmp_path / "out.log", 1000)
+    log.feed(b"epoch 1 loss 0.9\n")
+    assert (tmp_path / "out.log").read_bytes() == b"epoch 1 loss 0.9\n"
+    log.feed(b"epoch 2 loss 0.7\n")
+    assert (tmp_path / "out.log").read_bytes() == b"epoch 1 loss 0.9\nepoch 2 loss 0.7\n"
+    assert log.finish() == (b"epoch 1 loss 0.9\nepoch 2 loss 0.7\n", 0)
+
 def test_child_env_drops_secrets_keeps_passthrough_and_sets_pythonpath() -> None:
     base = {"HOME": "/root", "AWS_SECRET_ACCESS_KEY": "s", "github_token": "t", "OPENAI_ORG": "o",
             "ANTHROPIC_BASE_URL": "u", "EVOFORGE_LLM_URL": "l", "DB_PASSWORD": "p", "HF_TOKEN": "h",

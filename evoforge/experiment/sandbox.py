@@ -108,6 +108,7 @@ class _CappedLog:
         if self.file is not None and self.written < self.head_limit:
             part = data[: self.head_limit - self.written]
             self.file.write(part)
+            self.file.flush()  # what came is in the file at once: a long evaluation's log can be followed
             self.written += len(part)
         self.tail += data
         if len(self.tail) > 2 * TAIL_BYTES:
