@@ -82,6 +82,25 @@ def make_task(root: Path, sleep: float, base_url: str, sampler: str | None = Non
     return root
 
 
+
+def run_marked(child: str, label: str, trials: int, *, lean: bool = False, extra: Sequence[str] = ()) -> Any:
+    """`evoforge run` at concurrency 1 on the instant fake LLM and a trivial task, inside `python -c child` (a script
+    that patches evoforge, runs its CLI and prints one line `LABEL <json>`); returns that JSON, or exits with the
+    run's error."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as name, FakeLLM() as fake:
+        tmp = Path(name)
+        fake.set_handler(Answers(0.0))
+        task = make_task(tmp / "task", 0.0, fake.base_url, lean=lean)
+        done = subprocess.run([sys.executable, "-c", child, "run", str(task), "--run-dir", str(tmp / "run"), "--llm",
+                               "fake-model", "--trials", str(trials), "--concurrency", "1", *extra],
+                              capture_output=True, text=True, check=False)
+    lines = [line for line in done.stdout.splitlines() if line.startswith(label + " ")]
+    if done.returncode != 0 or not lines:
+        sys.exit(f"evoforge exited {done.returncode}: {done.stderr[-2000:]}")
+    return json.loads(lines[-1].removeprefix(label + " "))
+
 def prefill(run_dir: Path, n: int) -> None:
     """Add n finished trials to the record in bulk (children of the seed, varied scores and code)."""
     record = Record.for_run_dir(run_dir)

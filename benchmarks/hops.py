@@ -8,13 +8,8 @@ of a default run (instant fake LLM, trivial evaluator, concurrency 1).
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
-import sys
-import tempfile
-from pathlib import Path
 
-from _harness import Answers, FakeLLM, make_task
+from _harness import run_marked
 
 CHILD = """import collections, json, sys
 from concurrent import futures
@@ -64,24 +59,14 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=60)
     parser.add_argument("--lean", action="store_true", help="embeddings and the review off")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as name, FakeLLM() as fake:
-        tmp = Path(name)
-        fake.set_handler(Answers(0.0))
-        task = make_task(tmp / "task", 0.0, fake.base_url, lean=args.lean)
-        done = subprocess.run([sys.executable, "-c", CHILD, "run", str(task), "--run-dir", str(tmp / "run"), "--llm",
-                               "fake-model", "--trials", str(args.trials + 1), "--concurrency", "1"],
-                              capture_output=True, text=True, check=False)
-        lines = [line for line in done.stdout.splitlines() if line.startswith("HOPS ")]
-        if done.returncode != 0 or not lines:
-            sys.exit(f"evoforge exited {done.returncode}: {done.stderr[-2000:]}")
-        marks = json.loads(lines[-1].removeprefix("HOPS "))
-        first, last = marks[len(marks) // 4], marks[-1]  # past the seed and the first trials
-        n = len(marks) - 1 - len(marks) // 4
-        per = {key: (last.get(key, 0) - first.get(key, 0)) / n for key in last}
-        for key, value in sorted(per.items(), key=lambda kv: -kv[1]):
-            if value:
-                print(f"{value:6.2f}  {key}")
-        print(f"RESULT hops_per_trial={sum(per.values()):.2f} ({n} trials)")
+    marks = run_marked(CHILD, "HOPS", args.trials + 1, lean=args.lean)
+    first, last = marks[len(marks) // 4], marks[-1]  # past the seed and the first trials
+    n = len(marks) - 1 - len(marks) // 4
+    per = {key: (last.get(key, 0) - first.get(key, 0)) / n for key in last}
+    for key, value in sorted(per.items(), key=lambda kv: -kv[1]):
+        if value:
+            print(f"{value:6.2f}  {key}")
+    print(f"RESULT hops_per_trial={sum(per.values()):.2f} ({n} trials)")
 
 
 if __name__ == "__main__":

@@ -10,13 +10,8 @@ of a default run (instant fake LLM, trivial evaluator, concurrency 1).
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
-import sys
-import tempfile
-from pathlib import Path
 
-from _harness import Answers, FakeLLM, make_task
+from _harness import run_marked
 
 CHILD = """import collections, contextlib, json, sys, threading, time
 from sqlalchemy import event
@@ -118,40 +113,30 @@ def main() -> None:
     parser.add_argument("--lean", action="store_true", help="embeddings and the review off")
     parser.add_argument("--sql", action="store_true", help="list the statements too")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as name, FakeLLM() as fake:
-        tmp = Path(name)
-        fake.set_handler(Answers(0.0))
-        task = make_task(tmp / "task", 0.0, fake.base_url, lean=args.lean)
-        done = subprocess.run([sys.executable, "-c", CHILD, "run", str(task), "--run-dir", str(tmp / "run"), "--llm",
-                               "fake-model", "--trials", str(args.trials + 1), "--concurrency", "1"],
-                              capture_output=True, text=True, check=False)
-        lines = [line for line in done.stdout.splitlines() if line.startswith("MARKS ")]
-        if done.returncode != 0 or not lines:
-            sys.exit(f"evoforge exited {done.returncode}: {done.stderr[-2000:]}")
-        marks = json.loads(lines[-1].removeprefix("MARKS "))
-        (first, first_cpu), (last, last_cpu) = marks[len(marks) // 4], marks[-1]  # past the seed, the first trials
-        n = len(marks) - 1 - len(marks) // 4
-        per = {key: (last.get(key, 0) - first.get(key, 0)) / n for key in last}
-        ms = {key: 1000 * (last_cpu.get(key, 0) - first_cpu.get(key, 0)) / n for key in last_cpu}
-        for fn in sorted({key.split("|")[0] for key in per}):
-            if per.get(fn + "|calls", 0) < 0.01:
-                continue
-            print(f"{fn}: {per.get(fn + '|calls', 0):.2f} calls, {per.get(fn + '|statements', 0):.2f} statements, "
-                  f"{per.get(fn + '|commits', 0):.2f} commits, {ms.get(fn, 0):.2f} ms CPU "
-                  f"({ms.get(fn + ' (with commit)', 0):.2f} with the commit) per trial; in execute "
-                  f"{ms.get(fn + ' [execute]', 0):.2f} (the driver {ms.get(fn + ' [driver]', 0):.2f}), "
-                  f"in the commit {ms.get(fn + ' [commit]', 0):.2f}")
-            if args.sql:
-                for key, value in sorted(per.items(), key=lambda kv: -kv[1]):
-                    if key.startswith((fn + "|sql: ", fn + "|cache: ")) and value:
-                        print(f"    {value:5.2f}  {key.split('|', 1)[1]}")
-        statements = sum(v for k, v in per.items() if k.endswith("|statements"))
-        total = sum(v for k, v in ms.items() if k.endswith("(with commit)"))
-        parts = {label: sum(v for k, v in ms.items() if k.endswith(f"[{label}]"))
-                 for label in ("execute", "driver", "commit")}
-        print(f"all hand-offs, ms CPU per trial: in execute {parts['execute']:.2f} (the driver {parts['driver']:.2f}),"
-              f" in the commit {parts['commit']:.2f}")
-        print(f"RESULT record_statements_per_trial={statements:.2f} record_cpu_ms_per_trial={total:.2f} ({n} trials)")
+    marks = run_marked(CHILD, "MARKS", args.trials + 1, lean=args.lean)
+    (first, first_cpu), (last, last_cpu) = marks[len(marks) // 4], marks[-1]  # past the seed, the first trials
+    n = len(marks) - 1 - len(marks) // 4
+    per = {key: (last.get(key, 0) - first.get(key, 0)) / n for key in last}
+    ms = {key: 1000 * (last_cpu.get(key, 0) - first_cpu.get(key, 0)) / n for key in last_cpu}
+    for fn in sorted({key.split("|")[0] for key in per}):
+        if per.get(fn + "|calls", 0) < 0.01:
+            continue
+        print(f"{fn}: {per.get(fn + '|calls', 0):.2f} calls, {per.get(fn + '|statements', 0):.2f} statements, "
+              f"{per.get(fn + '|commits', 0):.2f} commits, {ms.get(fn, 0):.2f} ms CPU "
+              f"({ms.get(fn + ' (with commit)', 0):.2f} with the commit) per trial; in execute "
+              f"{ms.get(fn + ' [execute]', 0):.2f} (the driver {ms.get(fn + ' [driver]', 0):.2f}), "
+              f"in the commit {ms.get(fn + ' [commit]', 0):.2f}")
+        if args.sql:
+            for key, value in sorted(per.items(), key=lambda kv: -kv[1]):
+                if key.startswith((fn + "|sql: ", fn + "|cache: ")) and value:
+                    print(f"    {value:5.2f}  {key.split('|', 1)[1]}")
+    statements = sum(v for k, v in per.items() if k.endswith("|statements"))
+    total = sum(v for k, v in ms.items() if k.endswith("(with commit)"))
+    parts = {label: sum(v for k, v in ms.items() if k.endswith(f"[{label}]"))
+             for label in ("execute", "driver", "commit")}
+    print(f"all hand-offs, ms CPU per trial: in execute {parts['execute']:.2f} (the driver {parts['driver']:.2f}),"
+          f" in the commit {parts['commit']:.2f}")
+    print(f"RESULT record_statements_per_trial={statements:.2f} record_cpu_ms_per_trial={total:.2f} ({n} trials)")
 
 
 if __name__ == "__main__":

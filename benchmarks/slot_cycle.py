@@ -12,14 +12,10 @@ from __future__ import annotations
 
 import argparse
 import collections
-import json
 import statistics
-import subprocess
 import sys
-import tempfile
-from pathlib import Path
 
-from _harness import Answers, FakeLLM, make_task
+from _harness import run_marked
 
 CHILD = r'''
 import asyncio, json, sys, time
@@ -93,19 +89,8 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=300)
     parser.add_argument("--prefetch", type=int, default=None)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as name, FakeLLM() as fake:
-        tmp = Path(name)
-        fake.set_handler(Answers(0.0))
-        task = make_task(tmp / "task", 0.0, fake.base_url)
-        command = [sys.executable, "-c", CHILD, "run", str(task), "--run-dir", str(tmp / "run"), "--llm",
-                   "fake-model", "--trials", str(args.trials), "--concurrency", "1"]
-        if args.prefetch is not None:
-            command += ["--prefetch", str(args.prefetch)]
-        done = subprocess.run(command, capture_output=True, text=True, check=False)
-        lines = [line for line in done.stdout.splitlines() if line.startswith("MARKS ")]
-        if done.returncode != 0 or not lines:
-            sys.exit(f"evoforge exited {done.returncode}: {done.stderr[-2000:]}")
-    whole, waiting = cycles(json.loads(lines[-1].removeprefix("MARKS ")))
+    extra = [] if args.prefetch is None else ["--prefetch", str(args.prefetch)]
+    whole, waiting = cycles(run_marked(CHILD, "MARKS", args.trials, extra=extra))
     steady = [c for c in whole[len(whole) // 6:] if "next" in c]  # past the start-up
     if len(steady) < 2:
         sys.exit("too few slot cycles to measure; run more trials")
